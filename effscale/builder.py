@@ -1,0 +1,110 @@
+"""Build a Keras model from a genotype and a variant.
+
+>>> import effscale
+>>> model = effscale.build("tiny", variant="w=0.5,d=0.5,r=32", classes=10)
+>>> model.output_shape
+(None, 10)
+>>> model.get_layer("block2a_expand_conv").name
+'block2a_expand_conv'
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from effscale.errors import UserError
+from effscale.genotype import Genotype, load_genotype
+from effscale.plan import DEFAULT_DROP_CONNECT, network_plan
+from effscale.scaling import Variant, resolve_variant
+
+# ImageNet statistics of inputs scaled to [0, 1] (keras.applications EfficientNet).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STDDEV = (0.229, 0.224, 0.225)
+
+
+def build(
+    genotype: "Genotype | str" = "efficientnet-b0",
+    variant: "Variant | str" = "b0",
+    classes: int = 1000,
+    include_top: bool = True,
+    input_shape: tuple | None = None,
+    pooling: str | None = None,
+    classifier_activation: str | None = "softmax",
+    dropout: float | None = None,
+    drop_connect: float = DEFAULT_DROP_CONNECT,
+    bn_momentum: float = 0.99,
+    bn_epsilon: float = 1e-3,
+    include_preprocessing: bool = True,
+    name: str | None = None,
+):
+    """A functional ``keras.Model`` of ``genotype`` scaled by ``variant``.
+
+    ``genotype`` is a Genotype, a registered name, a genotype string or a JSON file path;
+    ``variant`` any spelling :func:`effscale.scaling.resolve_variant` accepts. Inputs are
+    pixels in [0, 255]: the model rescales and normalizes inside, as keras.applications
+    EfficientNet does. ``dropout`` defaults to the variant's. ``bn_momentum`` 0.9 suits
+    short runs (see REFERENCE.md); 0.99 is keras's default.
+
+    >>> m = build("efficientnet-b0", "b0")
+    >>> m.count_params()
+    5330571
+    """
+    import keras
+    from keras import layers
+
+    from effscale.blocks import CONV_INIT, DENSE_INIT, apply_block, conv_bn_act
+
+    genotype = load_genotype(genotype)
+    variant = resolve_variant(variant, genotype)
+    _validate(classes, include_top, pooling, dropout, drop_connect, bn_momentum, bn_epsilon)
+    plan = network_plan(genotype, variant, drop_connect)
+    if input_shape is None:
+        input_shape = (plan.resolution, plan.resolution, 3)
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3:
+        raise UserError(f"input_shape must be (height, width, channels), got {input_shape}")
+    dropout = variant.dropout if dropout is None else dropout
+    bn = {"momentum": bn_momentum, "epsilon": bn_epsilon}
+
+    inputs = layers.Input(shape=input_shape)
+    x = inputs
+    normalization = None
+    if include_preprocessing:
+        x = layers.Rescaling(1.0 / 255.0, name="rescaling")(x)
+        normalization = layers.Normalization(axis=-1, name="normalization")
+        x = normalization(x)
+    x = conv_bn_act(x, plan.stem_filters, 3, 2, "stem_", bn, plan.activation)
+    for block in plan.blocks:
+        x = apply_block(x, block, bn)
+    x = conv_bn_act(x, plan.head_filters, 1, 1, "top_", bn, plan.activation)
+    if include_top:
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        if dropout > 0:
+            x = layers.Dropout(dropout, name="top_dropout")(x)
+        x = layers.Dense(classes, activation=classifier_activation, kernel_initializer=DENSE_INIT,
+                         bias_initializer="zeros", name="predictions")(x)
+    elif pooling == "avg":
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = layers.GlobalMaxPooling2D(name="max_pool")(x)
+    model = keras.Model(inputs, x, name=name or f"effscale_{variant.name}".replace("-", "_").replace(".", "_"))
+    if normalization is not None and input_shape[-1] == 3:
+        normalization.set_weights([np.array(IMAGENET_MEAN, "float32"),
+                                   np.square(np.array(IMAGENET_STDDEV, "float32")),
+                                   np.array(0, "int64")])
+    return model
+
+
+def _validate(classes, include_top, pooling, dropout, drop_connect, bn_momentum, bn_epsilon) -> None:
+    if include_top and not (isinstance(classes, int) and classes >= 1):
+        raise UserError(f"classes must be a positive integer, got {classes!r}")
+    if pooling not in (None, "avg", "max"):
+        raise UserError(f"pooling must be None, 'avg' or 'max', got {pooling!r}")
+    if dropout is not None and not 0 <= dropout < 1:
+        raise UserError(f"dropout must be in [0, 1), got {dropout}")
+    if not 0 <= drop_connect < 1:
+        raise UserError(f"drop_connect must be in [0, 1), got {drop_connect}")
+    if not 0 < bn_momentum < 1:
+        raise UserError(f"bn_momentum must be in (0, 1), got {bn_momentum}")
+    if not bn_epsilon > 0:
+        raise UserError(f"bn_epsilon must be positive, got {bn_epsilon}")

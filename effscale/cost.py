@@ -1,0 +1,169 @@
+"""Cost of a network: parameters, multiply-adds and TensorFlow-profiler FLOPs.
+
+Parameters and multiply-adds are computed analytically from the resolved plan (no model is
+built, so they are cheap enough to call inside a search or a cost-target solver).
+Multiply-adds count every convolution (including SE's 1x1 convolutions) and the dense
+layer, as the EfficientNet and MnasNet papers' "FLOPS" do.
+
+>>> from effscale.zoo import get_genotype
+>>> from effscale.scaling import resolve_variant
+>>> g = get_genotype("efficientnet-b0")
+>>> parameter_count(g, resolve_variant("b0", g))
+5330571
+>>> round(multiply_adds(g, resolve_variant("b0", g)) / 1e9, 2)
+0.39
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from effscale.genotype import Genotype, load_genotype
+from effscale.plan import BlockPlan, NetworkPlan, network_plan
+from effscale.scaling import Variant, resolve_variant
+
+_NORMALIZATION_WEIGHTS = 3 + 3 + 1  # mean, variance and count of keras' Normalization layer
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Analytic cost of one genotype at one variant."""
+
+    parameters: int
+    trainable_parameters: int
+    multiply_adds: int
+    resolution: int
+
+    def to_dict(self) -> dict:
+        return {"parameters": self.parameters, "trainable_parameters": self.trainable_parameters,
+                "multiply_adds": self.multiply_adds, "resolution": self.resolution}
+
+
+def _out_size(size: int, stride: int) -> int:
+    return math.ceil(size / stride)
+
+
+def _bn(channels: int) -> tuple[int, int]:
+    """(trainable, non-trainable) weights of a BatchNormalization layer."""
+    return 2 * channels, 2 * channels
+
+
+def _se(block: BlockPlan, channels: int) -> tuple[int, int]:
+    """(parameters, multiply-adds) of a squeeze-and-excitation unit on ``channels``."""
+    if not block.se_filters:
+        return 0, 0
+    macs = 2 * channels * block.se_filters
+    return macs + block.se_filters + channels, macs
+
+
+def _block_cost(block: BlockPlan, size: int) -> tuple[int, int, int, int]:
+    """(trainable, non-trainable, multiply-adds, output size) of one block."""
+    out = _out_size(size, block.stride)
+    k2 = block.kernel * block.kernel
+    trainable = non_trainable = macs = 0
+
+    def conv(cin, cout, kernel_area, spatial):
+        nonlocal trainable, non_trainable, macs
+        trainable += kernel_area * cin * cout
+        macs += kernel_area * cin * cout * spatial * spatial
+        t, n = _bn(cout)
+        trainable += t
+        non_trainable += n
+
+    def depthwise(channels):
+        nonlocal trainable, non_trainable, macs
+        trainable += k2 * channels
+        macs += k2 * channels * out * out
+        t, n = _bn(channels)
+        trainable += t
+        non_trainable += n
+
+    if block.block == "mbconv":
+        if block.has_expansion:
+            conv(block.filters_in, block.expanded, 1, size)
+        depthwise(block.expanded)
+        se_channels = block.expanded
+        conv(block.expanded, block.filters_out, 1, out)
+    elif block.block == "fused":
+        if block.has_expansion:
+            conv(block.filters_in, block.expanded, k2, out)
+            conv(block.expanded, block.filters_out, 1, out)
+        else:
+            conv(block.filters_in, block.filters_out, k2, out)
+        se_channels = block.expanded
+    else:  # dsconv
+        depthwise(block.filters_in)
+        se_channels = block.filters_in
+        conv(block.filters_in, block.filters_out, 1, out)
+    se_params, se_macs = _se(block, se_channels)
+    return trainable + se_params, non_trainable, macs + se_macs, out
+
+
+def plan_cost(plan: NetworkPlan, classes: int = 1000, include_top: bool = True,
+              include_preprocessing: bool = True) -> Cost:
+    size = _out_size(plan.resolution, 2)
+    trainable = 9 * 3 * plan.stem_filters + _bn(plan.stem_filters)[0]
+    non_trainable = _bn(plan.stem_filters)[1] + (_NORMALIZATION_WEIGHTS if include_preprocessing else 0)
+    macs = 9 * 3 * plan.stem_filters * size * size
+    for block in plan.blocks:
+        t, n, m, size = _block_cost(block, size)
+        trainable, non_trainable, macs = trainable + t, non_trainable + n, macs + m
+    last = plan.blocks[-1].filters_out
+    trainable += last * plan.head_filters + _bn(plan.head_filters)[0]
+    non_trainable += _bn(plan.head_filters)[1]
+    macs += last * plan.head_filters * size * size
+    if include_top:
+        trainable += plan.head_filters * classes + classes
+        macs += plan.head_filters * classes
+    return Cost(trainable + non_trainable, trainable, macs, plan.resolution)
+
+
+def cost(genotype: "Genotype | str", variant: "Variant | str" = "b0", classes: int = 1000,
+         include_top: bool = True) -> Cost:
+    """Analytic :class:`Cost` of ``genotype`` at ``variant``.
+
+    >>> cost("mobilenet-v2").trainable_parameters
+    3504872
+    """
+    genotype = load_genotype(genotype)
+    return plan_cost(network_plan(genotype, resolve_variant(variant, genotype)), classes, include_top)
+
+
+def parameter_count(genotype: "Genotype | str", variant: "Variant | str" = "b0", classes: int = 1000,
+                    include_top: bool = True) -> int:
+    return cost(genotype, variant, classes, include_top).parameters
+
+
+def multiply_adds(genotype: "Genotype | str", variant: "Variant | str" = "b0", classes: int = 1000,
+                  include_top: bool = True) -> int:
+    return cost(genotype, variant, classes, include_top).multiply_adds
+
+
+def model_parameters(model) -> tuple[int, int]:
+    """(trainable, non-trainable) parameter counts of a built Keras model."""
+    import numpy as np
+
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    return trainable, model.count_params() - trainable
+
+
+def profiler_flops(model, batch_size: int = 1) -> int:
+    """Every float operation of one forward pass, as TensorFlow's graph profiler counts them
+    (convolutions count 2 per multiply-add; BN, activations and adds count too).
+
+    >>> import effscale
+    >>> profiler_flops(effscale.build("tiny", "w=0.25,d=0.25,r=16", classes=2)) > 0
+    True
+    """
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    spec = tf.TensorSpec([batch_size, *model.input_shape[1:]], model.inputs[0].dtype)
+    concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    frozen = convert_variables_to_constants_v2(concrete)
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    info = tf.compat.v1.profiler.profile(graph=frozen.graph, run_meta=tf.compat.v1.RunMetadata(),
+                                         cmd="op", options=options)
+    return int(info.total_float_ops)
