@@ -6,6 +6,7 @@ Every sub-command turns bad input into one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -74,6 +75,10 @@ def cmd_build(args) -> int:
     return 0
 
 
+# Modules that add their own sub-commands: each exposes register(commands).
+_SUBCOMMAND_MODULES: tuple[str, ...] = ()
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="effscale", description="Neural architecture search into model families, for Keras.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -97,6 +102,9 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--no-top", action="store_true", help="leave out pooling, dropout and the classifier")
     build.add_argument("--out", required=True, help="FILE.keras")
     build.set_defaults(func=cmd_build)
+
+    for module_name in _SUBCOMMAND_MODULES:
+        importlib.import_module(module_name).register(commands)
     return parser
 
 
