@@ -1,0 +1,113 @@
+"""Measured CPU latency through the LiteRT (TFLite) interpreter.
+
+The model is frozen (variables folded into constants) and converted to a LiteRT flatbuffer;
+latency is the median of ``runs`` timed single-image invocations after ``warmup`` untimed
+ones. Results are cached on disk by the genotype's canonical key, the variant and the
+measuring settings, so a search never measures one architecture twice.
+
+>>> import effscale
+>>> seconds = measure_latency(effscale.build("tiny", "w=0.25,d=0.25,r=16", classes=2), runs=3, warmup=1)
+>>> 0 < seconds < 1
+True
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+import warnings
+
+import numpy as np
+
+from effscale.io import atomic_path
+
+
+def to_litert(model, batch_size: int = 1) -> bytes:
+    """Convert a Keras model to a LiteRT flatbuffer (float32, no quantization)."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    spec = tf.TensorSpec([batch_size, *model.input_shape[1:]], tf.float32)
+    concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    # Converting the unfrozen function loses Keras 3 variables (outputs come back NaN).
+    frozen = convert_variables_to_constants_v2(concrete)
+    return tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert()
+
+
+def interpreter(flatbuffer: bytes, threads: int = 1):
+    """A LiteRT interpreter, from ai_edge_litert where installed, else TensorFlow's copy."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # pragma: no cover - ai-edge-litert is a dependency
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = Interpreter(model_content=flatbuffer, num_threads=threads)
+    result.allocate_tensors()
+    return result
+
+
+def measure_flatbuffer(flatbuffer: bytes, runs: int = 20, warmup: int = 3, threads: int = 1, seed: int = 0) -> float:
+    """Median seconds per invocation of a LiteRT flatbuffer on random [0, 255] input."""
+    if runs < 1 or warmup < 0 or threads < 1:
+        raise ValueError("runs and threads must be >= 1 and warmup >= 0")
+    runner = interpreter(flatbuffer, threads)
+    detail = runner.get_input_details()[0]
+    data = np.random.default_rng(seed).uniform(0, 255, detail["shape"]).astype(detail["dtype"])
+    runner.set_tensor(detail["index"], data)
+    for _ in range(warmup):
+        runner.invoke()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        runner.invoke()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def measure_latency(model, runs: int = 20, warmup: int = 3, threads: int = 1) -> float:
+    """Median seconds for one image through the LiteRT interpreter on this CPU."""
+    return measure_flatbuffer(to_litert(model), runs=runs, warmup=warmup, threads=threads)
+
+
+def cached_latency(genotype, variant, cache_dir: str, classes: int = 1000, runs: int = 20, warmup: int = 3,
+                   threads: int = 1) -> float:
+    """:func:`measure_latency` of ``build(genotype, variant)``, cached in ``cache_dir/latency.json``.
+
+    >>> import tempfile, effscale
+    >>> folder = tempfile.mkdtemp()
+    >>> first = cached_latency("tiny", "w=0.25,d=0.25,r=16", folder, classes=2, runs=2, warmup=0)
+    >>> cached_latency("tiny", "w=0.25,d=0.25,r=16", folder, classes=2, runs=2, warmup=0) == first
+    True
+    """
+    from effscale.builder import build
+    from effscale.genotype import load_genotype
+    from effscale.scaling import resolve_variant
+
+    genotype = load_genotype(genotype)
+    variant = resolve_variant(variant, genotype)
+    key = (f"{genotype.key}|w{variant.width:g}|d{variant.depth:g}|r{variant.resolution}|c{classes}"
+           f"|t{threads}|n{runs}")
+    os.makedirs(cache_dir, exist_ok=True)
+    path = os.path.join(cache_dir, "latency.json")
+    cache = _read_cache(path)
+    if key not in cache:
+        cache[key] = measure_latency(build(genotype, variant, classes=classes), runs, warmup, threads)
+        fresh = _read_cache(path)  # another process may have added entries meanwhile
+        fresh.update(cache)
+        with atomic_path(path) as temporary, open(temporary, "w") as handle:
+            json.dump(fresh, handle, indent=1, sort_keys=True)
+    return cache[key]
+
+
+def _read_cache(path: str) -> dict:
+    try:
+        with open(path) as handle:
+            data = json.load(handle)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
