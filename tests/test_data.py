@@ -1,0 +1,186 @@
+"""The data layer reads the bundled digits set, an image folder of real PNG files and a
+tensorflow-datasets dataset prepared locally (no download), at any resolution."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from effscale.data import list_image_folder, load_data, stratified_split
+from effscale.errors import UserError
+
+
+def _collect(dataset):
+    images, labels = [], []
+    for x, y in dataset:
+        images.append(x.numpy())
+        labels.append(y.numpy())
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def test_digits_shapes_ranges_and_split():
+    splits = load_data("digits", resolution=24, batch_size=50, validation_fraction=0.25, seed=3)
+    assert splits.num_classes == 10 and splits.class_names == [str(i) for i in range(10)]
+    assert splits.train_size + splits.validation_size == 1797
+    assert abs(splits.validation_size - 0.25 * 1797) < 10
+    x, y = _collect(splits.validation)
+    assert x.shape == (splits.validation_size, 24, 24, 3) and x.dtype == np.float32
+    assert y.dtype == np.int32 and set(np.unique(y)) == set(range(10))
+    assert 0.0 <= x.min() and x.max() <= 255.0 and x.max() > 200  # pixels, not [0, 1]
+    np.testing.assert_array_equal(x[..., 0], x[..., 2])  # grey replicated to RGB
+    xt, yt = _collect(splits.train)
+    assert len(yt) == splits.train_size and xt.shape[1:] == (24, 24, 3)
+
+
+def test_seeded_shuffle_is_reproducible_and_validation_fixed():
+    a = load_data("digits", resolution=8, batch_size=64, seed=1)
+    b = load_data("digits", resolution=8, batch_size=64, seed=1)
+    c = load_data("digits", resolution=8, batch_size=64, seed=1, shuffle_seed=7)
+    ya = next(iter(a.train))[1].numpy()
+    np.testing.assert_array_equal(ya, next(iter(b.train))[1].numpy())
+    assert not np.array_equal(ya, next(iter(c.train))[1].numpy())  # another order
+    # the split itself depends on seed only, so the validation set is the same
+    np.testing.assert_array_equal(_collect(a.validation)[1], _collect(c.validation)[1])
+    # two epochs see two different orders
+    first, second = [next(iter(a.train))[1].numpy() for _ in range(2)]
+    assert not np.array_equal(first, second)
+
+
+def test_augmentation_changes_train_images_only():
+    plain = load_data("digits", resolution=16, batch_size=32, seed=0, shuffle_buffer=1)
+    augmented = load_data("digits", resolution=16, batch_size=32, seed=0, augment=True, shuffle_buffer=1)
+    xp, yp = next(iter(plain.train))
+    xa, ya = next(iter(augmented.train))
+    np.testing.assert_array_equal(yp.numpy(), ya.numpy())
+    assert xa.shape == xp.shape and not np.allclose(xa.numpy(), xp.numpy())
+    assert float(tf.reduce_min(xa)) >= 0.0 and float(tf.reduce_max(xa)) <= 255.0
+    np.testing.assert_array_equal(_collect(plain.validation)[0], _collect(augmented.validation)[0])
+    randaug = load_data("digits", resolution=16, batch_size=32, augment=True, randaugment=True)
+    assert next(iter(randaug.train))[0].shape == (32, 16, 16, 3)
+
+
+def test_stratified_split_keeps_every_class():
+    labels = np.repeat(np.arange(5), [1, 2, 10, 10, 40])
+    train, val = stratified_split(labels, 0.3, seed=0)
+    assert set(labels[train]) == set(range(5))
+    assert len(set(train) | set(val)) == len(labels) and not set(train) & set(val)
+
+
+def _write_png_folder(root, classes=("circle", "square", "stripe"), per_class=6, size=(20, 14)):
+    rng = np.random.default_rng(0)
+    for index, name in enumerate(classes):
+        os.makedirs(os.path.join(root, name))
+        for i in range(per_class):
+            pixels = rng.integers(0, 255, size=(size[1], size[0], 3), dtype=np.uint8)
+            pixels[..., index % 3] = 255  # a colour per class
+            mode = "L" if i == 0 else "RGB"  # a grey PNG too
+            image = Image.fromarray(pixels[..., 0] if mode == "L" else pixels, mode)
+            image.save(os.path.join(root, name, f"img{i}.png"))
+    with open(os.path.join(root, classes[0], "notes.txt"), "w") as handle:
+        handle.write("not an image")
+
+
+@pytest.mark.parametrize("resolution", [8, 37])
+def test_image_folder_of_pngs(tmp_path, resolution):
+    root = str(tmp_path / "shapes")
+    _write_png_folder(root)
+    splits = load_data(root, resolution=resolution, batch_size=4, validation_fraction=0.34, seed=0)
+    assert splits.class_names == ["circle", "square", "stripe"] and splits.num_classes == 3
+    assert splits.train_size + splits.validation_size == 18 and splits.validation_size == 6
+    x, y = _collect(splits.validation)
+    assert x.shape == (6, resolution, resolution, 3) and sorted(y) == [0, 0, 1, 1, 2, 2]
+    xt, yt = _collect(splits.train)
+    assert xt.shape == (12, resolution, resolution, 3) and np.bincount(yt).tolist() == [4, 4, 4]
+    # the channel painted 255 survives decoding and resizing (a real decode of the PNGs)
+    for image, label in zip(xt, yt):
+        if not np.allclose(image[..., 0], image[..., 1]):  # skip the grey PNGs
+            assert image[..., label % 3].mean() > 250
+
+
+def test_image_folder_errors(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        list_image_folder(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no class sub-folders"):
+        load_data(str(tmp_path / "empty"))
+    (tmp_path / "noimages" / "a").mkdir(parents=True)
+    (tmp_path / "noimages" / "b").mkdir()
+    (tmp_path / "noimages" / "a" / "readme.txt").write_text("x")
+    with pytest.raises(UserError, match="has no images"):
+        load_data(str(tmp_path / "noimages"))
+
+
+def test_bad_arguments():
+    with pytest.raises(UserError, match="unknown dataset 'cifar11'"):
+        load_data("cifar11")
+    with pytest.raises(UserError, match="batch size"):
+        load_data("digits", batch_size=0)
+    with pytest.raises(UserError, match="resolution"):
+        load_data("digits", resolution=2)
+    with pytest.raises(UserError, match="unknown tensorflow-datasets dataset 'no_such_dataset_xyz'"):
+        load_data("tfds:no_such_dataset_xyz")
+
+
+class EffscaleTinyColours(tfds.core.GeneratorBasedBuilder):
+    """A tiny dataset prepared by the test itself: coloured 12x10 images, 3 classes."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict({
+                "image": tfds.features.Image(shape=(10, 12, 3)),
+                "label": tfds.features.ClassLabel(names=["red", "green", "blue"]),
+            }),
+            supervised_keys=("image", "label"),
+        )
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples(30, 0), "test": self._generate_examples(9, 1)}
+
+    def _generate_examples(self, count, seed):
+        rng = np.random.default_rng(seed)
+        for i in range(count):
+            label = i % 3
+            image = rng.integers(0, 60, size=(10, 12, 3), dtype=np.uint8)
+            image[..., label] = 250
+            yield f"{seed}-{i}", {"image": image, "label": label}
+
+
+@pytest.fixture(scope="module")
+def tfds_dir(tmp_path_factory):
+    data_dir = str(tmp_path_factory.mktemp("tfds"))
+    EffscaleTinyColours(data_dir=data_dir).download_and_prepare()
+    return data_dir
+
+
+@pytest.mark.parametrize("resolution", [9, 32])
+def test_tfds_prepared_locally(tfds_dir, resolution):
+    splits = load_data("tfds:effscale_tiny_colours", resolution=resolution, batch_size=8, data_dir=tfds_dir)
+    assert splits.class_names == ["red", "green", "blue"] and splits.num_classes == 3
+    assert (splits.train_size, splits.validation_size) == (30, 9)  # the dataset's own test split
+    x, y = _collect(splits.validation)
+    assert x.shape == (9, resolution, resolution, 3) and sorted(y.tolist()) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    for image, label in zip(x, y):
+        assert image[..., label].mean() > 240 and image.mean() < 140
+
+
+def test_tfds_held_out_split_and_missing_split(tfds_dir):
+    # training on 'test' leaves no other split: the tail of it is held out
+    splits = load_data("tfds:effscale_tiny_colours", resolution=8, batch_size=8, data_dir=tfds_dir,
+                       train_split="test", validation_fraction=0.3)
+    assert splits.train_size + splits.validation_size == 9 and 0 < splits.validation_size < splits.train_size
+    assert len(_collect(splits.train)[1]) == splits.train_size
+    held = load_data("tfds:effscale_tiny_colours", resolution=8, batch_size=8, data_dir=tfds_dir,
+                     train_split="train", validation_split="train[80%:]")
+    assert held.validation_size == 6
+    with pytest.raises(UserError, match="no split"):
+        load_data("tfds:effscale_tiny_colours", data_dir=tfds_dir, train_split="nope")
+
+
+def test_tfds_not_prepared_is_a_clear_error(tmp_path):
+    with pytest.raises(UserError, match="not prepared"):
+        load_data("tfds:effscale_tiny_colours", data_dir=str(tmp_path))
