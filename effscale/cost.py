@@ -157,13 +157,12 @@ def profiler_flops(model, batch_size: int = 1) -> int:
     True
     """
     import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     spec = tf.TensorSpec([batch_size, *model.input_shape[1:]], model.inputs[0].dtype)
+    # The traced graph reads variables rather than folding them: same count, several times faster.
     concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
-    frozen = convert_variables_to_constants_v2(concrete)
     options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
     options["output"] = "none"
-    info = tf.compat.v1.profiler.profile(graph=frozen.graph, run_meta=tf.compat.v1.RunMetadata(),
+    info = tf.compat.v1.profiler.profile(graph=concrete.graph, run_meta=tf.compat.v1.RunMetadata(),
                                          cmd="op", options=options)
     return int(info.total_float_ops)

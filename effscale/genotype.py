@@ -311,6 +311,7 @@ def load_genotype(source: "str | Genotype | Path") -> Genotype:
     from effscale.zoo import REGISTRY
 
     text = str(source).strip()
+    _check(text != "", "empty genotype: expected a registered name, a genotype string or a JSON file")
     if text in REGISTRY:
         return REGISTRY[text].genotype
     if text.endswith(".json") or Path(text).is_file():
