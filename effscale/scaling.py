@@ -274,3 +274,27 @@ def resolve_family(spec: "str | list | tuple", genotype: Genotype) -> list[Varia
     if len(set(names)) != len(names):
         raise UserError(f"family {spec!r} names a variant twice: {names}")
     return variants
+
+
+def scale_genotype(genotype: Genotype, variant: "Variant | str") -> Genotype:
+    """Materialize a variant as a new genotype (filters, repeats and resolution rounded in).
+
+    Useful to shrink a published baseline for small data before deriving a family from it:
+    the family's members then scale the shrunken genotype.
+
+    >>> from effscale.zoo import get_genotype
+    >>> small = scale_genotype(get_genotype("efficientnet-b0"), "w=0.25,d=0.5,r=32")
+    >>> small.stem, [s.repeats for s in small.stages], small.resolution
+    (8, [1, 1, 1, 2, 2, 2, 1], 32)
+    """
+    from dataclasses import replace
+
+    variant = resolve_variant(variant, genotype)
+    return replace(
+        genotype,
+        stem=round_filters(genotype.stem, variant.width),
+        head=round_filters(genotype.head, variant.width),
+        resolution=variant.resolution,
+        stages=tuple(replace(s, filters=round_filters(s.filters, variant.width),
+                             repeats=round_repeats(s.repeats, variant.depth)) for s in genotype.stages),
+    )

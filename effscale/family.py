@@ -1,0 +1,325 @@
+"""The family pipeline: search a baseline -> pick coefficients -> scale -> train every variant -> report.
+
+A run directory records every stage in ``state.json`` (written atomically). Rerunning the
+same command after a kill skips what is finished and resumes what is not: the search
+reloads its Keras Tuner project, a half-trained variant restarts from its last epoch backup.
+
+Layout of a run directory::
+
+    config.json        the validated configuration (a rerun must match it)
+    state.json         stage records: status, attempts, timings, results
+    search/            the Keras Tuner project of the baseline search
+    coefficients/      the Keras Tuner project of the coefficient grid search
+    variants/NAME/     each member: model.keras, results.json, epoch backups
+    logs/NAME/         TensorBoard logs of every member under one log dir
+    results.json       everything the report shows
+    report.md, report.html, accuracy_vs_macs.png, search_history.png
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from effscale.config import FamilyConfig
+from effscale.errors import UserError
+from effscale.io import read_json, write_json
+from effscale.progress import FamilyProgress
+
+
+class RunDirectory:
+    """A family run's folder and its ``state.json``."""
+
+    def __init__(self, path: str):
+        self.path = os.path.abspath(path)
+        self.state_path = os.path.join(self.path, "state.json")
+        self.state = read_json(self.state_path) if os.path.isfile(self.state_path) else None
+
+    def join(self, *parts: str) -> str:
+        return os.path.join(self.path, *parts)
+
+    def check_can_hold(self, config: FamilyConfig) -> None:
+        """Refuse a folder that holds something else, before anything is written."""
+        if os.path.isfile(self.path):
+            raise UserError(f"output {self.path!r} is a file, not a folder")
+        if self.state is not None:
+            if self.state.get("config") != config.to_dict():
+                raise UserError(f"{self.path!r} holds a run with a different configuration: "
+                                "choose another --out, or rerun with the same configuration to resume")
+        elif os.path.isdir(self.path) and os.listdir(self.path):
+            raise UserError(f"{self.path!r} is not empty and holds no effscale run")
+        parent = os.path.dirname(self.path)
+        probe = self.path if os.path.isdir(self.path) else parent
+        while not os.path.exists(probe):
+            probe = os.path.dirname(probe)
+        if not os.access(probe, os.W_OK):
+            raise UserError(f"output {self.path!r} is not writable")
+
+    def open(self, config: FamilyConfig) -> None:
+        os.makedirs(self.path, exist_ok=True)
+        if self.state is None:
+            self.state = {"config": config.to_dict(), "created": time.time(), "stages": {}}
+            write_json(self.join("config.json"), config.to_dict())
+            self.save()
+
+    def save(self) -> None:
+        write_json(self.state_path, self.state)
+
+    def stage(self, name: str) -> dict:
+        return self.state["stages"].setdefault(name, {"status": "pending", "attempts": 0})
+
+    def begin(self, name: str) -> dict:
+        record = self.stage(name)
+        record.update(status="running", attempts=record["attempts"] + 1, started=time.time())
+        self.save()
+        return record
+
+    def complete(self, name: str, **data) -> dict:
+        record = self.stage(name)
+        record.update(status="done", finished=time.time(), **data)
+        self.save()
+        return record
+
+    def is_done(self, name: str) -> bool:
+        return self.stage(name)["status"] == "done"
+
+
+def _load_config(config) -> FamilyConfig:
+    if isinstance(config, FamilyConfig):
+        return config.check()
+    if isinstance(config, dict):
+        return FamilyConfig.from_dict(config)
+    if isinstance(config, str):
+        return FamilyConfig.load(config)
+    raise UserError(f"config must be a FamilyConfig, a mapping or a file path, got {type(config).__name__}")
+
+
+def run_family(config, out_dir: str, verbose: int = 1, progress: FamilyProgress | None = None) -> dict:
+    """Run (or resume) a whole family; return the results record that the report shows.
+
+    ``config`` is a :class:`~effscale.config.FamilyConfig`, a mapping, or a YAML/TOML path.
+    ``verbose``: 0 quiet, 1 family progress and one line per epoch, 2 Keras progress bars.
+
+    >>> run_family({"dataset": ""}, "/tmp/never-written")
+    Traceback (most recent call last):
+    ...
+    effscale.errors.UserError: config key 'dataset' is missing: name a dataset ('digits', 'tfds:NAME' or a folder)
+    """
+    config = _load_config(config)
+    run = RunDirectory(out_dir)
+    run.check_can_hold(config)
+    run.open(config)
+    progress = progress or FamilyProgress(quiet=verbose == 0)
+    keras_verbose = {0: 0, 1: 2}.get(verbose, 1)
+
+    baseline = _baseline_stage(run, config, progress, keras_verbose)
+    coefficients = _coefficient_stage(run, config, baseline, progress, keras_verbose)
+    variants = _scaling_stage(run, config, baseline, coefficients, progress)
+    results = _results(run, config, baseline, coefficients, variants)
+    write_json(run.join("results.json"), results)
+
+    from effscale.cost import multiply_adds
+
+    progress.plan_training({v.name: multiply_adds(baseline, v, classes=10) * config.training.epochs
+                            for v in variants})
+    for variant in variants:
+        stage = f"train:{variant.name}"
+        if run.is_done(stage):
+            progress.skip("train", variant.name)
+            continue
+        progress.start("train", variant.name)
+        run.begin(stage)
+        record = _train_variant(run, config, baseline, variant, keras_verbose)
+        run.complete(stage, results=record)
+        progress.finish("train", variant.name, f"top-1 {record.get('top1', float('nan')):.4f}")
+        results = _results(run, config, baseline, coefficients, variants)
+        write_json(run.join("results.json"), results)
+
+    from effscale.report import write_report
+
+    write_report(run.path)
+    if not run.is_done("report"):
+        run.complete("report")
+    best = max((v for v in results["variants"] if v.get("top1") is not None), key=lambda v: v["top1"], default=None)
+    if best:
+        progress.say(f"family done: best {best['name']} top-1 {best['top1']:.4f}; report in {run.join('report.html')}")
+    return results
+
+
+def _baseline_stage(run: RunDirectory, config: FamilyConfig, progress, keras_verbose):
+    from effscale.genotype import Genotype, load_genotype
+
+    if run.is_done("search"):
+        progress.skip("search")
+        return Genotype.parse(run.stage("search")["genotype"])
+    if not config.search.enabled:
+        genotype = load_genotype(config.baseline)
+        run.complete("search", genotype=genotype.encode(), source="baseline", trials=[], pareto=[])
+        return genotype
+    from effscale.search import run_search
+
+    search = config.search
+    progress.start("search", f"({search.oracle}, {search.trials} trials, {search.cost} target {search.target:g})")
+    run.begin("search")
+    result = run_search(
+        config.baseline, oracle=search.oracle, cost=search.cost, target=search.target,
+        constraint=search.constraint, trials=search.trials, epochs=search.epochs, dataset=config.dataset,
+        project_dir=run.join("search"), seed=search.seed, resolution=search.resolution or None,
+        width=search.width, verbose=keras_verbose)
+    genotype = result.best_genotype
+    run.complete("search", genotype=genotype.encode(), source="search", cost=search.cost,
+                 trials=_plain(result.trials), pareto=_plain(result.pareto))
+    progress.finish("search", summary=f"best {genotype.key}")
+    return genotype
+
+
+def _coefficient_stage(run, config: FamilyConfig, baseline, progress, keras_verbose) -> dict:
+    settings = config.coefficients
+    if not settings.search:
+        return {"alpha": settings.alpha, "beta": settings.beta, "gamma": settings.gamma, "searched": False}
+    if run.is_done("coefficients"):
+        progress.skip("coefficient search")
+        return run.stage("coefficients")["coefficients"]
+    from effscale.coefficients import search_coefficients
+
+    progress.start("coefficient search", f"(grid of {settings.max_trials} at phi = 1)")
+    run.begin("coefficients")
+    found = search_coefficients(
+        _scaled_base(config, baseline), dataset=config.dataset, project_dir=run.join("coefficients"),
+        epochs=settings.epochs, max_trials=settings.max_trials, step=settings.grid_step,
+        tolerance=settings.tolerance, batch_size=config.training.batch_size, seed=config.seed,
+        verbose=keras_verbose)
+    run.complete("coefficients", coefficients=found)
+    progress.finish("coefficient search", summary=f"alpha {found['alpha']}, beta {found['beta']}, gamma {found['gamma']}")
+    return found
+
+
+def _scaled_base(config: FamilyConfig, baseline):
+    from effscale.scaling import scale_genotype
+
+    return scale_genotype(baseline, config.scaling.base) if config.scaling.base else baseline
+
+
+def _family_spec(config: FamilyConfig, coefficients: dict) -> str:
+    spec = config.scaling.family.strip()
+    parts = spec.split(";")
+    with_coefficients = []
+    for part in parts:
+        if part.strip().startswith("phi=") and "alpha" not in part:
+            part = f"{part},alpha={coefficients['alpha']:g},beta={coefficients['beta']:g},gamma={coefficients['gamma']:g}"
+        with_coefficients.append(part)
+    return ";".join(with_coefficients)
+
+
+def _scaling_stage(run, config: FamilyConfig, baseline, coefficients: dict, progress):
+    from effscale.scaling import Variant, resolve_family
+
+    if run.is_done("scaling"):
+        return [Variant.from_dict(v) for v in run.stage("scaling")["variants"]]
+    base = _scaled_base(config, baseline)
+    try:
+        variants = resolve_family(_family_spec(config, coefficients), base)
+    except UserError as error:
+        raise UserError(f"config key 'scaling.family': {error}") from None
+    run.complete("scaling", base_genotype=base.encode(), variants=[v.to_dict() for v in variants])
+    progress.say(f"family of {len(variants)}: " + ", ".join(
+        f"{v.name} (w {v.width:g}, d {v.depth:g}, r {v.resolution})" for v in variants))
+    return variants
+
+
+def _train_variant(run, config: FamilyConfig, baseline, variant, keras_verbose) -> dict:
+    from effscale.genotype import Genotype
+    from effscale.train import train_variant
+
+    base = Genotype.parse(run.stage("scaling")["base_genotype"])
+    training = config.training
+    recipe = None
+    if training.recipe:
+        from effscale.recipe import Recipe
+
+        recipe = Recipe.from_dict(dict(training.recipe))
+    return _plain(train_variant(
+        base, variant, dataset=config.dataset, recipe=recipe, strategy=training.strategy,
+        out_dir=run.join("variants", variant.name), epochs=training.epochs, batch_size=training.batch_size,
+        mixed_precision=training.mixed_precision, augment=training.augment, seed=config.seed,
+        data_dir=config.data_dir or None, validation_fraction=config.validation_fraction,
+        verbose=keras_verbose, log_dir=run.join("logs", variant.name)))
+
+
+def _results(run, config: FamilyConfig, baseline, coefficients: dict, variants) -> dict:
+    from effscale.describe import stage_rows
+    from effscale.genotype import Genotype
+    from effscale.scaling import Variant
+
+    base = Genotype.parse(run.stage("scaling")["base_genotype"])
+    search = run.stage("search")
+    rows = []
+    for variant in variants:
+        record = {**variant.to_dict()}
+        stage = run.stage(f"train:{variant.name}")
+        trained = stage.get("results") or {}
+        record.update({
+            "status": stage["status"],
+            "attempts": stage["attempts"],
+            "parameters": trained.get("parameters"),
+            "multiply_adds": trained.get("multiply_adds"),
+            "latency_ms": None if trained.get("latency") is None else 1000 * trained["latency"],
+            "top1": trained.get("top1"),
+            "top5": trained.get("top5"),
+            "loss": trained.get("loss"),
+            "train_seconds": trained.get("train_seconds"),
+            "images_per_second": trained.get("images_per_second"),
+            "epochs": trained.get("epochs"),
+        })
+        rows.append(record)
+    return {
+        "dataset": config.dataset,
+        "config": config.to_dict(),
+        "baseline": {"genotype": search.get("genotype"), "source": search.get("source"),
+                     "scaled_base": base.encode(),
+                     "stages": stage_rows(base, Variant("base", 1.0, 1.0, base.resolution))},
+        "coefficients": coefficients,
+        "search": {"cost": search.get("cost"), "trials": search.get("trials", []),
+                   "pareto": search.get("pareto", [])},
+        "variants": rows,
+    }
+
+
+def _plain(value):
+    """JSON-safe copy: numpy scalars to Python numbers, dataclasses and tuples to plain data."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _plain(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    if hasattr(value, "encode") and hasattr(value, "stages"):
+        return value.encode()
+    return value
+
+
+def run_status(out_dir: str) -> str:
+    """A readable table of where a family run stands (``effscale status DIR``)."""
+    from effscale.describe import format_table
+
+    run = RunDirectory(out_dir)
+    if run.state is None:
+        raise UserError(f"{out_dir!r} holds no effscale family run (no state.json)")
+    rows = []
+    for name, record in run.state["stages"].items():
+        spent = ""
+        if record.get("started") and record.get("finished"):
+            spent = f"{record['finished'] - record['started']:.0f} s"
+        result = record.get("results") or {}
+        detail = f"top-1 {result['top1']:.4f}" if result.get("top1") is not None else record.get("genotype", "")[:60]
+        rows.append([name, record["status"], record["attempts"], spent, detail])
+    scaling = run.state["stages"].get("scaling", {})
+    planned = [v["name"] for v in scaling.get("variants", [])]
+    for name in planned:
+        if f"train:{name}" not in run.state["stages"]:
+            rows.append([f"train:{name}", "pending", 0, "", ""])
+    return format_table(["stage", "status", "attempts", "time", "detail"], rows)

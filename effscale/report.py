@@ -1,0 +1,193 @@
+"""The family report: Markdown and HTML pages with tables and matplotlib plots.
+
+Everything is drawn from a run's ``results.json``, so ``effscale report DIR`` can redraw a
+report at any time, and the numbers on the pages are the numbers in the JSON.
+
+Plots (PNG): ``accuracy_vs_macs.png`` (top-1 against multiply-adds for the family, like
+Figure 1 of the EfficientNet paper, with the search's Pareto front when the search cost was
+multiply-adds) and ``search_history.png`` (reward per trial and best so far).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+
+from effscale.errors import UserError
+from effscale.io import read_json, write_text
+
+VARIANT_COLUMNS = [
+    ("variant", "name", "{}"), ("width", "width", "{:g}"), ("depth", "depth", "{:g}"),
+    ("resolution", "resolution", "{}"), ("parameters", "parameters", "{:,}"),
+    ("multiply-adds (M)", "multiply_adds", "{:,.2f}"), ("latency (ms)", "latency_ms", "{:.3f}"),
+    ("top-1", "top1", "{:.4f}"), ("top-5", "top5", "{:.4f}"), ("training time (s)", "train_seconds", "{:.1f}"),
+]
+STAGE_COLUMNS = ["stage", "block", "kernel", "stride", "expand", "se", "skip", "repeats", "filters_in",
+                 "filters_out", "output_size"]
+
+
+def _cell(record: dict, key: str, pattern: str) -> str:
+    value = record.get(key)
+    if value is None:
+        return "-"
+    if key == "multiply_adds":
+        value = value / 1e6
+    return pattern.format(value)
+
+
+def variant_rows(results: dict) -> list[list[str]]:
+    return [[_cell(v, key, pattern) for _, key, pattern in VARIANT_COLUMNS] for v in results.get("variants", [])]
+
+
+def _markdown_table(headers: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _html_table(headers: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def plot_accuracy_vs_macs(results: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variants = [v for v in results.get("variants", []) if v.get("top1") is not None]
+    figure, axes = plt.subplots(figsize=(6.4, 4.4), dpi=110)
+    if variants:
+        macs = [v["multiply_adds"] / 1e6 for v in variants]
+        top1 = [100 * v["top1"] for v in variants]
+        axes.plot(macs, top1, "o-", color="tab:red", label="effscale family")
+        for v, x, y in zip(variants, macs, top1):
+            axes.annotate(v["name"], (x, y), textcoords="offset points", xytext=(4, -10), fontsize=8)
+    search = results.get("search") or {}
+    pareto = [p for p in search.get("pareto", []) if p.get("cost") is not None and p.get("accuracy") is not None]
+    if pareto and search.get("cost") == "macs":
+        axes.plot([p["cost"] / 1e6 for p in pareto], [100 * p["accuracy"] for p in pareto], "s--",
+                  color="tab:blue", alpha=0.6, label="search Pareto front (proxy task)")
+    for name, point in (results.get("reference_points") or {}).items():
+        axes.plot(point["multiply_adds"] / 1e6, 100 * point["top1"], "^", color="grey")
+        axes.annotate(name, (point["multiply_adds"] / 1e6, 100 * point["top1"]), fontsize=8)
+    axes.set_xscale("log")
+    axes.set_xlabel("multiply-adds (millions, log scale)")
+    axes.set_ylabel("top-1 accuracy (%)")
+    axes.set_title(f"Accuracy against compute on {results.get('dataset', '?')}")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def plot_search_history(results: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    trials = [t for t in (results.get("search") or {}).get("trials", []) if t.get("reward") is not None]
+    figure, axes = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    if trials:
+        numbers = list(range(1, len(trials) + 1))
+        rewards = [t["reward"] for t in trials]
+        best, best_so_far = float("-inf"), []
+        for reward in rewards:
+            best = max(best, reward)
+            best_so_far.append(best)
+        axes.scatter(numbers, rewards, s=18, color="tab:blue", label="reward of the trial")
+        axes.step(numbers, best_so_far, where="post", color="tab:red", label="best so far")
+        axes.legend(loc="lower right", fontsize=8)
+    else:
+        axes.text(0.5, 0.5, "no search in this run", ha="center", va="center", transform=axes.transAxes)
+    axes.set_xlabel("trial (in order of completion)")
+    axes.set_ylabel("reward")
+    axes.set_title("Search history")
+    axes.grid(True, alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def write_report(run_dir: str) -> dict:
+    """Write report.md, report.html and both PNG plots for ``run_dir``; return their paths."""
+    results_path = os.path.join(run_dir, "results.json")
+    if not os.path.isfile(results_path):
+        raise UserError(f"{run_dir!r} holds no results.json: is it a finished or running effscale family run?")
+    results = read_json(results_path)
+    paths = {name: os.path.join(run_dir, name) for name in
+             ("report.md", "report.html", "accuracy_vs_macs.png", "search_history.png")}
+    plot_accuracy_vs_macs(results, paths["accuracy_vs_macs.png"])
+    plot_search_history(results, paths["search_history.png"])
+    sections = _sections(results)
+    write_text(paths["report.md"], _markdown(results, sections))
+    write_text(paths["report.html"], _html(results, sections))
+    return paths
+
+
+def _sections(results: dict) -> list[tuple[str, list[str], list[list]]]:
+    baseline = results.get("baseline", {})
+    search = results.get("search") or {}
+    trials = search.get("trials", [])
+    sections = [("Family", [c[0] for c in VARIANT_COLUMNS], variant_rows(results))]
+    if trials:
+        best = float("-inf")
+        rows = []
+        for number, trial in enumerate(trials, start=1):
+            if trial.get("reward") is not None:
+                best = max(best, trial["reward"])
+            rows.append([number, trial.get("trial_id", "-"), trial.get("status", "-"),
+                         _fmt(trial.get("accuracy")), _fmt(trial.get("cost")), _fmt(trial.get("reward")),
+                         _fmt(best if best > float("-inf") else None)])
+        sections.append(("Search history", ["#", "trial", "status", "accuracy", "cost", "reward", "best so far"], rows))
+    stages = baseline.get("stages", [])
+    if stages:
+        sections.append(("Baseline stages", STAGE_COLUMNS, [[s.get(c, "-") for c in STAGE_COLUMNS] for s in stages]))
+    return sections
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _summary_lines(results: dict) -> list[str]:
+    baseline = results.get("baseline", {})
+    coefficients = results.get("coefficients", {})
+    lines = [f"Dataset: {results.get('dataset', '?')}",
+             f"Baseline genotype ({baseline.get('source', '?')}): `{baseline.get('genotype', '?')}`"]
+    if coefficients:
+        lines.append(f"Compound coefficients: alpha {coefficients.get('alpha')}, beta {coefficients.get('beta')}, "
+                     f"gamma {coefficients.get('gamma')}"
+                     + (" (grid-searched at phi = 1)" if coefficients.get("searched") else ""))
+    return lines
+
+
+def _markdown(results: dict, sections) -> str:
+    parts = ["# effscale family report", ""] + [f"- {line}" for line in _summary_lines(results)] + [""]
+    parts += ["![accuracy against multiply-adds](accuracy_vs_macs.png)", "",
+              "![search history](search_history.png)", ""]
+    for title, headers, rows in sections:
+        parts += [f"## {title}", "", _markdown_table(headers, rows), ""]
+    return "\n".join(parts)
+
+
+def _html(results: dict, sections) -> str:
+    style = ("body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse;margin:1em 0}"
+             "td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}th{background:#f3f3f3}"
+             "img{max-width:48%;margin-right:1%}code{font-size:90%}")
+    summary = "".join(f"<li>{html.escape(line)}</li>" for line in _summary_lines(results))
+    body = [f"<h1>effscale family report</h1><ul>{summary}</ul>",
+            '<img src="accuracy_vs_macs.png" alt="accuracy against multiply-adds">'
+            '<img src="search_history.png" alt="search history">']
+    for title, headers, rows in sections:
+        body.append(f"<h2>{html.escape(title)}</h2>{_html_table(headers, rows)}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>effscale family report</title>"
+            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
