@@ -9,7 +9,7 @@ import copy
 DEMO_CONFIG = {
     "dataset": "digits",
     "baseline": "tiny",
-    "search": {"enabled": True, "oracle": "evolution", "cost": "macs", "target": 1.5e6, "trials": 6,
+    "search": {"enabled": True, "oracle": "evolution", "cost": "macs", "target": 1.2e6, "trials": 6,
                "epochs": 2, "resolution": 16, "width": 0.5, "seed": 0},
     "scaling": {"family": "phi=0..2", "base": "w=0.5,d=0.5,r=24"},
     "training": {"epochs": 10, "batch_size": 64},

@@ -3,7 +3,8 @@
 A :class:`Variant` is a width multiplier, a depth multiplier, an input resolution and a
 dropout rate. Four ways to name one (:func:`resolve_variant`):
 
-* the published EfficientNet table: ``b0`` .. ``b8``, ``l2``;
+* the published EfficientNet table: ``b0`` .. ``b8``, ``l2`` (resolutions as published for a
+  224 px genotype; for another design resolution, the same ratios to it);
 * the paper's formula ``phi=1.5`` (optionally ``,alpha=1.2,beta=1.1,gamma=1.15``):
   depth alpha^phi, width beta^phi, resolution genotype.resolution * gamma^phi;
 * a cost target ``macs=2e9`` or ``params=5e6``: the phi whose variant comes closest;
@@ -171,6 +172,9 @@ def resolve_variant(spec: "str | Variant", genotype: Genotype) -> Variant:
     text = spec.strip().lower().replace(" ", "")
     if text in PUBLISHED:
         width, depth, resolution, dropout = PUBLISHED[text]
+        if genotype.resolution != PUBLISHED["b0"][2]:
+            # The table's resolutions are for a 224 px baseline; keep their ratios elsewhere.
+            resolution = round_resolution(genotype.resolution * resolution / PUBLISHED["b0"][2], genotype.resolution)
         return Variant(text, width, depth, resolution, dropout)
     head = text.split("=", 1)[0]
     if head == "phi":

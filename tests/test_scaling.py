@@ -117,3 +117,10 @@ def test_bad_families_raise_user_errors(spec):
 def test_dropout_of_formula_variants_tracks_the_table():
     assert [phi_variant(p, B0).dropout for p in (0, 2, 4, 6, 9)] == [0.2, 0.3, 0.4, 0.5, 0.5]
     assert not math.isnan(phi_variant(-1, B0).dropout)
+
+
+def test_published_names_keep_resolution_ratios_for_other_design_resolutions():
+    tiny = get_genotype("tiny")  # designed at 32 px
+    assert tiny.resolution == 32
+    assert [resolve_variant(n, tiny).resolution for n in ("b0", "b3", "b7")] == [32, 44, 84]  # 32*300/224=42.9
+    assert resolve_variant("b3", tiny).width == 1.2
