@@ -1,0 +1,180 @@
+"""The search space: values <-> genotype, size, sampling, and Keras Tuner's own tuners on it."""
+
+import itertools
+
+import keras_tuner
+import numpy as np
+import pytest
+
+import effscale
+from effscale.errors import UserError
+from effscale.genotype import Genotype
+from effscale.space import DEFAULT_OPTIONS, SearchSpace, mutate_values, sample_values, space_size
+
+MICRO = "stem8_head32_res16_relu-mb_r1_k3_s2_e2_c8-mb_r1_k3_s2_e2_c16"
+
+
+@pytest.mark.parametrize("baseline", ["tiny", "efficientnet-b0", "mnasnet-a1", MICRO])
+def test_values_genotype_values_round_trip_over_random_samples(baseline):
+    space = SearchSpace(baseline, options={"kernel": (3, 5, 7)})
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(300):
+        values = space.random_values(rng)
+        genotype = space.to_genotype(values)
+        assert isinstance(genotype, Genotype)
+        assert Genotype.parse(genotype.encode()) == genotype
+        assert space.to_values(genotype) == values
+        seen.add(genotype.key)
+    assert len(seen) > 250  # the samples really vary
+
+
+def test_reference_is_in_its_space_and_is_the_default():
+    for name in effscale.REGISTRY:
+        space = SearchSpace(name)
+        assert space.to_genotype(space.default_values()) == space.reference
+        hp = space.hyperparameters()
+        assert space.to_genotype(hp.values) == space.reference
+
+
+def test_choices_follow_the_mnasnet_space():
+    space = SearchSpace("efficientnet-b0")
+    assert space.choices("stage3/block") == ("mbconv", "fused", "dsconv")
+    assert space.choices("stage3/kernel") == (3, 5)
+    assert space.choices("stage3/expand") == (1, 3, 4, 6)
+    assert space.choices("stage3/se") == (0.0, 0.25)
+    assert space.choices("stage3/skip") == (True, False)
+    assert space.choices("stage4/repeats") == (2, 3, 4)          # reference 3, -1 / 0 / +1
+    assert space.choices("stage1/repeats") == (1, 2)             # reference 1: never 0 blocks
+    assert space.choices("stage4/filters") == (64, 80, 104)      # 0.75 / 1 / 1.25 x 80 = 60 / 80 / 100, rounded to 8
+    assert space.choices("stage7/filters") == (240, 320, 400)
+    assert space.condition("stage3/expand") == ("stage3/block", ("mbconv", "fused"))
+    assert DEFAULT_OPTIONS["kernel"] == (3, 5)
+    assert SearchSpace("tiny", options={"kernel": (3, 5, 7)}).choices("stage2/kernel") == (3, 5, 7)
+
+
+def test_size_equals_brute_force_enumeration_of_distinct_genotypes():
+    cases = [SearchSpace(MICRO, open=("block", "expand", "skip")),
+             SearchSpace(MICRO, open=("block", "kernel", "repeats", "filters"), options={"expand": (1, 6)}),
+             SearchSpace("tiny", open=("block", "expand"), stages=(2, 4), options={"block": ("mbconv", "dsconv")})]
+    for space in cases:
+        hp = space.hyperparameters()
+        genotypes = set()
+        count = 0
+        names = space.names
+        for combo in itertools.product(*(space.choices(n) for n in names)):
+            values = {n: v for n, v in zip(names, combo) if space.is_active(n, dict(zip(names, combo)))}
+            genotypes.add(space.to_genotype(values).encode())
+            count += 1
+        assert space.size == len(genotypes) == space_size(hp)
+    # Hand count of the tiny space: per stage (2 block types with 4 expands + dsconv) = 9 block
+    # options, x 2 kernels x 2 SE x 2 skip, x repeats (2, 2, 3, 2) x filters (2, 2, 3, 3).
+    assert SearchSpace("tiny").size == 9 * 8 * 2 * 2 * 9 * 8 * 2 * 2 * 9 * 8 * 3 * 3 * 9 * 8 * 2 * 3
+
+
+def test_closed_choices_and_stages_keep_the_reference():
+    space = SearchSpace("tiny", open=("kernel",), stages=(3,))
+    assert space.names == ("stage3/kernel",)
+    g = space.to_genotype({"stage3/kernel": 3})
+    ref = space.reference
+    assert g.stages[2].kernel == 3
+    assert [s for i, s in enumerate(g.stages) if i != 2] == [s for i, s in enumerate(ref.stages) if i != 2]
+    with pytest.raises(UserError, match="not in the space"):
+        space.to_values(ref.replace(stages=(ref.stages[0].__class__(**{**ref.stages[0].to_dict(), "kernel": 5}),)
+                                    + ref.stages[1:]))
+
+
+def test_out_of_space_values_and_genotypes_are_user_errors():
+    space = SearchSpace("tiny")
+    values = space.default_values()
+    with pytest.raises(UserError, match="stage2/kernel"):
+        space.to_genotype({**values, "stage2/kernel": 9})
+    missing = dict(values)
+    del missing["stage1/se"]
+    with pytest.raises(UserError, match="missing"):
+        space.to_genotype(missing)
+    with pytest.raises(UserError, match="stem, head"):
+        space.to_values("efficientnet-b0")
+    ref = space.reference
+    with pytest.raises(UserError, match="3 stages"):
+        space.to_values(ref.replace(stages=ref.stages[:3]))
+    with pytest.raises(UserError):
+        SearchSpace("tiny", open=("kernal",))
+    with pytest.raises(UserError):
+        SearchSpace("tiny", options={"kernel": (4,)})
+    with pytest.raises(UserError):
+        SearchSpace("tiny", stages=(9,))
+
+
+def test_dsconv_has_no_expand_choice_and_round_trips():
+    space = SearchSpace("tiny")
+    values = space.default_values()
+    values["stage2/block"] = "dsconv"
+    del values["stage2/expand"]
+    g = space.to_genotype(values)
+    assert g.stages[1].block == "dsconv" and g.stages[1].expand == 1
+    assert space.to_values(g) == values
+
+
+def test_mutation_changes_exactly_one_choice():
+    space = SearchSpace("tiny")
+    hp = space.hyperparameters()
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        parent = sample_values(hp, rng)
+        child = mutate_values(hp, parent, rng)
+        space.to_genotype(child)  # valid
+        changed = [k for k in set(parent) | set(child) if parent.get(k) != child.get(k)]
+        # One choice changes; a block change may also add or drop its conditional expand ratio.
+        primary = [k for k in changed if not k.endswith("/expand")]
+        assert len(primary) <= 1 and len(changed) >= 1
+        if primary:
+            assert all(k == primary[0].replace("/block", "/expand") for k in changed if k != primary[0])
+
+
+def _micro_data(n=96):
+    from effscale.data import load_data
+
+    data = load_data("digits", resolution=16, batch_size=32)
+    images, labels = [], []
+    for x, y in data.train.unbatch().take(n):
+        images.append(x.numpy())
+        labels.append(y.numpy())
+    return np.stack(images), np.array(labels)
+
+
+def test_keras_tuner_random_search_over_the_hypermodel_yields_only_valid_genotypes(tmp_path):
+    from effscale.search import SearchHyperModel
+
+    space = SearchSpace(MICRO)
+    hypermodel = SearchHyperModel(space, classes=10)
+    x, y = _micro_data()
+    tuner = keras_tuner.RandomSearch(hypermodel, objective=keras_tuner.Objective("reward", "max"), max_trials=3,
+                                     seed=7, directory=str(tmp_path), project_name="rs")
+    tuner.search(x, y, validation_data=(x[:32], y[:32]), epochs=1, verbose=0)
+    trials = list(tuner.oracle.trials.values())
+    assert len(trials) == 3 and all(t.status == "COMPLETED" for t in trials)
+    for trial in trials:
+        genotype = space.to_genotype(trial.hyperparameters.values)
+        assert space.to_values(genotype) == {k: v for k, v in trial.hyperparameters.values.items()}
+        assert trial.metrics.exists("reward") and 0 <= trial.score <= 1.5
+    best = space.to_genotype(tuner.get_best_hyperparameters()[0].values)
+    assert effscale.build(best, "w=1,d=1,r=16", classes=10).output_shape == (None, 10)
+
+
+def test_keras_tuner_grid_search_oracle_walks_the_whole_space(tmp_path):
+    # Per stage: (MBConv or Fused with expand 2 or 6, or depthwise-separable) x SE on / off = 10.
+    space = SearchSpace(MICRO, open=("block", "expand", "se"), options={"expand": (2, 6)})
+    oracle = keras_tuner.oracles.GridSearchOracle(objective=keras_tuner.Objective("reward", "max"),
+                                                  max_trials=1000, hyperparameters=space.hyperparameters())
+    oracle._set_project_dir(str(tmp_path), "grid")
+    seen = []
+    while True:
+        trial = oracle.create_trial("tuner0")
+        if trial.status != "RUNNING":
+            break
+        seen.append(space.to_genotype(trial.hyperparameters.values).encode())
+        oracle.update_trial(trial.trial_id, {"reward": 0.5})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+    assert len(seen) == len(set(seen)) == space.size == 10 * 10
