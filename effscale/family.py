@@ -261,15 +261,16 @@ def _results(run, config: FamilyConfig, baseline, coefficients: dict, variants) 
         record.update({
             "status": stage["status"],
             "attempts": stage["attempts"],
-            "parameters": trained.get("parameters"),
+            "parameters": trained.get("params"),
             "multiply_adds": trained.get("multiply_adds"),
-            "latency_ms": None if trained.get("latency") is None else 1000 * trained["latency"],
+            "latency_ms": None if trained.get("latency_seconds") is None else 1000 * trained["latency_seconds"],
             "top1": trained.get("top1"),
             "top5": trained.get("top5"),
             "loss": trained.get("loss"),
             "train_seconds": trained.get("train_seconds"),
-            "images_per_second": trained.get("images_per_second"),
-            "epochs": trained.get("epochs"),
+            "images_per_second": trained.get("train_images_per_second"),
+            "epochs": trained.get("epochs_done"),
+            "resumed_from_epochs": trained.get("resumed_from_epochs"),
         })
         rows.append(record)
     return {

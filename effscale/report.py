@@ -4,8 +4,7 @@ Everything is drawn from a run's ``results.json``, so ``effscale report DIR`` ca
 report at any time, and the numbers on the pages are the numbers in the JSON.
 
 Plots (PNG): ``accuracy_vs_macs.png`` (top-1 against multiply-adds for the family, like
-Figure 1 of the EfficientNet paper, with the search's Pareto front when the search cost was
-multiply-adds) and ``search_history.png`` (reward per trial and best so far).
+Figure 1 of the EfficientNet paper, beside the search's Pareto front of accuracy and cost) and ``search_history.png`` (reward per trial and best so far).
 """
 
 from __future__ import annotations
@@ -51,34 +50,62 @@ def _html_table(headers: list[str], rows: list[list]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _plain_log_axis(axes) -> None:
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    axes.set_xscale("log")
+    axes.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axes.xaxis.set_minor_formatter(FuncFormatter(lambda value, _: ""))
+
+
 def plot_accuracy_vs_macs(results: dict, path: str) -> None:
+    """Family accuracy against multiply-adds; the search's Pareto front in a panel of its own,
+    since its candidates were measured on the proxy task at their own size."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    search = results.get("search") or {}
+    pareto = [p for p in search.get("pareto", []) if p.get("cost") is not None and p.get("accuracy") is not None]
+    panels = 2 if pareto else 1
+    figure, axes_list = plt.subplots(1, panels, figsize=(6.4 * panels, 4.4), dpi=110, squeeze=False)
+    axes = axes_list[0][0]
     variants = [v for v in results.get("variants", []) if v.get("top1") is not None]
-    figure, axes = plt.subplots(figsize=(6.4, 4.4), dpi=110)
     if variants:
         macs = [v["multiply_adds"] / 1e6 for v in variants]
         top1 = [100 * v["top1"] for v in variants]
         axes.plot(macs, top1, "o-", color="tab:red", label="effscale family")
         for v, x, y in zip(variants, macs, top1):
-            axes.annotate(v["name"], (x, y), textcoords="offset points", xytext=(4, -10), fontsize=8)
-    search = results.get("search") or {}
-    pareto = [p for p in search.get("pareto", []) if p.get("cost") is not None and p.get("accuracy") is not None]
-    if pareto and search.get("cost") == "macs":
-        axes.plot([p["cost"] / 1e6 for p in pareto], [100 * p["accuracy"] for p in pareto], "s--",
-                  color="tab:blue", alpha=0.6, label="search Pareto front (proxy task)")
+            axes.annotate(v["name"], (x, y), textcoords="offset points", xytext=(5, -12), fontsize=8)
     for name, point in (results.get("reference_points") or {}).items():
         axes.plot(point["multiply_adds"] / 1e6, 100 * point["top1"], "^", color="grey")
         axes.annotate(name, (point["multiply_adds"] / 1e6, 100 * point["top1"]), fontsize=8)
-    axes.set_xscale("log")
+    _plain_log_axis(axes)
+    axes.margins(x=0.15, y=0.1)
     axes.set_xlabel("multiply-adds (millions, log scale)")
     axes.set_ylabel("top-1 accuracy (%)")
-    axes.set_title(f"Accuracy against compute on {results.get('dataset', '?')}")
+    axes.set_title(f"Family: accuracy against compute on {results.get('dataset', '?')}")
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(loc="lower right", fontsize=8)
+    if pareto:
+        front = axes_list[0][1]
+        trials = [t for t in search.get("trials", []) if t.get("cost") is not None and t.get("accuracy") is not None]
+        scale, unit = {"macs": (1e6, "multiply-adds (millions)"), "params": (1e6, "parameters (millions)"),
+                       "latency": (1e-3, "latency (ms)")}.get(search.get("cost"), (1.0, "cost"))
+        front.scatter([t["cost"] / scale for t in trials], [100 * t["accuracy"] for t in trials], s=14,
+                      color="tab:blue", alpha=0.4, label="trials")
+        ordered = sorted(pareto, key=lambda p: p["cost"])
+        front.plot([p["cost"] / scale for p in ordered], [100 * p["accuracy"] for p in ordered], "s-",
+                   color="tab:blue", label="Pareto front")
+        _plain_log_axis(front)
+        front.margins(x=0.15, y=0.1)
+        front.set_xlabel(f"{unit}, log scale")
+        front.set_ylabel("proxy-task accuracy (%)")
+        front.set_title("Search: accuracy against cost (proxy task)")
+        front.grid(True, which="both", alpha=0.3)
+        front.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
