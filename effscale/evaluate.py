@@ -1,0 +1,196 @@
+"""Evaluate a trained variant: top-1 and top-5 accuracy, loss, parameters, multiply-adds,
+measured CPU latency and training throughput, written as JSON beside the ``.keras`` model.
+
+>>> import numpy as np, tensorflow as tf, effscale
+>>> model = effscale.build("tiny", "w=0.25,d=0.25,r=8", classes=3)
+>>> data = tf.data.Dataset.from_tensor_slices((np.zeros((5, 8, 8, 3), "float32"), np.arange(5, dtype="int32") % 3)).batch(2)
+>>> metrics = evaluate_dataset(model, data, num_classes=3)
+>>> metrics["examples"], metrics["top5"]
+(5, 1.0)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+import numpy as np
+
+from effscale.errors import UserError
+from effscale.io import read_json, write_json
+
+MODEL_FILE = "model.keras"
+RESULTS_FILE = "results.json"
+EVALUATION_FILE = "evaluation.json"
+
+
+def evaluate_dataset(model, dataset, num_classes: int | None = None) -> dict:
+    """Top-1, top-5 (top-k with k = min(5, classes)) and mean cross-entropy of ``model`` over a
+    batched ``(images, int labels)`` dataset, in one pass, in inference mode."""
+    import tensorflow as tf
+
+    classes = num_classes or int(model.output_shape[-1])
+    k = min(5, classes)
+
+    @tf.function(reduce_retracing=True)
+    def batch_stats(images, labels):
+        probs = tf.cast(model(images, training=False), tf.float32)
+        labels = tf.cast(labels, tf.int32)
+        loss = -tf.math.log(tf.clip_by_value(tf.gather(probs, labels, batch_dims=1), 1e-7, 1.0))
+        top1 = tf.cast(tf.equal(tf.argmax(probs, -1, output_type=tf.int32), labels), tf.float32)
+        topk = tf.cast(tf.math.in_top_k(labels, probs, k), tf.float32)
+        return tf.reduce_sum(loss), tf.reduce_sum(top1), tf.reduce_sum(topk), tf.shape(labels)[0]
+
+    loss = top1 = topk = 0.0
+    count = 0
+    for images, labels in dataset:
+        values = batch_stats(images, labels)
+        loss, top1, topk = loss + float(values[0]), top1 + float(values[1]), topk + float(values[2])
+        count += int(values[3])
+    if count == 0:
+        raise UserError("the evaluation dataset is empty")
+    return {"top1": top1 / count, "top5": topk / count, "loss": loss / count, "examples": count}
+
+
+def weights_digest(model) -> str:
+    """SHA-256 of every weight of ``model`` (trainable and not), in order: equal digests,
+    equal weights (what two workers compare)."""
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        value = np.ascontiguousarray(np.asarray(weight.numpy() if hasattr(weight, "numpy") else weight))
+        digest.update(weight.path.encode() if hasattr(weight, "path") else b"")
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def measure_train_throughput(model, batch_size: int = 16, steps: int = 5, warmup: int = 2, seed: int = 0) -> float:
+    """Training images per second of ``model`` on random data (a fresh SGD optimizer; the
+    model's weights are restored afterwards)."""
+    import keras
+    import tensorflow as tf
+
+    shape = (batch_size, *model.input_shape[1:])
+    classes = int(model.output_shape[-1])
+    rng = np.random.default_rng(seed)
+    images = tf.constant(rng.uniform(0, 255, shape).astype("float32"))
+    labels = tf.constant(rng.integers(0, classes, batch_size).astype("int32"))
+    saved = [w.numpy() for w in model.weights]
+    optimizer = keras.optimizers.SGD(1e-6)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            probs = tf.cast(model(images, training=True), tf.float32)
+            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, probs))
+        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+        return loss
+
+    for _ in range(warmup):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        float(step())
+    seconds = time.perf_counter() - start
+    for weight, value in zip(model.weights, saved):
+        weight.assign(value)
+    return batch_size * steps / seconds
+
+
+def load_trained(model_dir: str):
+    """(model, results record or None) of a training output folder."""
+    import keras
+
+    path = os.path.join(model_dir, MODEL_FILE) if os.path.isdir(model_dir) else model_dir
+    if not os.path.isfile(path):
+        raise UserError(f"no trained model at {model_dir!r}: expected {MODEL_FILE} in it")
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as error:
+        raise UserError(f"{path!r} does not load as a Keras model: {error}") from None
+    results_path = os.path.join(os.path.dirname(path), RESULTS_FILE)
+    record = read_json(results_path) if os.path.isfile(results_path) else None
+    return model, record
+
+
+def evaluate_model(model_dir_or_model, dataset: str | None = None, *, data_dir: str | None = None,
+                   batch_size: int = 64, split_seed: int | None = None, validation_fraction: float | None = None,
+                   validation_split: str | None = None, latency_runs: int = 20, latency_warmup: int = 3,
+                   latency_threads: int = 1, throughput_steps: int = 5, throughput_batch: int = 16,
+                   write: bool = True, verbose: int = 0) -> dict:
+    """Evaluate a trained model (a training output folder or a ``keras.Model``).
+
+    With a folder, the dataset, held-out split and genotype come from its ``results.json``
+    unless given; the record is written to ``evaluation.json`` beside the model. Top-1, top-5
+    and loss are over the validation split; ``params`` counts the built model, and
+    ``multiply_adds`` comes from :func:`effscale.cost.cost` when the genotype is known;
+    ``latency_seconds`` is :func:`effscale.latency.measure_latency` (0 runs: skipped);
+    ``train_images_per_second`` is measured on random data (0 steps: skipped).
+    """
+    from effscale.data import load_data
+
+    record = None
+    folder = None
+    if isinstance(model_dir_or_model, (str, os.PathLike)):
+        folder = os.fspath(model_dir_or_model)
+        model, record = load_trained(folder)
+        if os.path.isfile(folder):
+            folder = os.path.dirname(folder)
+    else:
+        model = model_dir_or_model
+    training = (record or {}).get("data", {})
+    dataset = dataset or training.get("source")
+    if dataset is None:
+        raise UserError("evaluate: no dataset given and none recorded beside the model")
+    same_data = dataset == training.get("source")
+    resolution = int(model.input_shape[1])
+    splits = load_data(
+        dataset, resolution=resolution, batch_size=batch_size,
+        validation_fraction=validation_fraction or (training.get("validation_fraction") if same_data else None) or 0.2,
+        seed=split_seed if split_seed is not None else ((record or {}).get("recipe", {}).get("seed", 0)),
+        data_dir=data_dir or (training.get("data_dir") if same_data else None),
+        validation_split=validation_split or (training.get("validation_split") if same_data else None),
+        train_split=training.get("train_split") if same_data else None, cache=False)
+    classes = int(model.output_shape[-1])
+    if splits.num_classes != classes:
+        raise UserError(f"dataset {dataset!r} has {splits.num_classes} classes but the model predicts {classes}")
+    result = {"dataset": dataset, "validation_size": splits.validation_size}
+    result.update(evaluate_dataset(model, splits.validation, classes))
+    result["params"] = int(model.count_params())
+    result["multiply_adds"] = None
+    if record and record.get("genotype") and record.get("variant"):
+        from effscale.cost import cost
+        from effscale.genotype import Genotype
+        from effscale.scaling import Variant
+
+        result["multiply_adds"] = int(cost(Genotype.parse(record["genotype"]), Variant.from_dict(record["variant"]),
+                                           classes=classes).multiply_adds)
+    result["latency_seconds"] = None
+    if latency_runs:
+        from effscale.latency import measure_latency
+
+        result["latency_seconds"] = measure_latency(model, runs=latency_runs, warmup=latency_warmup,
+                                                    threads=latency_threads)
+        result["latency_threads"] = latency_threads
+    result["train_images_per_second"] = (
+        measure_train_throughput(model, throughput_batch, throughput_steps) if throughput_steps else None)
+    if record:
+        result["trained_images_per_second"] = record.get("train_images_per_second")
+    if write and folder:
+        write_json(os.path.join(folder, EVALUATION_FILE), result)
+    if verbose:
+        print(summary_line(result))
+    return result
+
+
+def summary_line(result: dict) -> str:
+    """One line of the numbers that matter."""
+    parts = [f"top-1 {result['top1']:.4f}", f"top-5 {result['top5']:.4f}", f"loss {result['loss']:.4f}",
+             f"params {result['params']:,}"]
+    if result.get("multiply_adds") is not None:
+        parts.append(f"multiply-adds {result['multiply_adds']:,}")
+    if result.get("latency_seconds") is not None:
+        parts.append(f"latency {1000 * result['latency_seconds']:.2f} ms")
+    if result.get("train_images_per_second") is not None:
+        parts.append(f"train {result['train_images_per_second']:.1f} img/s")
+    return ", ".join(parts)

@@ -1,0 +1,211 @@
+"""The training set-up as one typed, serializable value.
+
+EfficientNet's ImageNet recipe (Tan & Le 2019; tensorflow/tpu ``main.py``): RMSprop (decay 0.9,
+momentum 0.9, epsilon 1e-3), learning rate 0.016 per 256 images (0.256 at batch 4096), a
+warm-up of 5 epochs, then exponential decay of 0.97 every 2.4 epochs, label smoothing 0.1,
+weight decay 1e-5, the variant's dropout, drop-connect 0.2, and an exponential moving average
+of the weights with decay 0.9999 over 350 epochs. :meth:`Recipe.efficientnet` returns that.
+
+The defaults of :class:`Recipe` are for short runs (a few epochs on small data): EfficientNet's RMSprop and
+learning rate (linearly scaled), one warm-up epoch, cosine decay, BatchNormalization momentum
+0.9 (0.99 leaves the moving statistics unconverged after a few hundred steps and a short run
+evaluates at chance, see REFERENCE.md) and no EMA.
+
+>>> r = Recipe(epochs=3, optimizer="sgd")
+>>> Recipe.from_dict(r.to_dict()) == r
+True
+>>> Recipe.efficientnet().optimizer, Recipe.efficientnet().schedule
+('rmsprop', 'exponential')
+>>> Recipe(optimizer="lamb")
+Traceback (most recent call last):
+...
+effscale.errors.UserError: recipe optimizer 'lamb': expected one of rmsprop, sgd, adam
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+
+from effscale.errors import UserError
+
+OPTIMIZERS = ("rmsprop", "sgd", "adam")
+SCHEDULES = ("cosine", "exponential", "constant")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train a variant. ``learning_rate`` is per ``base_batch`` images and scales
+    linearly with the global batch; ``batch_size`` is per replica unless ``batch_scope`` is
+    ``'global'``; ``weight_decay`` is decoupled (Keras optimizers' ``weight_decay``)."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    batch_scope: str = "per_replica"        # per_replica | global
+    optimizer: str = "rmsprop"              # rmsprop | sgd | adam
+    learning_rate: float = 0.016            # per base_batch images (EfficientNet: 0.016)
+    base_batch: int = 256
+    momentum: float = 0.9                   # sgd and rmsprop momentum
+    rmsprop_rho: float = 0.9
+    epsilon: float = 1e-3                   # rmsprop / adam epsilon (EfficientNet: 1e-3)
+    warmup_epochs: float = 1.0
+    schedule: str = "cosine"                # cosine | exponential | constant
+    decay_epochs: float = 2.4               # exponential: decay every decay_epochs ...
+    decay_rate: float = 0.97                # ... by decay_rate
+    min_learning_rate_ratio: float = 0.0    # cosine floor, as a fraction of the peak
+    label_smoothing: float = 0.1
+    weight_decay: float = 1e-5
+    dropout: float | None = None            # None: the variant's
+    drop_connect: float = 0.2
+    bn_momentum: float = 0.9
+    bn_epsilon: float = 1e-3
+    sync_batch_norm: bool = True            # batch statistics over all replicas when there are several
+    ema_decay: float | None = None          # e.g. 0.9999 for long runs
+    gradient_clip_norm: float | None = None
+    augment: bool = False                   # random resized crop + flip
+    randaugment: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        def check(condition, message):
+            if not condition:
+                raise UserError(f"recipe {message}")
+
+        check(self.optimizer in OPTIMIZERS, f"optimizer {self.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
+        check(self.schedule in SCHEDULES, f"schedule {self.schedule!r}: expected one of {', '.join(SCHEDULES)}")
+        check(self.batch_scope in ("per_replica", "global"),
+              f"batch_scope {self.batch_scope!r}: expected 'per_replica' or 'global'")
+        check(isinstance(self.epochs, int) and self.epochs >= 1, f"epochs must be a positive integer, got {self.epochs!r}")
+        check(isinstance(self.batch_size, int) and self.batch_size >= 1,
+              f"batch_size must be a positive integer, got {self.batch_size!r}")
+        check(isinstance(self.base_batch, int) and self.base_batch >= 1, "base_batch must be a positive integer")
+        check(self.learning_rate > 0 and math.isfinite(self.learning_rate), "learning_rate must be positive")
+        check(self.warmup_epochs >= 0, "warmup_epochs must be >= 0")
+        check(self.decay_epochs > 0 and 0 < self.decay_rate <= 1, "needs decay_epochs > 0 and decay_rate in (0, 1]")
+        check(0 <= self.min_learning_rate_ratio < 1, "min_learning_rate_ratio must be in [0, 1)")
+        check(0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)")
+        check(self.weight_decay >= 0, "weight_decay must be >= 0")
+        check(self.dropout is None or 0 <= self.dropout < 1, "dropout must be in [0, 1) or None")
+        check(0 <= self.drop_connect < 1, "drop_connect must be in [0, 1)")
+        check(0 < self.bn_momentum < 1, "bn_momentum must be in (0, 1)")
+        check(self.bn_epsilon > 0, "bn_epsilon must be positive")
+        check(self.ema_decay is None or 0 < self.ema_decay < 1, "ema_decay must be in (0, 1) or None")
+        check(self.gradient_clip_norm is None or self.gradient_clip_norm > 0, "gradient_clip_norm must be positive")
+        check(0 <= self.momentum < 1 and 0 < self.rmsprop_rho < 1 and self.epsilon > 0,
+              "momentum must be in [0, 1), rmsprop_rho in (0, 1) and epsilon positive")
+
+    # -- serialization --------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Recipe":
+        if not isinstance(data, dict):
+            raise UserError(f"a recipe must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UserError(f"unknown recipe key(s) {unknown}: expected some of {sorted(known)}")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Recipe":
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as error:
+            raise UserError(f"recipe JSON does not parse: {error}") from None
+
+    def replace(self, **changes) -> "Recipe":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def efficientnet(cls, **changes) -> "Recipe":
+        """The EfficientNet ImageNet recipe (tensorflow/tpu efficientnet main.py defaults)."""
+        base = cls(epochs=350, batch_size=4096, batch_scope="global", optimizer="rmsprop", learning_rate=0.016,
+                   base_batch=256, momentum=0.9, rmsprop_rho=0.9, epsilon=1e-3, warmup_epochs=5,
+                   schedule="exponential", decay_epochs=2.4, decay_rate=0.97, label_smoothing=0.1,
+                   weight_decay=1e-5, drop_connect=0.2, bn_momentum=0.99, ema_decay=0.9999, augment=True)
+        return dataclasses.replace(base, **changes)
+
+    # -- what the recipe makes --------------------------------------------------------------
+    def peak_learning_rate(self, global_batch: int) -> float:
+        """``learning_rate`` scaled linearly from ``base_batch`` to ``global_batch`` images."""
+        from effscale.strategy import scale_learning_rate
+
+        return scale_learning_rate(self.learning_rate, global_batch, self.base_batch)
+
+    def learning_rate_schedule(self, global_batch: int, steps_per_epoch: int, epochs: int | None = None):
+        """A Keras schedule: linear warm-up to the peak, then cosine or exponential decay."""
+        return warmup_schedule_class()(
+            peak=self.peak_learning_rate(global_batch), warmup_steps=int(round(self.warmup_epochs * steps_per_epoch)),
+            total_steps=max(1, (epochs or self.epochs) * steps_per_epoch), schedule=self.schedule,
+            decay_steps=max(1.0, self.decay_epochs * steps_per_epoch), decay_rate=self.decay_rate,
+            min_ratio=self.min_learning_rate_ratio)
+
+    def make_optimizer(self, global_batch: int, steps_per_epoch: int, epochs: int | None = None):
+        """The Keras optimizer of this recipe, with its schedule, weight decay and EMA."""
+        import keras
+
+        common = {"learning_rate": self.learning_rate_schedule(global_batch, steps_per_epoch, epochs),
+                  "weight_decay": self.weight_decay or None, "use_ema": self.ema_decay is not None,
+                  "ema_momentum": self.ema_decay or 0.99, "global_clipnorm": self.gradient_clip_norm}
+        if self.optimizer == "rmsprop":
+            return keras.optimizers.RMSprop(rho=self.rmsprop_rho, momentum=self.momentum, epsilon=self.epsilon, **common)
+        if self.optimizer == "sgd":
+            return keras.optimizers.SGD(momentum=self.momentum, nesterov=True, **common)
+        return keras.optimizers.Adam(epsilon=self.epsilon, **common)
+
+
+_SCHEDULE_CLASS = []
+
+
+def warmup_schedule_class():
+    """The Keras ``LearningRateSchedule`` class of recipes (made on first use, so importing
+    this module does not import Keras)."""
+    if _SCHEDULE_CLASS:
+        return _SCHEDULE_CLASS[0]
+    import keras
+
+    @keras.saving.register_keras_serializable(package="effscale")
+    class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
+        """Linear warm-up from 0 to ``peak`` over ``warmup_steps``, then cosine decay to
+        ``min_ratio * peak`` at ``total_steps``, exponential decay (``decay_rate`` every
+        ``decay_steps``, staircase), or constant."""
+
+        def __init__(self, peak, warmup_steps, total_steps, schedule="cosine", decay_steps=1.0, decay_rate=0.97,
+                     min_ratio=0.0):
+            self.peak, self.warmup_steps, self.total_steps = float(peak), int(warmup_steps), int(total_steps)
+            self.schedule, self.decay_steps, self.decay_rate = schedule, float(decay_steps), float(decay_rate)
+            self.min_ratio = float(min_ratio)
+
+        def __call__(self, step):
+            from keras import ops
+
+            step = ops.cast(step, "float32")
+            warmup = float(max(self.warmup_steps, 1))
+            after = ops.maximum(step - self.warmup_steps, 0.0)
+            if self.schedule == "cosine":
+                span = float(max(self.total_steps - self.warmup_steps, 1))
+                progress = ops.minimum(after / span, 1.0)
+                ratio = self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + ops.cos(math.pi * progress))
+            elif self.schedule == "exponential":
+                ratio = ops.power(self.decay_rate, ops.floor(after / self.decay_steps))
+            else:
+                ratio = ops.ones_like(step)
+            decayed = self.peak * ratio
+            if self.warmup_steps <= 0:
+                return decayed
+            return ops.where(step < self.warmup_steps, self.peak * (step + 1) / warmup, decayed)
+
+        def get_config(self):
+            return {"peak": self.peak, "warmup_steps": self.warmup_steps, "total_steps": self.total_steps,
+                    "schedule": self.schedule, "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
+                    "min_ratio": self.min_ratio}
+
+    _SCHEDULE_CLASS.append(WarmupSchedule)
+    return WarmupSchedule

@@ -1,0 +1,416 @@
+"""Train one variant with tf.distribute, resumably, and write its results record.
+
+:func:`train_variant` trains a genotype at a variant on a dataset (see :mod:`effscale.data`)
+with a :class:`~effscale.recipe.Recipe` under a strategy (see :mod:`effscale.strategy`), and
+writes into ``out_dir``:
+
+* ``checkpoint/``: after every epoch, the weights and optimizer state
+  (``epoch-NNNN.weights.h5``) and ``state.json`` (epochs done, history, time spent), each
+  written atomically, by the chief only. Rerunning the same call after a crash or SIGKILL
+  resumes at the epoch after the last backup and records that in ``results.json``
+  (``resumed_from_epochs``);
+* ``model.keras``: the trained model, for inference (no optimizer);
+* ``results.json``: top-1, top-5, loss, parameters, multiply-adds, latency, training images/s,
+  epochs done, wall time, history, strategy, recipe.
+
+Under the default, mirrored and TPU strategies training is Keras ``fit``. Under
+MultiWorkerMirroredStrategy Keras 3 ``fit`` fails (keras-team/keras#20585), so effscale runs its
+own distributed loop: ``strategy.run`` of a step that computes the loss over the global batch
+and applies the gradients in replica context (the Keras optimizer all-reduces them), with
+synchronized BatchNormalization so that every worker holds identical weights after each step.
+``loop="custom"`` picks that loop under any strategy.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import time
+
+from effscale.errors import UserError
+from effscale.io import read_json, write_json
+
+CHECKPOINT_DIR = "checkpoint"
+STATE_FILE = "state.json"
+RUN_FILE = "run.json"
+LOOPS = ("auto", "fit", "custom")
+
+
+# -- checkpoints ----------------------------------------------------------------------------
+
+def _checkpoint_paths(out_dir: str) -> tuple[str, str]:
+    folder = os.path.join(out_dir, CHECKPOINT_DIR)
+    return folder, os.path.join(folder, STATE_FILE)
+
+
+def read_state(out_dir: str) -> dict | None:
+    """The last backup's state (``epoch`` = epochs completed), or None when there is none."""
+    folder, state_path = _checkpoint_paths(out_dir)
+    if not os.path.isfile(state_path):
+        return None
+    state = read_json(state_path)
+    if not os.path.isfile(os.path.join(folder, state["weights"])):
+        raise UserError(f"checkpoint state {state_path!r} names a missing weights file {state['weights']!r}")
+    return state
+
+
+def save_checkpoint(model, out_dir: str, state: dict) -> None:
+    """Write weights + optimizer state, then the state file that points at them, each
+    atomically; a kill at any moment leaves the previous backup or the new one."""
+    folder, state_path = _checkpoint_paths(out_dir)
+    os.makedirs(folder, exist_ok=True)
+    name = f"epoch-{state['epoch']:04d}.weights.h5"
+    temporary = os.path.join(folder, f".tmp-{os.getpid()}-{name}")
+    model.save_weights(temporary)
+    os.replace(temporary, os.path.join(folder, name))
+    write_json(state_path, dict(state, weights=name))
+    for old in glob.glob(os.path.join(folder, "epoch-*.weights.h5")):
+        if os.path.basename(old) != name:
+            os.unlink(old)
+
+
+def restore_checkpoint(model, optimizer, out_dir: str) -> dict | None:
+    """Load the last backup into ``model`` and ``optimizer`` (built here); None when none."""
+    state = read_state(out_dir)
+    if state is None:
+        return None
+    optimizer.build(model.trainable_variables)
+    folder, _ = _checkpoint_paths(out_dir)
+    model.load_weights(os.path.join(folder, state["weights"]))
+    return state
+
+
+# -- the pieces of a run ----------------------------------------------------------------------
+
+def _synchronize_batch_norm(model) -> int:
+    """Make every BatchNormalization layer compute its statistics over all replicas."""
+    import keras
+
+    count = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = True
+            count += 1
+    return count
+
+
+def _one_hot(dataset, classes):
+    import tensorflow as tf
+
+    return dataset.map(lambda x, y: (x, tf.one_hot(y, classes)), num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _run_signature(genotype, variant, dataset, recipe, data_dir, validation_fraction) -> dict:
+    return {"genotype": genotype.encode(), "variant": variant.to_dict(), "dataset": dataset,
+            "data_dir": data_dir, "validation_fraction": validation_fraction,
+            "recipe": {k: v for k, v in recipe.to_dict().items() if k != "epochs"}}
+
+
+def _export_model(model, path: str) -> None:
+    """Save an inference copy of ``model`` (no optimizer, no distribution) atomically."""
+    import keras
+
+    from effscale.io import atomic_path
+
+    export = keras.Model.from_config(model.get_config())
+    export.set_weights([w.numpy() for w in model.weights])
+    for layer in export.layers:  # synchronized BN only matters across replicas
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = False
+    with atomic_path(path) as temporary:
+        export.save(temporary)
+
+
+class _EpochRecorder:
+    """Per-epoch bookkeeping shared by both loops: history, time, images, checkpoint."""
+
+    def __init__(self, model, out_dir, chief, state, images_per_epoch, log):
+        self.model, self.out_dir, self.chief, self.log = model, out_dir, chief, log
+        self.history = list((state or {}).get("history", []))
+        self.train_seconds = float((state or {}).get("train_seconds", 0.0))
+        self.timed_images = int((state or {}).get("timed_images", 0))
+        self.timed_seconds = float((state or {}).get("timed_seconds", 0.0))
+        self.resumed = list((state or {}).get("resumed_from_epochs", []))
+        self.images_per_epoch = images_per_epoch
+        self.first_epoch_of_process = True
+        self.wall_offset = float((state or {}).get("wall_seconds", 0.0))
+        self.wall_start = time.perf_counter()
+
+    def end_epoch(self, epoch: int, seconds: float, metrics: dict) -> None:
+        self.train_seconds += seconds
+        if not self.first_epoch_of_process:  # the first epoch of a process includes tracing
+            self.timed_images += self.images_per_epoch
+            self.timed_seconds += seconds
+        self.first_epoch_of_process = False
+        entry = {"epoch": epoch + 1, "seconds": round(seconds, 3)}
+        entry.update({k: round(float(v), 6) for k, v in metrics.items()})
+        self.history.append(entry)
+        if self.chief:
+            save_checkpoint(self.model, self.out_dir, self.state(epoch + 1))
+
+    def state(self, epochs_done: int) -> dict:
+        return {"epoch": epochs_done, "history": self.history, "train_seconds": self.train_seconds,
+                "timed_images": self.timed_images, "timed_seconds": self.timed_seconds,
+                "resumed_from_epochs": self.resumed,
+                "wall_seconds": self.wall_offset + time.perf_counter() - self.wall_start}
+
+    def images_per_second(self, fallback_images: int) -> float | None:
+        if self.timed_seconds > 0:
+            return self.timed_images / self.timed_seconds
+        if self.train_seconds > 0:
+            return fallback_images / self.train_seconds
+        return None
+
+
+def _fit_loop(model, optimizer, splits, recipe, strategy, epochs, initial_epoch, steps, recorder, verbose, log_dir):
+    import keras
+
+    with strategy.scope():
+        model.compile(optimizer=optimizer,
+                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
+                      metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")], jit_compile=False)
+
+    class Callback(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            metrics = {"loss": logs.get("loss"), "accuracy": logs.get("accuracy"),
+                       "val_loss": logs.get("val_loss"), "val_accuracy": logs.get("val_accuracy")}
+            recorder.end_epoch(epoch, time.perf_counter() - self.start,
+                               {k: v for k, v in metrics.items() if v is not None})
+
+    callbacks = [Callback()]
+    if log_dir:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir))
+    train = _one_hot(splits.train, splits.num_classes).repeat()
+    validation = _one_hot(splits.validation, splits.num_classes)
+    model.fit(train, validation_data=validation, epochs=epochs, initial_epoch=initial_epoch,
+              steps_per_epoch=steps, callbacks=callbacks, verbose=verbose, shuffle=False)
+
+
+def _custom_loop(model, optimizer, splits, recipe, strategy, epochs, initial_epoch, steps, global_batch,
+                 recorder, verbose, log_dir, chief):
+    import keras
+    import tensorflow as tf
+
+    from effscale.evaluate import evaluate_dataset
+
+    classes = splits.num_classes
+    with strategy.scope():
+        loss_object = keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing, reduction=None)
+        optimizer.build(model.trainable_variables)
+    scale_loss = getattr(optimizer, "scale_loss", lambda loss: loss)
+
+    def replica_step(images, labels):
+        with tf.GradientTape() as tape:
+            probs = tf.cast(model(images, training=True), tf.float32)
+            per_example = loss_object(tf.one_hot(labels, classes), probs)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+            if model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+            scaled = scale_loss(loss)
+        gradients = tape.gradient(scaled, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probs, -1, output_type=tf.int32), labels), tf.float32))
+        return tf.reduce_sum(per_example), correct
+
+    @tf.function
+    def train_step(iterator):
+        loss_sum, correct = strategy.run(replica_step, args=next(iterator))
+        return (strategy.reduce(tf.distribute.ReduceOp.SUM, loss_sum, axis=None),
+                strategy.reduce(tf.distribute.ReduceOp.SUM, correct, axis=None))
+
+    writer = tf.summary.create_file_writer(log_dir) if (log_dir and chief) else None
+    distributed = strategy.experimental_distribute_dataset(splits.train.repeat())
+    iterator = iter(distributed)
+    for epoch in range(initial_epoch, epochs):
+        start = time.perf_counter()
+        progress = keras.utils.Progbar(steps, verbose=verbose, stateful_metrics=(
+            "loss", "accuracy", "val_loss", "val_accuracy")) if verbose else None
+        if verbose:
+            print(f"Epoch {epoch + 1}/{epochs}")
+        loss_total = correct_total = 0.0
+        for step in range(steps):
+            loss_sum, correct = train_step(iterator)
+            loss_total += float(loss_sum)
+            correct_total += float(correct)
+            seen = (step + 1) * global_batch
+            if progress:
+                progress.update(step + 1, [("loss", loss_total / seen), ("accuracy", correct_total / seen)],
+                                finalize=False)
+        seconds = time.perf_counter() - start
+        validation = evaluate_dataset(model, splits.validation, classes)  # identical weights: each worker alone
+        metrics = {"loss": loss_total / (steps * global_batch), "accuracy": correct_total / (steps * global_batch),
+                   "val_loss": validation["loss"], "val_accuracy": validation["top1"]}
+        if progress:
+            progress.update(steps, [(k, v) for k, v in metrics.items() if k.startswith("val_")], finalize=True)
+        if writer is not None:
+            with writer.as_default(step=epoch + 1):
+                for key, value in metrics.items():
+                    tf.summary.scalar(key, value)
+            writer.flush()
+        recorder.end_epoch(epoch, seconds, metrics)
+    if getattr(optimizer, "use_ema", False):
+        optimizer.finalize_variable_values(model.trainable_variables)
+
+
+def _agree_on_epoch(strategy, epoch: int) -> None:
+    """Every worker must resume from the same epoch (the checkpoint folder must be shared)."""
+    import tensorflow as tf
+
+    total = strategy.reduce(tf.distribute.ReduceOp.SUM,
+                            strategy.run(lambda: tf.constant(float(epoch))), axis=None)
+    if int(round(float(total))) != epoch * strategy.num_replicas_in_sync:
+        raise UserError(f"workers disagree on the epoch to resume from (this one: {epoch}); "
+                        "put --out on storage every worker can read")
+
+
+# -- the entry point ---------------------------------------------------------------------------
+
+def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, strategy="auto",
+                  out_dir: str = "runs/train", epochs: int | None = None, verbose: int = 1,
+                  log_dir: str | None = None, *, batch_size: int | None = None, batch_scope: str | None = None,
+                  mixed_precision: str = "auto", data_dir: str | None = None, validation_fraction: float = 0.2,
+                  train_split: str | None = None, validation_split: str | None = None, download: bool = False,
+                  loop: str = "auto", latency_runs: int = 20, tpu: str | None = None,
+                  augment: bool | None = None, seed: int | None = None) -> dict:
+    """Train ``genotype`` at ``variant`` on ``dataset`` and return its results record.
+
+    ``recipe`` is a :class:`~effscale.recipe.Recipe` (default ``Recipe()``); ``epochs``,
+    ``batch_size``, ``batch_scope``, ``augment`` and ``seed`` override its fields. ``strategy`` is a name
+    (auto|default|mirrored|multiworker|tpu) or a ``tf.distribute.Strategy``. Rerunning with the
+    same ``out_dir`` resumes from the last per-epoch backup; a finished run returns its record.
+
+    >>> import tempfile
+    >>> record = train_variant("tiny", "w=0.25,d=0.25,r=8", out_dir=tempfile.mkdtemp(), epochs=1,
+    ...                        verbose=0, latency_runs=0, strategy="default")
+    >>> record["epochs_done"], record["strategy"]["name"], 0 <= record["top1"] <= 1
+    (1, 'default', True)
+    """
+    import keras
+
+    from effscale.builder import build
+    from effscale.cost import cost
+    from effscale.data import load_data
+    from effscale.evaluate import MODEL_FILE, RESULTS_FILE, evaluate_dataset, summary_line, weights_digest
+    from effscale.genotype import load_genotype
+    from effscale.recipe import Recipe
+    from effscale.scaling import resolve_variant
+    from effscale.strategy import (device_kind, dtype_policy, global_batch_size, is_chief, is_multiworker,
+                                   mixed_precision_policy, resolve_strategy, strategy_name)
+
+    wall_start = time.perf_counter()
+    genotype = load_genotype(genotype)
+    variant = resolve_variant(variant, genotype)
+    recipe = recipe if recipe is not None else Recipe()
+    if isinstance(recipe, dict):
+        recipe = Recipe.from_dict(recipe)
+    changes = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "batch_scope": batch_scope,
+                                 "augment": augment, "seed": seed}.items() if v is not None}
+    recipe = recipe.replace(**changes) if changes else recipe
+    if loop not in LOOPS:
+        raise UserError(f"unknown training loop {loop!r}: expected one of {', '.join(LOOPS)}")
+    out_dir = os.path.abspath(os.fspath(out_dir))
+    os.makedirs(out_dir, exist_ok=True)
+
+    if isinstance(strategy, str):
+        strategy = resolve_strategy(strategy, tpu=tpu)
+    name = strategy_name(strategy)
+    chief = is_chief(strategy)
+    replicas = strategy.num_replicas_in_sync
+    global_batch, per_replica = global_batch_size(recipe.batch_size, replicas, recipe.batch_scope)
+    policy = mixed_precision_policy(mixed_precision, device_kind(strategy))
+    use_custom = loop == "custom" or (loop == "auto" and is_multiworker(strategy))
+
+    signature = _run_signature(genotype, variant, dataset, recipe, data_dir, validation_fraction)
+    run_path = os.path.join(out_dir, RUN_FILE)
+    if os.path.isfile(run_path):
+        previous = read_json(run_path)
+        if previous != signature:
+            differing = sorted(k for k in signature if previous.get(k) != signature.get(k))
+            raise UserError(f"{out_dir!r} holds another run (it differs in {', '.join(differing)}); "
+                            "use a new --out folder")
+    elif chief:
+        write_json(run_path, signature)
+    results_path = os.path.join(out_dir, RESULTS_FILE)
+    state = read_state(out_dir)
+    if state is not None and state["epoch"] >= recipe.epochs and os.path.isfile(results_path):
+        record = read_json(results_path)
+        if verbose:
+            print(f"{out_dir}: already trained for {state['epoch']} epochs; " + summary_line(record))
+        return record
+    initial_epoch = state["epoch"] if state else 0
+    if initial_epoch > recipe.epochs:
+        raise UserError(f"{out_dir!r} was trained for {initial_epoch} epochs, more than the {recipe.epochs} asked")
+
+    splits = load_data(dataset, resolution=variant.resolution, batch_size=global_batch,
+                       validation_fraction=validation_fraction, seed=recipe.seed, augment=recipe.augment,
+                       randaugment=recipe.randaugment, data_dir=data_dir, train_split=train_split,
+                       validation_split=validation_split, download=download, drop_remainder=True,
+                       shuffle_seed=recipe.seed + 1009 * initial_epoch)
+    steps = splits.train_size // global_batch
+    if steps < 1:
+        raise UserError(f"global batch {global_batch} is larger than the {splits.train_size} training images")
+
+    keras.utils.set_random_seed(recipe.seed)
+    with dtype_policy(policy), strategy.scope():
+        model = build(genotype, variant, classes=splits.num_classes, dropout=recipe.dropout,
+                      drop_connect=recipe.drop_connect, bn_momentum=recipe.bn_momentum, bn_epsilon=recipe.bn_epsilon)
+        synchronized = _synchronize_batch_norm(model) if (replicas > 1 and recipe.sync_batch_norm) else 0
+        optimizer = recipe.make_optimizer(global_batch, steps)
+        if policy == "mixed_float16" and use_custom:
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        if state is not None:
+            restore_checkpoint(model, optimizer, out_dir)
+    if use_custom and name == "multiworker":
+        _agree_on_epoch(strategy, initial_epoch)
+    recorder = _EpochRecorder(model, out_dir, chief, state, steps * global_batch, None)
+    if state is not None:
+        recorder.resumed.append(initial_epoch)
+        if verbose:
+            print(f"resuming {out_dir} at epoch {initial_epoch + 1}/{recipe.epochs}")
+
+    with dtype_policy(policy):
+        if initial_epoch < recipe.epochs:
+            if use_custom:
+                _custom_loop(model, optimizer, splits, recipe, strategy, recipe.epochs, initial_epoch, steps,
+                             global_batch, recorder, verbose, log_dir, chief)
+            else:
+                _fit_loop(model, optimizer, splits, recipe, strategy, recipe.epochs, initial_epoch, steps,
+                          recorder, verbose, log_dir)
+        validation = evaluate_dataset(model, splits.validation, splits.num_classes)
+
+    analytic = cost(genotype, variant, classes=splits.num_classes)
+    latency = None
+    if latency_runs and chief:
+        from effscale.latency import measure_latency
+
+        latency = measure_latency(model, runs=latency_runs, warmup=3)
+    record = {
+        "genotype": genotype.encode(), "genotype_key": genotype.key, "variant": variant.to_dict(),
+        "data": dict(splits.describe(), data_dir=data_dir, validation_fraction=validation_fraction,
+                     train_split=train_split, validation_split=validation_split),
+        "recipe": recipe.to_dict(),
+        "strategy": {"name": name, "replicas": replicas, "chief": chief,
+                     "loop": "custom" if use_custom else "fit", "synchronized_batch_norm_layers": synchronized},
+        "mixed_precision": policy, "global_batch": global_batch, "per_replica_batch": per_replica,
+        "peak_learning_rate": recipe.peak_learning_rate(global_batch), "steps_per_epoch": steps,
+        "top1": validation["top1"], "top5": validation["top5"], "loss": validation["loss"],
+        "params": int(model.count_params()), "multiply_adds": int(analytic.multiply_adds),
+        "latency_seconds": latency,
+        "train_images_per_second": recorder.images_per_second(steps * global_batch * len(recorder.history)),
+        "epochs": recipe.epochs, "epochs_done": len(recorder.history),
+        "resumed_from_epochs": recorder.resumed, "history": recorder.history,
+        "train_seconds": round(recorder.train_seconds, 3),
+        "wall_seconds": round(time.perf_counter() - wall_start + recorder.wall_offset, 3),
+        "weights_sha256": weights_digest(model), "model": MODEL_FILE,
+    }
+    if chief:
+        _export_model(model, os.path.join(out_dir, MODEL_FILE))
+        write_json(results_path, record)
+    if verbose:
+        print(f"{variant.name} of {genotype.key} on {splits.source}: " + summary_line(record) +
+              f", {record['epochs_done']} epochs, {record['wall_seconds']:.1f} s")
+    return record
