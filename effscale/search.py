@@ -21,11 +21,12 @@ unless those variables are set. The chief ends a trial FAILED when its worker ha
 heard from for ``worker_timeout`` seconds (workers send a heartbeat while they train), so a
 killed worker does not stop the search.
 
->>> import tempfile
->>> result = run_search("stem8_head32_res16_relu-mb_r1_k3_s2_e2_c8", oracle="random", cost="macs",
-...                     target=2e5, trials=1, epochs=1, project_dir=tempfile.mkdtemp(), verbose=0)
->>> [t["status"] for t in result.trials], result.best_genotype is not None
-(['COMPLETED'], True)
+>>> parse_target("400M")
+400000000.0
+>>> run_search("tiny", oracle="annealing", project_dir="unused")
+Traceback (most recent call last):
+...
+effscale.errors.UserError: unknown oracle 'annealing': expected one of evolution, reinforce, random, bayesian, hyperband
 """
 
 from __future__ import annotations
@@ -530,6 +531,29 @@ def read_results(project_dir: str) -> SearchResult:
     done = [r for r in records if r["status"] == "COMPLETED"]
     return SearchResult(Genotype.parse(best["genotype"]) if best else None, best, records, pareto_front(done),
                         os.fspath(project_dir), config)
+
+
+def load_oracle(project_dir: str):
+    """The oracle of a search project, reloaded from its saved state exactly as a rerun does
+    (population, controller, random state), without running anything.
+
+    >>> load_oracle("/nonexistent")
+    Traceback (most recent call last):
+    ...
+    effscale.errors.UserError: '/nonexistent' is not an effscale search project (no search.json)
+    """
+    path = os.path.join(os.fspath(project_dir), "search.json")
+    if not os.path.isfile(path):
+        raise UserError(f"{project_dir!r} is not an effscale search project (no search.json)")
+    config = read_json(path)["config"]
+    space = SearchSpace.from_dict(config["space"])
+    oracle = make_oracle(config["oracle"], config["trials"], space.hyperparameters(), seed=config["seed"],
+                         epochs=config["proxy"]["epochs"], **config.get("oracle_options", {}))
+    oracle.verbose = 0
+    oracle._set_project_dir(os.fspath(project_dir), TUNER_FOLDER)
+    if os.path.exists(os.path.join(os.fspath(project_dir), TUNER_FOLDER, "oracle.json")):
+        oracle.reload()
+    return oracle
 
 
 # -- the chief's server ------------------------------------------------------------------------------

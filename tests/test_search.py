@@ -1,0 +1,69 @@
+"""End-to-end searches on the bundled digits data: every oracle, hard limits, latency cost."""
+
+import csv
+import os
+
+import pytest
+
+import effscale
+from effscale.genotype import load_genotype
+from effscale.search import ORACLES, design_variant, run_search
+
+MICRO = "stem8_head32_res16_relu-mb_r1_k3_s2_e2_c8-mb_r1_k3_s2_e2_c16"
+TRIALS = {"evolution": 2, "reinforce": 2, "random": 1, "bayesian": 2, "hyperband": 3}
+# Bayesian: one random point, then the Gaussian process proposes. Hyperband: max 2 epochs, factor 2
+# -> two 1-epoch candidates, then the better one promoted to 2 epochs.
+OPTIONS = {"bayesian": {"num_initial_points": 1}, "hyperband": {"factor": 2}}
+
+
+def _rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_each_oracle_runs_a_small_digits_search_and_returns_a_buildable_genotype(tmp_path):
+    for oracle in ORACLES:
+        directory = tmp_path / oracle
+        epochs = 2 if oracle == "hyperband" else 1
+        result = run_search(MICRO, oracle=oracle, cost="macs", target=1e5, trials=TRIALS[oracle], epochs=epochs,
+                            dataset="digits", project_dir=str(directory), seed=0, verbose=0,
+                            oracle_options=OPTIONS.get(oracle))
+        assert len(result.trials) == TRIALS[oracle], oracle
+        assert all(t["status"] == "COMPLETED" for t in result.trials), result.trials
+        for trial in result.trials:
+            assert 0.0 <= trial["accuracy"] <= 1.0 and trial["cost"] > 0
+            assert trial["reward"] == pytest.approx(trial["accuracy"] * (trial["cost"] / 1e5) ** -0.07)
+        best = result.best_genotype
+        assert best == load_genotype(str(directory / "best_genotype.json"))
+        assert best.encode() == max(result.trials, key=lambda t: t["reward"])["genotype"]
+        model = effscale.build(best, design_variant(best), classes=10)
+        assert model.output_shape == (None, 10)
+        rows = _rows(directory / "trials.csv")
+        assert [r["trial_id"] for r in rows] == [t["trial_id"] for t in result.trials]
+        pareto = _rows(directory / "pareto.csv")
+        assert pareto and {r["trial_id"] for r in pareto} <= {r["trial_id"] for r in rows}
+        if oracle == "hyperband":
+            assert [t["epochs"] for t in result.trials] == [1, 1, 2]
+            first_two = result.trials[:2]
+            promoted = max(first_two, key=lambda t: t["reward"])
+            assert result.trials[2]["genotype"] == promoted["genotype"]
+
+
+def test_hard_limits_fail_candidates_before_training_and_the_search_goes_on(tmp_path):
+    # The reference has 2,505 parameters; wider, deeper or more expanded candidates go over the limit.
+    limit = 8000
+    result = run_search(MICRO, oracle="random", cost="latency", target=0.001, constraint="hard", trials=4,
+                        epochs=1, project_dir=str(tmp_path), seed=1, max_params=limit, verbose=0)
+    statuses = [t["status"] for t in result.trials]
+    assert "FAILED" in statuses and "COMPLETED" in statuses, result.trials
+    for trial in result.trials:
+        params = effscale.cost.cost(trial["genotype"], design_variant(load_genotype(trial["genotype"])), 10).parameters
+        if trial["status"] == "FAILED":
+            assert params > limit and "rejected before training" in trial["reason"]
+            assert trial["accuracy"] is None  # never trained
+        else:
+            assert params <= limit and 0 < trial["latency"] < 1
+            assert trial["cost"] == trial["latency"]
+            expected = trial["accuracy"] * (1.0 if trial["cost"] <= 0.001 else 0.001 / trial["cost"])
+            assert trial["reward"] == pytest.approx(expected)
+    assert os.path.isfile(tmp_path / "latency" / "latency.json")  # measured latencies are cached
