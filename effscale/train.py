@@ -332,8 +332,6 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
             differing = sorted(k for k in signature if previous.get(k) != signature.get(k))
             raise UserError(f"{out_dir!r} holds another run (it differs in {', '.join(differing)}); "
                             "use a new --out folder")
-    elif chief:
-        write_json(run_path, signature)
     results_path = os.path.join(out_dir, RESULTS_FILE)
     state = read_state(out_dir)
     if state is not None and state["epoch"] >= recipe.epochs and os.path.isfile(results_path):
@@ -353,6 +351,8 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
     steps = splits.train_size // global_batch
     if steps < 1:
         raise UserError(f"global batch {global_batch} is larger than the {splits.train_size} training images")
+    if chief and not os.path.isfile(run_path):
+        write_json(run_path, signature)
 
     keras.utils.set_random_seed(recipe.seed)
     with dtype_policy(policy), strategy.scope():
