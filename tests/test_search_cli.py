@@ -1,0 +1,172 @@
+"""The search command line: SIGKILL mid-trial and rerun, `effscale trials`, and bad input."""
+
+import csv
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from effscale.cli import main
+from effscale.io import read_json
+from effscale.search import load_oracle
+
+MICRO = "stem8_head32_res16_relu-mb_r1_k3_s2_e2_c8-mb_r1_k3_s2_e2_c16"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _command(directory, oracle):
+    return [sys.executable, "-m", "effscale.cli", "search", "--baseline", MICRO, "--oracle", oracle,
+            "--cost", "macs", "--target", "100k", "--trials", "3", "--epochs", "1", "--dataset", "digits",
+            "--project-dir", str(directory), "--seed", "5", "--population", "3", "--tournament", "2"]
+
+
+def _env():
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+
+
+def _trial_state(directory, trial_id):
+    path = os.path.join(directory, "tuner", f"trial_{trial_id}", "trial.json")
+    return read_json(path) if os.path.exists(path) else None
+
+
+def _finished_trials(directory):
+    out = {}
+    for trial_id in range(3):
+        state = _trial_state(directory, trial_id)
+        if state and state["status"] == "COMPLETED":
+            out[str(trial_id)] = (state["score"], state["hyperparameters"]["values"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def killed_and_resumed(tmp_path_factory):
+    """Evolution and REINFORCE searches, each SIGKILLed while training its second trial, then rerun."""
+    base = tmp_path_factory.mktemp("resume")
+    import keras_tuner  # noqa: F401 - import TensorFlow now, not while the searches run
+    runs = {}
+    for oracle in ("evolution", "reinforce"):
+        directory = base / oracle
+        log = open(base / f"{oracle}-1.log", "w")
+        runs[oracle] = {"dir": directory, "proc": subprocess.Popen(_command(directory, oracle), stdout=log,
+                                                                   stderr=subprocess.STDOUT, env=_env(), cwd=ROOT)}
+    deadline = time.monotonic() + 400
+    pending = set(runs)
+    while pending and time.monotonic() < deadline:
+        for oracle in list(pending):
+            run = runs[oracle]
+            assert run["proc"].poll() is None, f"{oracle} search ended before it could be killed"
+            state = _trial_state(run["dir"], 1)
+            if "seen" not in run and _finished_trials(run["dir"]) and state and state["status"] == "RUNNING":
+                run["seen"] = time.monotonic()
+            if "seen" in run and time.monotonic() - run["seen"] > 1.0:  # well inside the second trial
+                run["proc"].send_signal(signal.SIGKILL)
+                run["proc"].wait()
+                pending.discard(oracle)
+        time.sleep(0.1)
+    assert not pending, "timed out waiting for the second trial"
+    for run in runs.values():  # what the killed process left behind
+        run["saved"] = read_json(os.path.join(run["dir"], "tuner", "oracle.json"))
+        run["finished"] = _finished_trials(run["dir"])
+        run["reloaded"] = load_oracle(str(run["dir"]))
+    for oracle, run in runs.items():  # rerun the same command
+        log = open(base / f"{oracle}-2.log", "w")
+        run["proc"] = subprocess.Popen(_command(run["dir"], oracle), stdout=log, stderr=subprocess.STDOUT,
+                                       env=_env(), cwd=ROOT)
+    for oracle, run in runs.items():
+        run["rc"] = run["proc"].wait(timeout=400)
+        run["log"] = open(base / f"{oracle}-2.log").read()
+        run["final"] = load_oracle(str(run["dir"]))
+    return runs
+
+
+def test_sigkill_mid_trial_then_rerun_keeps_finished_trials(killed_and_resumed):
+    for oracle, run in killed_and_resumed.items():
+        assert run["rc"] == 0, run["log"][-3000:]
+        assert "resuming" in run["log"]
+        assert list(run["finished"]) == ["0"]  # trial 0 had finished, trial 1 was training
+        with open(os.path.join(run["dir"], "trials.csv"), newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        assert [r["trial_id"] for r in rows] == ["0", "1", "2"]
+        assert all(r["status"] == "COMPLETED" for r in rows)
+        after = _finished_trials(run["dir"])
+        for trial_id, kept in run["finished"].items():
+            assert after[trial_id] == kept  # same values, same score: kept, not re-run
+        assert sum(line.startswith("trial ") for line in run["log"].splitlines()) == 2  # trials 1 and 2
+
+
+def test_reloaded_evolution_population_and_controller_equal_what_was_saved(killed_and_resumed):
+    evolution = killed_and_resumed["evolution"]
+    saved = evolution["saved"]["evolution"]
+    assert [m["trial_id"] for m in saved["population"]] == ["0"]
+    assert evolution["reloaded"].population == saved["population"]
+    assert evolution["reloaded"]._rng.bit_generator.state == saved["rng"]
+    # The members saved before the kill are still the oldest members after the resumed run.
+    final = evolution["final"].population
+    assert final[: len(saved["population"])] == saved["population"] and len(final) == 3
+
+    reinforce = killed_and_resumed["reinforce"]
+    saved = reinforce["saved"]["reinforce"]
+    assert saved["updates"] == 1 and saved["logits"]
+    assert reinforce["reloaded"].logits == saved["logits"]
+    assert reinforce["reloaded"].baseline == saved["baseline"]
+    assert reinforce["reloaded"]._rng.bit_generator.state == saved["rng"]
+    assert reinforce["final"].updates == 3
+
+
+def test_trials_command_prints_trials_and_pareto_front(killed_and_resumed, capsys):
+    directory = str(killed_and_resumed["evolution"]["dir"])
+    assert main(["trials", directory]) == 0
+    out = capsys.readouterr().out
+    assert "trials (3):" in out and "Pareto front" in out and "best: trial" in out
+    best = read_json(os.path.join(directory, "best_genotype.json"))
+    assert best["resolution"] == 16
+
+
+def _snapshot(directory):
+    digest = {}
+    for root, _, files in os.walk(directory):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as handle:
+                digest[os.path.relpath(path, directory)] = hashlib.sha1(handle.read()).hexdigest()
+    return digest
+
+
+def test_bad_input_is_one_line_exit_2_and_leaves_the_project_intact(killed_and_resumed, tmp_path, capsys):
+    directory = str(killed_and_resumed["evolution"]["dir"])
+    before = _snapshot(directory)
+    a_file = tmp_path / "plain.txt"
+    a_file.write_text("x")
+    common = ["search", "--baseline", MICRO, "--trials", "3", "--epochs", "1", "--seed", "5",
+              "--population", "3", "--tournament", "2", "--target", "100k"]
+    cases = {
+        "unknown oracle": (common + ["--oracle", "annealing", "--project-dir", directory], "unknown oracle"),
+        "negative target": (["search", "--baseline", MICRO, "--target", "-5", "--project-dir", directory],
+                            "target must be a positive"),
+        "unwritable project dir": (common + ["--project-dir", str(a_file / "sub")], "cannot be created"),
+        "unparsable genotype": (["search", "--baseline", "stem8_head32_res16_relu-mb_r1_k4x", "--project-dir",
+                                 directory], "token"),
+        "different search in the dir": (common + ["--oracle", "evolution", "--cost", "params",
+                                                  "--project-dir", directory], "different search"),
+        "unknown cost": (common + ["--cost", "flops", "--project-dir", directory], "unknown cost"),
+    }
+    for label, (argv, message) in cases.items():
+        assert main(argv) == 2, label
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("effscale: error:") and message in err and len(err.splitlines()) == 1, (label, err)
+    assert main(["trials", str(tmp_path / "nothing")]) == 2
+    assert _snapshot(directory) == before
+    assert not os.path.exists(a_file / "sub")
+
+
+def test_bad_input_exit_code_from_the_real_command(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "effscale.cli", "search", "--baseline", "tiny", "--oracle",
+                           "annealing", "--project-dir", str(tmp_path / "p")], capture_output=True, text=True,
+                          env=_env(), cwd=ROOT, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("effscale: error: unknown oracle 'annealing'")
+    assert not os.path.exists(tmp_path / "p")
