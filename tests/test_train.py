@@ -1,0 +1,246 @@
+"""Training and evaluation for real, on the bundled digits set, with a tiny variant:
+
+* one process, default strategy: >= 90% validation accuracy within the test;
+* SIGKILL after the first epoch, rerun: resumes at the next epoch, ends as good;
+* MirroredStrategy over two logical CPU devices: the same accuracy band;
+* two worker processes with MultiWorkerMirroredStrategy (TF_CONFIG, free ports): identical
+  final weights, the same accuracy band, checkpoints by the chief only;
+* bad input: exit code 2.
+
+Every run uses the same recipe and global batch 64, so their accuracies are comparable.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from effscale import cli
+from effscale.io import read_json
+
+VARIANT = "w=0.25,d=0.25,r=16"
+EPOCHS = 4
+BAND = 0.05  # accuracies of one recipe under different strategies / interruptions
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _env(**extra):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("TF_CONFIG", None)
+    env.update(extra)
+    return env
+
+
+def _train_command(out, *extra):
+    return [sys.executable, "-m", "effscale.cli", "train", "tiny", "--variant", VARIANT, "--dataset", "digits",
+            "--epochs", str(EPOCHS), "--batch-size", "64", "--latency-runs", "0", "--out", str(out), *extra]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted one-process run (default strategy, Keras fit)."""
+    from effscale.train import train_variant
+
+    out = tmp_path_factory.mktemp("reference")
+    record = train_variant("tiny", VARIANT, dataset="digits", strategy="default", out_dir=str(out), epochs=EPOCHS,
+                           batch_size=64, batch_scope="global", verbose=0, latency_runs=3)
+    return out, record
+
+
+def test_tiny_variant_reaches_90_percent_on_digits(reference):
+    out, record = reference
+    assert record["top1"] >= 0.90, record["history"]
+    assert record["top5"] >= record["top1"] and record["loss"] < 1.0
+    assert record["epochs_done"] == EPOCHS and [h["epoch"] for h in record["history"]] == [1, 2, 3, 4]
+    assert record["resumed_from_epochs"] == []
+    assert record["strategy"] == {"name": "default", "replicas": 1, "chief": True, "loop": "fit",
+                                  "synchronized_batch_norm_layers": 0}
+    assert record["mixed_precision"] == "float32" and record["global_batch"] == 64
+    from effscale.cost import cost
+
+    analytic = cost("tiny", VARIANT, classes=10)
+    assert record["params"] == analytic.parameters and record["multiply_adds"] == analytic.multiply_adds
+    assert 0 < record["latency_seconds"] < 1 and record["train_images_per_second"] > 0
+    assert record["wall_seconds"] >= record["train_seconds"] > 0
+    # files: the inference model, the results, the last backup
+    assert read_json(out / "results.json") == json.loads(json.dumps(record))
+    assert read_json(out / "checkpoint" / "state.json")["epoch"] == EPOCHS
+    assert os.path.isfile(out / "model.keras")
+
+
+def test_evaluate_reloads_the_model_and_reproduces_its_accuracy(reference, capsys):
+    out, record = reference
+    assert cli.main(["evaluate", str(out), "--latency-runs", "3", "--throughput-steps", "2"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{out}: top-1 ") and "multiply-adds" in line and "latency" in line
+    evaluation = read_json(out / "evaluation.json")
+    assert evaluation["top1"] == pytest.approx(record["top1"], abs=1e-6)  # same split, same weights
+    assert evaluation["top5"] == pytest.approx(record["top5"], abs=1e-6)
+    assert evaluation["validation_size"] == record["data"]["validation_size"]
+    assert evaluation["params"] == record["params"] and evaluation["multiply_adds"] == record["multiply_adds"]
+    assert evaluation["latency_seconds"] > 0 and evaluation["train_images_per_second"] > 0
+
+
+def test_rerunning_a_finished_run_returns_its_record(reference):
+    from effscale.train import train_variant
+
+    out, record = reference
+    again = train_variant("tiny", VARIANT, out_dir=str(out), epochs=EPOCHS, batch_size=64, batch_scope="global",
+                          verbose=0, strategy="default")
+    assert again == json.loads(json.dumps(record))
+
+
+def test_sigkill_after_first_epoch_then_rerun_resumes(reference, tmp_path):
+    out = tmp_path / "killed"
+    log = open(tmp_path / "first.log", "w")
+    process = subprocess.Popen(_train_command(out, "--strategy", "default", "--verbose", "2"), cwd=ROOT,
+                               env=_env(), stdout=log, stderr=subprocess.STDOUT)
+    state_path = out / "checkpoint" / "state.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if state_path.exists() and read_json(state_path)["epoch"] >= 1:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    assert process.wait(timeout=60) == -signal.SIGKILL, open(tmp_path / "first.log").read()[-3000:]
+    killed_state = read_json(state_path)
+    killed_at = killed_state["epoch"]
+    assert 1 <= killed_at < EPOCHS  # killed mid-run ...
+    assert not (out / "results.json").exists() and not (out / "model.keras").exists()
+
+    rerun = subprocess.run(_train_command(out, "--strategy", "default", "--verbose", "2"), cwd=ROOT, env=_env(),
+                           capture_output=True, text=True, timeout=400)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"resuming {out} at epoch {killed_at + 1}/{EPOCHS}" in rerun.stdout
+    assert f"Epoch {killed_at + 1}/{EPOCHS}" in rerun.stdout and "Epoch 1/" not in rerun.stdout
+    record = read_json(out / "results.json")
+    assert record["resumed_from_epochs"] == [killed_at]
+    assert record["epochs_done"] == EPOCHS and [h["epoch"] for h in record["history"]] == [1, 2, 3, 4]
+    assert record["history"][:killed_at] == killed_state["history"]  # the first epochs were not redone
+    _, uninterrupted = reference
+    assert record["top1"] >= 0.90 and abs(record["top1"] - uninterrupted["top1"]) <= BAND
+
+
+MIRRORED_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from effscale import cli
+    from effscale.strategy import resolve_strategy, strategy_name
+    from effscale.train import train_variant
+    variant, out, small = sys.argv[1], sys.argv[2], sys.argv[3]
+    result = {"auto": strategy_name(resolve_strategy("auto"))}  # two CPU devices, no GPU: default
+    strategy = resolve_strategy("mirrored")
+    result["replicas"] = strategy.num_replicas_in_sync
+    result["devices"] = list(strategy.extended.worker_devices)
+    result["small_batch_exit"] = cli.main(["train", "tiny", "--variant", variant, "--strategy", "mirrored",
+                                           "--batch-size", "1", "--out", small, "--verbose", "0"])
+    record = train_variant("tiny", variant, strategy=strategy, out_dir=out, epochs=%d, batch_size=64,
+                           batch_scope="global", verbose=0, latency_runs=0)
+    result["record"] = record
+    print("RESULT " + json.dumps(result))
+""" % EPOCHS)
+
+
+def test_mirrored_over_two_logical_cpus_matches_default(reference, tmp_path):
+    run = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, VARIANT, str(tmp_path / "mirrored"),
+                          str(tmp_path / "small")], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=500)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.split("RESULT ", 1)[1])
+    assert result["auto"] == "default"
+    assert result["replicas"] == 2 and [d.split("/")[-1] for d in result["devices"]] == ["device:CPU:0", "device:CPU:1"]
+    assert result["small_batch_exit"] == 2
+    assert "batch size 1 is smaller than the 2 replicas" in run.stderr
+    record = result["record"]
+    assert record["strategy"]["name"] == "mirrored" and record["strategy"]["replicas"] == 2
+    assert record["per_replica_batch"] == 32 and record["global_batch"] == 64
+    assert record["strategy"]["synchronized_batch_norm_layers"] > 0
+    _, default = reference
+    assert record["top1"] >= 0.90 and abs(record["top1"] - default["top1"]) <= BAND
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_workers_multiworker_identical_weights(reference, tmp_path):
+    ports = _free_ports(2)
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    processes = []
+    for index in range(2):
+        config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        out = tmp_path / f"worker{index}"  # separate folders show who writes what
+        processes.append(subprocess.Popen(
+            _train_command(out, "--strategy", "auto", "--verbose", "0", "--json"), cwd=ROOT,
+            env=_env(TF_CONFIG=config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = []
+    for process in processes:
+        try:
+            stdout, stderr = process.communicate(timeout=540)
+        except subprocess.TimeoutExpired:
+            for p in processes:
+                p.kill()
+            raise
+        assert process.returncode == 0, stderr[-3000:]
+        outputs.append(json.loads(stdout[stdout.index("{"):]))
+    chief, other = outputs
+    for record in outputs:
+        assert record["strategy"]["name"] == "multiworker" and record["strategy"]["replicas"] == 2
+        assert record["strategy"]["loop"] == "custom" and record["epochs_done"] == EPOCHS
+        assert record["global_batch"] == 64 and record["per_replica_batch"] == 32
+    assert chief["strategy"]["chief"] and not other["strategy"]["chief"]
+    assert chief["weights_sha256"] == other["weights_sha256"]  # every weight, BN statistics included
+    assert chief["top1"] == other["top1"]
+    # the chief writes checkpoints and results; the other worker writes nothing
+    assert read_json(tmp_path / "worker0" / "results.json")["weights_sha256"] == chief["weights_sha256"]
+    assert (tmp_path / "worker0" / "checkpoint" / "state.json").exists()
+    assert not (tmp_path / "worker1" / "checkpoint").exists()
+    assert not (tmp_path / "worker1" / "results.json").exists() and not (tmp_path / "worker1" / "model.keras").exists()
+    _, single = reference
+    assert chief["top1"] >= 0.88 and abs(chief["top1"] - single["top1"]) <= BAND
+
+
+def test_bad_input_exits_2(tmp_path, capsys):
+    out = str(tmp_path / "out")
+    base = ["train", "tiny", "--variant", VARIANT, "--out", out, "--verbose", "0", "--strategy", "default"]
+    assert cli.main(base + ["--dataset", "imagenet-typo"]) == 2
+    assert "unknown dataset 'imagenet-typo'" in capsys.readouterr().err
+    (tmp_path / "empty" / "cats").mkdir(parents=True)
+    (tmp_path / "empty" / "dogs").mkdir()
+    assert cli.main(base + ["--dataset", str(tmp_path / "empty")]) == 2
+    assert "has no images" in capsys.readouterr().err
+    assert cli.main(base + ["--dataset", "tfds:no_such_dataset_effscale"]) == 2
+    assert "unknown tensorflow-datasets dataset" in capsys.readouterr().err
+    assert cli.main(base + ["--dataset", "digits", "--batch-size", "5000"]) == 2
+    assert "larger than the" in capsys.readouterr().err
+    assert cli.main(["train", "tiny", "--variant", VARIANT, "--out", out, "--strategy", "horovod"]) == 2
+    assert "unknown strategy 'horovod'" in capsys.readouterr().err
+    assert cli.main(["train", "tiny", "--variant", "b99", "--out", out]) == 2
+    assert cli.main(["train", "not_a_genotype_x", "--out", out]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "tiny", "--out", out, "--epochs", "0"])
+    assert exit_info.value.code == 2
+    assert cli.main(["evaluate", str(tmp_path / "nothing-here")]) == 2
+    assert cli.main(["evaluate", str(tmp_path)]) == 2  # a folder without model.keras
+    assert "no trained model" in capsys.readouterr().err
+    assert not os.path.exists(os.path.join(out, "run.json"))  # failed runs leave no state behind
+
+
+def test_out_folder_of_another_run_is_refused(reference, capsys):
+    out, _ = reference
+    assert cli.main(["train", "tiny", "--variant", "w=0.5,d=0.25,r=16", "--out", str(out), "--verbose", "0",
+                     "--strategy", "default", "--batch-size", "64"]) == 2
+    assert "holds another run (it differs in variant)" in capsys.readouterr().err
