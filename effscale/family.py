@@ -120,8 +120,14 @@ def run_family(config, out_dir: str, verbose: int = 1, progress: FamilyProgress 
 
     from effscale.cost import multiply_adds
 
-    progress.plan_training({v.name: multiply_adds(baseline, v, classes=10) * config.training.epochs
-                            for v in variants})
+    # Work per member: a fixed part (tracing, evaluation, latency) plus a part that grows with
+    # its multiply-adds, relative to the smallest member.
+    from effscale.genotype import Genotype
+
+    base = Genotype.parse(run.stage("scaling")["base_genotype"])
+    macs = {v.name: multiply_adds(base, v, classes=10) for v in variants}
+    smallest = min(macs.values())
+    progress.plan_training({name: config.training.epochs * (1 + m / smallest) for name, m in macs.items()})
     for variant in variants:
         stage = f"train:{variant.name}"
         if run.is_done(stage):

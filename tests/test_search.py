@@ -10,7 +10,8 @@ from effscale.genotype import load_genotype
 from effscale.search import ORACLES, design_variant, run_search
 
 MICRO = "stem8_head32_res16_relu-mb_r1_k3_s2_e2_c8-mb_r1_k3_s2_e2_c16"
-TRIALS = {"evolution": 2, "reinforce": 2, "random": 1, "bayesian": 2, "hyperband": 3}
+TRIALS = {"evolution": 1, "reinforce": 1, "random": 1, "bayesian": 2, "hyperband": 3}
+# (3-trial evolution and REINFORCE searches on digits also run in tests/test_search_cli.py.)
 # Bayesian: one random point, then the Gaussian process proposes. Hyperband: max 2 epochs, factor 2
 # -> two 1-epoch candidates, then the better one promoted to 2 epochs.
 OPTIONS = {"bayesian": {"num_initial_points": 1}, "hyperband": {"factor": 2}}
@@ -67,3 +68,29 @@ def test_hard_limits_fail_candidates_before_training_and_the_search_goes_on(tmp_
             expected = trial["accuracy"] * (1.0 if trial["cost"] <= 0.001 else 0.001 / trial["cost"])
             assert trial["reward"] == pytest.approx(expected)
     assert os.path.isfile(tmp_path / "latency" / "latency.json")  # measured latencies are cached
+
+
+def test_nan_loss_fails_the_trial_with_its_reason(tmp_path):
+    import numpy as np
+    import tensorflow as tf
+
+    from effscale.data import DataSplits
+    from effscale.objectives import Limits, Reward
+    from effscale.proxy import ProxySettings
+    from effscale.search import _make_tuner_class, _TrialRunner, make_oracle
+    from effscale.space import SearchSpace
+
+    images = np.full((64, 16, 16, 3), np.nan, "float32")  # corrupt pixels: the loss goes NaN
+    labels = np.arange(64, dtype="int32") % 10
+    batches = tf.data.Dataset.from_tensor_slices((images, labels)).batch(32)
+    space = SearchSpace(MICRO, open=("kernel",))
+    runner = _TrialRunner(space, Reward("macs", 1e5), Limits(), ProxySettings(epochs=1), "digits", 16, 1.0, 1.0,
+                          str(tmp_path / "latency"), {}, heartbeat_s=1.0)
+    runner._data = DataSplits(batches, batches, 10, 64, 64)
+    oracle = make_oracle("random", 1, space.hyperparameters(), seed=0)
+    oracle.verbose = 0
+    tuner = _make_tuner_class()(oracle, runner, directory=str(tmp_path), project_name="tuner")
+    tuner.search()
+    trials = list(oracle.trials.values())
+    assert len(trials) == 1
+    assert all(t.status == "FAILED" and "NaN loss" in t.message for t in trials)

@@ -10,7 +10,10 @@ import time
 
 import pytest
 
+import effscale
 from effscale.cli import main
+from effscale.genotype import load_genotype
+from effscale.search import design_variant
 from effscale.io import read_json
 from effscale.search import load_oracle
 
@@ -96,6 +99,9 @@ def test_sigkill_mid_trial_then_rerun_keeps_finished_trials(killed_and_resumed):
         for trial_id, kept in run["finished"].items():
             assert after[trial_id] == kept  # same values, same score: kept, not re-run
         assert sum(line.startswith("trial ") for line in run["log"].splitlines()) == 2  # trials 1 and 2
+        best = load_genotype(os.path.join(run["dir"], "best_genotype.json"))
+        assert best.encode() == max(rows, key=lambda r: float(r["reward"]))["genotype"]
+        assert effscale.build(best, design_variant(best), classes=10).output_shape == (None, 10)
 
 
 def test_reloaded_evolution_population_and_controller_equal_what_was_saved(killed_and_resumed):
