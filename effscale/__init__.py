@@ -9,9 +9,10 @@ from effscale.builder import build
 from effscale.errors import UserError
 from effscale.genotype import Genotype, Stage, load_genotype
 from effscale.scaling import Variant, resolve_family, resolve_variant
+from effscale.weights import load_weights
 from effscale.zoo import REGISTRY, get_genotype
 
 __version__ = "0.1.0"
 
 __all__ = ["build", "Genotype", "Stage", "Variant", "UserError", "load_genotype", "get_genotype",
-           "resolve_variant", "resolve_family", "REGISTRY", "__version__"]
+           "resolve_variant", "resolve_family", "REGISTRY", "load_weights", "__version__"]
