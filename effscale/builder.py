@@ -92,6 +92,9 @@ def build(
         normalization.set_weights([np.array(IMAGENET_MEAN, "float32"),
                                    np.square(np.array(IMAGENET_STDDEV, "float32")),
                                    np.array(0, "int64")])
+        # set_weights leaves the layer's cached statistics stale (a reloaded model would
+        # normalize differently from this one); finalize_state refreshes them.
+        normalization.finalize_state()
     return model
 
 
