@@ -5,7 +5,7 @@
 >>> register(parser.add_subparsers(dest="command"))
 >>> args = parser.parse_args(["search", "--baseline", "tiny", "--project-dir", "p"])
 >>> args.oracle, args.cost, args.constraint, args.trials
-('evolution', 'macs', 'soft', 10)
+('evolution', 'macs', 'soft', '10')
 """
 
 from __future__ import annotations

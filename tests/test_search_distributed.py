@@ -26,7 +26,8 @@ def _free_port() -> int:
 
 def test_role_comes_from_the_environment_and_the_default_address_is_loopback(monkeypatch):
     for name in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "x")  # so that monkeypatch restores the variable's absence afterwards
+        monkeypatch.delenv(name)
     assert _role() is None  # not asked for: nothing listens
     monkeypatch.setenv("KERASTUNER_ORACLE_PORT", "8000")
     with pytest.raises(UserError, match="KERASTUNER_TUNER_ID"):
