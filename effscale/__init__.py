@@ -7,6 +7,7 @@ True
 
 from effscale.builder import build
 from effscale.errors import UserError
+from effscale.family import run_family
 from effscale.genotype import Genotype, Stage, load_genotype
 from effscale.scaling import Variant, resolve_family, resolve_variant
 from effscale.weights import load_weights
@@ -15,4 +16,4 @@ from effscale.zoo import REGISTRY, get_genotype
 __version__ = "0.1.0"
 
 __all__ = ["build", "Genotype", "Stage", "Variant", "UserError", "load_genotype", "get_genotype",
-           "resolve_variant", "resolve_family", "REGISTRY", "load_weights", "__version__"]
+           "resolve_variant", "resolve_family", "REGISTRY", "load_weights", "run_family", "__version__"]

@@ -127,6 +127,8 @@ class FamilyConfig:
     coefficients: CoefficientConfig = field(default_factory=CoefficientConfig)
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    # Points drawn beside the family in the report: name -> {multiply_adds: N, top1: 0..1}.
+    reference_points: dict = field(default_factory=dict)
 
     def check(self) -> "FamilyConfig":
         if not isinstance(self.dataset, str) or not self.dataset.strip():
@@ -141,6 +143,11 @@ class FamilyConfig:
             raise UserError(f"config key 'baseline': {error}") from None
         for section in (self.search, self.coefficients, self.scaling, self.training):
             section.check()
+        for name, point in self.reference_points.items():
+            if not (isinstance(point, dict) and set(point) == {"multiply_adds", "top1"}
+                    and all(isinstance(v, (int, float)) and v >= 0 for v in point.values())):
+                raise UserError(f"config key 'reference_points.{name}' must be a mapping with numbers "
+                                "multiply_adds and top1 (0..1)")
         self._check_scaling()
         self._check_recipe()
         return self

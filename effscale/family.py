@@ -94,7 +94,7 @@ def _load_config(config) -> FamilyConfig:
     raise UserError(f"config must be a FamilyConfig, a mapping or a file path, got {type(config).__name__}")
 
 
-def run_family(config, out_dir: str, verbose: int = 1, progress: FamilyProgress | None = None) -> dict:
+def run_family(config, out_dir: str = "effscale-run", verbose: int = 1, progress: FamilyProgress | None = None) -> dict:
     """Run (or resume) a whole family; return the results record that the report shows.
 
     ``config`` is a :class:`~effscale.config.FamilyConfig`, a mapping, or a YAML/TOML path.
@@ -289,6 +289,7 @@ def _results(run, config: FamilyConfig, baseline, coefficients: dict, variants) 
         "search": {"cost": search.get("cost"), "trials": search.get("trials", []),
                    "pareto": search.get("pareto", [])},
         "variants": rows,
+        "reference_points": config.reference_points,
     }
 
 

@@ -45,3 +45,11 @@ def test_every_bad_key_is_named(data, named):
     with pytest.raises(UserError) as caught:
         FamilyConfig.from_dict(data)
     assert named in str(caught.value)
+
+
+def test_reference_points_are_checked():
+    config = FamilyConfig.from_dict({"dataset": "digits",
+                                     "reference_points": {"keras B0": {"multiply_adds": 3.9e8, "top1": 0.771}}})
+    assert config.reference_points["keras B0"]["top1"] == 0.771
+    with pytest.raises(UserError, match="reference_points.bad"):
+        FamilyConfig.from_dict({"dataset": "digits", "reference_points": {"bad": {"top1": 0.5}}})
