@@ -813,7 +813,8 @@ def _fmt_cost(value, kind: str) -> str:
 
 
 def _progress_line(row: dict, total: int, reward: Reward, best: dict | None, seconds: float) -> str:
-    head = f"trial {row['trial_id']}/{total} {row['status']:<9}"
+    number = int(row["trial_id"]) + 1 if str(row["trial_id"]).isdigit() else row["trial_id"]
+    head = f"trial {number}/{total} {row['status']:<9}"
     if row["status"] == "COMPLETED":
         body = (f"reward {row['reward']:.4f} accuracy {row['accuracy']:.4f} "
                 f"{reward.cost} {_fmt_cost(row['cost'], reward.cost)}")
