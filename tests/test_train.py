@@ -3,8 +3,8 @@
 * one process, default strategy: >= 90% validation accuracy within the test;
 * SIGKILL after the first epoch, rerun: resumes at the next epoch, ends as good;
 * MirroredStrategy over two logical CPU devices: the same accuracy band;
-* two worker processes with MultiWorkerMirroredStrategy (TF_CONFIG, free ports): identical
-  final weights, the same accuracy band, checkpoints by the chief only;
+* two worker processes with MultiWorkerMirroredStrategy (TF_CONFIG, free ports), killed and
+  rerun: checkpoints by the chief only, resumed, identical final weights, the same accuracy band;
 * bad input: exit code 2.
 
 Every run uses the same recipe and global batch 64, so their accuracies are comparable.
@@ -176,39 +176,64 @@ def _free_ports(count):
     return ports
 
 
-def test_two_workers_multiworker_identical_weights(reference, tmp_path):
+def _start_workers(outs, *extra):
     ports = _free_ports(2)
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
     processes = []
-    for index in range(2):
+    for index, out in enumerate(outs):
         config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-        out = tmp_path / f"worker{index}"  # separate folders show who writes what
         processes.append(subprocess.Popen(
-            _train_command(out, "--strategy", "auto", "--verbose", "0", "--json"), cwd=ROOT,
+            _train_command(out, "--strategy", "auto", "--verbose", "0", "--json", *extra), cwd=ROOT,
             env=_env(TF_CONFIG=config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return processes
+
+
+def test_two_workers_killed_then_resumed_end_with_identical_weights(reference, tmp_path):
+    """Two worker processes (TF_CONFIG, free localhost ports, strategy auto), killed with
+    SIGKILL after the chief's first backup, rerun: they resume from the chief's checkpoint,
+    finish with identical weights on both workers and the accuracy of one process."""
+    shared, other = tmp_path / "shared", tmp_path / "worker1-own"
+    # first attempt: worker 1 gets a folder of its own, to show that only the chief writes
+    first = _start_workers([shared, other])
+    state_path = shared / "checkpoint" / "state.json"
+    deadline = time.time() + 400
+    try:
+        while time.time() < deadline and all(p.poll() is None for p in first):
+            if state_path.exists() and read_json(state_path)["epoch"] >= 1:
+                break
+            time.sleep(0.02)
+    finally:
+        for process in first:
+            process.send_signal(signal.SIGKILL)
+    errors = [p.communicate()[1] for p in first]
+    assert [p.returncode for p in first] == [-signal.SIGKILL] * 2, errors[0][-2000:] + errors[1][-2000:]
+    killed_at = read_json(state_path)["epoch"]
+    assert 1 <= killed_at < EPOCHS
+    assert not other.exists() or not any(other.iterdir())  # the non-chief wrote nothing
+    # second attempt: both workers see the shared folder, as on shared storage
+    second = _start_workers([shared, shared])
     outputs = []
-    for process in processes:
+    for process in second:
         try:
             stdout, stderr = process.communicate(timeout=540)
         except subprocess.TimeoutExpired:
-            for p in processes:
+            for p in second:
                 p.kill()
             raise
         assert process.returncode == 0, stderr[-3000:]
         outputs.append(json.loads(stdout[stdout.index("{"):]))
-    chief, other = outputs
+    chief, worker = outputs
     for record in outputs:
         assert record["strategy"]["name"] == "multiworker" and record["strategy"]["replicas"] == 2
         assert record["strategy"]["loop"] == "custom" and record["epochs_done"] == EPOCHS
         assert record["global_batch"] == 64 and record["per_replica_batch"] == 32
-    assert chief["strategy"]["chief"] and not other["strategy"]["chief"]
-    assert chief["weights_sha256"] == other["weights_sha256"]  # every weight, BN statistics included
-    assert chief["top1"] == other["top1"]
-    # the chief writes checkpoints and results; the other worker writes nothing
-    assert read_json(tmp_path / "worker0" / "results.json")["weights_sha256"] == chief["weights_sha256"]
-    assert (tmp_path / "worker0" / "checkpoint" / "state.json").exists()
-    assert not (tmp_path / "worker1" / "checkpoint").exists()
-    assert not (tmp_path / "worker1" / "results.json").exists() and not (tmp_path / "worker1" / "model.keras").exists()
+        assert record["resumed_from_epochs"] == [killed_at]
+    assert chief["strategy"]["chief"] and not worker["strategy"]["chief"]
+    assert chief["weights_sha256"] == worker["weights_sha256"]  # every weight, BN statistics included
+    assert chief["top1"] == worker["top1"]
+    results = read_json(shared / "results.json")
+    assert results["weights_sha256"] == chief["weights_sha256"]
+    assert [h["epoch"] for h in results["history"]] == [1, 2, 3, 4]
     _, single = reference
     assert chief["top1"] >= 0.88 and abs(chief["top1"] - single["top1"]) <= BAND
 
