@@ -75,8 +75,13 @@ def restore_checkpoint(model, optimizer, out_dir: str) -> dict | None:
     if state is None:
         return None
     optimizer.build(model.trainable_variables)
+    model.optimizer = optimizer
     folder, _ = _checkpoint_paths(out_dir)
     model.load_weights(os.path.join(folder, state["weights"]))
+    steps = state.get("optimizer_iterations")
+    if steps is not None and int(optimizer.iterations.numpy()) != steps:
+        raise UserError(f"checkpoint {state['weights']!r} restored the optimizer at step "
+                        f"{int(optimizer.iterations.numpy())}, expected {steps}")
     return state
 
 
@@ -164,7 +169,11 @@ class _EpochRecorder:
         entry.update({k: round(float(v), 6) for k, v in metrics.items()})
         self.history.append(entry)
         if self.chief:
-            save_checkpoint(self.model, self.out_dir, self.state(epoch + 1))
+            state = self.state(epoch + 1)
+            optimizer = getattr(self.model, "optimizer", None)
+            if optimizer is not None:
+                state["optimizer_iterations"] = int(optimizer.iterations.numpy())
+            save_checkpoint(self.model, self.out_dir, state)
 
     def state(self, epochs_done: int) -> dict:
         return {"epoch": epochs_done, "history": self.history, "train_seconds": self.train_seconds,
@@ -381,6 +390,7 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
         optimizer = recipe.make_optimizer(global_batch, steps)
         if policy == "mixed_float16" and use_custom:
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        model.optimizer = optimizer  # so that save_weights / load_weights carry the optimizer state
         if state is not None:
             restore_checkpoint(model, optimizer, out_dir)
     if use_custom and name == "multiworker":

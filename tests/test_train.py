@@ -123,6 +123,10 @@ def test_sigkill_after_first_epoch_then_rerun_resumes(reference, tmp_path):
     assert record["resumed_from_epochs"] == [killed_at]
     assert record["epochs_done"] == EPOCHS and [h["epoch"] for h in record["history"]] == [1, 2, 3, 4]
     assert record["history"][:killed_at] == killed_state["history"]  # the first epochs were not redone
+    # the optimizer state came back too: its step count (which drives the schedule) went on
+    steps = record["steps_per_epoch"]
+    assert killed_state["optimizer_iterations"] == killed_at * steps
+    assert read_json(out / "checkpoint" / "state.json")["optimizer_iterations"] == EPOCHS * steps
     _, uninterrupted = reference
     assert record["top1"] >= 0.90 and abs(record["top1"] - uninterrupted["top1"]) <= BAND
 
