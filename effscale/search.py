@@ -55,6 +55,7 @@ TUNER_FOLDER = "tuner"
 CSV_FIELDS = ("trial_id", "status", "genotype", "accuracy", "cost", "reward", "macs", "params", "latency",
               "epochs", "reason")
 DEFAULT_LOOPBACK = "127.0.0.1"
+SEED_SPREAD = 100_003
 
 _SUFFIXES = {"k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "B": 1e9, "ms": 1e-3, "us": 1e-6, "s": 1.0}
 
@@ -149,7 +150,9 @@ def make_oracle(name: str, max_trials: int, hyperparameters, seed: int = 0, epoc
     if name not in ORACLES:
         raise UserError(f"unknown oracle {name!r}: expected one of {', '.join(ORACLES)}")
     objective = keras_tuner.Objective(OBJECTIVE, "max")
-    common = dict(objective=objective, hyperparameters=hyperparameters, seed=seed + 1,  # keras-tuner: seed 0 = random
+    # keras-tuner treats seed 0 as "random", and its RandomSearch seeds draw k of a search with
+    # seed + k, so nearby seeds give the same candidates shifted by one draw: spread them apart.
+    common = dict(objective=objective, hyperparameters=hyperparameters, seed=1 + seed * SEED_SPREAD,
                   max_consecutive_failed_trials=max(3, max_trials + 1), tune_new_entries=False,
                   allow_new_entries=False)
     try:

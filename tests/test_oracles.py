@@ -50,13 +50,13 @@ def run(name, seed, directory, trials=60, **options):
 
 
 def test_evolution_beats_random_search_on_a_deterministic_stand_in(tmp_path):
-    seeds = range(5)
+    seeds = range(8)
     evolution = [best_reward(run("evolution", s, tmp_path / f"e{s}")) for s in seeds]
     random = [best_reward(run("random", s, tmp_path / f"r{s}")) for s in seeds]
     print(f"\nmean best reward over {len(seeds)} seeds, 60 trials: evolution {np.mean(evolution):.3f} "
           f"random {np.mean(random):.3f}")
     assert np.mean(evolution) > np.mean(random) + 0.05
-    assert sum(e > r for e, r in zip(evolution, random)) >= 4
+    assert sum(e > r for e, r in zip(evolution, random)) >= 6
 
 
 def test_reinforce_controller_moves_towards_the_rewarded_choices(tmp_path):
