@@ -63,6 +63,7 @@ class FineTuneConfig:
     validation_fraction: float = 0.2
     steps_per_epoch: int | None = None
     validation_steps: int | None = None
+    eager: bool = False                     # run eagerly, no graph tracing: faster for a few smoke steps
     seed: int = 0
 
     def __post_init__(self):
@@ -246,12 +247,13 @@ def _rename_head(model):
     return clone
 
 
-def _compile(model, learning_rate, label_smoothing):
+def _compile(model, learning_rate, config):
     import keras
 
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
-                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")], jit_compile=False)
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")], jit_compile=False,
+                  run_eagerly=config.eager)
 
 
 def _fit(model, splits, config, epochs, initial_epoch, history, phase, verbose):
@@ -295,9 +297,11 @@ def finetune(base, variant: str | None = None, dataset: str = "digits", config: 
     record's ``transfer`` says which. ``dataset`` is ``digits``, ``tfds:NAME`` or an image folder.
 
     >>> record = finetune("tiny", "w=0.25,d=0.25,r=16", "digits", FineTuneConfig(head_epochs=1, epochs=1,
-    ...                   steps_per_epoch=2, validation_steps=1, batch_size=8, augment=False))
+    ...                   steps_per_epoch=2, validation_steps=1, batch_size=8, augment=False, eager=True))
     >>> [phase["name"] for phase in record["phases"]], record["unfrozen_prefixes"]
     (['head', 'finetune'], ['block3', 'block4', 'top_'])
+    >>> record["_model"].output_shape  # the fine-tuned keras.Model (not written to JSON)
+    (None, 10)
     """
     import keras
 
@@ -341,7 +345,7 @@ def finetune(base, variant: str | None = None, dataset: str = "digits", config: 
     start = time.perf_counter()
     if config.head_epochs:
         trainable = set_trainable(model, [])
-        _compile(model, config.head_learning_rate, config.label_smoothing)
+        _compile(model, config.head_learning_rate, config)
         seconds = _fit(model, splits, config, config.head_epochs, 0, history, "head", verbose)
         phases.append({"name": "head", "epochs": config.head_epochs, "learning_rate": config.head_learning_rate,
                        "trainable_layers": trainable, "seconds": round(seconds, 3),
@@ -359,7 +363,7 @@ def finetune(base, variant: str | None = None, dataset: str = "digits", config: 
                 count = min(len(block_prefixes), step + 1)
                 chosen, epochs = others + block_prefixes[len(block_prefixes) - count:], 1
             trainable = set_trainable(model, chosen)
-            _compile(model, config.learning_rate, config.label_smoothing)
+            _compile(model, config.learning_rate, config)
             seconds += _fit(model, splits, config, epochs, epoch, history, "finetune", verbose)
             epoch += epochs
         phases.append({"name": "finetune", "epochs": config.epochs, "learning_rate": config.learning_rate,
@@ -437,7 +441,7 @@ def recipe_main(argv=None, *, dataset: str, config: FineTuneConfig, genotype: st
     if args.no_augment:
         changes["augment"] = False
     if args.smoke:
-        changes.update(head_epochs=1, epochs=1, steps_per_epoch=1, validation_steps=1)
+        changes.update(head_epochs=1, epochs=1, steps_per_epoch=1, validation_steps=1, eager=True)
     try:
         record = finetune(args.genotype, args.variant, args.dataset, config.replace(**changes),
                           weights=None if args.weights == "none" else args.weights, out_dir=args.out,
