@@ -127,15 +127,20 @@ def cmd_export(args) -> int:
         sample = _take(splits.validation, args.samples)
         representative = _take(splits.train, args.calibration) if args.quantize == "int8" else None
     from effscale.export import export_model, summary
+    from effscale.io import write_json
 
     report = export_model(model, out, args.format, args.quantize, sample=sample, representative=representative,
                           latency_runs=args.latency_runs)
     report["dataset"] = dataset
+    if args.quantize == "int8":
+        report["calibration"] = f"{report['calibration_images']} training images of {dataset}"
+    write_json(out + ".json", report)
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
         print(summary(report) + (f" (Keras {1000 * report['keras_latency_seconds']:.3f} ms)"
-                                 if report.get("keras_latency_seconds") else ""))
+                                 if report.get("keras_latency_seconds") else "")
+              + (f"; int8 calibrated on {report['calibration']}" if args.quantize == "int8" else ""))
     del np
     return 0
 

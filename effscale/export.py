@@ -135,6 +135,7 @@ def export_model(model, out: str, format: str = "tflite", quantize: str | None =
     expected = np.asarray(model(images, training=False), dtype="float32")
     image = images[:1]
     report = {"format": format, "quantize": quantize, "path": out, "samples": int(len(images)),
+              "calibration_images": int(len(_as_images(representative))) if quantize == "int8" else 0,
               "sample_source": "given" if sample is not None else "random pixels"}
 
     if format == "tflite":

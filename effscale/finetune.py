@@ -355,7 +355,7 @@ def finetune(base, variant: str | None = None, dataset: str = "digits", config: 
         block_prefixes = [p for p in prefixes if p.startswith("block")]
         others = [p for p in prefixes if not p.startswith("block")]
         steps = range(config.epochs) if config.gradual else [None]
-        seconds, epoch = 0.0, config.head_epochs
+        seconds, epoch, schedule = 0.0, config.head_epochs, []
         for step in steps:
             if step is None:
                 chosen, epochs = prefixes, config.epochs
@@ -363,11 +363,13 @@ def finetune(base, variant: str | None = None, dataset: str = "digits", config: 
                 count = min(len(block_prefixes), step + 1)
                 chosen, epochs = others + block_prefixes[len(block_prefixes) - count:], 1
             trainable = set_trainable(model, chosen)
+            schedule.append({"epochs": epochs, "prefixes": chosen})
             _compile(model, config.learning_rate, config)
             seconds += _fit(model, splits, config, epochs, epoch, history, "finetune", verbose)
             epoch += epochs
         phases.append({"name": "finetune", "epochs": config.epochs, "learning_rate": config.learning_rate,
-                       "unfrozen_prefixes": prefixes, "trainable_layers": trainable, "seconds": round(seconds, 3),
+                       "unfrozen_prefixes": prefixes, "schedule": schedule, "trainable_layers": trainable,
+                       "seconds": round(seconds, 3),
                        "validation": _last_validation(history)})
     model.trainable = True
     record = {
