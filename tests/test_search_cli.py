@@ -23,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _command(directory, oracle):
     return [sys.executable, "-m", "effscale.cli", "search", "--baseline", MICRO, "--oracle", oracle,
-            "--cost", "macs", "--target", "100k", "--trials", "3", "--epochs", "1", "--dataset", "digits",
+            "--cost", "macs", "--target", "100k", "--trials", "2", "--epochs", "1", "--dataset", "digits",
             "--project-dir", str(directory), "--seed", "5", "--population", "3", "--tournament", "2"]
 
 
@@ -38,7 +38,7 @@ def _trial_state(directory, trial_id):
 
 def _finished_trials(directory):
     out = {}
-    for trial_id in range(3):
+    for trial_id in range(2):
         state = _trial_state(directory, trial_id)
         if state and state["status"] == "COMPLETED":
             out[str(trial_id)] = (state["score"], state["hyperparameters"]["values"])
@@ -93,12 +93,12 @@ def test_sigkill_mid_trial_then_rerun_keeps_finished_trials(killed_and_resumed):
         assert list(run["finished"]) == ["0"]  # trial 0 had finished, trial 1 was training
         with open(os.path.join(run["dir"], "trials.csv"), newline="") as handle:
             rows = list(csv.DictReader(handle))
-        assert [r["trial_id"] for r in rows] == ["0", "1", "2"]
+        assert [r["trial_id"] for r in rows] == ["0", "1"]
         assert all(r["status"] == "COMPLETED" for r in rows)
         after = _finished_trials(run["dir"])
         for trial_id, kept in run["finished"].items():
             assert after[trial_id] == kept  # same values, same score: kept, not re-run
-        assert sum(line.startswith("trial ") for line in run["log"].splitlines()) == 2  # trials 1 and 2
+        assert sum(line.startswith("trial ") for line in run["log"].splitlines()) == 1  # trial 1, run again
         best = load_genotype(os.path.join(run["dir"], "best_genotype.json"))
         assert best.encode() == max(rows, key=lambda r: float(r["reward"]))["genotype"]
         assert effscale.build(best, design_variant(best), classes=10).output_shape == (None, 10)
@@ -112,7 +112,7 @@ def test_reloaded_evolution_population_and_controller_equal_what_was_saved(kille
     assert evolution["reloaded"]._rng.bit_generator.state == saved["rng"]
     # The members saved before the kill are still the oldest members after the resumed run.
     final = evolution["final"].population
-    assert final[: len(saved["population"])] == saved["population"] and len(final) == 3
+    assert final[: len(saved["population"])] == saved["population"] and len(final) == 2
 
     reinforce = killed_and_resumed["reinforce"]
     saved = reinforce["saved"]["reinforce"]
@@ -120,14 +120,14 @@ def test_reloaded_evolution_population_and_controller_equal_what_was_saved(kille
     assert reinforce["reloaded"].logits == saved["logits"]
     assert reinforce["reloaded"].baseline == saved["baseline"]
     assert reinforce["reloaded"]._rng.bit_generator.state == saved["rng"]
-    assert reinforce["final"].updates == 3
+    assert reinforce["final"].updates == 2
 
 
 def test_trials_command_prints_trials_and_pareto_front(killed_and_resumed, capsys):
     directory = str(killed_and_resumed["evolution"]["dir"])
     assert main(["trials", directory]) == 0
     out = capsys.readouterr().out
-    assert "trials (3):" in out and "Pareto front" in out and "best: trial" in out
+    assert "trials (2):" in out and "Pareto front" in out and "best: trial" in out
     best = read_json(os.path.join(directory, "best_genotype.json"))
     assert best["resolution"] == 16
 
@@ -147,7 +147,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_the_project_intact(killed_and_r
     before = _snapshot(directory)
     a_file = tmp_path / "plain.txt"
     a_file.write_text("x")
-    common = ["search", "--baseline", MICRO, "--trials", "3", "--epochs", "1", "--seed", "5",
+    common = ["search", "--baseline", MICRO, "--trials", "2", "--epochs", "1", "--seed", "5",
               "--population", "3", "--tournament", "2", "--target", "100k"]
     cases = {
         "unknown oracle": (common + ["--oracle", "annealing", "--project-dir", directory], "unknown oracle"),
