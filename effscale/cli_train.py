@@ -79,6 +79,10 @@ def cmd_train(args) -> int:
                            loop=args.loop, latency_runs=args.latency_runs)
     if args.json:
         print(json.dumps({k: v for k, v in record.items() if k != "history"}, indent=2, sort_keys=True))
+    elif not args.verbose:  # train_variant prints the summary line itself when verbose
+        from effscale.evaluate import summary_line
+
+        print(f"{args.out}: {summary_line(record)}, {record['epochs_done']} epochs")
     return 0
 
 
