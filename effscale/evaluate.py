@@ -64,6 +64,39 @@ def weights_digest(model) -> str:
     return digest.hexdigest()
 
 
+def _float32_config(value, key=None):
+    if isinstance(value, dict):
+        config = value.get("config")
+        if (value.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") and isinstance(config, dict)
+                and str(config.get("name", "")).startswith("mixed_")):
+            return dict(value, config=dict(config, name="float32"))
+        return {k: _float32_config(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_float32_config(v) for v in value]
+    if key == "dtype" and isinstance(value, str) and value.startswith("mixed_"):
+        return "float32"
+    return value
+
+
+def float32_copy(model):
+    """``model`` itself when it computes in float32, else a float32 copy with its weights
+    (LiteRT cannot convert bfloat16 / float16 compute, and CPU latency is float32 anyway)."""
+    import keras
+
+    mixed = [layer for layer in model.layers
+             if str(getattr(getattr(layer, "dtype_policy", None), "name", "float32")).startswith("mixed_")]
+    if not mixed:
+        return model
+    copy = keras.Model.from_config(_float32_config(model.get_config()))
+    copy.set_weights([w.numpy() for w in model.weights])
+    for layer in copy.layers:
+        if isinstance(layer, keras.layers.Normalization):
+            layer.finalize_state()
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = False
+    return copy
+
+
 def measure_train_throughput(model, batch_size: int = 16, steps: int = 5, warmup: int = 2, seed: int = 0) -> float:
     """Training images per second of ``model`` on random data (a fresh SGD optimizer; the
     model's weights are restored afterwards)."""
@@ -169,7 +202,7 @@ def evaluate_model(model_dir_or_model, dataset: str | None = None, *, data_dir: 
     if latency_runs:
         from effscale.latency import measure_latency
 
-        result["latency_seconds"] = measure_latency(model, runs=latency_runs, warmup=latency_warmup,
+        result["latency_seconds"] = measure_latency(float32_copy(model), runs=latency_runs, warmup=latency_warmup,
                                                     threads=latency_threads)
         result["latency_threads"] = latency_threads
     result["train_images_per_second"] = (

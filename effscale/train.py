@@ -414,9 +414,10 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
     analytic = cost(genotype, variant, classes=splits.num_classes)
     latency = None
     if latency_runs and chief:
+        from effscale.evaluate import float32_copy
         from effscale.latency import measure_latency
 
-        latency = measure_latency(model, runs=latency_runs, warmup=3)
+        latency = measure_latency(float32_copy(model), runs=latency_runs, warmup=3)
     record = {
         "genotype": genotype.encode(), "genotype_key": genotype.key, "variant": variant.to_dict(),
         "data": dict(splits.describe(), data_dir=data_dir, validation_fraction=validation_fraction,

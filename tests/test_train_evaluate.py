@@ -1,0 +1,53 @@
+"""Evaluation helpers: metrics against a hand count, weight digests, mixed-precision models
+measured through a float32 copy."""
+
+import numpy as np
+import tensorflow as tf
+
+import effscale
+from effscale.evaluate import evaluate_dataset, float32_copy, weights_digest
+from effscale.latency import measure_latency
+from effscale.strategy import dtype_policy
+from effscale.train import _finalize_preprocessing
+
+
+def test_metrics_match_a_count_by_hand():
+    model = effscale.build("tiny", "w=0.25,d=0.25,r=8", classes=7)
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (23, 8, 8, 3)).astype("float32")
+    labels = rng.integers(0, 7, 23).astype("int32")
+    metrics = evaluate_dataset(model, tf.data.Dataset.from_tensor_slices((images, labels)).batch(5), 7)
+    probs = np.asarray(model(images, training=False))
+    top5 = np.argsort(-probs, axis=1)[:, :5]
+    assert metrics["examples"] == 23
+    assert metrics["top1"] == np.mean(probs.argmax(1) == labels)
+    assert metrics["top5"] == np.mean([label in row for label, row in zip(labels, top5)])
+    assert abs(metrics["loss"] - np.mean(-np.log(probs[np.arange(23), labels]))) < 1e-4
+
+
+def test_weights_digest_sees_every_weight():
+    model = effscale.build("tiny", "w=0.25,d=0.25,r=8", classes=3)
+    before = weights_digest(model)
+    assert weights_digest(model) == before
+    variance = next(w for w in model.weights if w.path.endswith("moving_variance"))  # a non-trainable weight
+    variance.assign(variance.numpy() * 1.5)
+    assert weights_digest(model) != before
+
+
+def test_mixed_precision_model_is_measured_through_a_float32_copy():
+    with dtype_policy("mixed_bfloat16"):
+        model = effscale.build("tiny", "w=0.25,d=0.25,r=8", classes=4)
+    _finalize_preprocessing(model)  # as train_variant does, so that both use the same statistics
+    rng = np.random.default_rng(2)
+    for weight in model.trainable_weights:  # weights far from the initial ones: outputs that differ by input
+        weight.assign(weight.numpy() + rng.normal(0, 0.3, weight.shape).astype("float32"))
+    assert model.layers[-1].dtype_policy.name == "mixed_bfloat16"
+    copy = float32_copy(model)
+    assert copy is not model and all(layer.dtype_policy.name == "float32" for layer in copy.layers
+                                     if hasattr(layer, "dtype_policy"))
+    x = np.random.default_rng(1).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    mixed, full = np.asarray(model(x), "float32"), np.asarray(copy(x))
+    assert np.abs(full[0] - full[1]).max() > 0.05  # the outputs depend on the input ...
+    np.testing.assert_allclose(mixed, full, atol=0.03)  # ... and agree up to bfloat16 rounding
+    assert measure_latency(copy, runs=2, warmup=0) > 0
+    assert float32_copy(copy) is copy
