@@ -25,7 +25,7 @@ def trained(tmp_path_factory):
     model = effscale.build("tiny", "w=0.25,d=0.5,r=16", classes=10, bn_momentum=0.9)
     refresh_normalization(model)
     model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(splits.train, epochs=3, verbose=0)
+    model.fit(splits.train, epochs=2, verbose=0)
     train = np.concatenate([x.numpy() for x, _ in itertools.islice(splits.train, 2)])
     validation = np.concatenate([x.numpy() for x, _ in splits.validation])[:64]
     folder = tmp_path_factory.mktemp("model")

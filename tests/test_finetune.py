@@ -76,7 +76,7 @@ def test_cli_finetune_then_bad_input_is_one_line_and_writes_nothing(tmp_path, ca
     effscale.build("tiny", "w=0.25,d=0.5,r=16", classes=3).save_weights(weights)
     out = tmp_path / "run"
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({"eager": True, "unfreeze": 3}))  # --unfreeze below overrides the file
+    config.write_text(json.dumps({"eager": True, "unfreeze": 3, "validation_steps": 2}))  # --unfreeze overrides
     code = main(["finetune", "--config", str(config), "tiny", "--variant", "w=0.25,d=0.5,r=16", "--dataset", "digits", "--weights", str(weights),
                  "--unfreeze", "1", "--head-epochs", "1", "--epochs", "1", "--steps-per-epoch", "2",
                  "--batch-size", "16", "--no-augment", "--out", str(out)])
