@@ -305,9 +305,9 @@ def _apply(arrays: dict, target, source_name: str) -> TransferReport:
 def refresh_normalization(model) -> int:
     """Make every Normalization layer of ``model`` use the statistics its weights hold.
 
-    keras' Normalization caches its mean and variance when it is built; ``set_weights`` (the
-    builder's ImageNet statistics, or a transfer) does not refresh that cache, loading a saved
-    model does. Returns how many layers were refreshed.
+    keras' Normalization computes its mean and variance tensors from its variables in
+    ``finalize_state()``; calling it after weights change keeps them in step (effscale.train
+    does the same). Returns how many layers were refreshed.
 
     >>> import effscale
     >>> refresh_normalization(effscale.build("tiny", "w=0.25,d=0.5,r=32", classes=3))

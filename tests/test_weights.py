@@ -135,7 +135,7 @@ def test_partial_transfer_between_genotypes_reports_exactly_the_matching_layers(
 def test_a_legacy_full_model_h5_loads_exactly_and_mismatches_are_refused(tmp_path):
     source = effscale.build(TINY, "w=0.25,d=0.5,r=32", classes=3, bn_momentum=0.9)
     randomize_statistics(source, 2)
-    refresh_normalization(source)  # the builder's set_weights leaves keras' cached statistics stale
+    refresh_normalization(source)  # Normalization's cached statistics follow its weights
     source.save(tmp_path / "full.h5")  # the legacy whole-model format (model_weights group)
     target = effscale.build(TINY, "w=0.25,d=0.5,r=32", classes=3, bn_momentum=0.9)
     images = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
