@@ -112,7 +112,6 @@ def cmd_export(args) -> int:
         raise UserError(f"--samples must be >= 1, got {args.samples}")
     _quiet()
     import keras
-    import numpy as np
 
     try:
         model = keras.saving.load_model(path, compile=False)
@@ -141,7 +140,6 @@ def cmd_export(args) -> int:
         print(summary(report) + (f" (Keras {1000 * report['keras_latency_seconds']:.3f} ms)"
                                  if report.get("keras_latency_seconds") else "")
               + (f"; int8 calibrated on {report['calibration']}" if args.quantize == "int8" else ""))
-    del np
     return 0
 
 
