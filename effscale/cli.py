@@ -59,6 +59,8 @@ def cmd_build(args) -> int:
 
     genotype = load_genotype(args.genotype)
     variant = resolve_variant(args.variant, genotype)
+    if args.classes < 1:
+        raise UserError(f"--classes must be a positive integer, got {args.classes}")
     if not args.out.endswith(".keras"):
         raise UserError(f"--out {args.out!r}: expected a path ending in .keras")
     directory = os.path.dirname(os.path.abspath(args.out))
