@@ -99,24 +99,6 @@ def _synchronize_batch_norm(model) -> int:
     return count
 
 
-def _finalize_preprocessing(model) -> int:
-    """Make Normalization layers use the statistics their weights hold.
-
-    keras' Normalization caches its mean and variance as tensors when it is built;
-    ``set_weights`` (what the builder uses to put in the ImageNet statistics) does not refresh
-    that cache, while loading a saved model does. Without this, a model trains with one
-    normalization and reloads with another (and evaluates at chance).
-    """
-    import keras
-
-    count = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Normalization):
-            layer.finalize_state()
-            count += 1
-    return count
-
-
 def _one_hot(dataset, classes):
     import tensorflow as tf
 
@@ -385,7 +367,6 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
     with dtype_policy(policy), strategy.scope():
         model = build(genotype, variant, classes=splits.num_classes, dropout=recipe.dropout,
                       drop_connect=recipe.drop_connect, bn_momentum=recipe.bn_momentum, bn_epsilon=recipe.bn_epsilon)
-        _finalize_preprocessing(model)
         synchronized = _synchronize_batch_norm(model) if (replicas > 1 and recipe.sync_batch_norm) else 0
         optimizer = recipe.make_optimizer(global_batch, steps)
         if policy == "mixed_float16" and use_custom:
