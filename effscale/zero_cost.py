@@ -69,7 +69,13 @@ def first_batch(data, seed: int = 0):
     """One fixed minibatch ``(images, labels)`` (numpy) of a :class:`~effscale.data.DataSplits`:
     the first batch of its validation split, which has a fixed order and no augmentation (the
     training split reshuffles on every pass, so its "first" batch depends on history).
-    ``seed`` > 0 takes a seeded permutation of that batch's images instead of their order."""
+    ``seed`` > 0 takes a seeded permutation of that batch's images instead of their order.
+
+    >>> from effscale.data import load_data
+    >>> images, labels = first_batch(load_data("digits", resolution=8, batch_size=4))
+    >>> images.shape, labels.shape
+    ((4, 8, 8, 3), (4,))
+    """
     images, labels = next(iter(data.validation))
     images, labels = np.asarray(images), np.asarray(labels)
     if seed:
@@ -102,14 +108,28 @@ def score(genotype, proxy: str, batch, variant, classes: int, seed: int = 0) -> 
 
 
 def score_many(genotypes, proxy: str, batch, variant, classes: int, seed: int = 0) -> list[float]:
-    """:func:`score` of each genotype, same batch, variant and seed."""
+    """:func:`score` of each genotype, same batch, variant and seed.
+
+    >>> tiny, mobilenet = score_many(["tiny", "mobilenet-v2"], "params", None, "w=0.5,d=1,r=16", classes=10)
+    >>> tiny < mobilenet
+    True
+    """
     return [score(g, proxy, batch, variant, classes, seed) for g in genotypes]
 
 
 def make_score_fn(space, proxy: str, data, variant, seed: int = 0):
     """``score_fn(list of values dicts) -> list of scores`` for the prescreening oracles:
     each values dict is turned into a genotype of ``space`` and scored on :func:`first_batch`
-    of ``data`` (a DataSplits, or a function returning one, called on first use)."""
+    of ``data`` (a DataSplits, or a function returning one, called on first use).
+
+    >>> from types import SimpleNamespace
+    >>> from effscale.space import SearchSpace
+    >>> space = SearchSpace("tiny", open=("kernel",))
+    >>> score_fn = make_score_fn(space, "params", SimpleNamespace(num_classes=10), "w=1,d=1,r=32")
+    >>> k5, k3 = score_fn([space.default_values(), {**space.default_values(), "stage3/kernel": 3}])
+    >>> k5 > k3
+    True
+    """
     cache: dict = {}
 
     def score_fn(values_list):
