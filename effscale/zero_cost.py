@@ -35,6 +35,8 @@ import re
 import numpy as np
 
 from effscale.errors import UserError
+from effscale.genotype import load_genotype
+from effscale.scaling import resolve_variant
 
 PROXIES = ("synflow", "grad_norm", "naswot", "params", "macs")
 _NEEDS_BATCH = ("grad_norm", "naswot")
@@ -98,10 +100,11 @@ def score(genotype, proxy: str, batch, variant, classes: int, seed: int = 0) -> 
     if proxy == "synflow":
         return _synflow(genotype, variant, classes, seed)
     images, labels = _check_batch(batch)
-    model = _build(genotype, variant, classes, seed)
-    if tuple(model.input_shape[1:3]) != images.shape[1:3]:
+    resolution = resolve_variant(variant, load_genotype(genotype)).resolution
+    if images.shape[1:3] != (resolution, resolution):
         raise UserError(f"batch images are {images.shape[1]}x{images.shape[2]} px but variant {variant} "
-                        f"builds a {model.input_shape[1]} px model")
+                        f"builds a {resolution} px model")
+    model = _build(genotype, variant, classes, seed)
     if proxy == "grad_norm":
         return _grad_norm(model, images, labels)
     return _naswot(model, images)

@@ -41,7 +41,7 @@ def test_scores_are_deterministic_and_depend_on_the_weights_and_the_architecture
     again = score_many([G1], "naswot", batch, VARIANT, 10, seed=0) + \
         [score(G1, p, batch, VARIANT, 10, seed=0) for p in ("synflow", "grad_norm")]
     assert again == [scores[G1, "naswot"], scores[G1, "synflow"], scores[G1, "grad_norm"]]
-    for proxy in ("synflow", "grad_norm"):
+    for proxy in ("synflow", "grad_norm"):  # other initial weights
         assert score(G1, proxy, batch, VARIANT, 10, seed=1) != scores[G1, proxy], proxy
     for proxy in PROXIES:
         assert scores[G1, proxy] != scores[G2, proxy], proxy
@@ -50,8 +50,6 @@ def test_scores_are_deterministic_and_depend_on_the_weights_and_the_architecture
 def test_data_proxies_look_at_the_batch(scores, batch):
     images, labels = batch
     assert score(G2, "grad_norm", (images, (labels + 1) % 10), VARIANT, 10) != scores[G2, "grad_norm"]
-    # NASWOT's kernel of a permuted batch is the same matrix permuted (same |det|); other images differ.
-    assert score(G2, "naswot", (images[::-1], labels), VARIANT, 10) == pytest.approx(scores[G2, "naswot"])
     assert score(G2, "naswot", (images[:, :, ::-1], labels), VARIANT, 10) != pytest.approx(scores[G2, "naswot"])
 
 
