@@ -59,6 +59,10 @@ def cmd_search(args) -> int:
     # Cheap checks first, so bad input never waits for TensorFlow to import.
     if args.oracle not in ORACLES:
         raise UserError(f"unknown oracle {args.oracle!r}: expected one of {', '.join(ORACLES)}")
+    if args.prescreen is not None:
+        from effscale.zero_cost import parse_prescreen
+
+        parse_prescreen(args.prescreen)
     options = dict(_choice_option(c) for c in (args.choice or []))
     open_choices = [c.strip() for c in args.open.split(",") if c.strip()] if args.open else None
     stages = [int(s) for s in args.stages.split(",")] if args.stages else None
@@ -74,7 +78,8 @@ def cmd_search(args) -> int:
         width=_number(args.width), depth=_number(args.depth), alpha=args.alpha, beta=args.beta,
         max_macs=args.max_macs, max_params=args.max_params, max_latency=args.max_latency,
         open_choices=open_choices, options=options, stages=stages, oracle_options=oracle_options,
-        worker_timeout=args.worker_timeout, overwrite=args.overwrite, verbose=0 if args.quiet else 1)
+        worker_timeout=args.worker_timeout, overwrite=args.overwrite, verbose=0 if args.quiet else 1,
+        prescreen=args.prescreen)
     if result.best_genotype is None:
         print("effscale: no trial completed; see trials.csv for the reasons")
         return 1
@@ -161,6 +166,9 @@ def register(commands) -> None:
     search.add_argument("--stages", help="comma list of stage numbers to search (default all)")
     search.add_argument("--population", type=int, help="evolution: population size P")
     search.add_argument("--tournament", type=int, help="evolution: tournament size S")
+    search.add_argument("--prescreen", metavar="PROXY:N",
+                        help="random / evolution: score N candidates per trial with a zero-cost proxy "
+                             "(synflow, grad_norm, naswot, params, macs) and train only the best")
     search.add_argument("--project-dir", required=True)
     search.add_argument("--seed", default="0")
     search.add_argument("--worker-timeout", type=float, default=300.0,

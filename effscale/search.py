@@ -10,6 +10,7 @@ project directory holds everything, written atomically after every trial::
     DIR/best_genotype.json   the best genotype (loads with ``effscale.load_genotype``)
     DIR/tuner/               Keras Tuner's oracle.json and trial_*/trial.json
     DIR/latency/             measured latencies, cached by genotype key
+    DIR/prescreen.json       with ``prescreen="PROXY:N"``: every prescreen's candidates and scores
 
 Rerunning the same call resumes: finished trials are kept, the trial that was running is run
 again, and the oracle's state (population, controller, random state) is the one saved.
@@ -50,6 +51,7 @@ from effscale.proxy import ProxyFailure, ProxySettings
 from effscale.space import SearchSpace
 
 ORACLES = ("evolution", "reinforce", "random", "bayesian", "hyperband")
+PRESCREEN_ORACLES = ("random", "evolution")  # the oracles that accept prescreen
 OBJECTIVE = "reward"
 TUNER_FOLDER = "tuner"
 CSV_FIELDS = ("trial_id", "status", "genotype", "accuracy", "cost", "reward", "macs", "params", "latency",
@@ -97,6 +99,7 @@ class SearchConfig:
     seed: int
     oracle_options: dict = field(default_factory=dict)
     latency: dict = field(default_factory=dict)
+    prescreen: str | None = None
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -136,19 +139,26 @@ def _check_project_dir(project_dir) -> str:
 
 
 # -- oracles -----------------------------------------------------------------------------------
-def make_oracle(name: str, max_trials: int, hyperparameters, seed: int = 0, epochs: int = 1, **options):
+def make_oracle(name: str, max_trials: int, hyperparameters, seed: int = 0, epochs: int = 1, prescreen=None,
+                **options):
     """A fresh oracle by name, maximizing the ``reward`` metric, with atomic state files.
 
     ``options`` go to the oracle: ``population_size`` / ``sample_size`` (evolution),
     ``learning_rate`` / ``entropy_weight`` / ``baseline_decay`` (reinforce),
-    ``num_initial_points`` (bayesian), ``factor`` (hyperband).
+    ``num_initial_points`` (bayesian), ``factor`` (hyperband). ``prescreen=(score_fn, n)``
+    (random and evolution only): each proposal scores n untried candidates with
+    ``score_fn(list of values dicts) -> list of floats`` and proposes the best-scored
+    (:mod:`effscale.oracles.prescreen`; the oracle's ``prescreen_log`` records them).
     """
     import keras_tuner
 
-    from effscale.oracles import RegularizedEvolutionOracle, ReinforceOracle, atomic_builtin_oracle
+    from effscale.oracles import (PrescreenRandomSearchOracle, RegularizedEvolutionOracle, ReinforceOracle,
+                                  atomic_builtin_oracle)
 
     if name not in ORACLES:
         raise UserError(f"unknown oracle {name!r}: expected one of {', '.join(ORACLES)}")
+    if prescreen is not None and name not in PRESCREEN_ORACLES:
+        raise UserError(f"oracle {name!r} does not prescreen: prescreening works with {', '.join(PRESCREEN_ORACLES)}")
     objective = keras_tuner.Objective(OBJECTIVE, "max")
     # keras-tuner treats seed 0 as "random", and its RandomSearch seeds draw k of a search with
     # seed + k, so nearby seeds give the same candidates shifted by one draw: spread them apart.
@@ -160,10 +170,12 @@ def make_oracle(name: str, max_trials: int, hyperparameters, seed: int = 0, epoc
             population = options.get("population_size", max(2, min(10, max_trials // 3)))
             sample = options.get("sample_size", max(1, min(3, population // 2)))
             return RegularizedEvolutionOracle(max_trials=max_trials, population_size=population,
-                                              sample_size=sample, **common)
+                                              sample_size=sample, prescreen=prescreen, **common)
         if name == "reinforce":
             keys = ("learning_rate", "entropy_weight", "baseline_decay", "failed_reward")
             return ReinforceOracle(max_trials=max_trials, **{k: options[k] for k in keys if k in options}, **common)
+        if name == "random" and prescreen is not None:
+            return PrescreenRandomSearchOracle(max_trials=max_trials, prescreen=prescreen, **common)
         if name == "random":
             return atomic_builtin_oracle("random")(max_trials=max_trials, **common)
         if name == "bayesian":
@@ -375,6 +387,7 @@ class _TrialRunner:
         self.latency_dir, self.latency = latency_dir, latency
         self.heartbeat_s = heartbeat_s
         self._data = None
+        self.extra_metrics = None  # optional: values -> dict of more metrics for the trial
 
     @property
     def variant(self) -> str:
@@ -414,6 +427,8 @@ class _TrialRunner:
         cost = costs[self.reward.cost]
         metrics = {OBJECTIVE: self.reward(out["accuracy"], cost), "accuracy": out["accuracy"], "cost": cost,
                    "val_loss": out["val_loss"], "epochs": float(out["epochs"]), **costs}
+        if self.extra_metrics:
+            metrics.update(self.extra_metrics(values))
         return metrics
 
 
@@ -550,13 +565,53 @@ def load_oracle(project_dir: str):
         raise UserError(f"{project_dir!r} is not an effscale search project (no search.json)")
     config = read_json(path)["config"]
     space = SearchSpace.from_dict(config["space"])
+    settings = ProxySettings.from_dict(config["proxy"])
+
+    def load():
+        from effscale.data import load_data
+
+        return load_data(config["dataset"], resolution=config["resolution"], batch_size=settings.batch_size,
+                         seed=settings.seed)
+
+    variant = f"w={config['width']:g},d={config['depth']:g},r={config['resolution']}"
+    screen = _prescreen(config.get("prescreen"), space, variant, load, settings.seed)
     oracle = make_oracle(config["oracle"], config["trials"], space.hyperparameters(), seed=config["seed"],
-                         epochs=config["proxy"]["epochs"], **config.get("oracle_options", {}))
+                         epochs=config["proxy"]["epochs"], prescreen=screen, **config.get("oracle_options", {}))
     oracle.verbose = 0
     oracle._set_project_dir(os.fspath(project_dir), TUNER_FOLDER)
     if os.path.exists(os.path.join(os.fspath(project_dir), TUNER_FOLDER, "oracle.json")):
         oracle.reload()
     return oracle
+
+
+# -- prescreening ------------------------------------------------------------------------------------
+def _prescreen(text, space: SearchSpace, variant: str, load, seed: int):
+    """``(score_fn, n)`` for :func:`make_oracle` from ``"PROXY:N"`` (None for None): zero-cost
+    scores on the first validation batch of ``load()``, called on the first prescreen."""
+    if not text:
+        return None
+    from effscale.zero_cost import make_score_fn, parse_prescreen
+
+    proxy, n = parse_prescreen(text)
+    return make_score_fn(space, proxy, load, variant, seed=seed), n
+
+
+def _proxy_score(oracle, values: dict) -> dict:
+    """``{"proxy_score": s}`` of the prescreen that chose ``values`` (empty where unknown,
+    e.g. on a distributed worker, whose oracle is the chief's)."""
+    from effscale.oracles.prescreen import values_key
+
+    key = values_key({k: v for k, v in values.items() if not k.startswith("tuner/")})
+    for entry in reversed(getattr(oracle, "prescreen_log", [])):
+        chosen = entry["candidates"][entry["chosen"]]
+        if values_key(chosen["values"]) == key and chosen["score"] is not None:
+            return {"proxy_score": float(chosen["score"])}
+    return {}
+
+
+def _write_prescreen(path: str, oracle, text: str | None) -> None:
+    if text:
+        write_json(os.path.join(path, "prescreen.json"), {"prescreen": text, "log": oracle.prescreen_log})
 
 
 # -- the chief's server ------------------------------------------------------------------------------
@@ -667,7 +722,7 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
                max_latency: float | None = None, open_choices=None, options: dict | None = None,
                stages=None, proxy: ProxySettings | None = None, oracle_options: dict | None = None,
                latency: dict | None = None, worker_timeout: float = 300.0, overwrite: bool = False,
-               stream=None) -> SearchResult:
+               stream=None, prescreen: str | None = None) -> SearchResult:
     """Search the MnasNet space around ``baseline`` and return a :class:`SearchResult`.
 
     ``cost`` is ``macs``, ``params`` or ``latency`` (seconds per image, LiteRT on this CPU), all
@@ -677,6 +732,10 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
     checked before training. Candidates train ``epochs`` epochs on ``dataset`` at
     ``width`` / ``depth`` x and ``resolution`` px (default: the baseline's, at most 64).
     ``open_choices`` / ``options`` / ``stages`` configure the space (:class:`SearchSpace`).
+    ``prescreen`` ``"PROXY:N"`` (random and evolution oracles): each trial trains the best of N
+    untried candidates by a zero-cost proxy (:mod:`effscale.zero_cost`) on the first validation
+    batch at the proxy variant; DIR/prescreen.json records every prescreen, and each trial gets
+    its candidate's ``proxy_score`` metric.
     All input is validated before the project dir is touched; bad input raises UserError.
     """
     stream = stream or sys.stdout
@@ -692,6 +751,13 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
         raise UserError(f"seed must be a non-negative integer, got {seed!r}")
     if not (isinstance(worker_timeout, (int, float)) and worker_timeout > 0):
         raise UserError(f"worker_timeout must be positive, got {worker_timeout!r}")
+    if prescreen is not None:
+        from effscale.zero_cost import parse_prescreen
+
+        prescreen = "{}:{}".format(*parse_prescreen(prescreen))
+        if oracle not in PRESCREEN_ORACLES:
+            raise UserError(f"oracle {oracle!r} does not prescreen: prescreening works with "
+                            f"{', '.join(PRESCREEN_ORACLES)}")
     space = SearchSpace(genotype, open=open_choices, options=options, stages=stages)
     resolution = int(resolution) if resolution is not None else min(genotype.resolution, 64)
     if not 8 <= resolution <= 1024:
@@ -712,7 +778,7 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
     config = SearchConfig(space=space.to_dict(), oracle=oracle, reward=reward.to_dict(), limits=limits.to_dict(),
                           proxy=settings.to_dict(), dataset=str(dataset), resolution=resolution,
                           width=float(width), depth=float(depth), trials=trials, seed=seed,
-                          oracle_options=dict(oracle_options or {}), latency=latency)
+                          oracle_options=dict(oracle_options or {}), latency=latency, prescreen=prescreen)
     path = _check_project_dir(project_dir)
     config_path = os.path.join(path, "search.json")
     if os.path.exists(config_path) and not overwrite and role != "worker":
@@ -740,8 +806,11 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
         write_json(config_path, summary)
     runner = _TrialRunner(space, reward, limits, settings, str(dataset), resolution, float(width), float(depth),
                           os.path.join(path, "latency"), latency, heartbeat_s=max(0.5, min(10.0, worker_timeout / 4)))
+    screen = _prescreen(prescreen, space, runner.variant, lambda: runner.data, settings.seed)
     keras_oracle = make_oracle(oracle, trials, space.hyperparameters(), seed=seed, epochs=settings.epochs,
-                               **(oracle_options or {}))
+                               prescreen=screen, **(oracle_options or {}))
+    if screen:
+        runner.extra_metrics = lambda values: _proxy_score(keras_oracle, values)
     keras_oracle.verbose = 0
     started = time.monotonic()
 
@@ -757,6 +826,7 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
         if role != "worker":
             all_records = trial_records(keras_oracle.trials.values(), space)
             summary = write_outputs(path, all_records, config)
+            _write_prescreen(path, keras_oracle, prescreen)
             best = summary["best"]
         else:
             best = None
@@ -783,6 +853,7 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
     else:
         records = trial_records(keras_oracle.trials.values(), space)
         write_outputs(path, records, config)
+        _write_prescreen(path, keras_oracle, prescreen)
     best = best_record(records)
     done = [r for r in records if r["status"] == "COMPLETED"]
     result = SearchResult(Genotype.parse(best["genotype"]) if best else None, best, records, pareto_front(done),
@@ -796,7 +867,7 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
 def _clear_project(path: str) -> None:
     import shutil
 
-    for name in ("search.json", "trials.csv", "pareto.csv", "best_genotype.json"):
+    for name in ("search.json", "trials.csv", "pareto.csv", "best_genotype.json", "prescreen.json"):
         if os.path.exists(os.path.join(path, name)):
             os.unlink(os.path.join(path, name))
     for name in (TUNER_FOLDER, "latency"):

@@ -6,8 +6,10 @@
 
 from effscale.oracles.base import AtomicStateMixin, atomic_builtin_oracle
 from effscale.oracles.evolution import RegularizedEvolutionOracle
+from effscale.oracles.prescreen import PrescreenMixin, PrescreenRandomSearchOracle
 from effscale.oracles.reinforce import ReinforceOracle
 
 ORACLES = ("evolution", "reinforce", "random", "bayesian", "hyperband")
 
-__all__ = ["AtomicStateMixin", "atomic_builtin_oracle", "RegularizedEvolutionOracle", "ReinforceOracle", "ORACLES"]
+__all__ = ["AtomicStateMixin", "atomic_builtin_oracle", "RegularizedEvolutionOracle", "ReinforceOracle", "ORACLES",
+           "PrescreenMixin", "PrescreenRandomSearchOracle"]

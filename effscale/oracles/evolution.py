@@ -6,6 +6,11 @@ tournament); when a trial completes it joins the population and the *oldest* mem
 Failed trials never join. The population and the random generator's state are oracle state:
 saved with the tuner and restored on resume.
 
+With ``prescreen=(score_fn, n)`` (:mod:`effscale.oracles.prescreen`) each proposal scores ``n``
+distinct untried candidates and proposes the best-scored: ``n`` random samples while the
+population fills, afterwards ``n`` distinct mutations of one tournament winner (all of its
+untried mutations when it has fewer).
+
 The selection and mutation logic is plain functions (:func:`tournament`,
 :func:`effscale.space.mutate_values`) that test without a tuner.
 
@@ -27,6 +32,7 @@ from keras_tuner.src.engine import trial as trial_module
 
 from effscale.errors import UserError
 from effscale.oracles.base import AtomicStateMixin, jsonable
+from effscale.oracles.prescreen import PrescreenMixin, distinct_candidates
 from effscale.space import mutate_values, sample_values
 
 
@@ -46,7 +52,7 @@ def tournament(population: list[dict], sample_size: int, rng, maximize: bool = T
     return max(members, key=key)
 
 
-class RegularizedEvolutionOracle(AtomicStateMixin, keras_tuner.Oracle):
+class RegularizedEvolutionOracle(PrescreenMixin, AtomicStateMixin, keras_tuner.Oracle):
     """Aging evolution over a finite Keras Tuner space (Choice / Boolean / Fixed / Int).
 
     Args:
@@ -54,16 +60,17 @@ class RegularizedEvolutionOracle(AtomicStateMixin, keras_tuner.Oracle):
         sample_size: S, the tournament size (S <= P).
         max_collisions: mutations tried before falling back to a random candidate when every
             child was tried already.
+        prescreen: ``(score_fn, n)`` to prescreen each proposal (see the module docstring).
         Other arguments as ``keras_tuner.Oracle``.
     """
 
     def __init__(self, objective=None, max_trials=20, population_size=10, sample_size=3, seed=None,
                  hyperparameters=None, allow_new_entries=True, tune_new_entries=True,
-                 max_retries_per_trial=0, max_consecutive_failed_trials=3, max_collisions=50):
+                 max_retries_per_trial=0, max_consecutive_failed_trials=3, max_collisions=50, prescreen=None):
         super().__init__(objective=objective, max_trials=max_trials, hyperparameters=hyperparameters,
                          allow_new_entries=allow_new_entries, tune_new_entries=tune_new_entries, seed=seed,
                          max_retries_per_trial=max_retries_per_trial,
-                         max_consecutive_failed_trials=max_consecutive_failed_trials)
+                         max_consecutive_failed_trials=max_consecutive_failed_trials, prescreen=prescreen)
         if not (isinstance(population_size, int) and population_size >= 2):
             raise UserError(f"population_size must be an integer >= 2, got {population_size!r}")
         if not (isinstance(sample_size, int) and 1 <= sample_size <= population_size):
@@ -80,6 +87,8 @@ class RegularizedEvolutionOracle(AtomicStateMixin, keras_tuner.Oracle):
         return self.objective.direction == "max"
 
     def populate_space(self, trial_id):
+        if self.prescreen is not None:
+            return self.populate_prescreened(trial_id)
         rng = self._rng
         for _ in range(self.max_collisions):
             if len(self.start_order) < self.population_size or not self.population:
@@ -93,6 +102,19 @@ class RegularizedEvolutionOracle(AtomicStateMixin, keras_tuner.Oracle):
         if values is None:
             return {"status": trial_module.TrialStatus.STOPPED, "values": None}
         return {"status": trial_module.TrialStatus.RUNNING, "values": values}
+
+    def prescreen_candidates(self, n: int) -> list[dict]:
+        rng, attempts = self._rng, self.max_collisions * n
+        if len(self.start_order) < self.population_size or not self.population:
+            found = distinct_candidates(lambda: sample_values(self.hyperparameters, rng), n, self._duplicate, attempts)
+        else:
+            parent = tournament(self.population, self.sample_size, rng, self._maximize)
+            found = distinct_candidates(lambda: mutate_values(self.hyperparameters, parent["values"], rng), n,
+                                        self._duplicate, attempts)
+        if not found:
+            values = self._random_values()
+            found = [values] if values is not None else []
+        return found
 
     def score_trial(self, trial):
         # Called inside end_trial before it saves, so the new member is in the same atomic write.
