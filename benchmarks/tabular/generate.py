@@ -17,7 +17,9 @@ train: what one search trial costs). TensorFlow runs on one thread so shards can
 Work is resumable: every finished architecture is appended to ``WORK/rows-SHARD.jsonl`` at once,
 a rerun skips what is there or already in ``--out``, and the table (``--out``) is rewritten atomically from all shards
 after every architecture, with ``meta.complete`` false until every sampled architecture is in.
-``--proxies`` afterwards adds the zero-cost proxy scores (``effscale.zero_cost``) to the table.
+``--proxies`` scores the trained architectures with the zero-cost proxies (``effscale.zero_cost``:
+synflow, grad_norm, naswot on the first validation batch, untrained weights of seed 0) into
+``WORK/proxies.jsonl``, merged into the table by every write (it can run beside the training shards).
 
     python benchmarks/tabular/generate.py                         # the committed table (~1.5 h CPU)
     python benchmarks/tabular/generate.py --shard 0/2 & python benchmarks/tabular/generate.py --shard 1/2
@@ -132,52 +134,61 @@ def machine() -> str:
     return f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
-def write_table(out: str, genotypes: list, rows: dict, recipe: dict, space, command: str) -> dict:
+def write_table(out: str, genotypes: list, rows: dict, recipe: dict, space, command: str, work: str) -> dict:
     from effscale.io import write_json
     from effscale.objectives import Reward
     from effscale.search import analytic_costs
 
-    ordered = [rows[g.key] for g in genotypes if g.key in rows]
+    proxies = read_proxies(work)
+    ordered = [{**rows[g.key], **proxies.get(g.key, {})} for g in genotypes if g.key in rows]
     target = analytic_costs(space.reference, 10)["macs"]
     meta = {"space": space.to_dict(), "recipe": recipe, "cost_variant": f"w=1,d=1,r={space.reference.resolution}",
             "reward": Reward("macs", target, "soft").to_dict(), "machine": machine(), "command": command,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "sampled": len(genotypes), "count": len(ordered), "complete": len(ordered) == len(genotypes)}
+            "sampled": len(genotypes), "count": len(ordered), "complete": len(ordered) == len(genotypes),
+            "proxy_batch": {"split": "validation", "batch": 0, "seed": 0, "batch_size": recipe["batch_size"]}}
     table = {"meta": meta, "rows": ordered}
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     write_json(out, table)
     return table
 
 
-def add_proxies(out: str, recipe: dict, seed: int = 0, verbose: bool = True) -> None:
-    """Add the zero-cost proxy columns (and their seconds per score) to a written table."""
-    from effscale.data import load_data
-    from effscale.genotype import Genotype
-    from effscale.io import read_json, write_json
-    from effscale import zero_cost
+def read_proxies(work: str) -> dict:
+    """Zero-cost proxy scores by key from ``WORK/proxies.jsonl`` (torn last line ignored)."""
+    scores = {}
+    path = os.path.join(work, "proxies.jsonl")
+    if os.path.exists(path):
+        with open(path) as handle:
+            for line in handle:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                scores[entry.pop("key")] = entry
+    return scores
 
-    table = read_json(out)
+
+def add_proxies(work: str, genotypes: list, rows: dict, recipe: dict, seed: int = 0) -> None:
+    """Score every trained architecture without proxy columns (synflow, grad_norm, naswot) on the
+    first validation batch, appending to ``WORK/proxies.jsonl``; the table merges them in."""
+    from effscale import zero_cost
+    from effscale.data import load_data
+
     data = load_data("digits", resolution=recipe["resolution"], batch_size=recipe["batch_size"], seed=0)
     batch = zero_cost.first_batch(data, seed=seed)
     variant = f"w={recipe['width']:g},d={recipe['depth']:g},r={recipe['resolution']}"
-    for index, row in enumerate(table["rows"]):
-        missing = [name for name in PROXY_COLUMNS if row.get(name) is None]
-        if not missing:
-            continue
-        seconds = dict(row.get("proxy_seconds") or {})
-        for name in missing:
+    done = read_proxies(work)
+    todo = [g for g in genotypes if g.key in rows and g.key not in done and rows[g.key].get("synflow") is None]
+    for number, genotype in enumerate(todo, start=1):
+        entry, seconds = {"key": genotype.key}, {}
+        for name in PROXY_COLUMNS:
             started = time.perf_counter()
-            row[name] = float(zero_cost.score(Genotype.parse(row["genotype"]), name, batch, variant,
-                                              data.num_classes, seed=seed))
+            entry[name] = float(zero_cost.score(genotype, name, batch, variant, data.num_classes, seed=seed))
             seconds[name] = round(time.perf_counter() - started, 3)
-        row["proxy_seconds"] = seconds
-        if verbose:
-            print(f"proxies {index + 1}/{len(table['rows'])} {row['key']} "
-                  + " ".join(f"{n}={row[n]:.4g}" for n in PROXY_COLUMNS), flush=True)
-        if index % 20 == 19:
-            write_json(out, table)
-    table["meta"]["proxy_batch"] = {"seed": seed, "batch_size": recipe["batch_size"], "variant": variant}
-    write_json(out, table)
+        entry["proxy_seconds"] = seconds
+        append_row(os.path.join(work, "proxies.jsonl"), entry)
+        print(f"proxies {number}/{len(todo)} {genotype.key} "
+              + " ".join(f"{n}={entry[n]:.4g}" for n in PROXY_COLUMNS), flush=True)
 
 
 def main(argv=None) -> int:
@@ -203,9 +214,6 @@ def main(argv=None) -> int:
     recipe = {"dataset": "digits", "resolution": args.resolution, "width": 1.0, "depth": 1.0, "epochs": args.epochs,
               "batch_size": 64, "optimizer": "sgd", "learning_rate": 0.05, "momentum": 0.9, "bn_momentum": 0.9,
               "seeds": [int(s) for s in args.seeds.split(",")]}
-    if args.proxies:
-        add_proxies(args.out, recipe)
-        return 0
     index, shards = (int(part) for part in args.shard.split("/"))
     from effscale.data import load_data
     from effscale.latency import cached_latency
@@ -220,10 +228,20 @@ def main(argv=None) -> int:
         if saved["recipe"] != recipe or saved["space"] != json.loads(json.dumps(space.to_dict())):
             parser.error(f"{args.out} holds a table of another recipe or sub-space; choose another --out")
     rows = read_rows(args.work, args.out)
+    given = list(argv if argv is not None else sys.argv[1:])
+    for flag, takes_value in (("--shard", True), ("--proxies", False)):
+        if flag in given:
+            at = given.index(flag)
+            del given[at:at + 1 + takes_value]
+    command = " ".join(["python benchmarks/tabular/generate.py", *given])  # shards and proxies: same table
+    if args.proxies:
+        add_proxies(args.work, genotypes, rows, recipe)
+        table = write_table(args.out, genotypes, read_rows(args.work, args.out), recipe, space, command, args.work)
+        print(f"table: {table['meta']['count']} architectures, proxy scores merged into {args.out}")
+        return 0
     mine = [g for position, g in enumerate(genotypes) if position % shards == index and g.key not in rows]
     if args.limit is not None:
         mine = mine[:args.limit]
-    command = "python benchmarks/tabular/generate.py " + " ".join(argv if argv is not None else sys.argv[1:])
     data = load_data("digits", resolution=args.resolution, batch_size=64, seed=0)
     log = os.path.join(args.work, f"rows-{index}.jsonl")
     started = time.monotonic()
@@ -236,12 +254,12 @@ def main(argv=None) -> int:
         append_row(log, row)
         rows[row["key"]] = row
         rows.update(read_rows(args.work))
-        write_table(args.out, genotypes, rows, recipe, space, command)
+        write_table(args.out, genotypes, rows, recipe, space, command, args.work)
         elapsed = time.monotonic() - started
         print(f"{done}/{len(mine)} {genotype.key} accuracy {row['accuracy']:.4f} (epoch 1 {row['accuracy_epoch1']:.4f}) "
               f"macs {row['macs'] / 1e6:.2f}M train {row['train_seconds']:.1f}s | eta "
               f"{elapsed / done * (len(mine) - done) / 60:.1f} min", flush=True)
-    table = write_table(args.out, genotypes, read_rows(args.work, args.out), recipe, space, command)
+    table = write_table(args.out, genotypes, read_rows(args.work, args.out), recipe, space, command, args.work)
     print(f"table: {table['meta']['count']}/{table['meta']['sampled']} architectures in {args.out}")
     return 0
 
