@@ -1,7 +1,9 @@
 """Differentiable (supernet) search on digits: the cost term steers, the logits move and reload,
 a killed search resumes from its last saved epoch, and the derived genotype is a recorded trial."""
 
+import csv
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +13,7 @@ import time
 import numpy as np
 import pytest
 
+import effscale
 import effscale.cli
 from effscale.cost import cost
 from effscale.data import load_data
@@ -21,8 +24,11 @@ from effscale.search import design_variant, run_search
 from effscale.space import SearchSpace
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OPEN, STAGES = ("kernel", "expand", "se", "repeats"), (2, 3)
-VARIANT = "w=0.25,d=1,r=8"
+# Two small MBConv stages (the one tests/test_search.py uses): few layers keep the supernet's
+# one-off tracing short, which dominates these tests.
+MICRO = "stem8_head32_res16_relu-mb_r1_k3_s2_e2_c8-mb_r1_k3_s2_e2_c16"
+OPEN = ("kernel", "expand", "se", "repeats")
+VARIANT = "w=1,d=1,r=8"
 # A strong cost term and a fast logit learning rate, so one epoch of ~23 steps decides.
 FAST = {"arch_learning_rate": 0.05, "cost_weight": 3.0}
 
@@ -56,7 +62,7 @@ def test_unsupported_spaces_and_costs_are_user_errors(tmp_path):
 
 
 def test_lower_cost_target_gives_fewer_macs_and_the_logits_move_and_reload(tmp_path):
-    space = SearchSpace("tiny", open=OPEN, stages=STAGES)
+    space = SearchSpace(MICRO, open=OPEN)
     data = load_data("digits", resolution=8, batch_size=64, seed=0)
     results = {}
     for name, target in (("low", 1e4), ("high", 1e10)):  # far below / above every genotype in the space
@@ -74,3 +80,53 @@ def test_lower_cost_target_gives_fewer_macs_and_the_logits_move_and_reload(tmp_p
     assert _macs(results["low"].genotype) < _macs(results["high"].genotype)
     # The expected cost moved toward each target from the uniform distribution's.
     assert results["low"].history[0]["expected_cost"] < results["high"].history[0]["expected_cost"]
+
+
+def _search_command(directory):
+    return ["search", "--baseline", MICRO, "--oracle", "differentiable", "--trials", "1", "--resolution", "8",
+            "--open", ",".join(OPEN), "--target", "1e4", "--supernet-epochs", "3", "--cost-weight", "3",
+            "--arch-learning-rate", "0.05", "--project-dir", str(directory)]
+
+
+def _saved_epoch(checkpoint):
+    with np.load(checkpoint) as archive:
+        return json.loads(str(archive["meta"]))
+
+
+def test_a_killed_search_resumes_from_its_last_epoch_and_records_the_derived_genotype(tmp_path, capsys):
+    directory = tmp_path / "project"
+    checkpoint = directory / "supernet" / CHECKPOINT
+    process = subprocess.Popen([sys.executable, "-m", "effscale.cli", *_search_command(directory)], cwd=ROOT,
+                               env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3"),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(process.pid, signal.SIGKILL)  # a real kill, at whatever the search was doing
+    finally:
+        process.wait()
+    saved = _saved_epoch(checkpoint)
+    done = saved["epoch"]
+    assert 1 <= done < 3, "the search was killed after its supernet had finished"
+    assert not (directory / "trials.csv").exists()
+
+    assert effscale.cli.main(_search_command(directory)) == 0
+    out = capsys.readouterr().out
+    assert f"resuming {directory / 'supernet'} after epoch {done}" in out
+    epochs_run = [line.split()[2].rstrip(":") for line in out.splitlines() if line.startswith("supernet epoch ")]
+    assert epochs_run == [f"{e}/3" for e in range(done + 1, 4)], out  # no saved epoch redone
+    history = load_logits(directory / "supernet")
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert history[:done] == saved["history"]  # the saved epochs' records are untouched
+
+    space = SearchSpace(MICRO, open=OPEN)
+    final = history[-1]["probabilities"]
+    derived = space.to_genotype({n: space.choices(n)[int(np.argmax(final[n]))] for n in space.names})
+    rows = list(csv.DictReader(open(directory / "trials.csv")))
+    assert [(r["status"], r["genotype"]) for r in rows] == [("COMPLETED", derived.encode())]
+    assert float(rows[0]["macs"]) == _macs(derived)
+    assert effscale.load_genotype(str(directory / "best_genotype.json")) == derived
+    assert effscale.cli.main(["trials", str(directory)]) == 0
+    listing = capsys.readouterr().out
+    assert "trials (1):" in listing and derived.encode() in listing
