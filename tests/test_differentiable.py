@@ -61,27 +61,6 @@ def test_unsupported_spaces_and_costs_are_user_errors(tmp_path):
     assert not os.listdir(tmp_path)
 
 
-def test_lower_cost_target_gives_fewer_macs_and_the_logits_move_and_reload(tmp_path):
-    space = SearchSpace(MICRO, open=OPEN)
-    data = load_data("digits", resolution=8, batch_size=64, seed=0)
-    results = {}
-    for name, target in (("low", 1e4), ("high", 1e10)):  # far below / above every genotype in the space
-        results[name] = run_differentiable_search(space, data, VARIANT, Reward("macs", target), epochs=1,
-                                                  directory=str(tmp_path / name), seed=0, **FAST)
-    for result in results.values():
-        assert space.to_values(result.genotype) == result.values  # a genotype of the space
-        assert result.epochs_run == 1 and result.resumed_from == 0
-        moved = max(np.max(np.abs(np.asarray(p) - 1.0 / len(p))) for p in result.probabilities.values())
-        assert moved > 0.1, result.probabilities
-        history = load_logits(result.directory)
-        assert history == result.history and [h["epoch"] for h in history] == [1]
-        assert set(history[0]["probabilities"]) == set(space.names)
-        assert os.path.getsize(os.path.join(result.directory, "logits.png")) > 1000
-    assert _macs(results["low"].genotype) < _macs(results["high"].genotype)
-    # The expected cost moved toward each target from the uniform distribution's.
-    assert results["low"].history[0]["expected_cost"] < results["high"].history[0]["expected_cost"]
-
-
 def _search_command(directory):
     return ["search", "--baseline", MICRO, "--oracle", "differentiable", "--trials", "1", "--resolution", "8",
             "--open", ",".join(OPEN), "--target", "1e4", "--supernet-epochs", "3", "--cost-weight", "3",
@@ -106,6 +85,7 @@ def test_a_killed_search_resumes_from_its_last_epoch_and_records_the_derived_gen
         os.kill(process.pid, signal.SIGKILL)  # a real kill, at whatever the search was doing
     finally:
         process.wait()
+    assert checkpoint.exists(), "the search process ended before saving an epoch"
     saved = _saved_epoch(checkpoint)
     done = saved["epoch"]
     assert 1 <= done < 3, "the search was killed after its supernet had finished"
@@ -130,3 +110,25 @@ def test_a_killed_search_resumes_from_its_last_epoch_and_records_the_derived_gen
     assert effscale.cli.main(["trials", str(directory)]) == 0
     listing = capsys.readouterr().out
     assert "trials (1):" in listing and derived.encode() in listing
+
+
+def test_lower_cost_target_gives_fewer_macs_and_the_logits_move_and_reload(tmp_path):
+    # Same supernet configuration as the search above: after it, the traced steps are reused.
+    space = SearchSpace(MICRO, open=OPEN)
+    data = load_data("digits", resolution=8, batch_size=64, seed=0)
+    results = {}
+    for name, target in (("low", 1e4), ("high", 1e10)):  # far below / above every genotype in the space
+        results[name] = run_differentiable_search(space, data, VARIANT, Reward("macs", target), epochs=1,
+                                                  directory=str(tmp_path / name), seed=0, **FAST)
+    for result in results.values():
+        assert space.to_values(result.genotype) == result.values  # a genotype of the space
+        assert result.epochs_run == 1 and result.resumed_from == 0
+        moved = max(np.max(np.abs(np.asarray(p) - 1.0 / len(p))) for p in result.probabilities.values())
+        assert moved > 0.1, result.probabilities
+        history = load_logits(result.directory)
+        assert history == result.history and [h["epoch"] for h in history] == [1]
+        assert set(history[0]["probabilities"]) == set(space.names)
+        assert os.path.getsize(os.path.join(result.directory, "logits.png")) > 1000
+    assert _macs(results["low"].genotype) < _macs(results["high"].genotype)
+    # The expected cost moved toward each target from the uniform distribution's.
+    assert results["low"].history[0]["expected_cost"] < results["high"].history[0]["expected_cost"]
