@@ -50,7 +50,7 @@ def test_expected_cost_is_exact_one_hot_and_the_mean_over_the_space_when_uniform
         assert table.expected(one_hot) == pytest.approx(expected, rel=1e-12)
 
 
-def test_unsupported_spaces_and_costs_are_user_errors(tmp_path):
+def test_unsupported_spaces_and_costs_are_user_errors(tmp_path, monkeypatch, capsys):
     with pytest.raises(UserError, match="does not search filters"):
         run_search("tiny", oracle="differentiable", open_choices=("kernel", "filters"), project_dir=str(tmp_path))
     with pytest.raises(UserError, match="does not search block"):
@@ -58,6 +58,14 @@ def test_unsupported_spaces_and_costs_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="cost 'latency' is not supported"):
         run_search("tiny", oracle="differentiable", cost="latency", target="5ms", open_choices=("kernel",),
                    project_dir=str(tmp_path))
+    assert effscale.cli.main(["search", "--baseline", "tiny", "--supernet-epochs", "2", "--project-dir",
+                              str(tmp_path)]) == 2
+    assert "--supernet-epochs applies to --oracle differentiable only" in capsys.readouterr().err
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "chief")
+    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", "8000")
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")  # so that it is removed again afterwards
+    with pytest.raises(UserError, match="runs in one process"):
+        run_search("tiny", oracle="differentiable", open_choices=("kernel",), project_dir=str(tmp_path))
     assert not os.listdir(tmp_path)
 
 

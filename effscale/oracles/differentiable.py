@@ -41,16 +41,12 @@ class DifferentiableOracle(AtomicStateMixin, keras_tuner.Oracle):
         cost_weight: weight of the expected-cost term in the architecture loss.
         warmup_epochs: first epochs that train the shared weights only.
         temperature: Gumbel-softmax temperature.
-        Other arguments as ``keras_tuner.Oracle``.
+        Other keyword arguments go to ``keras_tuner.Oracle``.
     """
 
-    def __init__(self, objective=None, max_trials=1, supernet_epochs=3, arch_learning_rate=0.01, cost_weight=1.0,
-                 warmup_epochs=0, temperature=1.0, seed=None, hyperparameters=None, allow_new_entries=True,
-                 tune_new_entries=True, max_retries_per_trial=0, max_consecutive_failed_trials=3):
-        super().__init__(objective=objective, max_trials=max_trials, hyperparameters=hyperparameters,
-                         allow_new_entries=allow_new_entries, tune_new_entries=tune_new_entries, seed=seed,
-                         max_retries_per_trial=max_retries_per_trial,
-                         max_consecutive_failed_trials=max_consecutive_failed_trials)
+    def __init__(self, max_trials=1, supernet_epochs=3, arch_learning_rate=0.01, cost_weight=1.0, warmup_epochs=0,
+                 temperature=1.0, **kwargs):
+        super().__init__(max_trials=max_trials, **kwargs)
         if not (isinstance(supernet_epochs, int) and supernet_epochs >= 1):
             raise UserError(f"supernet_epochs must be a positive integer, got {supernet_epochs!r}")
         self.options = {"epochs": supernet_epochs, "arch_learning_rate": arch_learning_rate,
