@@ -146,7 +146,8 @@ def register(commands) -> None:
     """Add ``search`` and ``trials`` to the ``effscale`` sub-command parsers."""
     search = commands.add_parser("search", help="search a baseline cell with a Keras Tuner oracle")
     search.add_argument("--baseline", required=True, help="registered name, genotype string or JSON file")
-    search.add_argument("--oracle", default="evolution", help="evolution, reinforce, random, bayesian, hyperband, differentiable")
+    search.add_argument("--oracle", default="evolution",
+                        help="evolution, reinforce, random, bayesian, hyperband or differentiable")
     search.add_argument("--cost", default="macs", help="macs, params or latency (s/image, LiteRT on this CPU)")
     search.add_argument("--target", help="cost target T (e.g. 400M, 5ms); default: the baseline's own cost")
     search.add_argument("--constraint", default="soft", help="soft (w=-0.07) or hard (alpha=0, beta=-1)")

@@ -30,7 +30,7 @@ supernet only ranks choices; the derived genotype is retrained from scratch.
 >>> check_space(SearchSpace("tiny", open=("filters",), stages=(3,)))
 Traceback (most recent call last):
 ...
-effscale.errors.UserError: differentiable search does not search filters; close it (e.g. --open kernel,expand,se,skip,repeats)
+effscale.errors.UserError: differentiable search does not search filters; close it (--open without it)
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def check_space(space: SearchSpace) -> None:
     for choice in ("filters", "block"):
         if choice in space.open:
             raise UserError(f"differentiable search does not search {choice}; close it "
-                            "(e.g. --open kernel,expand,se,skip,repeats)")
+                            "(--open without it)")
     for number, stage in enumerate(space.reference.stages, start=1):
         if stage.block == "fused":
             raise UserError(f"differentiable search supports MBConv and depthwise-separable stages; "
