@@ -71,6 +71,11 @@ def cmd_search(args) -> int:
         oracle_options["population_size"] = args.population
     if args.tournament is not None:
         oracle_options["sample_size"] = args.tournament
+    for key in ("supernet_epochs", "cost_weight", "arch_learning_rate"):
+        if getattr(args, key) is not None:
+            if args.oracle != "differentiable":
+                raise UserError(f"--{key.replace('_', '-')} applies to --oracle differentiable only")
+            oracle_options[key] = getattr(args, key)
     result = run_search(
         args.baseline, oracle=args.oracle, cost=args.cost, target=args.target, constraint=args.constraint,
         trials=_positive_int(args.trials), epochs=_positive_int(args.epochs), dataset=args.dataset,
@@ -146,7 +151,8 @@ def register(commands) -> None:
     """Add ``search`` and ``trials`` to the ``effscale`` sub-command parsers."""
     search = commands.add_parser("search", help="search a baseline cell with a Keras Tuner oracle")
     search.add_argument("--baseline", required=True, help="registered name, genotype string or JSON file")
-    search.add_argument("--oracle", default="evolution", help="evolution, reinforce, random, bayesian or hyperband")
+    search.add_argument("--oracle", default="evolution",
+                        help="evolution, reinforce, random, bayesian, hyperband or differentiable")
     search.add_argument("--cost", default="macs", help="macs, params or latency (s/image, LiteRT on this CPU)")
     search.add_argument("--target", help="cost target T (e.g. 400M, 5ms); default: the baseline's own cost")
     search.add_argument("--constraint", default="soft", help="soft (w=-0.07) or hard (alpha=0, beta=-1)")
@@ -169,6 +175,9 @@ def register(commands) -> None:
     search.add_argument("--prescreen", metavar="PROXY:N",
                         help="random / evolution: score N candidates per trial with a zero-cost proxy "
                              "(synflow, grad_norm, naswot, params, macs) and train only the best")
+    search.add_argument("--supernet-epochs", type=int, help="differentiable: supernet training epochs (default 3)")
+    search.add_argument("--cost-weight", type=float, help="differentiable: weight of the expected-cost term (1.0)")
+    search.add_argument("--arch-learning-rate", type=float, help="differentiable: Adam rate of the logits (0.01)")
     search.add_argument("--project-dir", required=True)
     search.add_argument("--seed", default="0")
     search.add_argument("--worker-timeout", type=float, default=300.0,

@@ -27,7 +27,7 @@ killed worker does not stop the search.
 >>> run_search("tiny", oracle="annealing", project_dir="unused")
 Traceback (most recent call last):
 ...
-effscale.errors.UserError: unknown oracle 'annealing': expected one of evolution, reinforce, random, bayesian, hyperband
+effscale.errors.UserError: unknown oracle 'annealing': expected one of evolution, reinforce, random, bayesian, hyperband, differentiable
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from effscale.objectives import COST_KINDS, Limits, Reward, pareto_front
 from effscale.proxy import ProxyFailure, ProxySettings
 from effscale.space import SearchSpace
 
-ORACLES = ("evolution", "reinforce", "random", "bayesian", "hyperband")
+ORACLES = ("evolution", "reinforce", "random", "bayesian", "hyperband", "differentiable")
 PRESCREEN_ORACLES = ("random", "evolution")  # the oracles that accept prescreen
 OBJECTIVE = "reward"
 TUNER_FOLDER = "tuner"
@@ -145,10 +145,11 @@ def make_oracle(name: str, max_trials: int, hyperparameters, seed: int = 0, epoc
 
     ``options`` go to the oracle: ``population_size`` / ``sample_size`` (evolution),
     ``learning_rate`` / ``entropy_weight`` / ``baseline_decay`` (reinforce),
-    ``num_initial_points`` (bayesian), ``factor`` (hyperband). ``prescreen=(score_fn, n)``
-    (random and evolution only): each proposal scores n untried candidates with
-    ``score_fn(list of values dicts) -> list of floats`` and proposes the best-scored
-    (:mod:`effscale.oracles.prescreen`; the oracle's ``prescreen_log`` records them).
+    ``num_initial_points`` (bayesian), ``factor`` (hyperband), ``supernet_epochs`` /
+    ``arch_learning_rate`` / ``cost_weight`` / ``warmup_epochs`` / ``temperature`` (differentiable).
+    ``prescreen=(score_fn, n)`` (random and evolution only): each proposal scores n untried
+    candidates with ``score_fn(list of values dicts) -> list of floats`` and proposes the
+    best-scored (:mod:`effscale.oracles.prescreen`; the oracle's ``prescreen_log`` records them).
     """
     import keras_tuner
 
@@ -178,6 +179,10 @@ def make_oracle(name: str, max_trials: int, hyperparameters, seed: int = 0, epoc
             return PrescreenRandomSearchOracle(max_trials=max_trials, prescreen=prescreen, **common)
         if name == "random":
             return atomic_builtin_oracle("random")(max_trials=max_trials, **common)
+        if name == "differentiable":
+            from effscale.oracles import DifferentiableOracle
+
+            return DifferentiableOracle(max_trials=max_trials, **options, **common)
         if name == "bayesian":
             initial = options.get("num_initial_points", min(10, max(2, max_trials // 4)))
             return atomic_builtin_oracle("bayesian")(max_trials=max_trials, num_initial_points=initial, **common)
@@ -759,6 +764,10 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
             raise UserError(f"oracle {oracle!r} does not prescreen: prescreening works with "
                             f"{', '.join(PRESCREEN_ORACLES)}")
     space = SearchSpace(genotype, open=open_choices, options=options, stages=stages)
+    if oracle == "differentiable":
+        from effscale.differentiable import check_supported
+
+        check_supported(space, cost, distributed=role is not None)
     resolution = int(resolution) if resolution is not None else min(genotype.resolution, 64)
     if not 8 <= resolution <= 1024:
         raise UserError(f"resolution must be in 8..1024, got {resolution}")
@@ -812,6 +821,10 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
     if screen:
         runner.extra_metrics = lambda values: _proxy_score(keras_oracle, values)
     keras_oracle.verbose = 0
+    if oracle == "differentiable":
+        from effscale.differentiable import attach
+
+        attach(keras_oracle, space, runner, reward, os.path.join(path, "supernet"), seed, verbose, stream)
     started = time.monotonic()
 
     def say(text: str):
@@ -870,7 +883,7 @@ def _clear_project(path: str) -> None:
     for name in ("search.json", "trials.csv", "pareto.csv", "best_genotype.json", "prescreen.json"):
         if os.path.exists(os.path.join(path, name)):
             os.unlink(os.path.join(path, name))
-    for name in (TUNER_FOLDER, "latency"):
+    for name in (TUNER_FOLDER, "latency", "supernet"):
         if os.path.isdir(os.path.join(path, name)):
             shutil.rmtree(os.path.join(path, name))
 

@@ -23,7 +23,7 @@ def _rows(path):
 
 
 def test_each_oracle_runs_a_small_digits_search_and_returns_a_buildable_genotype(tmp_path):
-    for oracle in ORACLES:
+    for oracle in [o for o in ORACLES if o != "differentiable"]:  # its own space: test_differentiable.py
         directory = tmp_path / oracle
         epochs = 2 if oracle == "hyperband" else 1
         result = run_search(MICRO, oracle=oracle, cost="macs", target=1e5, trials=TRIALS[oracle], epochs=epochs,

@@ -1,15 +1,16 @@
 """Search strategies, each a ``keras_tuner.Oracle`` subclass in its own module.
 
 >>> sorted(ORACLES)
-['bayesian', 'evolution', 'hyperband', 'random', 'reinforce']
+['bayesian', 'differentiable', 'evolution', 'hyperband', 'random', 'reinforce']
 """
 
 from effscale.oracles.base import AtomicStateMixin, atomic_builtin_oracle
+from effscale.oracles.differentiable import DifferentiableOracle
 from effscale.oracles.evolution import RegularizedEvolutionOracle
 from effscale.oracles.prescreen import PrescreenMixin, PrescreenRandomSearchOracle
 from effscale.oracles.reinforce import ReinforceOracle
 
-ORACLES = ("evolution", "reinforce", "random", "bayesian", "hyperband")
+ORACLES = ("evolution", "reinforce", "random", "bayesian", "hyperband", "differentiable")
 
-__all__ = ["AtomicStateMixin", "atomic_builtin_oracle", "RegularizedEvolutionOracle", "ReinforceOracle", "ORACLES",
-           "PrescreenMixin", "PrescreenRandomSearchOracle"]
+__all__ = ["AtomicStateMixin", "atomic_builtin_oracle", "RegularizedEvolutionOracle", "ReinforceOracle",
+           "DifferentiableOracle", "ORACLES", "PrescreenMixin", "PrescreenRandomSearchOracle"]
