@@ -19,7 +19,7 @@ a rerun skips what is there or already in ``--out``, and the table (``--out``) i
 after every architecture, with ``meta.complete`` false until every sampled architecture is in.
 ``--proxies`` scores the trained architectures with the zero-cost proxies (``effscale.zero_cost``:
 synflow, grad_norm, naswot on the first validation batch, untrained weights of seed 0) into
-``WORK/proxies.jsonl``, merged into the table by every write (it can run beside the training shards).
+``WORK/proxies-SHARD.jsonl`` (``--shard`` splits it too), merged into the table by every write (it can run beside the training shards).
 
     python benchmarks/tabular/generate.py                         # the committed table (~1.5 h CPU)
     python benchmarks/tabular/generate.py --shard 0/2 & python benchmarks/tabular/generate.py --shard 1/2
@@ -154,10 +154,9 @@ def write_table(out: str, genotypes: list, rows: dict, recipe: dict, space, comm
 
 
 def read_proxies(work: str) -> dict:
-    """Zero-cost proxy scores by key from ``WORK/proxies.jsonl`` (torn last line ignored)."""
+    """Zero-cost proxy scores by key from ``WORK/proxies*.jsonl`` (torn last line ignored)."""
     scores = {}
-    path = os.path.join(work, "proxies.jsonl")
-    if os.path.exists(path):
+    for path in sorted(glob.glob(os.path.join(work, "proxies*.jsonl"))):
         with open(path) as handle:
             for line in handle:
                 try:
@@ -168,7 +167,7 @@ def read_proxies(work: str) -> dict:
     return scores
 
 
-def add_proxies(work: str, genotypes: list, rows: dict, recipe: dict, seed: int = 0) -> None:
+def add_proxies(work: str, genotypes: list, rows: dict, recipe: dict, seed: int = 0, shard: tuple = (0, 1)) -> None:
     """Score every trained architecture without proxy columns (synflow, grad_norm, naswot) on the
     first validation batch, appending to ``WORK/proxies.jsonl``; the table merges them in."""
     from effscale import zero_cost
@@ -178,7 +177,8 @@ def add_proxies(work: str, genotypes: list, rows: dict, recipe: dict, seed: int 
     batch = zero_cost.first_batch(data, seed=seed)
     variant = f"w={recipe['width']:g},d={recipe['depth']:g},r={recipe['resolution']}"
     done = read_proxies(work)
-    todo = [g for g in genotypes if g.key in rows and g.key not in done and rows[g.key].get("synflow") is None]
+    todo = [g for position, g in enumerate(genotypes) if position % shard[1] == shard[0]
+            and g.key in rows and g.key not in done and rows[g.key].get("synflow") is None]
     for number, genotype in enumerate(todo, start=1):
         entry, seconds = {"key": genotype.key}, {}
         for name in PROXY_COLUMNS:
@@ -186,7 +186,7 @@ def add_proxies(work: str, genotypes: list, rows: dict, recipe: dict, seed: int 
             entry[name] = float(zero_cost.score(genotype, name, batch, variant, data.num_classes, seed=seed))
             seconds[name] = round(time.perf_counter() - started, 3)
         entry["proxy_seconds"] = seconds
-        append_row(os.path.join(work, "proxies.jsonl"), entry)
+        append_row(os.path.join(work, f"proxies-{shard[0]}.jsonl"), entry)
         print(f"proxies {number}/{len(todo)} {genotype.key} "
               + " ".join(f"{n}={entry[n]:.4g}" for n in PROXY_COLUMNS), flush=True)
 
@@ -235,7 +235,7 @@ def main(argv=None) -> int:
             del given[at:at + 1 + takes_value]
     command = " ".join(["python benchmarks/tabular/generate.py", *given])  # shards and proxies: same table
     if args.proxies:
-        add_proxies(args.work, genotypes, rows, recipe)
+        add_proxies(args.work, genotypes, rows, recipe, shard=(index, shards))
         table = write_table(args.out, genotypes, read_rows(args.work, args.out), recipe, space, command, args.work)
         print(f"table: {table['meta']['count']} architectures, proxy scores merged into {args.out}")
         return 0
