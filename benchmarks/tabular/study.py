@@ -39,10 +39,6 @@ import time
 import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# One BLAS thread per process: the GP's linear algebra is small, and with a worker per core
-# OpenBLAS's own threads only contend (a proposal took ~4x longer with them on 2 busy cores).
-for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_name, "1")
 
 import numpy as np  # noqa: E402
 
@@ -214,9 +210,23 @@ def build_oracle(name: str, objective: TabularObjective, trials: int, seed: int,
     return in_memory(oracle), scored
 
 
+def one_blas_thread():
+    """A context with one BLAS / OpenMP thread: the GP's linear algebra is small, and with a
+    worker per core more threads only contend (a Bayesian proposal took ~4x longer without this
+    on 2 busy cores)."""
+    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
+
+    return threadpool_limits(limits=1)
+
+
 def run_one(job) -> dict:
     """One search: ``job`` = (oracle name, seed, trials, settings); per-trial rewards, keys,
     lookup distances and simulated seconds (training + zero-cost scoring)."""
+    with one_blas_thread():
+        return _run_one(job)
+
+
+def _run_one(job) -> dict:
     name, seed, trials, settings = job
     objective = _OBJECTIVE
     started = time.perf_counter()
