@@ -47,6 +47,9 @@ def build(name: str, objective: TabularObjective, max_trials: int, seed: int, pr
 
     hp = objective.space.hyperparameters()
     if name == "evolution+prescreen":
+        # The scores only steer which candidate is proposed; any column times the same.
+        if not np.isfinite(objective.column(proxy)).any():
+            proxy = "params"
         score = study.proxy_scorer(objective, proxy)
         try:
             return make_oracle("evolution", max_trials=max_trials, hyperparameters=hp, seed=seed,
