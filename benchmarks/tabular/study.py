@@ -425,7 +425,8 @@ def markdown(results: dict) -> str:
               "until the best-so-far reaches it (plus zero-cost scoring seconds of every prescreened "
               "candidate), mean over the runs that reached it.", "",
               "| oracle | runs that reached it | mean trials | mean seconds | median seconds | "
-              "distinct rows visited (of 100 trials) | mean lookup distance | median ms per proposal |",
+              f"distinct rows visited (of {results['settings']['trials']} trials) | mean lookup distance | "
+              "median ms per proposal |",
               "|---|---|---|---|---|---|---|---|"]
     for name in results["order"]:
         entry = results["oracles"][name]
