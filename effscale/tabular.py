@@ -188,7 +188,7 @@ class TabularObjective:
             genotype, values = self._resolve(candidate)
             index = self._index.get(genotype.key)
             if index is not None:
-                cached = (index, 0)
+                cached = (index, 0, genotype.key)
             else:
                 differ = (self._sorted_codes != self._codes(values)).sum(axis=1)
                 best = int(np.argmin(differ))

@@ -43,7 +43,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 from effscale.errors import UserError  # noqa: E402
-from effscale.io import write_json, write_text  # noqa: E402
+from effscale.io import write_text  # noqa: E402
 from effscale.tabular import TabularObjective, load_table, run_oracle  # noqa: E402
 
 ORACLES = ("random", "bayesian", "evolution", "reinforce", "evolution+prescreen")
@@ -520,7 +520,12 @@ def main(argv=None) -> int:
         return 2
     results["command"] = " ".join(["benchmarks/tabular/study.py"] + list(sys.argv[1:] if argv is None else argv))
     os.makedirs(args.out, exist_ok=True)
-    write_json(os.path.join(args.out, "study.json"), _rounded(results))
+    saved = json.loads(json.dumps(results))
+    for entry in saved["oracles"].values():  # the raw curves: each run's per-trial rewards
+        for run in entry.get("runs", []):
+            for name in ("keys", "distance") + (() if any(run["scored"]) else ("scored",)):
+                run.pop(name)
+    write_text(os.path.join(args.out, "study.json"), json.dumps(_rounded(saved), separators=(",", ":")) + "\n")
     text = markdown(results)
     write_text(os.path.join(args.out, "study.md"), text)
     if args.plot:
