@@ -1,0 +1,539 @@
+"""Search quality of effscale's oracles on the tabular benchmark: no training, only lookups.
+
+Each oracle (Keras Tuner's RandomSearch and BayesianOptimization, effscale's regularized
+evolution and REINFORCE, and evolution with zero-cost prescreening) runs ``--seeds`` searches of
+``--trials`` trials; every candidate is scored by :class:`effscale.tabular.TabularObjective`
+(the nearest recorded architecture's reward). Written:
+
+* ``OUT/study.json``: the raw per-trial rewards of every run, the summaries below, the settings;
+* ``OUT/study.md``: the tables (best reward after 10 / 25 / 50 / 100 trials, how it compares
+  with random search, wall-clock to reach a reward, rank correlations of the cheap proxies);
+* ``--plot`` (default ``docs/img/tabular_search.png``): best-so-far against trials.
+
+    .venv/bin/python benchmarks/tabular/study.py [--table benchmarks/tabular/table.json]
+        [--seeds 20] [--trials 100] [--workers 2] [--out benchmarks/tabular]
+
+The oracles are built by :func:`effscale.search.make_oracle` with its defaults (evolution:
+population 10, tournament 3; REINFORCE: learning rate 0.5, baseline decay 0.9, entropy 0.01;
+BayesianOptimization: 10 random initial points, alpha 1e-4, beta 2.6), except that (1) their
+state files are not written (nothing here needs a resume; ``benchmarks/oracle_overhead.py``
+times the oracles with them) and (2) by default BayesianOptimization maximizes its acquisition
+(GP-UCB, the stock rule) over ``--candidates`` random points of the finite space in one
+vectorized prediction, instead of 50 L-BFGS-B restarts in the continuous relaxation, and fits
+its GP's length scale without optimizer restarts (``--gp-restarts``; stock 20): the stock
+oracle takes ~1 s per proposal on this machine, ~30 min for 20 x 100 trials.
+``--bayesian-acquisition stock`` runs it unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+import warnings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+from effscale.errors import UserError  # noqa: E402
+from effscale.io import write_text  # noqa: E402
+from effscale.tabular import TabularObjective, load_table, run_oracle  # noqa: E402
+
+ORACLES = ("random", "bayesian", "evolution", "reinforce", "evolution+prescreen")
+BUDGETS = (10, 25, 50, 100)
+PROXY_COLUMNS = ("synflow", "grad_norm", "naswot", "params", "macs")
+DEFAULT_TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "table.json")
+DEFAULT_PLOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "img",
+                            "tabular_search.png")
+MAX_GRID = 100_000  # a finite space up to this size is enumerated once, larger ones sampled per dimension
+
+
+# -- statistics in numpy (scipy is not a dependency of effscale) -----------------------------------
+def rankdata(values) -> np.ndarray:
+    """1-based ranks, ties sharing their average rank.
+
+    >>> rankdata([10, 30, 20, 20]).tolist()
+    [1.0, 4.0, 2.5, 2.5]
+    """
+    values = np.asarray(values, dtype=float)
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(len(values), dtype=float)
+    ranks[order] = np.arange(1, len(values) + 1)
+    for value in np.unique(values):
+        tied = values == value
+        if tied.sum() > 1:
+            ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def spearman(x, y) -> tuple[float, int]:
+    """Spearman's rho over the pairs where both are finite (Pearson of average ranks), and n."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    n = int(keep.sum())
+    if n < 3:
+        return math.nan, n
+    rx, ry = rankdata(x[keep]), rankdata(y[keep])
+    if rx.std() == 0 or ry.std() == 0:
+        return math.nan, n
+    return float(np.corrcoef(rx, ry)[0, 1]), n
+
+
+def superiority(a, b) -> float:
+    """P(a draw from ``a`` beats one from ``b``), ties counting half (the Mann-Whitney AUC)."""
+    a, b = np.asarray(a, dtype=float)[:, None], np.asarray(b, dtype=float)[None, :]
+    return float(((a > b) + 0.5 * (a == b)).mean())
+
+
+# -- Bayesian optimization with a sampled acquisition ---------------------------------------------
+class SampledAcquisition:
+    """Mixed into Keras Tuner's BayesianOptimizationOracle: after the random initial points, fit
+    the stock GP (Matern 5/2, normalized y, alpha as configured) to the finished trials and
+    propose, among ``candidates`` points of the finite space drawn at random without
+    replacement (fresh each proposal; all of them when the space is that small), the one with
+    the best upper confidence bound ``mu + beta * sigma`` (the stock rule; ties go to the first
+    drawn, i.e. at random). ``gp_restarts`` sets the GP fit's optimizer restarts."""
+
+    gp_restarts = 0
+    candidates = 1000
+
+    def _make_gpr(self):
+        gpr = super()._make_gpr()
+        gpr.n_restarts_optimizer = self.gp_restarts
+        return gpr
+
+    def _draw_candidates(self) -> np.ndarray:
+        from effscale.space import discrete_values
+
+        grids = [[hp.value_to_prob(v) for v in discrete_values(hp)] for hp in self._nonfixed_space()]
+        if math.prod(len(g) for g in grids) <= MAX_GRID:
+            if getattr(self, "_grid", None) is None:
+                self._grid = np.array(list(itertools.product(*grids)), dtype=float)
+            pick = self._random_state.choice(len(self._grid), size=min(self.candidates, len(self._grid)),
+                                             replace=False)
+            return self._grid[pick]
+        return np.stack([self._random_state.choice(g, size=self.candidates) for g in grids], axis=1)
+
+    def populate_space(self, trial_id):
+        completed = sum(1 for t in self.trials.values() if t.status == "COMPLETED")
+        if completed < (self.num_initial_points or max(3 * len(self.hyperparameters.space), 3)):
+            return self._random_populate_space()
+        x, y = self._vectorize_trials()  # y is negated when maximizing: smaller is better
+        self.gpr.fit(np.nan_to_num(x, posinf=0, neginf=0), np.nan_to_num(y, posinf=0, neginf=0))
+        candidates = self._draw_candidates()
+        mu, sigma = self.gpr.predict(candidates, return_std=True)
+        best = int(np.argmin(mu - self.beta * sigma))
+        return {"status": "RUNNING", "values": self._vector_to_values(candidates[best])}
+
+
+_SAMPLED: dict = {}
+
+
+def sampled_bayesian(oracle, candidates: int = 1000, gp_restarts: int = 0):
+    """Turn a Keras Tuner BayesianOptimizationOracle (as make_oracle built it) into the
+    sampled-acquisition variant, keeping its seed, initial points, alpha and beta."""
+    base = type(oracle)
+    oracle.__class__ = _SAMPLED.setdefault(base, type("Sampled" + base.__name__, (SampledAcquisition, base), {}))
+    oracle.candidates = int(candidates)
+    oracle.gp_restarts = int(gp_restarts)
+    oracle.gpr = oracle._make_gpr()
+    return oracle
+
+
+# -- one search ----------------------------------------------------------------------------------------
+_OBJECTIVE: TabularObjective | None = None
+
+
+def _init_worker(table) -> None:
+    global _OBJECTIVE
+    _OBJECTIVE = TabularObjective(table)
+    warnings.filterwarnings("ignore", module="sklearn")
+
+
+def proxy_scorer(objective: TabularObjective, column: str):
+    """``score(list of values) -> (scores, row indexes)``: the zero-cost proxy ``column`` of each
+    candidate's nearest row; rows without it score below every row that has it."""
+    scores = objective.column(column)
+    if not np.isfinite(scores).any():
+        raise UserError(f"the table has no {column!r} scores")
+    scores = np.where(np.isfinite(scores), scores, np.nanmin(scores) - 1.0)
+
+    def score(candidates):
+        index = [objective.index_of(values) for values in candidates]
+        return [float(scores[i]) for i in index], index
+
+    return score
+
+
+def in_memory(oracle):
+    """Skip the oracle's state files (the study needs no resume)."""
+    oracle.save = lambda: None
+    oracle._save_trial = lambda trial: None
+    oracle._set_project_dir(tempfile.gettempdir(), "effscale-tabular-study-unused")
+    return oracle
+
+
+def build_oracle(name: str, objective: TabularObjective, trials: int, seed: int, settings: dict):
+    """(oracle, scored) for one study row; ``scored`` lists the row indexes of every candidate
+    the prescreen scored, per trial index (empty for the other rows). UserError when the row is
+    unavailable (e.g. make_oracle takes no prescreen yet)."""
+    from effscale.search import make_oracle
+
+    hp = objective.space.hyperparameters()
+    scored: dict[int, list] = {}
+    if name == "evolution+prescreen":
+        score = proxy_scorer(objective, settings["proxy"])
+        holder: dict = {}
+
+        def logged(candidates):
+            values, index = score(candidates)
+            scored.setdefault(len(holder["oracle"].trials), []).extend(index)
+            return values
+
+        try:
+            oracle = make_oracle("evolution", max_trials=trials, hyperparameters=hp, seed=seed,
+                                 prescreen=(logged, settings["prescreen_n"]))
+        except (TypeError, UserError) as error:
+            raise UserError(f"make_oracle does not accept prescreen: {error}") from None
+        holder["oracle"] = oracle
+    else:
+        oracle = make_oracle(name, max_trials=trials, hyperparameters=hp, seed=seed)
+        if name == "bayesian" and settings["bayesian_acquisition"] == "sampled":
+            sampled_bayesian(oracle, settings["candidates"], settings["gp_restarts"])
+    return in_memory(oracle), scored
+
+
+def one_blas_thread():
+    """A context with one BLAS / OpenMP thread: the GP's linear algebra is small, and with a
+    worker per core more threads only contend (a Bayesian proposal took ~4x longer without this
+    on 2 busy cores)."""
+    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
+
+    return threadpool_limits(limits=1)
+
+
+def run_one(job) -> dict:
+    """One search: ``job`` = (oracle name, seed, trials, settings); per-trial rewards, keys,
+    lookup distances and simulated seconds (training + zero-cost scoring)."""
+    with one_blas_thread():
+        return _run_one(job)
+
+
+def _run_one(job) -> dict:
+    name, seed, trials, settings = job
+    objective = _OBJECTIVE
+    started = time.perf_counter()
+    try:
+        oracle, scored = build_oracle(name, objective, trials, seed, settings)
+    except UserError as error:
+        return {"oracle": name, "seed": seed, "available": False, "reason": str(error)}
+    records = run_oracle(oracle, objective, trials)
+    out = {"oracle": name, "seed": seed, "available": True, "rewards": [r["reward"] for r in records],
+           "keys": [r["key"] for r in records], "distance": [r["distance"] for r in records],
+           "train_seconds": [r["train_seconds"] for r in records],
+           "proxy_seconds": [0.0] * len(records), "scored": [0] * len(records),
+           "propose_ms": 1e3 * float(np.mean([r["create_seconds"] for r in records])),
+           "run_seconds": time.perf_counter() - started}
+    if name == "evolution+prescreen":
+        if not scored:
+            return {"oracle": name, "seed": seed, "available": False,
+                    "reason": "make_oracle ignored prescreen (the score function was never called)"}
+        seconds = objective.column("proxy_seconds")
+        fallback = float(np.nanmedian(seconds)) if np.isfinite(seconds).any() else 0.0
+        seconds = np.where(np.isfinite(seconds), seconds, fallback)
+        for i in range(len(records)):
+            rows = scored.get(i, [])
+            out["scored"][i] = len(rows)
+            out["proxy_seconds"][i] = float(seconds[rows].sum()) if rows else 0.0
+    return out
+
+
+# -- the study -------------------------------------------------------------------------------------------
+def summarize(runs: list[dict], budgets, threshold: float, optimum: float, random_best=None) -> dict:
+    curves = np.maximum.accumulate(np.array([r["rewards"] for r in runs], dtype=float), axis=1)
+    out = {"budgets": {}, "threshold": {}}
+    for budget in budgets:
+        if budget > curves.shape[1]:
+            continue
+        best = curves[:, budget - 1]
+        entry = {"mean": float(best.mean()), "std": float(best.std(ddof=1)) if len(best) > 1 else 0.0,
+                 "min": float(best.min()), "max": float(best.max()),
+                 "p10": float(np.percentile(best, 10)), "p90": float(np.percentile(best, 90))}
+        if random_best is not None and budget in random_best:
+            entry["vs_random"] = {"difference": float(best.mean() - np.mean(random_best[budget])),
+                                  "p_superior": superiority(best, random_best[budget])}
+        out["budgets"][str(budget)] = entry
+    seconds, trials = [], []
+    for run, curve in zip(runs, curves):
+        hit = np.nonzero(curve >= threshold)[0]
+        if len(hit):
+            cost = np.cumsum(np.array(run["train_seconds"], dtype=float) + np.array(run["proxy_seconds"]))
+            seconds.append(float(cost[hit[0]]))
+            trials.append(int(hit[0]) + 1)
+    out["threshold"] = {"reached": len(seconds), "runs": len(runs),
+                        "mean_seconds": float(np.mean(seconds)) if seconds else None,
+                        "median_seconds": float(np.median(seconds)) if seconds else None,
+                        "mean_trials": float(np.mean(trials)) if trials else None}
+    out["distinct_rows"] = float(np.mean([len(set(r["keys"])) for r in runs]))
+    out["mean_distance"] = float(np.mean([np.mean(r["distance"]) for r in runs]))
+    out["found_optimum"] = int(sum(c[-1] >= optimum - 1e-12 for c in curves))
+    out["propose_ms"] = float(np.median([r["propose_ms"] for r in runs]))
+    out["scored_per_trial"] = float(np.mean([np.mean(r["scored"]) for r in runs]))
+    return out
+
+
+def correlations(objective: TabularObjective) -> dict:
+    accuracy = objective.column("accuracy")
+    out = {}
+    rho, n = spearman(objective.column("accuracy_epoch1"), accuracy)
+    out["accuracy_epoch1"] = {"rho": rho, "n": n}
+    seeds = [row.get("accuracy_seeds") or [None, None] for row in objective.rows]
+    first = np.array([_num(s[0]) for s in seeds])
+    second = np.array([_num(s[1]) if len(s) > 1 else math.nan for s in seeds])
+    rho, n = spearman(first, second)
+    out["seed0_vs_seed1"] = {"rho": rho, "n": n}
+    for column in PROXY_COLUMNS:
+        rho, n = spearman(objective.column(column), accuracy)
+        out[column] = {"rho": rho, "n": n}
+    return out
+
+
+def _num(value) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+def run_study(table, seeds: int = 20, trials: int = 100, oracles=ORACLES, workers: int = 1,
+              budgets=BUDGETS, proxy: str = "synflow", prescreen_n: int = 10,
+              bayesian_acquisition: str = "sampled", candidates: int = 1000, gp_restarts: int = 0,
+              threshold_percentile: float = 90.0) -> dict:
+    """Run every oracle ``seeds`` times for ``trials`` trials against ``table`` (path or dict)
+    and return the results (what ``study.json`` holds)."""
+    for name in oracles:
+        if name not in ORACLES:
+            raise UserError(f"unknown oracle {name!r}: expected one of {', '.join(ORACLES)}")
+    if bayesian_acquisition not in ("sampled", "stock"):
+        raise UserError("bayesian acquisition must be 'sampled' or 'stock'")
+    table = load_table(table)
+    started = time.perf_counter()
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+    _init_worker(table)
+    objective = _OBJECTIVE
+    settings = {"proxy": proxy, "prescreen_n": prescreen_n, "bayesian_acquisition": bayesian_acquisition,
+                "candidates": candidates, "gp_restarts": gp_restarts}
+    # Longest first so that two workers finish together.
+    weight = {"bayesian": 0, "evolution+prescreen": 1}
+    jobs = [(name, seed, trials, settings) for name in sorted(oracles, key=lambda n: weight.get(n, 2))
+            for seed in range(seeds)]
+    if workers > 1:
+        import multiprocessing
+
+        import keras_tuner  # noqa: F401  (imported once here: the forked workers inherit it)
+
+        context = multiprocessing.get_context("fork")
+        with context.Pool(workers, initializer=_init_worker, initargs=(table,)) as pool:
+            runs = list(pool.imap_unordered(run_one, jobs, chunksize=1))
+    else:
+        runs = [run_one(job) for job in jobs]
+    rewards = objective.rewards()
+    optimum = objective.best()
+    threshold = float(np.nanpercentile(rewards, threshold_percentile))
+    results = {"oracles": {}, "order": list(oracles)}
+    by_name = {name: sorted([r for r in runs if r["oracle"] == name], key=lambda r: r["seed"]) for name in oracles}
+    random_best = None
+    if "random" in by_name and all(r["available"] for r in by_name["random"]):
+        curves = np.maximum.accumulate(np.array([r["rewards"] for r in by_name["random"]]), axis=1)
+        random_best = {b: curves[:, b - 1] for b in budgets if b <= curves.shape[1]}
+    for name in oracles:
+        group = by_name[name]
+        missing = [r for r in group if not r["available"]]
+        if missing:
+            results["oracles"][name] = {"available": False, "reason": missing[0]["reason"]}
+            continue
+        summary = summarize(group, budgets, threshold, optimum["reward"], None if name == "random" else random_best)
+        results["oracles"][name] = {"available": True, "summary": summary,
+                                    "runs": [{k: r[k] for k in ("seed", "rewards", "keys", "distance", "scored")}
+                                             for r in group]}
+    results.update({
+        "table": {"rows": len(objective.rows), "complete": objective.meta.get("complete"),
+                  "count": objective.meta.get("count"), "created": objective.meta.get("created"),
+                  "space_size": objective.space.size, "reward": objective.reward.to_dict()},
+        "optimum": {"reward": optimum["reward"], "accuracy": optimum.get("accuracy"), "macs": optimum.get("macs"),
+                    "genotype": optimum.get("genotype")},
+        "reward_percentiles": {str(p): float(np.nanpercentile(rewards, p)) for p in (50, 90, 99)},
+        "threshold": {"percentile": threshold_percentile, "reward": threshold},
+        "correlations": correlations(objective),
+        "settings": dict(settings, seeds=seeds, trials=trials, workers=workers, budgets=list(budgets)),
+        "wall_seconds": time.perf_counter() - started,
+        "machine": dict(machine(), load_average_before=load_before),
+    })
+    return results
+
+
+def machine() -> dict:
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            model = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), "")
+    except OSError:
+        pass
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {"cpus": os.cpu_count(), "cpu": model, "python": platform.python_version(),
+            "platform": platform.platform(), "load_average": load}
+
+
+# -- reports -------------------------------------------------------------------------------------------
+def markdown(results: dict) -> str:
+    budgets = [b for b in results["settings"]["budgets"] if b <= results["settings"]["trials"]]
+    opt = results["optimum"]["reward"]
+    lines = [f"Table: {results['table']['rows']} architectures of a {results['table']['space_size']:,}-genotype "
+             f"sub-space; optimum reward {opt:.4f}; {results['settings']['seeds']} seeds x "
+             f"{results['settings']['trials']} trials per oracle; wall time {results['wall_seconds']:.1f} s.", "",
+             "Best reward found after N trials: mean ± std over seeds, [10th, 90th percentile].", "",
+             "| oracle | " + " | ".join(f"{b} trials" for b in budgets) + " | runs that found the optimum |",
+             "|---|" + "---|" * (len(budgets) + 1)]
+    for name in results["order"]:
+        entry = results["oracles"][name]
+        if not entry["available"]:
+            lines.append(f"| {name} | " + " | ".join("unavailable" for _ in budgets) + f" | {entry['reason']} |")
+            continue
+        s = entry["summary"]
+        cells = [f"{s['budgets'][str(b)]['mean']:.4f} ± {s['budgets'][str(b)]['std']:.4f} "
+                 f"[{s['budgets'][str(b)]['p10']:.4f}, {s['budgets'][str(b)]['p90']:.4f}]" for b in budgets]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {s['found_optimum']}/{len(entry['runs'])} |")
+    lines += ["", "Against random search: mean difference of the best reward, and the probability that a run "
+              "of the oracle ends above a run of random search (0.5 = no better; ties count half).", "",
+              "| oracle | " + " | ".join(f"{b} trials" for b in budgets) + " |", "|---|" + "---|" * len(budgets)]
+    for name in results["order"]:
+        entry = results["oracles"][name]
+        if name == "random" or not entry["available"]:
+            continue
+        cells = []
+        for b in budgets:
+            vs = entry["summary"]["budgets"][str(b)].get("vs_random")
+            cells.append(f"{vs['difference']:+.4f}, P {vs['p_superior']:.2f}" if vs else "n/a")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    threshold = results["threshold"]
+    lines += ["", f"Simulated search cost to reach reward {threshold['reward']:.4f} (the table's "
+              f"{threshold['percentile']:g}th percentile): summed one-training seconds of the trials run "
+              "until the best-so-far reaches it (plus zero-cost scoring seconds of every prescreened "
+              "candidate), mean over the runs that reached it.", "",
+              "| oracle | runs that reached it | mean trials | mean seconds | median seconds | "
+              f"distinct rows visited (of {results['settings']['trials']} trials) | mean lookup distance | "
+              "median ms per proposal |",
+              "|---|---|---|---|---|---|---|---|"]
+    for name in results["order"]:
+        entry = results["oracles"][name]
+        if not entry["available"]:
+            continue
+        s = entry["summary"]
+        t = s["threshold"]
+        fmt = (lambda v, f: "n/a" if v is None else format(v, f))
+        lines.append(f"| {name} | {t['reached']}/{t['runs']} | {fmt(t['mean_trials'], '.1f')} | "
+                     f"{fmt(t['mean_seconds'], '.0f')} | {fmt(t['median_seconds'], '.0f')} | "
+                     f"{s['distinct_rows']:.1f} | {s['mean_distance']:.2f} | {s['propose_ms']:.1f} |")
+    lines += ["", "Spearman rank correlation with the table's accuracy (over the rows that have both):", "",
+              "| score | rho | rows |", "|---|---|---|"]
+    labels = {"accuracy_epoch1": "accuracy after 1 epoch (same runs)",
+              "seed0_vs_seed1": "seed 0 accuracy vs seed 1 accuracy (noise ceiling)"}
+    for column, value in results["correlations"].items():
+        rho = "n/a" if value["rho"] is None or not math.isfinite(value["rho"]) else f"{value['rho']:+.3f}"
+        lines.append(f"| {labels.get(column, column)} | {rho} | {value['n']} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for name in results["order"]:
+        entry = results["oracles"][name]
+        if not entry["available"]:
+            continue
+        curves = np.maximum.accumulate(np.array([r["rewards"] for r in entry["runs"]]), axis=1)
+        x = np.arange(1, curves.shape[1] + 1)
+        line, = ax.plot(x, curves.mean(axis=0), label=name, linewidth=1.6)
+        ax.fill_between(x, np.percentile(curves, 10, axis=0), np.percentile(curves, 90, axis=0),
+                        color=line.get_color(), alpha=0.12, linewidth=0)
+    ax.axhline(results["optimum"]["reward"], color="black", linestyle=":", linewidth=1, label="table optimum")
+    ax.axhline(results["threshold"]["reward"], color="gray", linestyle="--", linewidth=1,
+               label=f"{results['threshold']['percentile']:g}th percentile")
+    ax.set_xscale("log")
+    ax.set_xlabel("trials")
+    ax.set_ylabel("best reward so far")
+    ax.set_title(f"Tabular search, mean and 10th-90th percentile of {results['settings']['seeds']} seeds")
+    low = min(np.percentile(np.maximum.accumulate(np.array([r["rewards"] for r in e["runs"]]), axis=1)[:, 0], 10)
+              for e in results["oracles"].values() if e["available"])
+    ax.set_ylim(low, results["optimum"]["reward"] + 0.1 * (results["optimum"]["reward"] - low))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _rounded(value):
+    if isinstance(value, float):
+        return round(value, 6)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--table", default=DEFAULT_TABLE)
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--trials", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)))
+    parser.add_argument("--plot", default=DEFAULT_PLOT)
+    parser.add_argument("--oracles", default=",".join(ORACLES))
+    parser.add_argument("--proxy", default="synflow", help="zero-cost proxy column the prescreen ranks by")
+    parser.add_argument("--prescreen-n", type=int, default=10)
+    parser.add_argument("--bayesian-acquisition", choices=("sampled", "stock"), default="sampled")
+    parser.add_argument("--candidates", type=int, default=1000,
+                        help="points the sampled acquisition scores per proposal")
+    parser.add_argument("--gp-restarts", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        if args.seeds < 1 or args.trials < 1 or args.workers < 1:
+            raise UserError("--seeds, --trials and --workers must be positive")
+        results = run_study(args.table, args.seeds, args.trials, tuple(args.oracles.split(",")), args.workers,
+                            proxy=args.proxy, prescreen_n=args.prescreen_n,
+                            bayesian_acquisition=args.bayesian_acquisition, candidates=args.candidates,
+                            gp_restarts=args.gp_restarts)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    results["command"] = " ".join(["benchmarks/tabular/study.py"] + list(sys.argv[1:] if argv is None else argv))
+    os.makedirs(args.out, exist_ok=True)
+    saved = json.loads(json.dumps(results))
+    for entry in saved["oracles"].values():  # the raw curves: each run's per-trial rewards
+        for run in entry.get("runs", []):
+            for name in ("keys", "distance") + (() if any(run["scored"]) else ("scored",)):
+                run.pop(name)
+    write_text(os.path.join(args.out, "study.json"), json.dumps(_rounded(saved), separators=(",", ":")) + "\n")
+    text = markdown(results)
+    write_text(os.path.join(args.out, "study.md"), text)
+    if args.plot:
+        plot(results, args.plot)
+    print(text)
+    print(f"wall time {results['wall_seconds']:.1f} s; wrote {args.out}/study.json, study.md and {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""TabularObjective lookups and the tabular search-quality study (benchmarks/tabular/study.py)."""
+
+import dataclasses
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+
+from effscale.errors import UserError
+from effscale.genotype import Genotype
+from effscale.objectives import Reward
+from effscale.space import SearchSpace
+from effscale.tabular import NotInTable, TabularObjective, build_table
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REAL_TABLE = os.path.join(ROOT, "benchmarks", "tabular", "table.json")
+# The table's documented sub-space (docs/benchmarks.md), 3,456 genotypes.
+SUB_SPACE = dict(open=("kernel", "expand", "se", "repeats"),
+                 options={"kernel": (3, 5), "expand": (3, 6), "se": (0, 0.25), "repeats": (-1, 0)},
+                 stages=(2, 3, 4))
+
+
+def _study():
+    spec = importlib.util.spec_from_file_location("tabular_study", os.path.join(ROOT, "benchmarks", "tabular", "study.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# A 4-choice space (16 genotypes): stage 2 and 3 kernel and SE ratio.
+SMALL = SearchSpace("tiny", open=("kernel", "se"), stages=(2, 3))
+
+
+def _v(k2, se2, k3, se3):
+    return {"stage2/kernel": k2, "stage2/se": se2, "stage3/kernel": k3, "stage3/se": se3}
+
+
+ROWS = [{"values": _v(3, 0.0, 3, 0.0), "accuracy": 0.80, "macs": 1.0e6, "train_seconds": 3.0},
+        {"values": _v(5, 0.25, 5, 0.25), "accuracy": 0.90, "macs": 3.0e6, "train_seconds": 5.0},
+        {"values": _v(5, 0.0, 3, 0.25), "accuracy": 0.85, "macs": 2.0e6, "train_seconds": 4.0}]
+REWARD = Reward("macs", 2.0e6, "soft")
+
+
+def test_exact_hit_and_reward_of_the_row():
+    objective = TabularObjective(build_table(SMALL, ROWS, REWARD))
+    hit = objective.lookup(_v(5, 0.25, 5, 0.25))
+    assert (hit["accuracy"], hit["macs"], hit["distance"], hit["exact"]) == (0.90, 3.0e6, 0, True)
+    result = objective.evaluate(_v(5, 0.25, 5, 0.25))
+    # MnasNet soft constraint by hand: 0.9 * (3e6 / 2e6) ** -0.07
+    assert result["reward"] == pytest.approx(0.9 * 1.5 ** -0.07, rel=1e-12)
+    assert result["reward"] == pytest.approx(Reward("macs", 2.0e6, "soft")(0.90, 3.0e6), rel=1e-12)
+    assert (result["cost"], result["train_seconds"], result["distance"]) == (3.0e6, 5.0, 0)
+    # A genotype string and a Genotype give the same row as its values.
+    genotype = SMALL.to_genotype(_v(5, 0.25, 5, 0.25))
+    assert objective.lookup(genotype.encode())["key"] == objective.lookup(genotype)["key"] == genotype.key
+    # Another reward: hard constraint at 1e6 multiply-adds, 0.9 * (3e6 / 1e6) ** -1
+    assert objective.evaluate(_v(5, 0.25, 5, 0.25), Reward("macs", 1.0e6, "hard"))["reward"] == pytest.approx(0.3)
+
+
+def test_nearest_counts_differing_values_and_breaks_ties_by_key():
+    objective = TabularObjective(build_table(SMALL, ROWS, REWARD))
+    query = _v(5, 0.0, 5, 0.0)
+    # row0 (3,0,3,0): kernel2 and kernel3 differ -> 2; row1 (5,.25,5,.25): se2, se3 -> 2;
+    # row2 (5,0,3,.25): kernel3, se3 -> 2. All tie at 2: the smallest key wins.
+    hit = objective.lookup(query)
+    assert (hit["distance"], hit["exact"]) == (2, False)
+    assert hit["key"] == min(SMALL.to_genotype(r["values"]).key for r in ROWS)
+    # The same answer whatever the row order.
+    assert TabularObjective(build_table(SMALL, ROWS[::-1], REWARD)).lookup(query)["key"] == hit["key"]
+    # A unique nearest row: (5, 0, 3, 0) is 1 away from row 2 only.
+    near = objective.lookup(_v(5, 0.0, 3, 0.0))
+    assert (near["distance"], near["accuracy"]) == (1, 0.85)
+    assert objective.evaluate(_v(5, 0.0, 3, 0.0))["distance"] == 1
+
+
+def test_not_in_table():
+    objective = TabularObjective(build_table(SMALL, ROWS, REWARD))
+    assert issubclass(NotInTable, UserError)
+    missing = SMALL.to_genotype(_v(3, 0.25, 3, 0.25))
+    with pytest.raises(NotInTable, match=missing.key):
+        objective.lookup(_v(3, 0.25, 3, 0.25), nearest=False)
+    # A value the sub-space does not have.
+    with pytest.raises(NotInTable, match="stage2/kernel = 7"):
+        objective.lookup(_v(7, 0.0, 3, 0.0))
+    # A genotype outside the sub-space: stage 1 is not searched, here it differs from the reference.
+    ref = SMALL.reference
+    outside = ref.replace(stages=(dataclasses.replace(ref.stages[0], kernel=5),) + ref.stages[1:])
+    with pytest.raises(NotInTable, match=outside.key):
+        objective.lookup(outside)
+    with pytest.raises(NotInTable):
+        objective.evaluate(outside.encode())
+
+
+def _sub_space_table(count=30, seed=0):
+    """``count`` distinct architectures of the documented sub-space with made-up metrics."""
+    space = SearchSpace("tiny", **SUB_SPACE)
+    rng = np.random.default_rng(seed)
+    rows, seen = [], set()
+    while len(rows) < count:
+        values = space.random_values(rng)
+        key = space.to_genotype(values).key
+        if key in seen:
+            continue
+        seen.add(key)
+        rows.append({"values": values, "accuracy": float(rng.uniform(0.5, 0.99)),
+                     "accuracy_epoch1": float(rng.uniform(0.1, 0.9)), "accuracy_seeds": [0.5, 0.6],
+                     "macs": float(rng.uniform(0.5e6, 3e6)), "params": float(rng.uniform(2e4, 9e4)),
+                     "latency": 1e-4, "train_seconds": float(rng.uniform(5, 20)),
+                     "synflow": float(rng.normal()), "proxy_seconds": 0.5})
+    return build_table(space, rows, Reward("macs", 1.5e6, "soft"), machine="test")
+
+
+def test_the_committed_table_or_one_built_here_loads_and_looks_up(tmp_path):
+    # The real table is committed by the benchmark; until then (or in a checkout without it) the
+    # test writes a small one in the same format and checks the same.
+    path = REAL_TABLE
+    if not os.path.exists(path):
+        path = tmp_path / "table.json"
+        path.write_text(json.dumps(_sub_space_table()))
+    objective = TabularObjective(path)
+    first = objective.rows[0]
+    hit = objective.lookup(first["genotype"], nearest=False)
+    assert (hit["key"], hit["exact"], hit["accuracy"]) == (first["key"], True, first["accuracy"])
+    assert Genotype.parse(first["genotype"]).key == first["key"]
+
+
+def test_statistics_by_hand():
+    study = _study()
+    assert study.rankdata([10, 30, 20, 20]).tolist() == [1.0, 4.0, 2.5, 2.5]
+    # rho = 1 - 6 * sum(d^2) / (n (n^2 - 1)) = 1 - 6 * 2 / 60 = 0.8 (no ties)
+    assert study.spearman([1, 2, 3, 4], [1, 3, 2, 4]) == (pytest.approx(0.8), 4)
+    assert study.spearman([1, 2, float("nan"), 4], [4, 3, 2, 1]) == (pytest.approx(-1.0), 3)
+    # pairs (2,1) win, (2,3) lose, (3,1) win, (3,3) tie: (1 + 0 + 1 + 0.5) / 4
+    assert study.superiority([2, 3], [1, 3]) == pytest.approx(0.625)
+    # Wall-clock to the reward threshold: trials until the best-so-far reaches 0.5 (the 2nd).
+    run = {"rewards": [0.1, 0.5, 0.3, 0.9], "train_seconds": [1.0, 2.0, 3.0, 4.0],
+           "proxy_seconds": [0.5, 0.0, 0.0, 0.0], "keys": ["a", "b", "c", "d"], "distance": [0, 1, 0, 0],
+           "scored": [1, 0, 0, 0], "propose_ms": 1.0}
+    summary = study.summarize([run], (2, 4), threshold=0.5, optimum=0.9)
+    assert summary["threshold"]["mean_seconds"] == pytest.approx(3.5)
+    assert summary["threshold"]["mean_trials"] == 2
+    assert summary["budgets"]["2"]["mean"] == 0.5 and summary["budgets"]["4"]["mean"] == 0.9
+    assert summary["found_optimum"] == 1
+
+
+def test_study_smoke_on_a_small_table(tmp_path):
+    study = _study()
+    table = _sub_space_table()
+    reward = Reward("macs", 1.5e6, "soft")
+    by_key = {row["key"]: reward(row["accuracy"], row["macs"]) for row in table["rows"]}
+    results = study.run_study(table, seeds=2, trials=10, workers=1, budgets=(5, 10))
+    assert results["order"] == list(study.ORACLES)
+    assert results["optimum"]["reward"] == pytest.approx(max(by_key.values()))
+    assert set(results["correlations"]) >= {"accuracy_epoch1", "synflow", "params", "macs"}
+    available = [name for name, entry in results["oracles"].items() if entry["available"]]
+    assert set(available) >= {"random", "bayesian", "evolution", "reinforce"}
+    for name, entry in results["oracles"].items():
+        if not entry["available"]:
+            assert name == "evolution+prescreen" and "prescreen" in entry["reason"]
+            continue
+        assert [run["seed"] for run in entry["runs"]] == [0, 1]
+        for run in entry["runs"]:
+            assert len(run["rewards"]) == 10
+            best = np.maximum.accumulate(run["rewards"])
+            assert np.all(np.diff(best) >= 0)
+            # Each trial's reward is the reward of the row it looked up, and the final best is
+            # the best reward among the rows visited.
+            assert run["rewards"] == pytest.approx([by_key[k] for k in run["keys"]])
+            assert best[-1] == pytest.approx(max(by_key[k] for k in run["keys"]))
+        summary = entry["summary"]
+        finals = [max(run["rewards"]) for run in entry["runs"]]
+        assert summary["budgets"]["10"]["mean"] == pytest.approx(np.mean(finals))
+        assert summary["budgets"]["5"]["mean"] <= summary["budgets"]["10"]["mean"]
+        if name == "evolution+prescreen":
+            assert all(sum(run["scored"]) > 0 for run in entry["runs"])
+    text = study.markdown(results)
+    for name in study.ORACLES:
+        assert f"| {name} |" in text
+    plot = tmp_path / "plot.png"
+    study.plot(results, str(plot))
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
