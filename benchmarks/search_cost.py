@@ -78,7 +78,7 @@ def table_rows(study: dict, trial_seconds: float, score_seconds: float) -> list[
             final.append(max(run["rewards"]))
             if reached is not None:
                 trials.append(reached)
-                scored.append(sum(run["scored"][:reached]))
+                scored.append(sum((run.get("scored") or [0] * reached)[:reached]))
         seconds = [t * trial_seconds + s * score_seconds for t, s in zip(trials, scored)]
         rows.append({"method": name, "runs": len(entry["runs"]), "reached": len(trials),
                      "trials": statistics.mean(trials) if trials else None,
