@@ -209,8 +209,11 @@ def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow already running in this process (called from Python): keep its threads
+        pass
     recipe = {"dataset": "digits", "resolution": args.resolution, "width": 1.0, "depth": 1.0, "epochs": args.epochs,
               "batch_size": 64, "optimizer": "sgd", "learning_rate": 0.05, "momentum": 0.9, "bn_momentum": 0.9,
               "seeds": [int(s) for s in args.seeds.split(",")]}
