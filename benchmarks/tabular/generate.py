@@ -105,21 +105,24 @@ def train_seeds(genotype, data, recipe: dict) -> dict:
             "train_seconds": round(train_seconds, 3)}
 
 
+def jsonl_entries(work: str, pattern: str):
+    """The JSON lines of every ``WORK/PATTERN`` log; a torn last line (killed mid-write) is skipped."""
+    for path in sorted(glob.glob(os.path.join(work, pattern))):
+        with open(path) as handle:
+            for line in handle:
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    continue
+
+
 def read_rows(work: str, table: str | None = None) -> dict:
-    """Rows by key from ``table`` (a committed, possibly partial table) and every shard's log; a
-    torn last line (killed mid-write) is ignored."""
+    """Rows by key from ``table`` (a committed, possibly partial table) and every shard's log."""
     rows = {}
     if table and os.path.exists(table):
         with open(table) as handle:
             rows.update((row["key"], row) for row in json.load(handle)["rows"])
-    for path in sorted(glob.glob(os.path.join(work, "rows-*.jsonl"))):
-        with open(path) as handle:
-            for line in handle:
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue
-                rows[row["key"]] = row
+    rows.update((row["key"], row) for row in jsonl_entries(work, "rows-*.jsonl"))
     return rows
 
 
@@ -154,17 +157,8 @@ def write_table(out: str, genotypes: list, rows: dict, recipe: dict, space, comm
 
 
 def read_proxies(work: str) -> dict:
-    """Zero-cost proxy scores by key from ``WORK/proxies*.jsonl`` (torn last line ignored)."""
-    scores = {}
-    for path in sorted(glob.glob(os.path.join(work, "proxies*.jsonl"))):
-        with open(path) as handle:
-            for line in handle:
-                try:
-                    entry = json.loads(line)
-                except ValueError:
-                    continue
-                scores[entry.pop("key")] = entry
-    return scores
+    """Zero-cost proxy scores by key from ``WORK/proxies*.jsonl``."""
+    return {entry.pop("key"): entry for entry in jsonl_entries(work, "proxies*.jsonl")}
 
 
 def add_proxies(work: str, genotypes: list, rows: dict, recipe: dict, seed: int = 0, shard: tuple = (0, 1)) -> None:
