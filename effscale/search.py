@@ -173,7 +173,7 @@ def make_oracle(name: str, max_trials: int, hyperparameters, seed: int = 0, epoc
             return RegularizedEvolutionOracle(max_trials=max_trials, population_size=population,
                                               sample_size=sample, prescreen=prescreen, **common)
         if name == "reinforce":
-            keys = ("learning_rate", "entropy_weight", "baseline_decay", "failed_reward")
+            keys = ("learning_rate", "entropy_weight", "baseline_decay", "failed_reward", "normalize")
             return ReinforceOracle(max_trials=max_trials, **{k: options[k] for k in keys if k in options}, **common)
         if name == "random" and prescreen is not None:
             return PrescreenRandomSearchOracle(max_trials=max_trials, prescreen=prescreen, **common)

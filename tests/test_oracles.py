@@ -26,25 +26,25 @@ def stand_in(values: dict) -> float:
 
 
 class StandInTuner(base_tuner.BaseTuner):
-    def __init__(self, oracle, directory, fail=None, **kwargs):
-        self.fail = fail
+    def __init__(self, oracle, directory, fail=None, scale=1.0, **kwargs):
+        self.fail, self.scale = fail, scale
         super().__init__(oracle=oracle, directory=str(directory), project_name="p", **kwargs)
 
     def run_trial(self, trial):
         values = trial.hyperparameters.values
         if self.fail and self.fail(values):
             raise keras_tuner.errors.FailedTrialError("rejected before training: stand-in limit")
-        return {"reward": stand_in(values)}
+        return {"reward": self.scale * stand_in(values)}
 
 
 def best_reward(oracle) -> float:
     return max(t.score for t in oracle.trials.values() if t.status == "COMPLETED")
 
 
-def run(name, seed, directory, trials=60, **options):
+def run(name, seed, directory, trials=60, scale=1.0, **options):
     oracle = make_oracle(name, trials, SPACE.hyperparameters(), seed=seed, **options)
     oracle.verbose = 0
-    tuner = StandInTuner(oracle, directory)
+    tuner = StandInTuner(oracle, directory, scale=scale)
     tuner.search()
     return oracle
 
@@ -67,6 +67,26 @@ def test_reinforce_controller_moves_towards_the_rewarded_choices(tmp_path):
     print(f"\nmean probability gain of the hidden genotype's choices: {np.mean(gains):.3f}")
     assert oracle.updates == 80
     assert np.mean(gains) > 0.02  # the hidden genotype's choices gained probability on average
+
+
+def _proposals(oracle):
+    return [oracle.trials[i].hyperparameters.values for i in oracle.start_order]
+
+
+def test_reinforce_learns_the_same_from_a_fraction_and_a_percentage(tmp_path):
+    fraction = run("reinforce", 4, tmp_path / "fraction", trials=40)
+    percent = run("reinforce", 4, tmp_path / "percent", trials=40, scale=100.0)
+    assert _proposals(fraction) == _proposals(percent)  # the same search, candidate by candidate
+    for name, logits in fraction.logits.items():
+        np.testing.assert_allclose(percent.logits[name], logits, rtol=1e-9, atol=1e-12)
+    assert percent.baseline == pytest.approx(100 * fraction.baseline)
+    gains = [fraction.probabilities()[n][list(SPACE.choices(n)).index(v)] - 1 / len(SPACE.choices(n))
+             for n, v in HIDDEN.items()]
+    assert np.mean(gains) > 0  # and it learned something
+    # The raw advantage (the old update) is not scale-free: the percentage run diverges.
+    raw = run("reinforce", 4, tmp_path / "raw1", trials=15, normalize=False)
+    raw_percent = run("reinforce", 4, tmp_path / "raw100", trials=15, scale=100.0, normalize=False)
+    assert _proposals(raw) != _proposals(raw_percent)
 
 
 def test_evolution_population_ages_and_never_holds_failed_trials(tmp_path):
