@@ -27,7 +27,7 @@ killed worker does not stop the search.
 >>> run_search("tiny", oracle="annealing", project_dir="unused")
 Traceback (most recent call last):
 ...
-effscale.errors.UserError: unknown oracle 'annealing': expected one of evolution, reinforce, random, bayesian, hyperband, differentiable
+effscale.errors.UserError: unknown oracle 'annealing': expected one of evolution, reinforce, random, bayesian, hyperband, differentiable, predictor, bayesian-sampled
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ from effscale.objectives import COST_KINDS, Limits, Reward, pareto_front
 from effscale.proxy import ProxyFailure, ProxySettings
 from effscale.space import SearchSpace
 
-ORACLES = ("evolution", "reinforce", "random", "bayesian", "hyperband", "differentiable")
+ORACLES = ("evolution", "reinforce", "random", "bayesian", "hyperband", "differentiable", "predictor",
+           "bayesian-sampled")
 PRESCREEN_ORACLES = ("random", "evolution")  # the oracles that accept prescreen
 OBJECTIVE = "reward"
 TUNER_FOLDER = "tuner"
@@ -175,6 +176,11 @@ def make_oracle(name: str, max_trials: int, hyperparameters, seed: int = 0, epoc
         if name == "reinforce":
             keys = ("learning_rate", "entropy_weight", "baseline_decay", "failed_reward", "normalize")
             return ReinforceOracle(max_trials=max_trials, **{k: options[k] for k in keys if k in options}, **common)
+        if name == "predictor":
+            from effscale.oracles import PredictorOracle
+
+            keys = ("initial_points", "parents", "random_candidates", "exploration", "members", "cost_fn", "reward")
+            return PredictorOracle(max_trials=max_trials, **{k: options[k] for k in keys if k in options}, **common)
         if name == "random" and prescreen is not None:
             return PrescreenRandomSearchOracle(max_trials=max_trials, prescreen=prescreen, **common)
         if name == "random":
@@ -183,8 +189,14 @@ def make_oracle(name: str, max_trials: int, hyperparameters, seed: int = 0, epoc
             from effscale.oracles import DifferentiableOracle
 
             return DifferentiableOracle(max_trials=max_trials, **options, **common)
-        if name == "bayesian":
+        if name in ("bayesian", "bayesian-sampled"):
             initial = options.get("num_initial_points", min(10, max(2, max_trials // 4)))
+            if name == "bayesian-sampled":
+                from effscale.oracles import SampledBayesianOracle
+
+                keys = ("candidates", "gp_restarts", "beta")
+                return SampledBayesianOracle(max_trials=max_trials, num_initial_points=initial,
+                                             **{k: options[k] for k in keys if k in options}, **common)
             return atomic_builtin_oracle("bayesian")(max_trials=max_trials, num_initial_points=initial, **common)
         oracle = atomic_builtin_oracle("hyperband")(max_epochs=max(1, epochs), factor=options.get("factor", 3),
                                                     hyperband_iterations=None, **common)

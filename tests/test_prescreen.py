@@ -73,6 +73,49 @@ def test_each_trial_is_the_best_scored_candidate_and_the_log_survives_resume(tmp
     check_log(resumed.prescreen_log, resumed.trials.values(), 4, stand_in_score)
 
 
+def test_a_cost_aware_prescreen_stays_within_budget_where_a_raw_score_does_not(tmp_path):
+    """Stand-in: accuracy grows with kernels and expansions (so does the raw score, like the
+    zero-cost proxies, which track size), the reward is MnasNet's hard constraint on exact
+    multiply-adds. The raw score picks over-budget candidates; the predicted reward
+    (:class:`PredictedReward`) picks, whenever it had one, a candidate within the budget."""
+    import numpy as np
+
+    from effscale.objectives import Reward
+    from effscale.oracles.prescreen import PredictedReward
+    from effscale.search import analytic_costs
+
+    def macs(values):
+        return analytic_costs(SPACE.to_genotype(values), 10)["macs"]
+
+    def accuracy(values):
+        return 0.5 + 0.01 * sum(v for k, v in values.items() if k.endswith(("/kernel", "/expand")))
+
+    rng = np.random.default_rng(0)
+    budget = float(np.median([macs(SPACE.random_values(rng)) for _ in range(40)]))
+    reward = Reward("macs", budget, "hard")
+
+    class Tuner(base_tuner.BaseTuner):
+        def run_trial(self, trial):
+            values = trial.hyperparameters.values
+            return {"reward": reward(accuracy(values), macs(values))}
+
+    def raw_score(candidates):
+        return [accuracy(c) for c in candidates]
+
+    chosen = {}
+    for label, score in (("raw", raw_score), ("cost-aware", PredictedReward(SPACE.hyperparameters(), macs, reward))):
+        oracle = make_oracle("random", 12, SPACE.hyperparameters(), seed=5, prescreen=(score, 6))
+        oracle.verbose = 0
+        Tuner(oracle=oracle, directory=str(tmp_path), project_name=label).search()
+        # (over budget?, was any candidate within budget?) per prescreen
+        chosen[label] = [(macs(e["candidates"][e["chosen"]]["values"]) > budget,
+                          any(macs(c["values"]) <= budget for c in e["candidates"])) for e in oracle.prescreen_log]
+        assert len(chosen[label]) == 12
+    assert sum(over for over, _ in chosen["raw"]) >= 6  # the raw score goes for the largest
+    assert not any(over and could for over, could in chosen["cost-aware"])
+    assert sum(could for _, could in chosen["cost-aware"]) >= 10
+
+
 def test_only_random_and_evolution_prescreen():
     for name in ("reinforce", "bayesian", "hyperband"):
         with pytest.raises(UserError, match="does not prescreen"):

@@ -115,6 +115,20 @@ def atomic_builtin_oracle(name: str):
 _ATOMIC: dict = {}
 
 
+def finished_trials(oracle) -> tuple[list[dict], list[float]]:
+    """(values, scores) of the oracle's COMPLETED trials with a finite score; scores are
+    negated for a minimized objective, so higher is always better."""
+    import math
+
+    values, scores = [], []
+    sign = 1.0 if oracle.objective.direction == "max" else -1.0
+    for trial in oracle.trials.values():
+        if trial.status == "COMPLETED" and trial.score is not None and math.isfinite(trial.score):
+            values.append({k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")})
+            scores.append(sign * float(trial.score))
+    return values, scores
+
+
 def jsonable(value):
     """A JSON round-trippable copy (numpy scalars and arrays to Python)."""
     return json.loads(json.dumps(value, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
