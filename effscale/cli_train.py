@@ -75,7 +75,8 @@ def cmd_train(args) -> int:
     record = train_variant(genotype, args.variant, dataset=args.dataset, recipe=recipe, strategy=args.strategy,
                            out_dir=args.out, verbose=args.verbose, log_dir=args.log_dir,
                            mixed_precision=args.mixed_precision, data_dir=args.data_dir,
-                           validation_fraction=args.validation_fraction, download=args.download,
+                           validation_fraction=args.validation_fraction, test_fraction=args.test_fraction,
+                           train_fraction=args.train_fraction, download=args.download,
                            loop=args.loop, latency_runs=args.latency_runs)
     if args.json:
         print(json.dumps({k: v for k, v in record.items() if k != "history"}, indent=2, sort_keys=True))
@@ -93,7 +94,8 @@ def cmd_evaluate(args) -> int:
     from effscale.evaluate import evaluate_model, summary_line
 
     result = evaluate_model(args.model, dataset=args.dataset, data_dir=args.data_dir, batch_size=args.batch_size,
-                            latency_runs=args.latency_runs, throughput_steps=args.throughput_steps)
+                            split=args.split, latency_runs=args.latency_runs,
+                            throughput_steps=args.throughput_steps)
     print(json.dumps(result, indent=2, sort_keys=True) if args.json else f"{args.model}: {summary_line(result)}")
     return 0
 
@@ -119,7 +121,12 @@ def register(commands) -> None:
     train.add_argument("--label-smoothing", type=float)
     train.add_argument("--augment", action="store_true", help="random resized crop and flip")
     train.add_argument("--seed", type=int)
-    train.add_argument("--validation-fraction", type=float, default=0.2)
+    train.add_argument("--validation-fraction", type=float, default=0.2,
+                       help="held out of the training images as the validation split, where the dataset has none")
+    train.add_argument("--test-fraction", type=float, default=0.2,
+                       help="held out of all images as the test split, where the dataset has none (digits, folders)")
+    train.add_argument("--train-fraction", type=float,
+                       help="train on this class-balanced part of the training split (cheap proxies)")
     train.add_argument("--loop", default="auto", choices=("auto", "fit", "custom"))
     train.add_argument("--latency-runs", type=int, default=20, help="0 skips the latency measurement")
     train.add_argument("--log-dir", help="TensorBoard log folder")
@@ -133,6 +140,8 @@ def register(commands) -> None:
     evaluate.add_argument("--dataset", help="default: the dataset it was trained on")
     evaluate.add_argument("--data-dir")
     evaluate.add_argument("--batch-size", type=_positive_int, default=64)
+    evaluate.add_argument("--split", default="test", choices=("test", "validation"),
+                          help="the split to measure (default: test, the one nothing was selected on)")
     evaluate.add_argument("--latency-runs", type=int, default=20)
     evaluate.add_argument("--throughput-steps", type=int, default=5)
     evaluate.add_argument("--json", action="store_true")

@@ -399,6 +399,30 @@ def augment_image(image, seed, resolution, flip=True):
     return image
 
 
+def check_source(source: str, data_dir: str | None = None) -> None:
+    """Raise the one-line :class:`UserError` that :func:`load_data` would for a source that is
+    unknown or not installed, without reading it (no TensorFlow): for checks before anything
+    is written.
+
+    >>> check_source("digits")
+    >>> check_source("cifar11")
+    Traceback (most recent call last):
+    ...
+    effscale.errors.UserError: unknown dataset 'cifar11': expected 'digits', 'fashion_mnist', 'mnist', 'idx:FOLDER', 'tfds:NAME' or an image folder path
+    """
+    from effscale.idx import DATASETS, idx_files, locate, read_idx_folder
+
+    source = str(source)
+    if source in DATASETS:
+        locate(source, data_dir)
+    elif source.startswith("idx:"):
+        if not idx_files(os.path.expanduser(source[len("idx:"):])):
+            read_idx_folder(os.path.expanduser(source[len("idx:"):]))  # raises, naming what is missing
+    elif source != "digits" and not source.startswith("tfds:") and not os.path.isdir(source):
+        raise UserError(f"unknown dataset {source!r}: expected 'digits', 'fashion_mnist', 'mnist', 'idx:FOLDER', "
+                        "'tfds:NAME' or an image folder path")
+
+
 def load_data(source: str = "digits", resolution: int = 32, batch_size: int = 64,
               validation_fraction: float = 0.2, seed: int = 0, augment: bool = False,
               data_dir: str | None = None, train_split: str | None = None,
@@ -424,7 +448,7 @@ def load_data(source: str = "digits", resolution: int = 32, batch_size: int = 64
     >>> load_data("no-such-thing")
     Traceback (most recent call last):
     ...
-    effscale.errors.UserError: unknown dataset 'no-such-thing': expected 'digits', 'fashion_mnist', 'mnist', 'idx:FOLDER', 'tfds:NAME' or an image folder path
+    effscale.errors.UserError: unknown dataset 'no-such-thing': expected 'digits', 'fashion_mnist', 'mnist', ...
     """
     import tensorflow as tf
 
@@ -445,11 +469,9 @@ def load_data(source: str = "digits", resolution: int = 32, batch_size: int = 64
         raw, sizes, names, how = _idx(source, data_dir, options)
     elif source.startswith("tfds:"):
         raw, sizes, names, how = _tfds(source[len("tfds:"):], data_dir, named_splits, options, download)
-    elif os.path.isdir(source):
-        raw, sizes, names, how = _folder(source, options)
     else:
-        raise UserError(f"unknown dataset {source!r}: expected 'digits', 'fashion_mnist', 'mnist', 'idx:FOLDER', "
-                        "'tfds:NAME' or an image folder path")
+        check_source(source)
+        raw, sizes, names, how = _folder(source, options)
     n_train = sizes["train"]
     if drop_remainder and n_train < batch_size:
         raise UserError(f"batch size {batch_size} is larger than the {n_train} training images of {source!r}")

@@ -10,8 +10,11 @@ writes into ``out_dir``:
   resumes at the epoch after the last backup and records that in ``results.json``
   (``resumed_from_epochs``);
 * ``model.keras``: the trained model, for inference (no optimizer);
-* ``results.json``: top-1, top-5, loss, parameters, multiply-adds, latency, training images/s,
-  epochs done, wall time, history, strategy, recipe.
+* ``results.json``: top-1, top-5 and loss on the test split (``test_top1``, ...) and on the
+  validation split (``validation_top1``, ...), parameters, multiply-adds, latency, training
+  images/s, epochs done, wall time, per-epoch history (``train_loss``, ``train_accuracy``,
+  ``validation_loss``, ``validation_accuracy``), strategy, recipe, and how the splits were made.
+  The test split is used for nothing else: nothing is selected on it.
 
 Under the default, mirrored and TPU strategies training is Keras ``fit``. Under
 MultiWorkerMirroredStrategy Keras 3 ``fit`` fails (keras-team/keras#20585), so effscale runs its
@@ -28,6 +31,7 @@ import os
 import time
 
 from effscale.errors import UserError
+from effscale.evaluate import HISTORY_NAMES, split_metrics
 from effscale.io import read_json, write_json
 
 CHECKPOINT_DIR = "checkpoint"
@@ -105,9 +109,9 @@ def _one_hot(dataset, classes):
     return dataset.map(lambda x, y: (x, tf.one_hot(y, classes)), num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def _run_signature(genotype, variant, dataset, recipe, data_dir, validation_fraction) -> dict:
+def _run_signature(genotype, variant, dataset, recipe, data_dir, data_options) -> dict:
     return {"genotype": genotype.encode(), "variant": variant.to_dict(), "dataset": dataset,
-            "data_dir": data_dir, "validation_fraction": validation_fraction,
+            "data_dir": data_dir, **data_options,
             "recipe": {k: v for k, v in recipe.to_dict().items() if k != "epochs"}}
 
 
@@ -148,7 +152,7 @@ class _EpochRecorder:
             self.timed_seconds += seconds
         self.first_epoch_of_process = False
         entry = {"epoch": epoch + 1, "seconds": round(seconds, 3)}
-        entry.update({k: round(float(v), 6) for k, v in metrics.items()})
+        entry.update({HISTORY_NAMES.get(k, k): round(float(v), 6) for k, v in metrics.items()})
         self.history.append(entry)
         if self.chief:
             state = self.state(epoch + 1)
@@ -283,12 +287,18 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
                   log_dir: str | None = None, *, batch_size: int | None = None, batch_scope: str | None = None,
                   mixed_precision: str = "auto", data_dir: str | None = None, validation_fraction: float = 0.2,
                   train_split: str | None = None, validation_split: str | None = None, download: bool = False,
+                  test_fraction: float = 0.2, test_split: str | None = None, split_seed: int = 0,
+                  train_examples: int | None = None, train_fraction: float | None = None,
                   loop: str = "auto", latency_runs: int = 20, tpu: str | None = None,
                   augment: bool | None = None, seed: int | None = None) -> dict:
     """Train ``genotype`` at ``variant`` on ``dataset`` and return its results record.
 
     ``recipe`` is a :class:`~effscale.recipe.Recipe` (default ``Recipe()``); ``epochs``,
-    ``batch_size``, ``batch_scope``, ``augment`` and ``seed`` override its fields. ``strategy`` is a name
+    ``batch_size``, ``batch_scope``, ``augment`` and ``seed`` override its fields. The data is split
+    into train, validation and test by :func:`effscale.data.load_data` (``split_seed``, the
+    fractions and split names); the recipe's seed changes the shuffling, not the splits. The
+    record's ``test_*`` numbers are on the test split, ``validation_*`` on the validation split.
+    ``strategy`` is a name
     (auto|default|mirrored|multiworker|tpu) or a ``tf.distribute.Strategy``. Rerunning with the
     same ``out_dir`` resumes from the last per-epoch backup; a finished run returns its record.
 
@@ -296,7 +306,7 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
 
         record = train_variant("tiny", "w=0.25,d=0.25,r=16", dataset="digits", epochs=4,
                                batch_size=64, batch_scope="global", out_dir="runs/tiny")
-        record["top1"], record["epochs_done"], record["strategy"]["name"]   # (0.947..., 4, 'default')
+        record["test_top1"], record["epochs_done"], record["strategy"]["name"]   # (0.94..., 4, 'default')
     """
     import keras
 
@@ -333,7 +343,10 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
     policy = mixed_precision_policy(mixed_precision, device_kind(strategy))
     use_custom = loop == "custom" or (loop == "auto" and is_multiworker(strategy))
 
-    signature = _run_signature(genotype, variant, dataset, recipe, data_dir, validation_fraction)
+    data_options = {"validation_fraction": validation_fraction, "test_fraction": test_fraction,
+                    "split_seed": split_seed, "train_split": train_split, "validation_split": validation_split,
+                    "test_split": test_split, "train_examples": train_examples, "train_fraction": train_fraction}
+    signature = _run_signature(genotype, variant, dataset, recipe, data_dir, data_options)
     run_path = os.path.join(out_dir, RUN_FILE)
     if os.path.isfile(run_path):
         previous = read_json(run_path)
@@ -353,10 +366,11 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
         raise UserError(f"{out_dir!r} was trained for {initial_epoch} epochs, more than the {recipe.epochs} asked")
 
     splits = load_data(dataset, resolution=variant.resolution, batch_size=global_batch,
-                       validation_fraction=validation_fraction, seed=recipe.seed, augment=recipe.augment,
-                       randaugment=recipe.randaugment, data_dir=data_dir, train_split=train_split,
-                       validation_split=validation_split, download=download, drop_remainder=True,
-                       shuffle_seed=recipe.seed + 1009 * initial_epoch)
+                       validation_fraction=validation_fraction, test_fraction=test_fraction, seed=split_seed,
+                       augment=recipe.augment, randaugment=recipe.randaugment, data_dir=data_dir,
+                       train_split=train_split, validation_split=validation_split, test_split=test_split,
+                       train_examples=train_examples, train_fraction=train_fraction, download=download,
+                       drop_remainder=True, shuffle_seed=recipe.seed + 1009 * initial_epoch)
     steps = splits.train_size // global_batch
     if steps < 1:
         raise UserError(f"global batch {global_batch} is larger than the {splits.train_size} training images")
@@ -391,6 +405,7 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
                 _fit_loop(model, optimizer, splits, recipe, strategy, recipe.epochs, initial_epoch, steps,
                           recorder, verbose, log_dir)
         validation = evaluate_dataset(model, splits.validation, splits.num_classes)
+        test = evaluate_dataset(model, splits.test, splits.num_classes)
 
     analytic = cost(genotype, variant, classes=splits.num_classes)
     latency = None
@@ -401,14 +416,13 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
         latency = measure_latency(float32_copy(model), runs=latency_runs, warmup=3)
     record = {
         "genotype": genotype.encode(), "genotype_key": genotype.key, "variant": variant.to_dict(),
-        "data": dict(splits.describe(), data_dir=data_dir, validation_fraction=validation_fraction,
-                     train_split=train_split, validation_split=validation_split),
+        "data": dict(splits.describe(), data_dir=data_dir, **data_options),
         "recipe": recipe.to_dict(),
         "strategy": {"name": name, "replicas": replicas, "chief": chief,
                      "loop": "custom" if use_custom else "fit", "synchronized_batch_norm_layers": synchronized},
         "mixed_precision": policy, "global_batch": global_batch, "per_replica_batch": per_replica,
         "peak_learning_rate": recipe.peak_learning_rate(global_batch), "steps_per_epoch": steps,
-        "top1": validation["top1"], "top5": validation["top5"], "loss": validation["loss"],
+        **split_metrics("test", test), **split_metrics("validation", validation),
         "params": int(model.count_params()), "multiply_adds": int(analytic.multiply_adds),
         "latency_seconds": latency,
         "train_images_per_second": recorder.images_per_second(steps * global_batch * len(recorder.history)),
