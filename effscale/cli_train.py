@@ -47,7 +47,10 @@ def cmd_train(args) -> int:
     from effscale.scaling import resolve_variant
     from effscale.strategy import STRATEGIES
 
+    from effscale.data import check_source
+
     # validate what needs no TensorFlow before importing it
+    check_source(args.dataset, args.data_dir)
     genotype = load_genotype(args.genotype)
     resolve_variant(args.variant, genotype)
     recipe = _load_recipe(args.recipe)
@@ -102,13 +105,14 @@ def cmd_evaluate(args) -> int:
 
 def register(commands) -> None:
     """Add ``train`` and ``evaluate`` to the ``effscale`` sub-commands."""
+    from effscale.data import SOURCES_HELP
     from effscale.strategy import MIXED_PRECISION_MODES, STRATEGIES
 
     train = commands.add_parser("train", help="train a variant with tf.distribute (resumable)")
     train.add_argument("genotype", help="registered name, genotype string or JSON file")
     train.add_argument("--variant", default="b0", help="b0..b8, l2, phi=X, macs=N, params=N or w=..,d=..,r=..")
-    train.add_argument("--dataset", default="digits", help="digits, fashion_mnist, mnist, idx:FOLDER, tfds:NAME or an image folder")
-    train.add_argument("--data-dir", help="tensorflow-datasets data_dir")
+    train.add_argument("--dataset", default="digits", help=SOURCES_HELP)
+    train.add_argument("--data-dir", help="tensorflow-datasets data_dir, or a folder holding the (Fashion-)MNIST IDX files")
     train.add_argument("--download", action="store_true", help="let tensorflow-datasets download and prepare")
     train.add_argument("--epochs", type=_positive_int)
     train.add_argument("--batch-size", type=_positive_int, help="global batch, split over the replicas")

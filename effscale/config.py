@@ -137,6 +137,12 @@ class FamilyConfig:
         for key in ("validation_fraction", "test_fraction"):
             if not 0 < getattr(self, key) < 1:
                 raise UserError(f"config key {key!r} must be in (0, 1), got {getattr(self, key)}")
+        from effscale.data import check_source
+
+        try:
+            check_source(self.dataset, self.data_dir or None)
+        except UserError as error:
+            raise UserError(f"config key 'dataset': {error}") from None
         from effscale.genotype import load_genotype
 
         try:

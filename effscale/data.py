@@ -45,6 +45,7 @@ import numpy as np
 from effscale.errors import UserError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+SOURCES_HELP = "digits, fashion_mnist, mnist, idx:FOLDER, tfds:NAME or an image folder"
 SPLITS = ("train", "validation", "test")
 
 
