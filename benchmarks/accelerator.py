@@ -26,7 +26,7 @@ measured images/s beside that figure.
 
 On a machine without a GPU (or with ``--smoke``) it runs a tiny smoke mode: 32 px, batch 4,
 one round, XLA off, float32, steps run eagerly (tracing B0's training step twice would take a
-minute on two CPU cores), a 16-image folder and a one-member family, so that the script is
+minute on two CPU cores), a 40-image folder and a one-member family, so that the script is
 always ready (tests/test_accelerator_benchmark.py runs it).
 
     .venv/bin/python benchmarks/accelerator.py --out runs/accelerator [--budget 450] [--smoke]
@@ -46,14 +46,14 @@ import time
 NVIDIA_A100_B0_AMP_IMAGES_PER_SECOND = 3454
 
 FULL = {"resolution": 224, "classes": 1000, "batches": (128, 256), "xla": (False, True), "rounds": 5,
-        "steps": 10, "policy": "mixed_float16", "folder_images": 2048, "folder_source_size": 256,
+        "steps": 10, "policy": "mixed_float16", "folder_images": 2048, "folder_classes": 10, "folder_source_size": 256,
         "pipeline_batches": 30, "mirrored_per_replica": 128, "eager": False, "custom_loop_epochs": 2,
         "family": {"search": {"oracle": "evolution", "cost": "macs", "target": 1.0e6, "trials": 4, "epochs": 2,
                               "resolution": 16, "width": 0.5},
                    "scaling": {"family": "phi=0;phi=1", "base": "w=0.5,d=0.5,r=16"},
                    "training": {"epochs": 5, "batch_size": 64}}}
 SMOKE = {"resolution": 32, "classes": 10, "batches": (4,), "xla": (False,), "rounds": 1, "steps": 1,
-         "policy": "float32", "folder_images": 16, "folder_source_size": 40, "pipeline_batches": 2,
+         "policy": "float32", "folder_images": 40, "folder_classes": 4, "folder_source_size": 40, "pipeline_batches": 2,
          "mirrored_per_replica": 4, "eager": True, "custom_loop_epochs": 1,
          "family": {"search": {"enabled": False}, "scaling": {"family": "phi=0", "base": "w=0.25,d=0.25,r=16"},
                     "training": {"epochs": 1, "batch_size": 64}}}
@@ -180,11 +180,11 @@ def measure_pipeline(settings: dict, training_rows: list[dict], budget: Budget, 
     if budget.left() > 30:
         start = time.perf_counter()
         folder = write_image_folder(os.path.join(work_dir, "images"), settings["folder_images"],
-                                    settings["folder_source_size"])
+                                    settings["folder_source_size"], settings["folder_classes"])
         result["folder_written_seconds"] = time.perf_counter() - start
         from_folder = load_data(folder, resolution=size, batch_size=batch, augment=True, drop_remainder=True,
                                 cache=False)
-        batches = min(settings["pipeline_batches"], max(1, int(settings["folder_images"] * 0.7) // batch))
+        batches = min(settings["pipeline_batches"], max(1, int(settings["folder_images"] * 0.5) // batch))
         result["folder"] = _pipeline_speed(from_folder.train, batches, batch)
         result["folder"]["images"] = settings["folder_images"]
         result["folder"]["source_size"] = settings["folder_source_size"]
