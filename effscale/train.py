@@ -176,7 +176,7 @@ class _EpochRecorder:
 
 
 def _fit_loop(model, optimizer, splits, recipe, strategy, epochs, initial_epoch, steps, recorder, verbose, log_dir,
-              transform=None):
+              transform=None, extra_callbacks=()):
     import keras
 
     with strategy.scope():
@@ -195,7 +195,7 @@ def _fit_loop(model, optimizer, splits, recipe, strategy, epochs, initial_epoch,
             recorder.end_epoch(epoch, time.perf_counter() - self.start,
                                {k: v for k, v in metrics.items() if v is not None})
 
-    callbacks = [Callback()]
+    callbacks = [Callback(), *extra_callbacks]
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir))
     train = _one_hot(splits.train, splits.num_classes).repeat()
@@ -324,7 +324,7 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
                   test_fraction: float = 0.2, test_split: str | None = None, split_seed: int = 0,
                   train_examples: int | None = None, train_fraction: float | None = None,
                   loop: str = "auto", latency_runs: int = 20, tpu: str | None = None,
-                  augment: bool | None = None, seed: int | None = None) -> dict:
+                  augment: bool | None = None, seed: int | None = None, callbacks: list | None = None) -> dict:
     """Train ``genotype`` at ``variant`` on ``dataset`` and return its results record.
 
     ``recipe`` is a :class:`~effscale.recipe.Recipe` (default ``Recipe()``); ``epochs``,
@@ -332,6 +332,7 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
     splits the data (``split_seed``, fractions, split names; the recipe's seed only shuffles). ``strategy`` is a name
     (auto|default|mirrored|multiworker|tpu) or a ``tf.distribute.Strategy``. Rerunning with the
     same ``out_dir`` resumes from the last per-epoch backup; a finished run returns its record.
+    ``callbacks`` are Keras callbacks added to ``fit`` (not available under the custom loop).
 
     Example (about a minute on two CPU cores, so not a doctest; tests/test_train.py runs it)::
 
@@ -398,8 +399,9 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
         raise UserError(f"{out_dir!r} was trained for {initial_epoch} epochs, more than the {recipe.epochs} asked")
 
     stages = _training_stages(recipe, variant)
-    if len(stages) > 1 and use_custom:
-        raise UserError("progressive learning runs under Keras fit only (not the custom loop or multiworker)")
+    if (len(stages) > 1 or callbacks) and use_custom:
+        raise UserError("progressive learning and callbacks run under Keras fit only (not the custom loop "
+                        "or multiworker)")
     recorder = None
     for stage in stages:
         if stage.epochs[1] <= initial_epoch and stage is not stages[-1]:
@@ -456,7 +458,7 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
 
                         transform = mixup_transform(stage.mixup, recipe.seed + start)
                     _fit_loop(model, optimizer, splits, recipe, strategy, stage.epochs[1], start, steps,
-                              recorder, verbose, log_dir, transform)
+                              recorder, verbose, log_dir, transform, callbacks or ())
     with dtype_policy(policy):
         validation = evaluate_dataset(model, splits.validation, splits.num_classes)
         test = evaluate_dataset(model, splits.test, splits.num_classes)
