@@ -11,8 +11,8 @@ timed, split into:
 * ``end``: ``update_trial`` + ``end_trial`` (scoring, the oracle's update, the state writes).
 
 Filling the history with each oracle's own proposals would take BayesianOptimization hours (a
-GP fit per proposal), so the Bayesian oracles fill it with their random initial points
-(``num_initial_points`` raised to the history size, then restored); the prescreened rows fill it
+GP fit per proposal), so the Bayesian and predictor oracles fill it with their random initial
+points (``num_initial_points`` / ``initial_points`` raised to the history size, then restored); the prescreened rows fill it
 without prescreening. The timed proposals are all the oracles' real ones.
 
     .venv/bin/python benchmarks/oracle_overhead.py [--history 1000] [--proposals 20]
@@ -72,6 +72,8 @@ def measure(name: str, objective: TabularObjective, history: int, proposals: int
     initial = getattr(oracle, "num_initial_points", None)
     if name.startswith("bayesian"):
         oracle.num_initial_points = history
+    if name.startswith("predictor"):
+        initial, oracle.initial_points = oracle.initial_points, history
     prescreen_kind = name.endswith(("+prescreen", "+reward"))
     screen = getattr(oracle, "prescreen", None)
     if prescreen_kind:
@@ -83,6 +85,8 @@ def measure(name: str, objective: TabularObjective, history: int, proposals: int
     fill_seconds = time.perf_counter() - started
     if name.startswith("bayesian"):
         oracle.num_initial_points = initial
+    if name.startswith("predictor"):
+        oracle.initial_points = initial
     if prescreen_kind:
         oracle.prescreen = screen
     # State files on, in a fresh project dir, as a real search writes them.

@@ -154,7 +154,8 @@ def register(commands) -> None:
     search = commands.add_parser("search", help="search a baseline cell with a Keras Tuner oracle")
     search.add_argument("--baseline", required=True, help="registered name, genotype string or JSON file")
     search.add_argument("--oracle", default="evolution",
-                        help="evolution, reinforce, random, bayesian, hyperband or differentiable")
+                        help="evolution, reinforce, random, bayesian, bayesian-sampled, predictor, hyperband "
+                             "or differentiable")
     search.add_argument("--cost", default="macs", help="macs, params or latency (s/image, LiteRT on this CPU)")
     search.add_argument("--target", help="cost target T (e.g. 400M, 5ms); default: the baseline's own cost")
     search.add_argument("--constraint", default="soft", help="soft (w=-0.07) or hard (alpha=0, beta=-1)")
@@ -176,7 +177,8 @@ def register(commands) -> None:
     search.add_argument("--tournament", type=int, help="evolution: tournament size S")
     search.add_argument("--prescreen", metavar="PROXY:N",
                         help="random / evolution: score N candidates per trial with a zero-cost proxy "
-                             "(synflow, grad_norm, naswot, params, macs) and train only the best")
+                             "(synflow, grad_norm, naswot, params, macs) or by predicted reward (reward: "
+                             "predicted accuracy with the exact cost) and train only the best")
     search.add_argument("--supernet-epochs", type=int, help="differentiable: supernet training epochs (default 3)")
     search.add_argument("--cost-weight", type=float, help="differentiable: weight of the expected-cost term (1.0)")
     search.add_argument("--arch-learning-rate", type=float, help="differentiable: Adam rate of the logits (0.01)")

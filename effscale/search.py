@@ -591,9 +591,15 @@ def load_oracle(project_dir: str):
                          shuffle_seed=settings.seed)
 
     variant = f"w={config['width']:g},d={config['depth']:g},r={config['resolution']}"
-    screen = _prescreen(config.get("prescreen"), space, variant, load, settings.seed)
+    reward = Reward.from_dict(config["reward"])
+    classes = {}
+    cost_of = None if reward.cost == "latency" else (lambda values: analytic_costs(
+        space.to_genotype(values), classes.setdefault("n", load().num_classes))[reward.cost])
+    screen = _prescreen(config.get("prescreen"), space, variant, load, settings.seed, reward, cost_of)
+    cost_aware = {"cost_fn": cost_of, "reward": reward} if config["oracle"] == "predictor" and cost_of else {}
     oracle = make_oracle(config["oracle"], config["trials"], space.hyperparameters(), seed=config["seed"],
-                         epochs=config["proxy"]["epochs"], prescreen=screen, **config.get("oracle_options", {}))
+                         epochs=config["proxy"]["epochs"], prescreen=screen, **config.get("oracle_options", {}),
+                         **cost_aware)
     oracle.verbose = 0
     oracle._set_project_dir(os.fspath(project_dir), TUNER_FOLDER)
     if os.path.exists(os.path.join(os.fspath(project_dir), TUNER_FOLDER, "oracle.json")):
@@ -602,14 +608,19 @@ def load_oracle(project_dir: str):
 
 
 # -- prescreening ------------------------------------------------------------------------------------
-def _prescreen(text, space: SearchSpace, variant: str, load, seed: int):
+def _prescreen(text, space: SearchSpace, variant: str, load, seed: int, reward: Reward, cost_of):
     """``(score_fn, n)`` for :func:`make_oracle` from ``"PROXY:N"`` (None for None): zero-cost
-    scores on the first validation batch of ``load()``, called on the first prescreen."""
+    scores on the first validation batch of ``load()``, called on the first prescreen, or for
+    ``reward:N`` the predicted reward with the exact cost ``cost_of(values)``."""
     if not text:
         return None
     from effscale.zero_cost import make_score_fn, parse_prescreen
 
     proxy, n = parse_prescreen(text)
+    if proxy == "reward":
+        from effscale.oracles.prescreen import PredictedReward
+
+        return PredictedReward(space.hyperparameters(), cost_of, reward), n
     return make_score_fn(space, proxy, load, variant, seed=seed), n
 
 
@@ -775,6 +786,8 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
         if oracle not in PRESCREEN_ORACLES:
             raise UserError(f"oracle {oracle!r} does not prescreen: prescreening works with "
                             f"{', '.join(PRESCREEN_ORACLES)}")
+        if prescreen.startswith("reward:") and cost == "latency":
+            raise UserError("prescreen reward needs a cost known before training: --cost macs or params")
     space = SearchSpace(genotype, open=open_choices, options=options, stages=stages)
     if oracle == "differentiable":
         from effscale.differentiable import check_supported
@@ -828,9 +841,13 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
         write_json(config_path, summary)
     runner = _TrialRunner(space, reward, limits, settings, str(dataset), resolution, float(width), float(depth),
                           os.path.join(path, "latency"), latency, heartbeat_s=max(0.5, min(10.0, worker_timeout / 4)))
-    screen = _prescreen(prescreen, space, runner.variant, lambda: runner.data, settings.seed)
+    # The exact cost of a candidate, known before training (latency is measured, so it is not).
+    cost_of = None if cost == "latency" else \
+        (lambda values: analytic_costs(space.to_genotype(values), runner.data.num_classes)[cost])
+    screen = _prescreen(prescreen, space, runner.variant, lambda: runner.data, settings.seed, reward, cost_of)
+    cost_aware = {"cost_fn": cost_of, "reward": reward} if oracle == "predictor" and cost_of else {}
     keras_oracle = make_oracle(oracle, trials, space.hyperparameters(), seed=seed, epochs=settings.epochs,
-                               prescreen=screen, **(oracle_options or {}))
+                               prescreen=screen, **(oracle_options or {}), **cost_aware)
     if screen:
         runner.extra_metrics = lambda values: _proxy_score(keras_oracle, values)
     keras_oracle.verbose = 0

@@ -47,11 +47,11 @@ def _finished_trials(directory):
 
 @pytest.fixture(scope="module")
 def killed_and_resumed(tmp_path_factory):
-    """Evolution and REINFORCE searches, each SIGKILLed while training its second trial, then rerun."""
+    """Searches by each effscale oracle, each SIGKILLed while training its second trial, then rerun."""
     base = tmp_path_factory.mktemp("resume")
     import keras_tuner  # noqa: F401 - import TensorFlow now, not while the searches run
     runs = {}
-    for oracle in ("evolution", "reinforce"):
+    for oracle in ("evolution", "reinforce", "predictor", "bayesian-sampled"):
         directory = base / oracle
         log = open(base / f"{oracle}-1.log", "w")
         runs[oracle] = {"dir": directory, "proc": subprocess.Popen(_command(directory, oracle), stdout=log,
@@ -104,7 +104,7 @@ def test_sigkill_mid_trial_then_rerun_keeps_finished_trials(killed_and_resumed):
         assert effscale.build(best, design_variant(best), classes=10).output_shape == (None, 10)
 
 
-def test_reloaded_evolution_population_and_controller_equal_what_was_saved(killed_and_resumed):
+def test_reloaded_oracle_state_equals_what_was_saved(killed_and_resumed):
     evolution = killed_and_resumed["evolution"]
     saved = evolution["saved"]["evolution"]
     assert [m["trial_id"] for m in saved["population"]] == ["0"]
@@ -121,6 +121,16 @@ def test_reloaded_evolution_population_and_controller_equal_what_was_saved(kille
     assert reinforce["reloaded"].baseline == saved["baseline"]
     assert reinforce["reloaded"]._rng.bit_generator.state == saved["rng"]
     assert reinforce["final"].updates == 2
+
+    predictor = killed_and_resumed["predictor"]
+    assert predictor["reloaded"]._rng.bit_generator.state == predictor["saved"]["predictor"]["rng"]
+    bayesian = killed_and_resumed["bayesian-sampled"]
+    saved = bayesian["saved"]["sampled_bayesian"]["random_state"]
+    reloaded = bayesian["reloaded"]._random_state.get_state(legacy=False)
+    assert reloaded["state"]["key"].tolist() == saved["state"]["key"]
+    assert reloaded["state"]["pos"] == saved["state"]["pos"]
+    for run in (predictor, bayesian):
+        assert len(run["final"].trials) == 2
 
 
 def test_trials_command_prints_trials_and_pareto_front(killed_and_resumed, capsys):

@@ -16,4 +16,5 @@ ORACLES = ("evolution", "reinforce", "random", "bayesian", "hyperband", "differe
            "bayesian-sampled")
 
 __all__ = ["AtomicStateMixin", "atomic_builtin_oracle", "RegularizedEvolutionOracle", "ReinforceOracle",
-           "DifferentiableOracle", "SampledBayesianOracle", "PredictorOracle", "RewardModel", "ORACLES", "PrescreenMixin", "PrescreenRandomSearchOracle"]
+           "DifferentiableOracle", "SampledBayesianOracle", "PredictorOracle", "RewardModel", "ORACLES",
+           "PrescreenMixin", "PrescreenRandomSearchOracle"]

@@ -122,10 +122,15 @@ def finished_trials(oracle) -> tuple[list[dict], list[float]]:
 
     values, scores = [], []
     sign = 1.0 if oracle.objective.direction == "max" else -1.0
-    for trial in oracle.trials.values():
-        if trial.status == "COMPLETED" and trial.score is not None and math.isfinite(trial.score):
-            values.append({k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")})
-            scores.append(sign * float(trial.score))
+    cache = oracle.__dict__.setdefault("_finished_cache", {})  # a finished trial never changes
+    for trial_id, trial in oracle.trials.items():
+        if trial_id not in cache:
+            if trial.status != "COMPLETED" or trial.score is None or not math.isfinite(trial.score):
+                continue
+            cache[trial_id] = ({k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")},
+                               sign * float(trial.score))
+        values.append(cache[trial_id][0])
+        scores.append(cache[trial_id][1])
     return values, scores
 
 

@@ -43,7 +43,8 @@ def tournament(population: list[dict], sample_size: int, rng, maximize: bool = T
     does not always return the best member).
 
     >>> pop = [{"trial_id": str(i), "score": s, "values": {}} for i, s in enumerate([0.1, 0.9, 0.5])]
-    >>> tournament(pop, 1, np.random.default_rng(0))["trial_id"], tournament(pop, 50, np.random.default_rng(0))["trial_id"]
+    >>> rng = np.random.default_rng(0)
+    >>> tournament(pop, 1, rng)["trial_id"], tournament(pop, 50, rng)["trial_id"]
     ('2', '1')
     """
     if not population:

@@ -182,7 +182,8 @@ class ReinforceOracle(AtomicStateMixin, keras_tuner.Oracle):
     def get_state(self):
         state = super().get_state()
         state["reinforce"] = {"logits": jsonable(self.logits), "baseline": self.baseline,
-                              "scale_sq": self.scale_sq, "updates": self.updates, "rng": jsonable(self._rng.bit_generator.state)}
+                              "scale_sq": self.scale_sq, "updates": self.updates,
+                              "rng": jsonable(self._rng.bit_generator.state)}
         return state
 
     def set_state(self, state):
