@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from effscale.cost import plan_cost
 from effscale.errors import UserError
 from effscale.genotype import Genotype, load_genotype
+from effscale.limits import check_cost
 from effscale.plan import DEFAULT_DROP_CONNECT, network_plan
 from effscale.scaling import Variant, resolve_variant
 
@@ -49,15 +51,17 @@ def build(
     >>> m.count_params()
     5330571
     """
-    import keras
-    from keras import layers
-
-    from effscale.blocks import CONV_INIT, DENSE_INIT, apply_block, conv_bn_act
-
     genotype = load_genotype(genotype)
     variant = resolve_variant(variant, genotype)
     _validate(classes, include_top, pooling, dropout, drop_connect, bn_momentum, bn_epsilon)
     plan = network_plan(genotype, variant, drop_connect)
+    planned = plan_cost(plan, classes, include_top, include_preprocessing)
+    check_cost(planned.parameters, planned.multiply_adds, f"{genotype.key} at {variant.name}")
+
+    import keras
+    from keras import layers
+
+    from effscale.blocks import CONV_INIT, DENSE_INIT, apply_block, conv_bn_act
     if input_shape is None:
         input_shape = (plan.resolution, plan.resolution, 3)
     input_shape = tuple(input_shape)

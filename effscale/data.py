@@ -134,7 +134,10 @@ def list_image_folder(path: str) -> tuple[list[str], np.ndarray, list[str]]:
 def _folder(path, validation_fraction, seed):
     import tensorflow as tf
 
+    from effscale.image_check import checked_images
+
     files, labels, classes = list_image_folder(path)
+    files, labels = checked_images(path, files, labels)  # corrupt files: refused, or dropped on request
     train_idx, val_idx = stratified_split(labels, validation_fraction, seed)
     files = np.array(files)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from effscale.genotype import ACTIVATIONS, Genotype
+from effscale.limits import check_blocks
 from effscale.scaling import Variant, round_filters, round_repeats
 
 DEFAULT_DROP_CONNECT = 0.2
@@ -62,6 +63,7 @@ def block_letters(index: int) -> str:
 def network_plan(genotype: Genotype, variant: Variant, drop_connect: float = DEFAULT_DROP_CONNECT) -> NetworkPlan:
     width, depth = variant.width, variant.depth
     repeats = tuple(round_repeats(stage.repeats, depth) for stage in genotype.stages)
+    check_blocks(sum(repeats), f"{genotype.key} at {variant.name}")
     total = float(sum(repeats))
     stem = round_filters(genotype.stem, width)
     blocks = []

@@ -6,9 +6,9 @@ writes into ``out_dir``:
 
 * ``checkpoint/``: after every epoch, the weights and optimizer state
   (``epoch-NNNN.weights.h5``) and ``state.json`` (epochs done, history, time spent), each
-  written atomically, by the chief only. Rerunning the same call after a crash or SIGKILL
-  resumes at the epoch after the last backup and records that in ``results.json``
-  (``resumed_from_epochs``);
+  written atomically, by the chief only (see :mod:`effscale.checkpoint`). Rerunning the same
+  call after a crash, SIGKILL or Ctrl-C resumes at the epoch after the newest intact backup and
+  records that in ``results.json`` (``resumed_from_epochs``);
 * ``model.keras``: the trained model, for inference (no optimizer);
 * ``results.json``: top-1, top-5, loss, parameters, multiply-adds, latency, training images/s,
   epochs done, wall time, history, strategy, recipe.
@@ -23,69 +23,33 @@ synchronized BatchNormalization so that every worker holds identical weights aft
 
 from __future__ import annotations
 
-import glob
 import os
 import time
 
+from effscale.checkpoint import CHECKPOINT_DIR, STATE_FILE, read_state, restore_checkpoint, save_checkpoint  # noqa: F401
 from effscale.errors import UserError
 from effscale.io import read_json, write_json
+from effscale.preflight import check_output_folder
 
-CHECKPOINT_DIR = "checkpoint"
-STATE_FILE = "state.json"
 RUN_FILE = "run.json"
 LOOPS = ("auto", "fit", "custom")
 
 
-# -- checkpoints ----------------------------------------------------------------------------
-
-def _checkpoint_paths(out_dir: str) -> tuple[str, str]:
-    folder = os.path.join(out_dir, CHECKPOINT_DIR)
-    return folder, os.path.join(folder, STATE_FILE)
-
-
-def read_state(out_dir: str) -> dict | None:
-    """The last backup's state (``epoch`` = epochs completed), or None when there is none."""
-    folder, state_path = _checkpoint_paths(out_dir)
-    if not os.path.isfile(state_path):
-        return None
-    state = read_json(state_path)
-    if not os.path.isfile(os.path.join(folder, state["weights"])):
-        raise UserError(f"checkpoint state {state_path!r} names a missing weights file {state['weights']!r}")
-    return state
-
-
-def save_checkpoint(model, out_dir: str, state: dict) -> None:
-    """Write weights + optimizer state, then the state file that points at them, each
-    atomically; a kill at any moment leaves the previous backup or the new one."""
-    folder, state_path = _checkpoint_paths(out_dir)
-    os.makedirs(folder, exist_ok=True)
-    name = f"epoch-{state['epoch']:04d}.weights.h5"
-    temporary = os.path.join(folder, f".tmp-{os.getpid()}-{name}")
-    model.save_weights(temporary)
-    os.replace(temporary, os.path.join(folder, name))
-    write_json(state_path, dict(state, weights=name))
-    for old in glob.glob(os.path.join(folder, "epoch-*.weights.h5")):
-        if os.path.basename(old) != name:
-            os.unlink(old)
-
-
-def restore_checkpoint(model, optimizer, out_dir: str) -> dict | None:
-    """Load the last backup into ``model`` and ``optimizer`` (built here); None when none."""
-    state = read_state(out_dir)
-    if state is None:
-        return None
-    optimizer.build(model.trainable_variables)
-    model.optimizer = optimizer
-    folder, _ = _checkpoint_paths(out_dir)
-    model.load_weights(os.path.join(folder, state["weights"]))
-    steps = state.get("optimizer_iterations")
-    if steps is not None and int(optimizer.iterations.numpy()) != steps:
-        raise UserError(f"checkpoint {state['weights']!r} restored the optimizer at step "
-                        f"{int(optimizer.iterations.numpy())}, expected {steps}")
-    return state
-
-
 # -- the pieces of a run ----------------------------------------------------------------------
+
+def _read_record(path: str) -> dict | None:
+    """A JSON record, or None when it is missing or damaged (it is written again)."""
+    import sys
+
+    if not os.path.isfile(path):
+        return None
+    try:
+        record = read_json(path)
+    except (OSError, ValueError):
+        print(f"effscale: {path} is damaged; it will be written again", file=sys.stderr)
+        return None
+    return record if isinstance(record, dict) else None
+
 
 def _synchronize_batch_norm(model) -> int:
     """Make every BatchNormalization layer compute its statistics over all replicas."""
@@ -322,7 +286,7 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
     if loop not in LOOPS:
         raise UserError(f"unknown training loop {loop!r}: expected one of {', '.join(LOOPS)}")
     out_dir = os.path.abspath(os.fspath(out_dir))
-    os.makedirs(out_dir, exist_ok=True)
+    check_output_folder(out_dir)  # nothing is created until the input has been validated
 
     if isinstance(strategy, str):
         strategy = resolve_strategy(strategy, tpu=tpu)
@@ -335,16 +299,16 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
 
     signature = _run_signature(genotype, variant, dataset, recipe, data_dir, validation_fraction)
     run_path = os.path.join(out_dir, RUN_FILE)
-    if os.path.isfile(run_path):
-        previous = read_json(run_path)
+    previous = _read_record(run_path)
+    if previous is not None:
         if previous != signature:
             differing = sorted(k for k in signature if previous.get(k) != signature.get(k))
             raise UserError(f"{out_dir!r} holds another run (it differs in {', '.join(differing)}); "
                             "use a new --out folder")
     results_path = os.path.join(out_dir, RESULTS_FILE)
     state = read_state(out_dir)
-    if state is not None and state["epoch"] >= recipe.epochs and os.path.isfile(results_path):
-        record = read_json(results_path)
+    record = _read_record(results_path) if state is not None and state["epoch"] >= recipe.epochs else None
+    if record is not None:
         if verbose:
             print(f"{out_dir}: already trained for {state['epoch']} epochs; " + summary_line(record))
         return record
@@ -360,7 +324,8 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
     steps = splits.train_size // global_batch
     if steps < 1:
         raise UserError(f"global batch {global_batch} is larger than the {splits.train_size} training images")
-    if chief and not os.path.isfile(run_path):
+    if chief and previous is None:
+        os.makedirs(out_dir, exist_ok=True)
         write_json(run_path, signature)
 
     keras.utils.set_random_seed(recipe.seed)
@@ -373,7 +338,7 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         model.optimizer = optimizer  # so that save_weights / load_weights carry the optimizer state
         if state is not None:
-            restore_checkpoint(model, optimizer, out_dir)
+            restore_checkpoint(model, optimizer, out_dir, state)
     if use_custom and name == "multiworker":
         _agree_on_epoch(strategy, initial_epoch)
     recorder = _EpochRecorder(model, out_dir, chief, state, steps * global_batch, None)
