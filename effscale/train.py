@@ -248,12 +248,13 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
                   mixed_precision: str = "auto", data_dir: str | None = None, validation_fraction: float = 0.2,
                   train_split: str | None = None, validation_split: str | None = None, download: bool = False,
                   loop: str = "auto", latency_runs: int = 20, tpu: str | None = None,
-                  augment: bool | None = None, seed: int | None = None) -> dict:
+                  augment: bool | None = None, seed: int | None = None, cpu_replicas: int | None = None) -> dict:
     """Train ``genotype`` at ``variant`` on ``dataset`` and return its results record.
 
     ``recipe`` is a :class:`~effscale.recipe.Recipe` (default ``Recipe()``); ``epochs``,
     ``batch_size``, ``batch_scope``, ``augment`` and ``seed`` override its fields. ``strategy`` is a name
-    (auto|default|mirrored|multiworker|tpu) or a ``tf.distribute.Strategy``. Rerunning with the
+    (auto|default|mirrored|multiworker|tpu) or a ``tf.distribute.Strategy``; ``cpu_replicas``
+    splits a GPU-less machine's CPU into that many replicas for ``mirrored``. Rerunning with the
     same ``out_dir`` resumes from the last per-epoch backup; a finished run returns its record.
 
     Example (about a minute on two CPU cores, so not a doctest; tests/test_train.py runs it)::
@@ -289,7 +290,7 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
     check_output_folder(out_dir)  # nothing is created until the input has been validated
 
     if isinstance(strategy, str):
-        strategy = resolve_strategy(strategy, tpu=tpu)
+        strategy = resolve_strategy(strategy, tpu=tpu, cpu_replicas=cpu_replicas)
     name = strategy_name(strategy)
     chief = is_chief(strategy)
     replicas = strategy.num_replicas_in_sync
