@@ -4,8 +4,8 @@ A genotype such as ``mb_r1000000000_...`` parses (every token is well formed) bu
 plan a billion blocks: effscale refuses it before any memory is spent. Three limits apply
 to what will be built, each with a default far above the published families
 (EfficientNet-L2 at 800 px has 480 M parameters and 140 blocks) and each raisable by the
-user through an environment variable (or the ``effscale`` options ``--max-blocks``,
-``--max-params``, ``--max-macs``, which set them):
+user through an environment variable (or the ``effscale`` options ``--limit-blocks``,
+``--limit-params``, ``--limit-macs``, which set them):
 
 =========================  ==================================  ==============
 limit                      environment variable                default
@@ -19,7 +19,7 @@ multiply-adds (analytic)   ``EFFSCALE_MAX_MULTIPLY_ADDS``      5e12
 >>> check_blocks(10**9)
 Traceback (most recent call last):
 ...
-effscale.errors.UserError: the network would have 1,000,000,000 blocks, more than the limit of 2,000; lower the repeats or the depth, or raise the limit with EFFSCALE_MAX_BLOCKS (effscale --max-blocks N)
+effscale.errors.UserError: the network would have 1,000,000,000 blocks, more than the limit of 2,000; lower the repeats or the depth, or raise the limit with EFFSCALE_MAX_BLOCKS (effscale --limit-blocks N)
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from effscale.errors import UserError
 
 # name -> (environment variable, default, what it counts, CLI option)
 LIMITS = {
-    "blocks": ("EFFSCALE_MAX_BLOCKS", 2_000, "blocks", "--max-blocks"),
-    "params": ("EFFSCALE_MAX_PARAMS", 2e9, "parameters", "--max-params"),
-    "multiply_adds": ("EFFSCALE_MAX_MULTIPLY_ADDS", 5e12, "multiply-adds", "--max-macs"),
+    "blocks": ("EFFSCALE_MAX_BLOCKS", 2_000, "blocks", "--limit-blocks"),
+    "params": ("EFFSCALE_MAX_PARAMS", 2e9, "parameters", "--limit-params"),
+    "multiply_adds": ("EFFSCALE_MAX_MULTIPLY_ADDS", 5e12, "multiply-adds", "--limit-macs"),
 }
 
 
@@ -81,7 +81,7 @@ def check_cost(parameters: int, multiply_adds: int, what: str = "the network") -
     >>> check_cost(3e9, 1)
     Traceback (most recent call last):
     ...
-    effscale.errors.UserError: the network would have 3,000,000,000 parameters, more than the limit of 2,000,000,000; choose a smaller variant or genotype, or raise the limit with EFFSCALE_MAX_PARAMS (effscale --max-params N)
+    effscale.errors.UserError: the network would have 3,000,000,000 parameters, more than the limit of 2,000,000,000; choose a smaller variant or genotype, or raise the limit with EFFSCALE_MAX_PARAMS (effscale --limit-params N)
     """
     _refuse("params", parameters, what)
     _refuse("multiply_adds", multiply_adds, what)
