@@ -50,7 +50,7 @@ def check_dataset(source: str, data_dir: str | None = None, validation_fraction:
     >>> check_dataset("/no/such/folder")
     Traceback (most recent call last):
     ...
-    effscale.errors.UserError: unknown dataset '/no/such/folder': expected 'digits', 'tfds:NAME' or an image folder path
+    effscale.errors.UserError: unknown dataset '/no/such/folder': expected 'digits', ... or an image folder path
     """
     from effscale.data import load_data
 

@@ -93,7 +93,8 @@ def test_skip_corrupt_images_trains_on_the_rest_and_the_check_is_cached(tmp_path
     assert code == 0, captured.err
     assert "skipping 2 corrupt image(s) of 14" in captured.err and "Traceback" not in captured.err
     record = json.loads(captured.out)
-    assert record["data"]["train_size"] + record["data"]["validation_size"] == 12
+    data = record["data"]
+    assert data["train_size"] + data["validation_size"] + data["test_size"] == 12
     from effscale import image_check
 
     cache = json.loads(open(image_check._cache_path(str(folder))).read())
