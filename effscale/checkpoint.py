@@ -98,8 +98,12 @@ def save_checkpoint(model, out_dir: str, state: dict) -> None:
     stem = f"epoch-{state['epoch']:04d}"
     name = f"{stem}.weights.h5"
     temporary = os.path.join(folder, f".tmp-{os.getpid()}-{name}")
-    model.save_weights(temporary)
-    os.replace(temporary, os.path.join(folder, name))
+    try:
+        model.save_weights(temporary)
+        os.replace(temporary, os.path.join(folder, name))
+    finally:  # an interrupted save leaves no half-written file behind
+        if os.path.exists(temporary):
+            os.unlink(temporary)
     write_json(os.path.join(folder, f"{stem}.json"), dict(state, weights=name))
     write_json(state_path, dict(state, weights=name))
     kept = {f"epoch-{e:04d}" for e in range(state["epoch"] - KEEP_BACKUPS + 1, state["epoch"] + 1)}
