@@ -82,6 +82,16 @@ def test_corrupt_image_is_named_and_refused_before_anything_is_written(tmp_path,
     assert not out.exists()
 
 
+def test_search_refuses_a_corrupt_image_before_any_trial(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = image_folder(tmp_path / "images")
+    project = tmp_path / "search"
+    code = cli.main(["search", "--baseline", "tiny", "--dataset", str(folder), "--trials", "1",
+                     "--project-dir", str(project), "--quiet"])
+    assert "broken0.jpg" in one_line_error(capsys, code)
+    assert not project.exists()  # no trial marked FAILED with TensorFlow's reason: nothing ran
+
+
 def test_skip_corrupt_images_trains_on_the_rest_and_the_check_is_cached(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("EFFSCALE_SKIP_CORRUPT_IMAGES", raising=False)
