@@ -117,6 +117,20 @@ def _run_signature(genotype, variant, dataset, recipe, data_dir, validation_frac
             "recipe": {k: v for k, v in recipe.to_dict().items() if k != "epochs"}}
 
 
+def _saved_signature(saved: dict) -> dict:
+    """A signature read from run.json, its recipe completed with the defaults of keys added since
+    it was written (a folder of an older effscale still resumes)."""
+    from effscale.recipe import Recipe
+
+    if isinstance(saved, dict) and isinstance(saved.get("recipe"), dict):
+        try:
+            recipe = Recipe.from_dict(saved["recipe"])
+        except (UserError, TypeError, ValueError):
+            return saved
+        saved = {**saved, "recipe": {k: v for k, v in recipe.to_dict().items() if k != "epochs"}}
+    return saved
+
+
 def _export_model(model, path: str) -> None:
     """Save an inference copy of ``model`` (no optimizer, no distribution) atomically."""
     import keras
@@ -378,7 +392,7 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
     signature = _run_signature(genotype, variant, dataset, recipe, data_dir, validation_fraction)
     run_path = os.path.join(out_dir, RUN_FILE)
     if os.path.isfile(run_path):
-        previous = read_json(run_path)
+        previous = _saved_signature(read_json(run_path))
         if previous != signature:
             differing = sorted(k for k in signature if previous.get(k) != signature.get(k))
             raise UserError(f"{out_dir!r} holds another run (it differs in {', '.join(differing)}); "
