@@ -40,7 +40,7 @@ class TrialRunner:
             from effscale.data import load_data
 
             self._data = load_data(self.dataset, resolution=self.resolution, batch_size=self.settings.batch_size,
-                                   seed=self.settings.seed)
+                                   shuffle_seed=self.settings.seed)  # the splits stay those of every run
         return self._data
 
     def costs(self, genotype: Genotype) -> dict:
