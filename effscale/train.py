@@ -347,8 +347,11 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
     signature = {"genotype": genotype.encode(), "variant": variant.to_dict(), "dataset": dataset, "data_dir": data_dir,
                  **data_options, "recipe": {k: v for k, v in recipe.to_dict().items() if k != "epochs"}}
     run_path = os.path.join(out_dir, RUN_FILE)
-    previous = _read_record(run_path)
-    if previous is not None:
+    saved = _read_record(run_path)
+    previous = None
+    if saved is not None:  # an older run.json lacks the keys added since: they take their defaults
+        previous = {**{k: train_variant.__kwdefaults__[k] for k in data_options}, **saved,
+                    "recipe": Recipe.completed(saved.get("recipe"))}
         if previous != signature:
             differing = sorted(k for k in signature if previous.get(k) != signature.get(k))
             raise UserError(f"{out_dir!r} holds another run (it differs in {', '.join(differing)}); "

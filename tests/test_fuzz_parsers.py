@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from effscale import cli
-from effscale.cli_search import parse_stages
+from effscale.cli.search import parse_stages
 from effscale.config import FamilyConfig
 from effscale.errors import UserError
 from effscale.search import parse_target
