@@ -278,7 +278,7 @@ def _train_variant(run, config: FamilyConfig, baseline, variant, keras_verbose) 
         out_dir=run.join("variants", variant.name), epochs=training.epochs, batch_size=training.batch_size,
         mixed_precision=training.mixed_precision, augment=training.augment, seed=config.seed,
         data_dir=config.data_dir or None, validation_fraction=config.validation_fraction,
-        test_fraction=config.test_fraction, verbose=keras_verbose, log_dir=run.join("logs", variant.name)))
+        verbose=keras_verbose, log_dir=run.join("logs", variant.name)))
 
 
 def _results(run, config: FamilyConfig, baseline, coefficients: dict, variants) -> dict:
