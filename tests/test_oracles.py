@@ -10,10 +10,10 @@ import pytest
 from keras_tuner.src.engine import base_tuner
 
 from effscale.io import read_json
-from effscale.oracles import RegularizedEvolutionOracle, ReinforceOracle
+from effscale.search.oracles import RegularizedEvolutionOracle, ReinforceOracle
 from effscale.search import make_oracle
-from effscale.space import SearchSpace, sample_values
-from effscale.tabular import run_oracle
+from effscale.search.space import SearchSpace, sample_values
+from effscale.search.tabular import run_oracle
 
 SPACE = SearchSpace("tiny")
 HIDDEN = sample_values(SPACE.hyperparameters(), np.random.default_rng(12345))
@@ -220,7 +220,7 @@ def test_chief_serves_the_oracle_to_two_workers_over_grpc(name, tmp_path, monkey
 
 def test_oracle_arguments_are_checked():
     from effscale.errors import UserError
-    from effscale.oracles import PredictorOracle, SampledBayesianOracle
+    from effscale.search.oracles import PredictorOracle, SampledBayesianOracle
 
     with pytest.raises(UserError):
         RegularizedEvolutionOracle(objective=keras_tuner.Objective("reward", "max"), population_size=1)

@@ -12,7 +12,7 @@ from keras_tuner.src.engine import base_tuner
 from effscale.cost import cost
 from effscale.errors import UserError
 from effscale.search import load_oracle, load_trials, make_oracle, run_search
-from effscale.space import SearchSpace
+from effscale.search.space import SearchSpace
 
 # No conditional choices: a mutation changes exactly one value.
 SPACE = SearchSpace("tiny", open=("kernel", "expand", "se", "repeats"))
@@ -85,8 +85,8 @@ def test_a_cost_aware_prescreen_stays_within_budget_where_a_raw_score_does_not(t
     (:class:`PredictedReward`) picks, whenever it had one, a candidate within the budget."""
     import numpy as np
 
-    from effscale.objectives import Reward
-    from effscale.oracles.prescreen import PredictedReward
+    from effscale.search.objectives import Reward
+    from effscale.search.oracles.prescreen import PredictedReward
     from effscale.search import analytic_costs
 
     def macs(values):
@@ -165,7 +165,7 @@ def test_random_search_with_a_params_prescreen_trains_the_largest_candidates(tmp
 
 
 def test_random_search_with_a_reward_prescreen_scores_by_the_exact_cost(tmp_path):
-    from effscale.objectives import Reward
+    from effscale.search.objectives import Reward
     from effscale.search import analytic_costs
 
     space = SearchSpace(MICRO, open=("kernel", "expand", "se", "repeats"))

@@ -11,9 +11,9 @@ import pytest
 
 from effscale.errors import UserError
 from effscale.genotype import Genotype
-from effscale.objectives import Reward
-from effscale.space import SearchSpace
-from effscale.tabular import NotInTable, TabularObjective, build_table
+from effscale.search.objectives import Reward
+from effscale.search.space import SearchSpace
+from effscale.search.tabular import NotInTable, TabularObjective, build_table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REAL_TABLE = os.path.join(ROOT, "benchmarks", "tabular", "table.json")
@@ -224,8 +224,8 @@ def test_a_table_over_a_plain_keras_tuner_space_replays_through_run_oracle(tmp_p
 
     import keras_tuner
 
-    from effscale.oracles import PredictorOracle, RegularizedEvolutionOracle, ReinforceOracle, SampledBayesianOracle
-    from effscale.tabular import HyperparameterTable, run_oracle
+    from effscale.search.oracles import PredictorOracle, RegularizedEvolutionOracle, ReinforceOracle, SampledBayesianOracle
+    from effscale.search.tabular import HyperparameterTable, run_oracle
 
     rows = _plain_rows()
     path = tmp_path / f"table.{kind}"
@@ -264,7 +264,7 @@ def test_a_table_over_a_plain_keras_tuner_space_replays_through_run_oracle(tmp_p
 
 
 def test_a_plain_table_rejects_bad_rows_in_one_line(tmp_path):
-    from effscale.tabular import HyperparameterTable
+    from effscale.search.tabular import HyperparameterTable
 
     hp = _plain_space()
     with pytest.raises(UserError, match="units = '48' is not one of"):

@@ -4,7 +4,7 @@ Each oracle (Keras Tuner's RandomSearch, effscale's sampled-acquisition Bayesian
 regularized evolution, REINFORCE and predictor-guided local search, plain and cost-aware, and
 evolution or random search with a synflow or a cost-aware predicted-reward prescreen) runs
 ``--seeds`` searches of ``--trials`` trials; every candidate is scored by
-:class:`effscale.tabular.TabularObjective`
+:class:`effscale.search.tabular.TabularObjective`
 (the nearest recorded architecture's reward). Written:
 
 * ``OUT/study.json``: the raw per-trial rewards of every run, the summaries below, the settings;
@@ -46,7 +46,7 @@ import numpy as np  # noqa: E402
 
 from effscale.errors import UserError  # noqa: E402
 from effscale.io import write_text  # noqa: E402
-from effscale.tabular import TabularObjective, load_table, run_oracle  # noqa: E402
+from effscale.search.tabular import TabularObjective, load_table, run_oracle  # noqa: E402
 
 ORACLES = ("random", "bayesian", "evolution", "reinforce", "predictor", "predictor+cost", "evolution+prescreen",
            "evolution+reward", "random+reward")
@@ -152,7 +152,7 @@ def build_oracle(name: str, objective: TabularObjective, trials: int, seed: int,
             raise UserError(f"make_oracle does not accept prescreen: {error}") from None
         holder["oracle"] = oracle
     elif name.endswith("+reward"):
-        from effscale.oracles.prescreen import PredictedReward
+        from effscale.search.oracles.prescreen import PredictedReward
 
         screen = PredictedReward(hp, cost_fn, objective.reward)
         oracle = make_oracle(name.split("+")[0], max_trials=trials, hyperparameters=hp, seed=seed,

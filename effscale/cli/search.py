@@ -1,0 +1,221 @@
+"""``effscale search`` and ``effscale trials``: the search half of the command line.
+
+>>> import argparse
+>>> parser = argparse.ArgumentParser(prog="effscale")
+>>> register(parser.add_subparsers(dest="command"))
+>>> args = parser.parse_args(["search", "--baseline", "tiny", "--project-dir", "p"])
+>>> args.oracle, args.cost, args.constraint, args.trials
+('evolution', 'macs', 'soft', '10')
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+
+from effscale.errors import UserError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise UserError(f"{text!r} is not an integer") from None
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"{text!r} is not a number") from None
+
+
+def _choice_option(text: str) -> tuple[str, tuple]:
+    name, sep, values = text.partition("=")
+    if not sep or not values:
+        raise UserError(f"--choice {text!r}: expected NAME=V1,V2,... (e.g. kernel=3,5,7)")
+    parsed = []
+    for value in values.split(","):
+        value = value.strip()
+        if value.lower() in ("true", "on", "yes"):
+            parsed.append(True)
+        elif value.lower() in ("false", "off", "no"):
+            parsed.append(False)
+        else:
+            try:
+                parsed.append(int(value))
+            except ValueError:
+                try:
+                    parsed.append(float(value))
+                except ValueError:
+                    parsed.append(value)
+    return name.strip(), tuple(parsed)
+
+
+def parse_stages(text: str) -> list[int]:
+    """The stage numbers of ``--stages`` (comma-separated, 1-based).
+
+    >>> parse_stages("2, 4")
+    [2, 4]
+    >>> parse_stages("2,x")
+    Traceback (most recent call last):
+    ...
+    effscale.errors.UserError: --stages '2,x': 'x' is not a stage number (expected e.g. 2,3,5)
+    """
+    numbers = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit() or not part.isascii():
+            raise UserError(f"--stages {text!r}: {part!r} is not a stage number (expected e.g. 2,3,5)")
+        numbers.append(int(part))
+    return numbers
+
+
+def cmd_search(args) -> int:
+    from effscale.search import run_search
+    from effscale.search.registry import check_oracle
+
+    # Cheap checks first, so bad input never waits for TensorFlow to import.
+    check_oracle(args.oracle)
+    if args.prescreen is not None:
+        from effscale.search.zero_cost import parse_prescreen
+
+        parse_prescreen(args.prescreen)
+    options = dict(_choice_option(c) for c in (args.choice or []))
+    open_choices = [c.strip() for c in args.open.split(",") if c.strip()] if args.open else None
+    stages = parse_stages(args.stages) if args.stages else None
+    oracle_options = {}
+    if args.population is not None:
+        oracle_options["population_size"] = args.population
+    if args.tournament is not None:
+        oracle_options["sample_size"] = args.tournament
+    for key in ("supernet_epochs", "cost_weight", "arch_learning_rate"):
+        if getattr(args, key) is not None:
+            if args.oracle != "differentiable":
+                raise UserError(f"--{key.replace('_', '-')} applies to --oracle differentiable only")
+            oracle_options[key] = getattr(args, key)
+    result = run_search(
+        args.baseline, oracle=args.oracle, cost=args.cost, target=args.target, constraint=args.constraint,
+        trials=_positive_int(args.trials), epochs=_positive_int(args.epochs), dataset=args.dataset,
+        project_dir=args.project_dir, seed=_positive_int(args.seed), resolution=args.resolution,
+        width=_number(args.width), depth=_number(args.depth), alpha=args.alpha, beta=args.beta,
+        max_macs=args.max_macs, max_params=args.max_params, max_latency=args.max_latency,
+        open_choices=open_choices, options=options, stages=stages, oracle_options=oracle_options,
+        worker_timeout=args.worker_timeout, overwrite=args.overwrite, verbose=0 if args.quiet else 1,
+        prescreen=args.prescreen, repair=args.repair)
+    if result.best_genotype is None:
+        print("effscale: no trial completed; see trials.csv for the reasons")
+        return 1
+    print(f"wrote {os.path.join(result.project_dir, 'best_genotype.json')}, trials.csv, pareto.csv")
+    return 0
+
+
+def _read_csv(path: str) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    if not rows:
+        return "(none)"
+    widths = {c: max(len(c), *(len(_short(r.get(c, ""))) for r in rows)) for c in columns}
+    lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
+    for row in rows:
+        lines.append("  ".join(_short(row.get(c, "")).ljust(widths[c]) for c in columns))
+    return "\n".join(lines)
+
+
+def _short(value) -> str:
+    text = "" if value is None else str(value)
+    try:
+        number = float(text)
+        if text and not text.isdigit():
+            return f"{number:.4g}"
+    except ValueError:
+        pass
+    return text
+
+
+def cmd_trials(args) -> int:
+    from effscale.io import read_json
+
+    directory = args.project_dir
+    trials_csv = os.path.join(directory, "trials.csv")
+    if not os.path.isfile(trials_csv):
+        raise UserError(f"{directory!r} has no trials.csv: not an effscale search project, or no trial ended yet")
+    rows = _read_csv(trials_csv)
+    pareto = _read_csv(os.path.join(directory, "pareto.csv")) if os.path.isfile(
+        os.path.join(directory, "pareto.csv")) else []
+    if args.json:
+        import json
+
+        print(json.dumps({"trials": rows, "pareto": pareto}, indent=2))
+        return 0
+    columns = ["trial_id", "status", "reward", "accuracy", "cost", "genotype"]
+    print(f"trials ({len(rows)}):")
+    print(_table([dict(r, genotype=r["genotype"] if r["status"] == "COMPLETED" else r["reason"]) for r in rows],
+                 columns))
+    print(f"\nPareto front of (accuracy, cost) ({len(pareto)}):")
+    print(_table(pareto, ["trial_id", "accuracy", "cost", "reward", "genotype"]))
+    summary = os.path.join(directory, "search.json")
+    if os.path.isfile(summary):
+        try:
+            best = (read_json(summary).get("summary") or {}).get("best")
+        except (OSError, ValueError, AttributeError):
+            raise UserError(f"{summary} is damaged; rerun the search command with --repair to rebuild it") from None
+        if best:
+            print(f"\nbest: trial {best['trial_id']} reward {best['reward']:.4f}: {best['genotype']}")
+    return 0
+
+
+def register(commands) -> None:
+    """Add ``search`` and ``trials`` to the ``effscale`` sub-command parsers."""
+    from effscale.cli.train import add_skip_corrupt_images
+    from effscale.search.registry import oracle_help
+    from effscale.data import SOURCES_HELP
+
+    search = commands.add_parser("search", help="search a baseline cell with a Keras Tuner oracle")
+    search.add_argument("--baseline", required=True, help="registered name, genotype string or JSON file")
+    search.add_argument("--oracle", default="evolution", help=oracle_help())
+    search.add_argument("--cost", default="macs", help="macs, params or latency (s/image, LiteRT on this CPU)")
+    search.add_argument("--target", help="cost target T (e.g. 400M, 5ms); default: the baseline's own cost")
+    search.add_argument("--constraint", default="soft", help="soft (w=-0.07) or hard (alpha=0, beta=-1)")
+    search.add_argument("--alpha", type=float, help="reward exponent when cost <= target")
+    search.add_argument("--beta", type=float, help="reward exponent when cost > target")
+    search.add_argument("--max-macs", type=float, help="hard limit: reject candidates before training")
+    search.add_argument("--max-params", type=float, help="hard limit: reject candidates before training")
+    search.add_argument("--max-latency", type=float, help="hard limit in s/image: reject before training")
+    search.add_argument("--trials", default="10")
+    search.add_argument("--epochs", default="1", help="proxy-training epochs per candidate")
+    search.add_argument("--dataset", default="digits", help=SOURCES_HELP)
+    add_skip_corrupt_images(search)
+    search.add_argument("--resolution", type=int, help="proxy resolution (default: the baseline's, at most 64)")
+    search.add_argument("--width", default="1.0", help="proxy width multiplier")
+    search.add_argument("--depth", default="1.0", help="proxy depth multiplier")
+    search.add_argument("--open", help="comma list of open choices: block,kernel,expand,se,skip,repeats,filters")
+    search.add_argument("--choice", action="append", help="values of a choice, e.g. kernel=3,5,7 (repeatable)")
+    search.add_argument("--stages", help="comma list of stage numbers to search (default all)")
+    search.add_argument("--population", type=int, help="evolution: population size P")
+    search.add_argument("--tournament", type=int, help="evolution: tournament size S")
+    search.add_argument("--prescreen", metavar="PROXY:N",
+                        help="random / evolution: score N candidates per trial with a zero-cost proxy "
+                             "(synflow, grad_norm, naswot, params, macs) or by predicted reward (reward: "
+                             "predicted accuracy with the exact cost) and train only the best")
+    search.add_argument("--supernet-epochs", type=int, help="differentiable: supernet training epochs (default 3)")
+    search.add_argument("--cost-weight", type=float, help="differentiable: weight of the expected-cost term (1.0)")
+    search.add_argument("--arch-learning-rate", type=float, help="differentiable: Adam rate of the logits (0.01)")
+    search.add_argument("--project-dir", required=True)
+    search.add_argument("--seed", default="0")
+    search.add_argument("--worker-timeout", type=float, default=300.0,
+                        help="distributed: a worker silent this long (s) has its trial FAILED")
+    search.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
+    search.add_argument("--repair", action="store_true",
+                        help="rebuild a damaged search.json from this command and the trials on disk, then resume")
+    search.add_argument("--quiet", action="store_true", help="no progress lines")
+    search.set_defaults(func=cmd_search)
+
+    trials = commands.add_parser("trials", help="print the trials and Pareto front of a search project")
+    trials.add_argument("project_dir")
+    trials.add_argument("--json", action="store_true")
+    trials.set_defaults(func=cmd_trials)

@@ -1,0 +1,168 @@
+"""``effscale train`` and ``effscale evaluate``.
+
+    effscale train tiny --variant w=0.5,d=0.5,r=32 --dataset digits --epochs 5 --out runs/tiny
+    effscale evaluate runs/tiny
+
+Bad input (unknown dataset, empty image folder, a batch smaller than the replica count, ...)
+is one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from effscale.errors import UserError
+
+
+def _positive_int(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _quiet() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _load_recipe(path: str | None):
+    from effscale.recipe import Recipe
+
+    if path is None:
+        return Recipe()
+    if not os.path.isfile(path):
+        raise UserError(f"--recipe {path!r} does not exist")
+    with open(path) as handle:
+        return Recipe.from_json(handle.read())
+
+
+def cmd_train(args) -> int:
+    from effscale.genotype import load_genotype
+    from effscale.scaling import resolve_variant
+    from effscale.strategy import STRATEGIES
+
+    from effscale.data import check_source
+
+    # validate what needs no TensorFlow before importing it
+    check_source(args.dataset, args.data_dir)
+    genotype = load_genotype(args.genotype)
+    resolve_variant(args.variant, genotype)
+    recipe = _load_recipe(args.recipe)
+    if args.strategy not in STRATEGIES:
+        raise UserError(f"unknown strategy {args.strategy!r}: expected one of {', '.join(STRATEGIES)}")
+    changes = {}
+    for field in ("optimizer", "learning_rate", "label_smoothing", "seed"):
+        value = getattr(args, field)
+        if value is not None:
+            changes[field] = value
+    if args.augment:
+        changes["augment"] = True
+    if args.per_replica_batch is not None and args.batch_size is not None:
+        raise UserError("give --batch-size (global) or --per-replica-batch, not both")
+    if args.batch_size is not None:
+        changes.update(batch_size=args.batch_size, batch_scope="global")
+    if args.per_replica_batch is not None:
+        changes.update(batch_size=args.per_replica_batch, batch_scope="per_replica")
+    if args.epochs is not None:
+        changes["epochs"] = args.epochs
+    if args.progressive is not None:
+        from effscale.progressive import Progressive
+
+        changes["progressive"] = Progressive.parse(args.progressive)
+    recipe = recipe.replace(**changes) if changes else recipe
+    _quiet()
+    from effscale.train import train_variant
+
+    record = train_variant(genotype, args.variant, dataset=args.dataset, recipe=recipe, strategy=args.strategy,
+                           out_dir=args.out, verbose=args.verbose, log_dir=args.log_dir,
+                           mixed_precision=args.mixed_precision, data_dir=args.data_dir,
+                           validation_fraction=args.validation_fraction, test_fraction=args.test_fraction,
+                           train_fraction=args.train_fraction, download=args.download,
+                           loop=args.loop, latency_runs=args.latency_runs, cpu_replicas=args.cpu_replicas)
+    if args.json:
+        print(json.dumps({k: v for k, v in record.items() if k != "history"}, indent=2, sort_keys=True))
+    elif not args.verbose:  # train_variant prints the summary line itself when verbose
+        from effscale.evaluate import summary_line
+
+        print(f"{args.out}: {summary_line(record)}, {record['epochs_done']} epochs")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    if not os.path.exists(args.model):
+        raise UserError(f"{args.model!r} does not exist: expected a training output folder or a .keras file")
+    _quiet()
+    from effscale.evaluate import evaluate_model, summary_line
+
+    result = evaluate_model(args.model, dataset=args.dataset, data_dir=args.data_dir, batch_size=args.batch_size,
+                            split=args.split, latency_runs=args.latency_runs,
+                            throughput_steps=args.throughput_steps)
+    print(json.dumps(result, indent=2, sort_keys=True) if args.json else f"{args.model}: {summary_line(result)}")
+    return 0
+
+
+def add_skip_corrupt_images(parser) -> None:
+    """The ``--skip-corrupt-images`` option of every command that reads an image folder."""
+    parser.add_argument("--skip-corrupt-images", action="store_true",
+                        help="image folders: drop files that do not decode (named, counted) instead of refusing")
+
+
+def register(commands) -> None:
+    """Add ``train`` and ``evaluate`` to the ``effscale`` sub-commands."""
+    from effscale.data import SOURCES_HELP
+    from effscale.strategy import MIXED_PRECISION_MODES, STRATEGIES
+
+    train = commands.add_parser("train", help="train a variant with tf.distribute (resumable)")
+    train.add_argument("genotype", help="registered name, genotype string or JSON file")
+    train.add_argument("--variant", default="b0", help="b0..b8, l2, phi=X, macs=N, params=N or w=..,d=..,r=..")
+    train.add_argument("--dataset", default="digits", help=SOURCES_HELP)
+    train.add_argument("--data-dir", help="tensorflow-datasets data_dir, or a folder holding the (Fashion-)MNIST IDX files")
+    train.add_argument("--download", action="store_true", help="let tensorflow-datasets download and prepare")
+    add_skip_corrupt_images(train)
+    train.add_argument("--epochs", type=_positive_int)
+    train.add_argument("--batch-size", type=_positive_int, help="global batch, split over the replicas")
+    train.add_argument("--per-replica-batch", type=_positive_int, help="batch per replica (global = this x replicas)")
+    train.add_argument("--strategy", default="auto", help="|".join(STRATEGIES))
+    train.add_argument("--cpu-replicas", type=_positive_int, metavar="N",
+                       help="mirrored on a machine without GPUs: split the CPU into N replicas")
+    train.add_argument("--mixed-precision", default="auto", choices=MIXED_PRECISION_MODES)
+    train.add_argument("--recipe", help="recipe JSON file (effscale.recipe.Recipe fields)")
+    train.add_argument("--optimizer", choices=("rmsprop", "sgd", "adam"))
+    train.add_argument("--learning-rate", type=float, help="per 256 images; scaled with the global batch")
+    train.add_argument("--label-smoothing", type=float)
+    train.add_argument("--augment", action="store_true", help="random resized crop and flip")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--progressive", metavar="SPEC",
+                       help="progressive learning (EfficientNetV2): stages=4,resolution=16-32,dropout=0.1-0.3,"
+                            "randaugment=0.1-0.5,mixup=0-0.2 (sizes and regularization grow stage by stage)")
+    train.add_argument("--validation-fraction", type=float, default=0.2,
+                       help="held out of the training images as the validation split, where the dataset has none")
+    train.add_argument("--test-fraction", type=float, default=0.2,
+                       help="held out of all images as the test split, where the dataset has none (digits, folders)")
+    train.add_argument("--train-fraction", type=float,
+                       help="train on this class-balanced part of the training split (cheap proxies)")
+    train.add_argument("--loop", default="auto", choices=("auto", "fit", "custom"))
+    train.add_argument("--latency-runs", type=int, default=20, help="0 skips the latency measurement")
+    train.add_argument("--log-dir", help="TensorBoard log folder")
+    train.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
+    train.add_argument("--json", action="store_true", help="print the results record")
+    train.add_argument("--out", required=True, help="output folder: checkpoint/, model.keras, results.json")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a trained variant (top-1/5, cost, latency)")
+    evaluate.add_argument("model", help="training output folder (or a .keras file)")
+    evaluate.add_argument("--dataset", help="default: the dataset it was trained on")
+    evaluate.add_argument("--data-dir")
+    evaluate.add_argument("--batch-size", type=_positive_int, default=64)
+    evaluate.add_argument("--split", default="test", choices=("test", "validation"),
+                          help="the split to measure (default: test, the one nothing was selected on)")
+    evaluate.add_argument("--latency-runs", type=int, default=20)
+    evaluate.add_argument("--throughput-steps", type=int, default=5)
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(func=cmd_evaluate)
