@@ -1,0 +1,60 @@
+"""Noise-aware selection: the search's top candidates are trained again with more seeds and
+the winner is chosen by the mean over seeds; when the best candidates are within noise of
+each other, the cheapest of them wins.
+
+"Within noise" (:func:`effscale.stats.within_noise`): the 95% t-interval of the mean
+per-seed difference from the best-by-mean candidate contains 0. Among the best and every
+candidate tied with it, the one with the lowest cost wins (ties in cost: the higher mean).
+
+>>> choice = choose([
+...     {"genotype": "big", "cost": 9e6, "values": [0.90, 0.88, 0.91]},
+...     {"genotype": "small", "cost": 2e6, "values": [0.89, 0.89, 0.90]},
+...     {"genotype": "bad", "cost": 1e6, "values": [0.70, 0.71, 0.69]}])
+>>> choice["winner"]["genotype"], choice["best_by_mean"]["genotype"], choice["tied"]
+('small', 'big', ['big', 'small'])
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from effscale.stats import mean_interval, within_noise
+
+
+def top_candidates(records: list[dict], k: int, key: str = "reward") -> list[dict]:
+    """The ``k`` best completed records by ``key``, one per genotype (its best trial).
+
+    >>> rows = [{"status": "COMPLETED", "genotype": g, "reward": r} for g, r in
+    ...         [("a", 0.5), ("b", 0.9), ("a", 0.7), ("c", 0.8)]]
+    >>> [(r["genotype"], r["reward"]) for r in top_candidates(rows, 2)]
+    [('b', 0.9), ('c', 0.8)]
+    """
+    best: dict[str, dict] = {}
+    for record in records:
+        if record.get("status") != "COMPLETED" or record.get(key) is None:
+            continue
+        held = best.get(record["genotype"])
+        if held is None or record[key] > held[key]:
+            best[record["genotype"]] = record
+    return sorted(best.values(), key=lambda r: -r[key])[:k]
+
+
+def choose(candidates: list[dict]) -> dict:
+    """Pick among ``candidates`` (dicts with ``genotype``, ``cost`` and per-seed ``values``,
+    higher is better). Returns ``{"winner", "best_by_mean", "tied" (genotypes within noise of
+    the best, best first), "within_noise" (bool), "candidates" (each with mean and 95%
+    interval)}``."""
+    if not candidates:
+        raise ValueError("no candidates to choose from")
+    summaries = []
+    for candidate in candidates:
+        values = [float(v) for v in candidate["values"]]
+        low, high = mean_interval(values)
+        summaries.append({**candidate, "values": values, "mean": float(np.mean(values)),
+                          "std": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+                          "interval95": [low, high] if len(values) > 1 else None})
+    best = max(summaries, key=lambda s: s["mean"])
+    tied = [best] + [s for s in summaries if s is not best and within_noise(best["values"], s["values"])]
+    winner = min(tied, key=lambda s: (s["cost"], -s["mean"]))
+    return {"winner": winner, "best_by_mean": best, "tied": [s["genotype"] for s in tied],
+            "within_noise": len(tied) > 1, "candidates": summaries}
