@@ -78,7 +78,8 @@ def cmd_build(args) -> int:
 
 
 # Modules that add their own sub-commands: each exposes register(commands).
-_SUBCOMMAND_MODULES: tuple[str, ...] = ("effscale.cli_family", "effscale.cli_search", "effscale.cli_train", "effscale.cli_finetune")
+_SUBCOMMAND_MODULES: tuple[str, ...] = ("effscale.cli_family", "effscale.cli_search", "effscale.cli_train", "effscale.cli_finetune",
+                                        "effscale.cli_proxy")
 
 
 def make_parser() -> argparse.ArgumentParser:
