@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from effscale.errors import UserError
@@ -36,6 +38,8 @@ def build(
     bn_epsilon: float = 1e-3,
     include_preprocessing: bool = True,
     name: str | None = None,
+    weights: str | None = None,
+    input_tensor=None,
 ):
     """A functional ``keras.Model`` of ``genotype`` scaled by ``variant``.
 
@@ -43,11 +47,22 @@ def build(
     ``variant`` any spelling :func:`effscale.scaling.resolve_variant` accepts. Inputs are
     pixels in [0, 255]: the model rescales and normalizes inside, as keras.applications
     EfficientNet does. ``dropout`` defaults to the variant's. ``bn_momentum`` 0.9 suits
-    short runs (see REFERENCE.md); 0.99 is keras's default.
+    short runs (the EfficientNet recipe's 0.99 assumes ~350 epochs); 0.99 is keras's default.
+
+    ``weights`` and ``input_tensor`` work as in keras.applications: ``None`` (random
+    initialization), ``"imagenet"`` (keras' cached ImageNet file for EfficientNet-B0..B7, read
+    from ``~/.keras/models/``; effscale never downloads, and a missing file is one
+    :class:`~effscale.errors.UserError` saying where to put it) or the path of any file
+    :func:`effscale.load_weights` reads (``.weights.h5``, ``.keras``, legacy ``.h5``); every
+    layer must match. ``input_tensor`` is a Keras tensor (e.g. ``keras.Input``) to build on.
 
     >>> m = build("efficientnet-b0", "b0")
     >>> m.count_params()
     5330571
+    >>> import keras
+    >>> image = keras.Input((32, 32, 3))
+    >>> build("tiny", "w=0.5,d=0.5,r=32", classes=4, input_tensor=image).inputs[0] is image
+    True
     """
     import keras
     from keras import layers
@@ -57,7 +72,10 @@ def build(
     genotype = load_genotype(genotype)
     variant = resolve_variant(variant, genotype)
     _validate(classes, include_top, pooling, dropout, drop_connect, bn_momentum, bn_epsilon)
+    imagenet_source = _imagenet_source(weights, genotype, variant, classes, include_top)
     plan = network_plan(genotype, variant, drop_connect)
+    if input_shape is None and input_tensor is not None:
+        input_shape = tuple(input_tensor.shape[1:])
     if input_shape is None:
         input_shape = (plan.resolution, plan.resolution, 3)
     input_shape = tuple(input_shape)
@@ -66,7 +84,12 @@ def build(
     dropout = variant.dropout if dropout is None else dropout
     bn = {"momentum": bn_momentum, "epsilon": bn_epsilon}
 
-    inputs = layers.Input(shape=input_shape)
+    if input_tensor is None:
+        inputs = layers.Input(shape=input_shape)
+    elif keras.backend.is_keras_tensor(input_tensor):
+        inputs = input_tensor
+    else:
+        inputs = layers.Input(tensor=input_tensor, shape=input_shape)
     x = inputs
     normalization = None
     if include_preprocessing:
@@ -87,6 +110,8 @@ def build(
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     elif pooling == "max":
         x = layers.GlobalMaxPooling2D(name="max_pool")(x)
+    if input_tensor is not None:
+        inputs = keras.utils.get_source_inputs(input_tensor)
     model = keras.Model(inputs, x, name=name or f"effscale_{variant.name}".replace("-", "_").replace(".", "_"))
     if normalization is not None and input_shape[-1] == 3:
         normalization.set_weights([np.array(IMAGENET_MEAN, "float32"),
@@ -95,7 +120,33 @@ def build(
         # set_weights leaves the layer's cached statistics stale (a reloaded model would
         # normalize differently from this one); finalize_state refreshes them.
         normalization.finalize_state()
+    if weights is not None:
+        from effscale.weights import load_weights
+
+        load_weights(model, imagenet_source or weights, exact=True)
     return model
+
+
+def _imagenet_source(weights, genotype: Genotype, variant: Variant, classes: int, include_top: bool) -> str | None:
+    """The cached ImageNet file for ``weights="imagenet"``; every check made before anything is built."""
+    if weights is None:
+        return None
+    if not isinstance(weights, (str, os.PathLike)):
+        raise UserError(f"weights must be None, 'imagenet' or a file path, got {weights!r}")
+    if weights != "imagenet":
+        if not os.path.exists(weights):
+            raise UserError(f"weights file {os.fspath(weights)!r} does not exist")
+        return None
+    from effscale.zoo import get_genotype
+
+    if genotype != get_genotype("efficientnet-b0") or variant.name not in {f"b{i}" for i in range(8)}:
+        raise UserError("weights='imagenet' exists only for genotype 'efficientnet-b0' with a variant b0..b7, "
+                        f"not {variant.name!r} of this genotype")
+    if include_top and classes != 1000:
+        raise UserError(f"weights='imagenet' with include_top=True needs classes=1000, got {classes}")
+    from effscale.weights import imagenet_weights_path
+
+    return imagenet_weights_path(variant.name, include_top=include_top, strict=True)
 
 
 def _validate(classes, include_top, pooling, dropout, drop_connect, bn_momentum, bn_epsilon) -> None:

@@ -105,7 +105,7 @@ def register(commands) -> None:
     train = commands.add_parser("train", help="train a variant with tf.distribute (resumable)")
     train.add_argument("genotype", help="registered name, genotype string or JSON file")
     train.add_argument("--variant", default="b0", help="b0..b8, l2, phi=X, macs=N, params=N or w=..,d=..,r=..")
-    train.add_argument("--dataset", default="digits", help="digits, tfds:NAME or an image folder")
+    train.add_argument("--dataset", default="digits", help="digits, fashion_mnist, mnist, idx:FOLDER, tfds:NAME or an image folder")
     train.add_argument("--data-dir", help="tensorflow-datasets data_dir")
     train.add_argument("--download", action="store_true", help="let tensorflow-datasets download and prepare")
     train.add_argument("--epochs", type=_positive_int)

@@ -1,23 +1,35 @@
-"""One tf.data pipeline for three kinds of source: the bundled digits set, a
-tensorflow-datasets name, and an image folder.
+"""One tf.data pipeline, three splits, for four kinds of source: the bundled digits set,
+MNIST / Fashion-MNIST (installed IDX files), a tensorflow-datasets name, and an image folder.
 
 ``load_data`` returns batched ``tf.data.Dataset`` objects of ``(images, labels)``: images are
 float32 pixels in [0, 255] of shape ``(B, R, R, 3)`` (effscale models rescale and normalize
-inside), labels are int32 class indices. Sources:
+inside; grey images are replicated to three channels), labels are int32 class indices. Sources:
 
 * ``"digits"``: scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes, no
-  download), grey replicated to three channels, scaled from 0..16 to 0..255;
+  download), scaled from 0..16 to 0..255;
+* ``"fashion_mnist"``, ``"mnist"``: the 28x28 grey sets, read from wherever they are installed
+  (the Debian package ``dataset-fashion-mnist``, Keras' dataset cache, a prepared
+  tensorflow-datasets copy; see :mod:`effscale.idx`). Nothing is downloaded;
+* ``"idx:FOLDER"``: a folder holding the four IDX files (``train-images-idx3-ubyte.gz``,
+  ``train-labels-idx1-ubyte.gz``, ``t10k-images-idx3-ubyte.gz``, ``t10k-labels-idx1-ubyte.gz``);
 * ``"tfds:NAME"`` (``"tfds:NAME/CONFIG:VERSION"`` too): a tensorflow-datasets dataset in
   ``data_dir``; labels and class names come from the dataset info. Nothing is downloaded
   unless ``download=True``;
 * a folder path: one sub-folder per class, image files inside (png, jpg, jpeg, bmp, gif).
 
-A source without a validation split gets a seeded, stratified held-out split of
-``validation_fraction`` (for tfds: the last ``validation_fraction`` of the train split).
+Three splits, always: **train** (what the model learns from), **validation** (what search,
+early stopping, coefficient search and member selection look at) and **test** (what every
+reported result is measured on, and nothing is selected on). The test split is the dataset's
+own where it has one (MNIST's and Fashion-MNIST's 10,000 ``t10k`` images, a tfds ``test``
+split); digits and image folders hold out a seeded, stratified ``test_fraction`` of all images.
+The validation split is the dataset's own (tfds ``validation``) or a seeded, stratified
+``validation_fraction`` of what is left for training (scikit-learn ``train_test_split`` with
+``stratify=``). ``train_examples`` / ``train_fraction`` then keep a stratified subset of the
+training split (cheap proxy tasks); validation and test stay whole.
 
 >>> splits = load_data("digits", resolution=16, batch_size=32)
->>> splits.num_classes, splits.train_size + splits.validation_size
-(10, 1797)
+>>> splits.num_classes, splits.train_size, splits.validation_size, splits.test_size
+(10, 1149, 288, 360)
 >>> images, labels = next(iter(splits.validation))
 >>> tuple(images.shape), images.dtype.name, labels.dtype.name
 ((32, 16, 16, 3), 'float32', 'int32')
@@ -33,11 +45,12 @@ import numpy as np
 from effscale.errors import UserError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+SPLITS = ("train", "validation", "test")
 
 
 @dataclass
 class DataSplits:
-    """Batched training and validation datasets and what a model needs to know about them."""
+    """Batched train, validation and test datasets and what a model needs to know about them."""
 
     train: "object"        # tf.data.Dataset, batched, shuffled (and augmented when asked)
     validation: "object"   # tf.data.Dataset, batched, in a fixed order, never augmented
@@ -48,61 +61,153 @@ class DataSplits:
     source: str = ""
     resolution: int = 0
     batch_size: int = 0
+    test: "object" = None  # tf.data.Dataset, batched, in a fixed order, never augmented
+    test_size: int = 0
+    how: dict = field(default_factory=dict)  # how each split was made, for results records
 
     def describe(self) -> dict:
         """Plain facts about the splits, for results records."""
         return {"source": self.source, "resolution": self.resolution, "batch_size": self.batch_size,
                 "num_classes": self.num_classes, "train_size": self.train_size,
-                "validation_size": self.validation_size}
+                "validation_size": self.validation_size, "test_size": self.test_size, "splits": dict(self.how)}
 
 
-def _check_arguments(resolution, batch_size, validation_fraction) -> None:
+def to_numpy(dataset) -> tuple[np.ndarray, np.ndarray]:
+    """``(images, labels)`` of every batch of a split, as numpy arrays (for inspection and tests).
+
+    >>> images, labels = to_numpy(load_data("digits", resolution=8).test)
+    >>> images.shape, labels.shape
+    ((360, 8, 8, 3), (360,))
+    """
+    images, labels = [], []
+    for x, y in dataset:
+        images.append(np.asarray(x))
+        labels.append(np.asarray(y))
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def _check_arguments(resolution, batch_size, validation_fraction, test_fraction, train_examples,
+                     train_fraction) -> None:
     if not (isinstance(resolution, (int, np.integer)) and 4 <= resolution <= 4096):
         raise UserError(f"resolution must be an integer in 4..4096, got {resolution!r}")
     if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
         raise UserError(f"batch size must be a positive integer, got {batch_size!r}")
-    if not (isinstance(validation_fraction, (int, float)) and 0 < validation_fraction < 1):
-        raise UserError(f"validation_fraction must be in (0, 1), got {validation_fraction!r}")
+    for name, value in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
+        if not (isinstance(value, (int, float)) and 0 < value < 1):
+            raise UserError(f"{name} must be in (0, 1), got {value!r}")
+    if train_examples is not None and not (isinstance(train_examples, (int, np.integer)) and train_examples >= 1):
+        raise UserError(f"train_examples must be a positive integer, got {train_examples!r}")
+    if train_fraction is not None and not (isinstance(train_fraction, (int, float)) and 0 < train_fraction <= 1):
+        raise UserError(f"train_fraction must be in (0, 1], got {train_fraction!r}")
+    if train_examples is not None and train_fraction is not None:
+        raise UserError("give train_examples or train_fraction, not both")
 
 
-def stratified_split(labels: np.ndarray, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded, stratified (train indices, validation indices): every class keeps at least one
-    training example and gets ``round(n * fraction)`` validation examples.
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded, stratified (kept indices, held-out indices): ``fraction`` of ``labels`` held out
+    with every class in proportion (scikit-learn ``train_test_split(stratify=)``); kept indices
+    come shuffled, held-out ones sorted. ``fraction`` may also be a count.
 
-    >>> train, val = stratified_split(np.array([0] * 10 + [1] * 5), 0.2, seed=0)
-    >>> len(train), len(val), sorted(set(train) & set(val))
-    (12, 3, [])
+    >>> kept, held = stratified_split(np.array([0] * 10 + [1] * 5), 0.2, seed=0)
+    >>> len(kept), len(held), sorted(set(kept) & set(held)), np.bincount(np.array([0] * 10 + [1] * 5)[held]).tolist()
+    (12, 3, [], [2, 1])
     """
-    rng = np.random.default_rng(seed)
-    train, validation = [], []
-    for label in np.unique(labels):
-        indices = np.flatnonzero(labels == label)
-        rng.shuffle(indices)
-        n_val = int(round(len(indices) * validation_fraction))
-        n_val = min(n_val, len(indices) - 1)
-        validation.extend(indices[:n_val])
-        train.extend(indices[n_val:])
-    train, validation = np.array(train, dtype=np.int64), np.array(validation, dtype=np.int64)
-    rng.shuffle(train)
-    validation.sort()
-    return train, validation
+    from sklearn.model_selection import train_test_split
+
+    labels = np.asarray(labels)
+    try:
+        kept, held = train_test_split(np.arange(len(labels)), test_size=fraction, stratify=labels,
+                                      random_state=int(seed) % 2**32)
+    except ValueError as error:
+        counts = np.bincount(labels) if labels.dtype.kind in "iu" and len(labels) else []
+        raise UserError(f"cannot hold out {fraction:g} of {len(labels)} examples stratified by class "
+                        f"(fewest in a class: {min((c for c in counts if c), default=0)}): {error}") from None
+    return kept.astype(np.int64), np.sort(held).astype(np.int64)
 
 
-# -- sources: each returns (train_raw, validation_raw, sizes, class names) -------------------
+def class_balanced_subset(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """Seeded indices of ``count`` of ``labels`` that keep every class in proportion (all of
+    them, shuffled, when ``count`` is not smaller).
+
+    >>> labels = np.repeat([0, 1, 2], [50, 30, 20])
+    >>> np.bincount(labels[class_balanced_subset(labels, 10, seed=0)]).tolist()
+    [5, 3, 2]
+    """
+    if count >= len(labels):
+        return np.random.default_rng(seed).permutation(len(labels))
+    held = stratified_split(labels, int(count), seed)[1]
+    return np.random.default_rng(seed).permutation(held)
+
+
+def split_indices(labels: np.ndarray, validation_fraction: float, test_fraction: float | None, seed: int,
+                  train_examples: int | None = None, train_fraction: float | None = None) -> dict:
+    """``{"train", "validation", "test"}`` index arrays of one pool of ``labels``: a stratified
+    ``test_fraction`` held out first (None: the caller has a test set of its own, "test" is
+    empty), then a stratified ``validation_fraction`` of the rest; then ``train_examples`` (or
+    ``train_fraction``) of what is left is kept, class-balanced. Disjoint, seeded.
+
+    >>> parts = split_indices(np.repeat([0, 1], 50), 0.25, 0.2, seed=0, train_examples=30)
+    >>> [len(parts[s]) for s in ("train", "validation", "test")]
+    [30, 20, 20]
+    """
+    labels = np.asarray(labels)
+    rest, test = (np.arange(len(labels)), np.array([], dtype=np.int64)) if test_fraction is None \
+        else stratified_split(labels, test_fraction, seed)
+    kept, validation = stratified_split(labels[rest], validation_fraction, seed)
+    train = rest[kept]
+    if train_examples is not None:
+        train = train[class_balanced_subset(labels[train], int(train_examples), seed)]
+    elif train_fraction is not None and train_fraction < 1:
+        train = train[class_balanced_subset(labels[train], max(1, int(round(len(train) * train_fraction))), seed)]
+    return {"train": train, "validation": rest[validation], "test": test}
+
+
+# -- sources: each returns (raw datasets by split, sizes by split, class names, how) ----------
 # Raw datasets yield (image uint8/float of any size, label int32), unbatched.
 
-def _digits(validation_fraction, seed):
+def _in_memory(images, labels, test, names, options, how, make=None):
+    """Raw datasets of arrays: ``test`` is the source's own (images, labels) or None to hold out;
+    ``make(images, labels)`` turns a part into a dataset (default: the arrays themselves)."""
     import tensorflow as tf
+
+    validation_fraction, test_fraction, seed, train_examples, train_fraction = options
+    parts = split_indices(labels, validation_fraction, None if test is not None else test_fraction, seed,
+                          train_examples, train_fraction)
+    make = make or (lambda x, y: tf.data.Dataset.from_tensor_slices((x, y)))
+    raw = {split: make(images[idx], labels[idx]) for split, idx in parts.items()}
+    sizes = {split: len(idx) for split, idx in parts.items()}
+    if test is not None:
+        raw["test"], sizes["test"] = make(*test), len(test[1])
+    return raw, sizes, names, how
+
+
+def _how(validation: str, test: str, seed: int, train_examples, train_fraction) -> dict:
+    how = {"validation": validation, "test": test, "seed": seed}
+    if train_examples is not None or train_fraction is not None:
+        how["train"] = (f"class-balanced subset of {train_examples} training examples" if train_examples
+                        else f"class-balanced subset of {train_fraction:g} of the training examples")
+    return how
+
+
+def _digits(options):
     from sklearn.datasets import load_digits
 
+    validation_fraction, test_fraction, seed, examples, fraction = options
     bunch = load_digits()
     images = (bunch.images.astype("float32") * (255.0 / 16.0))[..., None]  # (N, 8, 8, 1)
-    images = np.repeat(images, 3, axis=-1)
-    labels = bunch.target.astype("int32")
-    train_idx, val_idx = stratified_split(labels, validation_fraction, seed)
-    make = lambda idx: tf.data.Dataset.from_tensor_slices((images[idx], labels[idx]))  # noqa: E731
-    names = [str(n) for n in bunch.target_names]
-    return make(train_idx), make(val_idx), len(train_idx), len(val_idx), names
+    how = _how(f"stratified {validation_fraction:g} of the rest", f"stratified {test_fraction:g} of all images",
+               seed, examples, fraction)
+    return _in_memory(images, bunch.target.astype("int32"), None, [str(n) for n in bunch.target_names], options, how)
+
+
+def _idx(source, data_dir, options):
+    from effscale.idx import read_installed
+
+    validation_fraction, _, seed, examples, fraction = options
+    (images, labels), test, names = read_installed(source, data_dir)
+    how = _how(f"stratified {validation_fraction:g} of the training images", "the official test images (t10k)",
+               seed, examples, fraction)
+    return _in_memory(images, labels, test, names, options, how)
 
 
 def list_image_folder(path: str) -> tuple[list[str], np.ndarray, list[str]]:
@@ -131,28 +236,54 @@ def list_image_folder(path: str) -> tuple[list[str], np.ndarray, list[str]]:
     return files, np.array(labels, dtype=np.int32), classes
 
 
-def _folder(path, validation_fraction, seed):
+def _folder(path, options):
     import tensorflow as tf
 
     files, labels, classes = list_image_folder(path)
-    train_idx, val_idx = stratified_split(labels, validation_fraction, seed)
-    files = np.array(files)
 
     def decode(file, label):
         image = tf.io.decode_image(tf.io.read_file(file), channels=3, expand_animations=False)
         return image, label
 
-    def make(idx):
-        ds = tf.data.Dataset.from_tensor_slices((files[idx], labels[idx]))
+    def make(files, labels):
+        ds = tf.data.Dataset.from_tensor_slices((files, labels))
         return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
 
-    return make(train_idx), make(val_idx), len(train_idx), len(val_idx), classes
+    validation_fraction, test_fraction, seed, examples, fraction = options
+    how = _how(f"stratified {validation_fraction:g} of the rest", f"stratified {test_fraction:g} of all images",
+               seed, examples, fraction)
+    return _in_memory(np.array(files), labels, None, classes, options, how, make)
 
 
-def _tfds(name, data_dir, train_split, validation_split, validation_fraction, seed, download):
+def _tfds_splits(splits, train_split, validation_split, test_split, validation_fraction, test_fraction):
+    """(train, validation, test) split names: the dataset's own where it has them, else
+    percent slices of the train split (tensorflow-datasets shuffles examples when it prepares)."""
+    train_split = train_split or "train"
+    if validation_split is None:
+        validation_split = next((c for c in ("validation", "valid", "val") if c in splits and c != train_split), None)
+    if test_split is None:
+        test_split = next((c for c in ("test",) if c in splits and c not in (train_split, validation_split)), None)
+    if validation_split is None or test_split is None:
+        if "[" in train_split:
+            raise UserError(f"train split {train_split!r} is a slice already: name the validation and test "
+                            "splits too (validation_split=, test_split=)")
+        test_percent = 0 if test_split else min(max(int(round(100 * test_fraction)), 1), 98)
+        validation_percent = 0 if validation_split else \
+            min(max(int(round((100 - test_percent) * validation_fraction)), 1), 99 - test_percent)
+        end = 100 - test_percent - validation_percent
+        if validation_split is None:
+            validation_split = f"{train_split}[{end}%:{end + validation_percent}%]"
+        if test_split is None:
+            test_split = f"{train_split}[{100 - test_percent}%:]"
+        train_split = f"{train_split}[:{end}%]"
+    return train_split, validation_split, test_split
+
+
+def _tfds(name, data_dir, named_splits, options, download):
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
+    validation_fraction, test_fraction, seed, examples, fraction = options
     if not name:
         raise UserError("dataset 'tfds:' needs a name, e.g. 'tfds:tf_flowers'")
     try:
@@ -170,35 +301,37 @@ def _tfds(name, data_dir, train_split, validation_split, validation_fraction, se
     label_feature = info.features[label_key]
     num_classes = int(label_feature.num_classes)
     class_names = list(getattr(label_feature, "names", None) or [str(i) for i in range(num_classes)])
-    splits = info.splits
-    train_split = train_split or "train"
-    if validation_split is None:
-        for candidate in ("validation", "valid", "val", "test"):
-            if candidate in splits and candidate != train_split:
-                validation_split = candidate
-                break
-    if validation_split is None:  # hold out the tail of the train split
-        percent = int(round(100 * validation_fraction))
-        percent = min(max(percent, 1), 99)
-        validation_split = f"{train_split}[{100 - percent}%:]"
-        train_split = f"{train_split}[:{100 - percent}%]"
-    sizes = []
-    for split in (train_split, validation_split):
+    chosen = dict(zip(SPLITS, _tfds_splits(info.splits, *named_splits, validation_fraction, test_fraction)))
+    sizes = {}
+    for role, split in chosen.items():
         try:
-            sizes.append(int(splits[split].num_examples))
+            sizes[role] = int(info.splits[split].num_examples)
         except Exception as error:
             raise UserError(f"tensorflow-datasets dataset {name!r} has no split {split!r} "
-                            f"(it has {', '.join(splits)}): {error}") from None
-    if min(sizes) == 0:
+                            f"(it has {', '.join(info.splits)}): {error}") from None
+    if min(sizes.values()) == 0:
         raise UserError(f"tensorflow-datasets dataset {name!r}: split sizes {sizes} include an empty split")
     read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False)
+    pair = lambda ex: (ex[image_key], tf.cast(ex[label_key], tf.int32))  # noqa: E731
 
     def load(split, shuffle):
         ds = builder.as_dataset(split=split, shuffle_files=shuffle, read_config=read_config)
-        return ds.map(lambda ex: (ex[image_key], tf.cast(ex[label_key], tf.int32)),
-                      num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.map(pair, num_parallel_calls=tf.data.AUTOTUNE)
 
-    return load(train_split, True), load(validation_split, False), sizes[0], sizes[1], class_names
+    raw = {"train": load(chosen["train"], examples is None and fraction is None),
+           "validation": load(chosen["validation"], False), "test": load(chosen["test"], False)}
+    if examples is not None or fraction is not None:  # read the labels alone, keep a class-balanced subset
+        labels = np.fromiter((label for _, label in raw["train"].map(
+            lambda x, y: (0, y)).as_numpy_iterator()), dtype=np.int32)
+        count = int(examples) if examples is not None else max(1, int(round(len(labels) * fraction)))
+        keep = class_balanced_subset(labels, count, seed)
+        mask = np.zeros(len(labels), dtype=bool)
+        mask[keep] = True
+        raw["train"] = raw["train"].enumerate().filter(lambda i, _: tf.gather(mask, i)).map(lambda _, ex: ex)
+        sizes["train"] = int(mask.sum())
+    how = _how(chosen["validation"], chosen["test"], seed, examples, fraction)
+    how.setdefault("train", chosen["train"])
+    return raw, sizes, class_names, how
 
 
 def _is_prepared(builder) -> bool:
@@ -270,38 +403,54 @@ def load_data(source: str = "digits", resolution: int = 32, batch_size: int = 64
               validation_fraction: float = 0.2, seed: int = 0, augment: bool = False,
               data_dir: str | None = None, train_split: str | None = None,
               validation_split: str | None = None, cache: bool = True, *,
+              test_fraction: float = 0.2, test_split: str | None = None,
+              train_examples: int | None = None, train_fraction: float | None = None,
               shuffle_seed: int | None = None, flip: bool = True, randaugment: bool = False,
               drop_remainder: bool = False, download: bool = False,
               shuffle_buffer: int | None = None, validation_batch_size: int | None = None) -> DataSplits:
-    """Load ``source`` as batched training and validation datasets at ``resolution``.
+    """Load ``source`` as batched train, validation and test datasets at ``resolution``.
 
     ``batch_size`` is the batch the datasets yield: pass the GLOBAL batch (per-replica batch
     times replicas; :func:`effscale.strategy.global_batch_size`) and let the strategy split it.
-    ``seed`` fixes the held-out split, the shuffling and the augmentation; ``shuffle_seed``
-    (default ``seed``) changes only the shuffling and augmentation, e.g. for a resumed run.
-    ``augment`` adds a random resized crop (50-100% of the area) and, if ``flip``, a
+    ``seed`` fixes the held-out splits, the shuffling and the augmentation; ``shuffle_seed``
+    (default ``seed``) changes only the shuffling and augmentation, e.g. for another training
+    seed on the same splits or a resumed run. ``validation_fraction`` of the training images
+    and ``test_fraction`` of all images are held out where the source has no such split of its
+    own; ``train_examples`` or ``train_fraction`` keeps a class-balanced part of the training
+    split. ``augment`` adds a random resized crop (50-100% of the area) and, if ``flip``, a
     horizontal flip; ``randaugment`` adds keras' RandAugment on top.
     Images are resized (and cached) once at ``resolution`` before augmentation.
 
     >>> load_data("no-such-thing")
     Traceback (most recent call last):
     ...
-    effscale.errors.UserError: unknown dataset 'no-such-thing': expected 'digits', 'tfds:NAME' or an image folder path
+    effscale.errors.UserError: unknown dataset 'no-such-thing': expected 'digits', 'fashion_mnist', 'mnist', 'idx:FOLDER', 'tfds:NAME' or an image folder path
     """
     import tensorflow as tf
 
-    _check_arguments(resolution, batch_size, validation_fraction)
+    from effscale.idx import DATASETS, locate
+
+    _check_arguments(resolution, batch_size, validation_fraction, test_fraction, train_examples, train_fraction)
     resolution, batch_size = int(resolution), int(batch_size)
     source = str(source)
+    options = (validation_fraction, test_fraction, seed, train_examples, train_fraction)
+    named_splits = (train_split, validation_split, test_split)
     if source == "digits":
-        train, validation, n_train, n_val, names = _digits(validation_fraction, seed)
+        raw, sizes, names, how = _digits(options)
+    elif source in DATASETS:
+        kind, where = locate(source, data_dir)
+        raw, sizes, names, how = _tfds(source, where, named_splits, options, False) if kind == "tfds" \
+            else _idx(source, data_dir, options)
+    elif source.startswith("idx:"):
+        raw, sizes, names, how = _idx(source, data_dir, options)
     elif source.startswith("tfds:"):
-        train, validation, n_train, n_val, names = _tfds(
-            source[len("tfds:"):], data_dir, train_split, validation_split, validation_fraction, seed, download)
+        raw, sizes, names, how = _tfds(source[len("tfds:"):], data_dir, named_splits, options, download)
     elif os.path.isdir(source):
-        train, validation, n_train, n_val, names = _folder(source, validation_fraction, seed)
+        raw, sizes, names, how = _folder(source, options)
     else:
-        raise UserError(f"unknown dataset {source!r}: expected 'digits', 'tfds:NAME' or an image folder path")
+        raise UserError(f"unknown dataset {source!r}: expected 'digits', 'fashion_mnist', 'mnist', 'idx:FOLDER', "
+                        "'tfds:NAME' or an image folder path")
+    n_train = sizes["train"]
     if drop_remainder and n_train < batch_size:
         raise UserError(f"batch size {batch_size} is larger than the {n_train} training images of {source!r}")
 
@@ -310,13 +459,12 @@ def load_data(source: str = "digits", resolution: int = 32, batch_size: int = 64
     options.deterministic = True
 
     prepare = lambda image, label: (_to_rgb_float(image, resolution), tf.cast(label, tf.int32))  # noqa: E731
-    train = train.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-    validation = validation.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    ready = {split: raw[split].map(prepare, num_parallel_calls=tf.data.AUTOTUNE) for split in SPLITS}
     if cache:
-        train, validation = train.cache(), validation.cache()
+        ready = {split: dataset.cache() for split, dataset in ready.items()}
     shuffle_seed = seed if shuffle_seed is None else shuffle_seed
     buffer = shuffle_buffer or min(n_train, 10_000)
-    train = train.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
+    train = ready["train"].shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
     if augment:
         randoms = tf.data.Dataset.random(seed=shuffle_seed, rerandomize_each_iteration=True).batch(2)
         train = tf.data.Dataset.zip((train, randoms)).map(
@@ -329,9 +477,10 @@ def load_data(source: str = "digits", resolution: int = 32, batch_size: int = 64
         rand_augment = keras.layers.RandAugment(value_range=(0, 255), seed=shuffle_seed)
         train = train.map(lambda x, y: (tf.clip_by_value(rand_augment(x, training=True), 0.0, 255.0), y),
                           num_parallel_calls=tf.data.AUTOTUNE)
-    validation = validation.batch(validation_batch_size or batch_size)
+    held_out = {split: ready[split].batch(validation_batch_size or batch_size).prefetch(tf.data.AUTOTUNE)
+                .with_options(options) for split in ("validation", "test")}
     train = train.prefetch(tf.data.AUTOTUNE).with_options(options)
-    validation = validation.prefetch(tf.data.AUTOTUNE).with_options(options)
-    return DataSplits(train=train, validation=validation, num_classes=len(names), train_size=n_train,
-                      validation_size=n_val, class_names=list(names), source=source,
-                      resolution=resolution, batch_size=batch_size)
+    return DataSplits(train=train, validation=held_out["validation"], num_classes=len(names), train_size=n_train,
+                      validation_size=sizes["validation"], class_names=list(names), source=source,
+                      resolution=resolution, batch_size=batch_size, test=held_out["test"],
+                      test_size=sizes["test"], how=how)

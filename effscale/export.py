@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 from effscale.errors import UserError
-from effscale.io import atomic_path, write_json
+from effscale.io import apply_umask, atomic_path, write_json
 
 FORMATS = ("keras", "savedmodel", "tflite")
 QUANTIZATIONS = ("dynamic", "float16", "int8")
@@ -167,6 +167,7 @@ def export_model(model, out: str, format: str = "tflite", quantize: str | None =
         temporary = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
         try:
             model.export(temporary, format="tf_saved_model", verbose=False)
+            apply_umask(temporary, directory=True)
             if os.path.exists(out):
                 shutil.rmtree(out)
             os.replace(temporary, out)

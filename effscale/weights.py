@@ -151,9 +151,10 @@ def keras_cache_dir() -> str:
     return os.path.join(home, "models")
 
 
-def imagenet_weights_path(variant: str = "b0", include_top: bool = False) -> str:
+def imagenet_weights_path(variant: str = "b0", include_top: bool = False, strict: bool = False) -> str:
     """The path of keras' cached ImageNet file for EfficientNet-``variant``; a UserError that
-    says where to put it when it is not there (effscale never downloads).
+    says where to put it when it is not there (effscale never downloads). Without ``strict``
+    the file with (or without) the classifier stands in for a missing one without (or with).
 
     >>> import os, tempfile
     >>> os.environ["KERAS_HOME"] = tempfile.mkdtemp()
@@ -169,6 +170,8 @@ def imagenet_weights_path(variant: str = "b0", include_top: bool = False) -> str
     names = [f"efficientnet{variant}.h5", f"efficientnet{variant}_notop.h5"]
     if not include_top:
         names.reverse()
+    if strict:
+        names = names[:1]
     folder = keras_cache_dir()
     for name in names:
         path = os.path.join(folder, name)

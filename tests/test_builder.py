@@ -41,3 +41,20 @@ def test_heads_and_pooling():
 def test_bad_builder_arguments(kwargs, named):
     with pytest.raises(UserError, match=named):
         effscale.build("tiny", "w=0.25,d=0.5,r=16", **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, named", [
+    ({"genotype": "tiny", "variant": "w=0.5,d=0.5,r=32", "weights": "imagenet"}, "efficientnet-b0"),
+    ({"weights": "imagenet", "classes": 10}, "classes=1000"),
+    ({"weights": "no/such/file.weights.h5"}, "does not exist"),
+    ({"weights": 3}, "weights must be"),
+])
+def test_bad_weights_arguments(kwargs, named):
+    with pytest.raises(UserError, match=named):
+        effscale.build(**kwargs)
+
+
+def test_input_tensor_is_the_models_input():
+    image = keras.Input((32, 32, 3))
+    model = effscale.build("tiny", "w=0.5,d=0.5,r=32", classes=4, input_tensor=image)
+    assert model.inputs[0] is image and model.input_shape == (None, 32, 32, 3)

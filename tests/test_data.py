@@ -9,29 +9,23 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from effscale.data import list_image_folder, load_data, stratified_split
+from effscale.data import list_image_folder, load_data, stratified_split, to_numpy
 from effscale.errors import UserError
-
-
-def _collect(dataset):
-    images, labels = [], []
-    for x, y in dataset:
-        images.append(x.numpy())
-        labels.append(y.numpy())
-    return np.concatenate(images), np.concatenate(labels)
 
 
 def test_digits_shapes_ranges_and_split():
     splits = load_data("digits", resolution=24, batch_size=50, validation_fraction=0.25, seed=3)
     assert splits.num_classes == 10 and splits.class_names == [str(i) for i in range(10)]
-    assert splits.train_size + splits.validation_size == 1797
-    assert abs(splits.validation_size - 0.25 * 1797) < 10
-    x, y = _collect(splits.validation)
+    assert splits.train_size + splits.validation_size + splits.test_size == 1797
+    assert splits.test_size == 360 and splits.validation_size == 360  # 0.2 of all, then 0.25 of the rest
+    xs, ys = to_numpy(splits.test)
+    assert xs.shape == (360, 24, 24, 3) and np.bincount(ys).min() >= 35  # stratified: ~36 per class
+    x, y = to_numpy(splits.validation)
     assert x.shape == (splits.validation_size, 24, 24, 3) and x.dtype == np.float32
     assert y.dtype == np.int32 and set(np.unique(y)) == set(range(10))
     assert 0.0 <= x.min() and x.max() <= 255.0 and x.max() > 200  # pixels, not [0, 1]
     np.testing.assert_array_equal(x[..., 0], x[..., 2])  # grey replicated to RGB
-    xt, yt = _collect(splits.train)
+    xt, yt = to_numpy(splits.train)
     assert len(yt) == splits.train_size and xt.shape[1:] == (24, 24, 3)
 
 
@@ -43,7 +37,7 @@ def test_seeded_shuffle_is_reproducible_and_validation_fixed():
     np.testing.assert_array_equal(ya, next(iter(b.train))[1].numpy())
     assert not np.array_equal(ya, next(iter(c.train))[1].numpy())  # another order
     # the split itself depends on seed only, so the validation set is the same
-    np.testing.assert_array_equal(_collect(a.validation)[1], _collect(c.validation)[1])
+    np.testing.assert_array_equal(to_numpy(a.validation)[1], to_numpy(c.validation)[1])
     # two epochs see two different orders
     first, second = [next(iter(a.train))[1].numpy() for _ in range(2)]
     assert not np.array_equal(first, second)
@@ -57,16 +51,18 @@ def test_augmentation_changes_train_images_only():
     np.testing.assert_array_equal(yp.numpy(), ya.numpy())
     assert xa.shape == xp.shape and not np.allclose(xa.numpy(), xp.numpy())
     assert float(tf.reduce_min(xa)) >= 0.0 and float(tf.reduce_max(xa)) <= 255.0
-    np.testing.assert_array_equal(_collect(plain.validation)[0], _collect(augmented.validation)[0])
+    np.testing.assert_array_equal(to_numpy(plain.validation)[0], to_numpy(augmented.validation)[0])
     randaug = load_data("digits", resolution=16, batch_size=32, augment=True, randaugment=True)
     assert next(iter(randaug.train))[0].shape == (32, 16, 16, 3)
 
 
-def test_stratified_split_keeps_every_class():
-    labels = np.repeat(np.arange(5), [1, 2, 10, 10, 40])
-    train, val = stratified_split(labels, 0.3, seed=0)
-    assert set(labels[train]) == set(range(5))
+def test_stratified_split_keeps_every_class_in_proportion():
+    labels = np.repeat(np.arange(5), [2, 4, 10, 10, 40])
+    train, val = stratified_split(labels, 0.5, seed=0)
+    assert np.bincount(labels[val]).tolist() == [1, 2, 5, 5, 20]
     assert len(set(train) | set(val)) == len(labels) and not set(train) & set(val)
+    with pytest.raises(UserError, match="stratified by class"):  # a class of one cannot be split
+        stratified_split(np.repeat(np.arange(3), [1, 5, 5]), 0.3, seed=0)
 
 
 def _write_png_folder(root, classes=("circle", "square", "stripe"), per_class=6, size=(20, 14)):
@@ -87,13 +83,15 @@ def _write_png_folder(root, classes=("circle", "square", "stripe"), per_class=6,
 def test_image_folder_of_pngs(tmp_path, resolution):
     root = str(tmp_path / "shapes")
     _write_png_folder(root)
-    splits = load_data(root, resolution=resolution, batch_size=4, validation_fraction=0.34, seed=0)
+    splits = load_data(root, resolution=resolution, batch_size=4, validation_fraction=0.25, test_fraction=1 / 3,
+                       seed=0)
     assert splits.class_names == ["circle", "square", "stripe"] and splits.num_classes == 3
-    assert splits.train_size + splits.validation_size == 18 and splits.validation_size == 6
-    x, y = _collect(splits.validation)
-    assert x.shape == (6, resolution, resolution, 3) and sorted(y) == [0, 0, 1, 1, 2, 2]
-    xt, yt = _collect(splits.train)
-    assert xt.shape == (12, resolution, resolution, 3) and np.bincount(yt).tolist() == [4, 4, 4]
+    assert (splits.train_size, splits.validation_size, splits.test_size) == (9, 3, 6)
+    x, y = to_numpy(splits.validation)
+    assert x.shape == (3, resolution, resolution, 3) and sorted(y) == [0, 1, 2]
+    assert sorted(to_numpy(splits.test)[1]) == [0, 0, 1, 1, 2, 2]
+    xt, yt = to_numpy(splits.train)
+    assert xt.shape == (9, resolution, resolution, 3) and np.bincount(yt).tolist() == [3, 3, 3]
     # the channel painted 255 survives decoding and resizing (a real decode of the PNGs)
     for image, label in zip(xt, yt):
         if not np.allclose(image[..., 0], image[..., 1]):  # skip the grey PNGs
@@ -161,19 +159,26 @@ def tfds_dir(tmp_path_factory):
 def test_tfds_prepared_locally(tfds_dir, resolution):
     splits = load_data("tfds:effscale_tiny_colours", resolution=resolution, batch_size=8, data_dir=tfds_dir)
     assert splits.class_names == ["red", "green", "blue"] and splits.num_classes == 3
-    assert (splits.train_size, splits.validation_size) == (30, 9)  # the dataset's own test split
-    x, y = _collect(splits.validation)
+    # no validation split of its own: a held-out slice of train; test: the dataset's own test split
+    assert (splits.train_size, splits.validation_size, splits.test_size) == (24, 6, 9)
+    assert splits.how["validation"] == "train[80%:100%]" and splits.how["test"] == "test"
+    x, y = to_numpy(splits.test)
     assert x.shape == (9, resolution, resolution, 3) and sorted(y.tolist()) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     for image, label in zip(x, y):
         assert image[..., label].mean() > 240 and image.mean() < 140
 
 
 def test_tfds_held_out_split_and_missing_split(tfds_dir):
-    # training on 'test' leaves no other split: the tail of it is held out
+    # training on 'test' leaves no other split: validation and test are slices of it
     splits = load_data("tfds:effscale_tiny_colours", resolution=8, batch_size=8, data_dir=tfds_dir,
-                       train_split="test", validation_fraction=0.3)
-    assert splits.train_size + splits.validation_size == 9 and 0 < splits.validation_size < splits.train_size
-    assert len(_collect(splits.train)[1]) == splits.train_size
+                       train_split="test", validation_fraction=0.3, test_fraction=0.3)
+    assert splits.train_size + splits.validation_size + splits.test_size == 9
+    assert min(splits.validation_size, splits.test_size) > 0
+    assert len(to_numpy(splits.train)[1]) == splits.train_size
+    assert len(to_numpy(splits.test)[1]) == splits.test_size
+    balanced = load_data("tfds:effscale_tiny_colours", resolution=8, batch_size=8, data_dir=tfds_dir,
+                         train_examples=12)
+    assert balanced.train_size == 12 and np.bincount(to_numpy(balanced.train)[1]).tolist() == [4, 4, 4]
     held = load_data("tfds:effscale_tiny_colours", resolution=8, batch_size=8, data_dir=tfds_dir,
                      train_split="train", validation_split="train[80%:]")
     assert held.validation_size == 6

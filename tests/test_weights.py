@@ -177,3 +177,43 @@ def test_imagenet_name_finds_the_keras_cache(tmp_path, monkeypatch):
     report = effscale.load_weights(target, "imagenet:b0")
     assert report.exact and "efficientnetb0_notop.h5" in report.source
     np.testing.assert_array_equal(target.get_layer("top_bn").get_weights()[2], source.get_layer("top_bn").get_weights()[2])
+
+
+def test_build_with_a_weights_file_predicts_like_keras_applications_loading_it(tmp_path):
+    keras.utils.set_random_seed(1)
+    theirs = keras.applications.EfficientNetB0(weights=None, input_shape=(64, 64, 3), classes=7)
+    # keras leaves Normalization at mean 0 / variance 1 with weights=None; real statistics make
+    # the comparison cover the input normalization too.
+    normalization = next(layer for layer in theirs.layers if isinstance(layer, keras.layers.Normalization))
+    normalization.set_weights([np.array([120.0, 110.0, 100.0], "float32"), np.array([3600.0, 3000.0, 2500.0],
+                               "float32"), np.array(0, "int64")])
+    path = str(tmp_path / "b0.weights.h5")
+    theirs.save_weights(path)
+    common = {"classes": 7, "input_shape": (64, 64, 3), "classifier_activation": None}
+    reloaded = keras.applications.EfficientNetB0(weights=path, **common)
+    ours = effscale.build("efficientnet-b0", "b0", weights=path, **common)
+    images = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
+    expected = np.asarray(reloaded(images, training=False))
+    np.testing.assert_allclose(ours(images, training=False), expected, rtol=1e-4, atol=1e-5)
+    unloaded = np.asarray(effscale.build("efficientnet-b0", "b0", **common)(images, training=False))
+    assert np.abs(unloaded - expected).max() > 100 * np.abs(expected).max() * 1e-4  # the file made the difference
+
+
+def test_build_imagenet_without_the_cached_file_is_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    with pytest.raises(UserError) as error:
+        effscale.build("efficientnet-b0", "b0", weights="imagenet")
+    message = str(error.value)
+    assert "\n" not in message and "never downloads" in message and "efficientnetb0.h5" in message
+    assert not any(tmp_path.iterdir())  # nothing fetched, nothing written
+
+
+def test_build_imagenet_reads_the_cached_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    (tmp_path / "models").mkdir()
+    theirs = keras.applications.EfficientNetB0(weights=None, include_top=False, input_shape=(32, 32, 3))
+    save_legacy_h5(theirs, tmp_path / "models" / "efficientnetb0_notop.h5")  # the layout keras caches
+    ours = effscale.build("efficientnet-b0", "b0", include_top=False, input_shape=(32, 32, 3), weights="imagenet")
+    images = np.random.default_rng(1).uniform(0, 255, (1, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(ours(images, training=False), theirs(images, training=False), atol=1e-5)
+
