@@ -265,23 +265,27 @@ def _load_training(path: str, name: str, arch: int, seed: int, genotype: str) ->
 
 
 class _Trainer:
-    """Trains one architecture at one setting and seed; data splits are loaded once per
-    (resolution, fraction, seed). The held-out split is the same for every seed: seeds change
-    the initial weights and the order of the training data."""
+    """Trains one architecture at one setting and seed. Data splits are loaded once per
+    (resolution, fraction) and kept; the held-out split is the same for every seed, and a seed
+    changes the initial weights and the order of the training data (a reshuffle of the
+    cached training split)."""
 
     def __init__(self, dataset: str, base: ProxySettings):
         self.dataset, self.base, self._data = dataset, base, {}
 
     def data(self, task: ProxyTask, seed: int):
-        key = (task.resolution, task.train_fraction, seed)
+        import tensorflow as tf
+
+        key = (task.resolution, task.train_fraction)
         if key not in self._data:
             from effscale.data import load_data
 
-            self._data.clear()  # one at a time: images at several resolutions add up
             self._data[key] = load_data(self.dataset, resolution=task.resolution, batch_size=self.base.batch_size,
-                                        seed=self.base.seed, shuffle_seed=self.base.seed + seed,
-                                        train_fraction=task.train_fraction)
-        return self._data[key]
+                                        seed=self.base.seed, train_fraction=task.train_fraction)
+        data = self._data[key]
+        train = data.train.unbatch().shuffle(min(data.train_size, 10_000), seed=self.base.seed * 1000 + seed,
+                                             reshuffle_each_iteration=True)
+        return replace(data, train=train.batch(self.base.batch_size).prefetch(tf.data.AUTOTUNE))
 
     def train(self, genotype: str, task: ProxyTask, seed: int) -> dict:
         from effscale.genotype import Genotype

@@ -18,9 +18,9 @@ from effscale.proxy import read_proxy_file
 
 MICRO = "stem8_head32_res16_relu-mb_r1_k3_s2_e2_c8-mb_r1_k3_s2_e2_c16"
 ARGS = ["proxy", "--baseline", MICRO, "--dataset", "digits", "--architectures", "3", "--seeds", "2",
-        "--full", "epochs=2,resolution=16", "--setting", "epochs=1,resolution=8,schedule=constant",
+        "--full", "epochs=2,resolution=16,schedule=constant",
         "--setting", "epochs=1,resolution=8,fraction=0.5,schedule=cosine", "--batch-size", "32"]
-NAMES = ["full", "e1-f1-r8-w1-constant", "e1-f0.5-r8-w1-cosine"]
+NAMES = ["full", "e1-f0.5-r8-w1-cosine"]  # 3 architectures x 2 settings x 2 seeds: 12 short trainings
 
 
 def _trainings(directory):
@@ -49,12 +49,12 @@ def killed_and_resumed(tmp_path_factory):
 
 def test_a_rerun_after_a_kill_keeps_every_finished_training(killed_and_resumed, capsys):
     directory, before = killed_and_resumed
-    assert 3 <= len(before) < 18, "the kill should land mid-check"
+    assert 3 <= len(before) < 12, "the kill should land mid-check"
     assert main([*ARGS, "--project-dir", directory]) == 0
     out = capsys.readouterr().out
     assert f"{len(before)} finished training(s) kept" in out
     after = _trainings(directory)
-    assert len(after) == 3 * 3 * 2
+    assert len(after) == 3 * 2 * 2
     assert all(after[path] == before[path] for path in before)  # not retrained, not rewritten
 
 
@@ -62,7 +62,7 @@ def test_results_equal_the_trainings_and_the_files_reload(killed_and_resumed):
     directory, _ = killed_and_resumed
     with open(os.path.join(directory, "proxy_check.json")) as handle:
         summary = json.load(handle)
-    assert list(summary["results"]) == NAMES
+    assert sorted(summary["results"]) == sorted(NAMES)
     archs = summary["config"]["architectures"]
     assert len(archs) == 3 and archs[0] == MICRO
     accuracy = {}
@@ -75,8 +75,8 @@ def test_results_equal_the_trainings_and_the_files_reload(killed_and_resumed):
             rows.append([r["accuracy"] for r in records])
         accuracy[name] = np.array(rows)
         assert summary["results"][name]["accuracy"] == rows
-    half = json.load(open(os.path.join(directory, "trainings", NAMES[2], "a00-s0.json")))
-    whole = json.load(open(os.path.join(directory, "trainings", NAMES[1], "a00-s0.json")))
+    half = json.load(open(os.path.join(directory, "trainings", NAMES[1], "a00-s0.json")))
+    whole = json.load(open(os.path.join(directory, "trainings", NAMES[0], "a00-s0.json")))
     assert half["train_size"] == pytest.approx(whole["train_size"] / 2, abs=10)  # fraction=0.5 trained on half
     full_mean = accuracy["full"].mean(axis=1)
     for name in NAMES[1:]:
@@ -107,7 +107,7 @@ def test_recommendation_is_the_cheapest_qualifying_setting_or_says_what_to_try()
     def result(rho, seconds, seed_rho=0.9, full=False):
         return {"full": full, "spearman_full": rho, "seconds_per_trial": seconds, "seed_spearman": seed_rho}
 
-    results = {"full": result(None, 50, full=True), "slow": result(0.9, 20), "cheap": result(0.75, 5),
+    results = {"full": result(None, 50, seed_rho=1.0, full=True), "slow": result(0.9, 20), "cheap": result(0.75, 5),
                "cheapest": result(0.5, 1)}
     assert recommend(results, 0.7)[0] == "cheap"
     assert recommend(results, 0.8)[0] == "slow"
@@ -133,7 +133,7 @@ def test_bad_settings_are_one_line_errors_before_anything_is_written(tmp_path, c
     directory = tmp_path / "nothing"
     for extra, named in ((["--setting", "epochs=two"], "is not a number"), (["--architectures", "2"], ">= 3"),
                          (["--setting", "schedule=step"], "schedule 'step'"),
-                         (["--full", "epochs=1,resolution=8,schedule=constant"], "must differ")):
+                         (["--full", "epochs=1,resolution=8,fraction=0.5"], "must differ")):
         args = ARGS + extra
         if extra[0] == "--setting":
             args = ARGS[:ARGS.index("--setting")] + extra + ["--batch-size", "32"]
