@@ -2,13 +2,15 @@
 
 Layer names follow keras.applications EfficientNet (``block2a_expand_conv``,
 ``block2a_dwconv``, ``block2a_se_reduce``, ``block2a_project_bn``, ...), so weights move
-between effscale models and keras.applications models by name.
+between effscale models and keras.applications models by name. A block's convention
+(:mod:`effscale.conventions`) picks V1's or V2's padding and depthwise layer name.
 """
 
 from __future__ import annotations
 
 from keras import layers
 
+from effscale.conventions import CONVENTIONS
 from effscale.plan import BlockPlan
 
 # keras.applications EfficientNet initializers (fan-out variance scaling).
@@ -29,9 +31,10 @@ def correct_pad(size: int | None, kernel: int) -> tuple[tuple[int, int], tuple[i
     return ((half - adjust, half), (half - adjust, half))
 
 
-def strided_conv_padding(x, kernel: int, stride: int, name: str):
-    """Pad explicitly for stride 2 (symmetric like the TF reference); 'same' for stride 1."""
-    if stride == 1:
+def strided_conv_padding(x, kernel: int, stride: int, name: str, explicit: bool = True):
+    """Pad explicitly for stride 2 (symmetric like the TF reference) when ``explicit``;
+    otherwise, and for stride 1, Keras 'same'."""
+    if stride == 1 or not explicit:
         return x, "same"
     padded = layers.ZeroPadding2D(padding=correct_pad(x.shape[1], kernel), name=name)(x)
     return padded, "valid"
@@ -61,8 +64,9 @@ def residual(x, inputs, block: BlockPlan):
 
 
 def conv_bn_act(x, filters: int, kernel: int, stride: int, prefix: str, bn: dict, activation: str | None,
-                conv_name: str = "conv", bn_name: str = "bn", act_name: str = "activation"):
-    x, padding = strided_conv_padding(x, kernel, stride, prefix + conv_name + "_pad")
+                conv_name: str = "conv", bn_name: str = "bn", act_name: str = "activation",
+                explicit_padding: bool = True):
+    x, padding = strided_conv_padding(x, kernel, stride, prefix + conv_name + "_pad", explicit_padding)
     x = layers.Conv2D(filters, kernel, strides=stride, padding=padding, use_bias=False,
                       kernel_initializer=CONV_INIT, name=prefix + conv_name)(x)
     x = batch_norm(prefix + bn_name, bn)(x)
@@ -73,9 +77,11 @@ def conv_bn_act(x, filters: int, kernel: int, stride: int, prefix: str, bn: dict
 
 def depthwise_bn_act(x, block: BlockPlan, bn: dict):
     name = block.name + "_"
-    x, padding = strided_conv_padding(x, block.kernel, block.stride, name + "dwconv_pad")
+    convention = CONVENTIONS[block.convention]
+    x, padding = strided_conv_padding(x, block.kernel, block.stride, name + "dwconv_pad",
+                                      convention.explicit_padding)
     x = layers.DepthwiseConv2D(block.kernel, strides=block.stride, padding=padding, use_bias=False,
-                               depthwise_initializer=CONV_INIT, name=name + "dwconv")(x)
+                               depthwise_initializer=CONV_INIT, name=name + convention.depthwise_name)(x)
     x = batch_norm(name + "bn", bn)(x)
     return layers.Activation(block.activation, name=name + "activation")(x)
 
@@ -97,17 +103,18 @@ def mbconv(inputs, block: BlockPlan, bn: dict):
 def fused_mbconv(inputs, block: BlockPlan, bn: dict):
     """Fused-MBConv (EfficientNetV2): one kxk expansion conv replaces 1x1 expand + depthwise."""
     name = block.name + "_"
+    explicit = CONVENTIONS[block.convention].explicit_padding
     x = inputs
     if block.has_expansion:
         x = conv_bn_act(x, block.expanded, block.kernel, block.stride, name, bn, block.activation,
-                        "expand_conv", "expand_bn", "expand_activation")
+                        "expand_conv", "expand_bn", "expand_activation", explicit)
     if block.se_filters:
         x = squeeze_excite(x, block, block.expanded)
     if block.has_expansion:
         x = conv_bn_act(x, block.filters_out, 1, 1, name, bn, None, "project_conv", "project_bn")
     else:
         x = conv_bn_act(x, block.filters_out, block.kernel, block.stride, name, bn, block.activation,
-                        "project_conv", "project_bn", "project_activation")
+                        "project_conv", "project_bn", "project_activation", explicit)
     return residual(x, inputs, block)
 
 

@@ -14,6 +14,7 @@ import os
 
 import numpy as np
 
+from effscale.conventions import CONVENTIONS
 from effscale.errors import UserError
 from effscale.genotype import Genotype, load_genotype
 from effscale.plan import DEFAULT_DROP_CONNECT, network_plan
@@ -34,7 +35,7 @@ def build(
     classifier_activation: str | None = "softmax",
     dropout: float | None = None,
     drop_connect: float = DEFAULT_DROP_CONNECT,
-    bn_momentum: float = 0.99,
+    bn_momentum: float | None = None,
     bn_epsilon: float = 1e-3,
     include_preprocessing: bool = True,
     name: str | None = None,
@@ -46,8 +47,10 @@ def build(
     ``genotype`` is a Genotype, a registered name, a genotype string or a JSON file path;
     ``variant`` any spelling :func:`effscale.scaling.resolve_variant` accepts. Inputs are
     pixels in [0, 255]: the model rescales and normalizes inside, as keras.applications
-    EfficientNet does. ``dropout`` defaults to the variant's. ``bn_momentum`` 0.9 suits
-    short runs (the EfficientNet recipe's 0.99 assumes ~350 epochs); 0.99 is keras's default.
+    EfficientNet and EfficientNetV2 do (the genotype's ``inputs``: ImageNet-normalized, or
+    [-1, 1] for EfficientNetV2-S/M/L). ``dropout`` defaults to the variant's.
+    ``bn_momentum`` defaults to keras.applications' for the genotype's convention (0.99 for
+    V1, 0.9 for V2); 0.9 suits short runs (the EfficientNet recipe's 0.99 assumes ~350 epochs).
 
     ``weights`` and ``input_tensor`` work as in keras.applications: ``None`` (random
     initialization), ``"imagenet"`` (keras' cached ImageNet file for EfficientNet-B0..B7, read
@@ -71,6 +74,8 @@ def build(
 
     genotype = load_genotype(genotype)
     variant = resolve_variant(variant, genotype)
+    convention = CONVENTIONS[genotype.convention]
+    bn_momentum = convention.bn_momentum if bn_momentum is None else bn_momentum
     _validate(classes, include_top, pooling, dropout, drop_connect, bn_momentum, bn_epsilon)
     imagenet_source = _imagenet_source(weights, genotype, variant, classes, include_top)
     plan = network_plan(genotype, variant, drop_connect)
@@ -93,10 +98,9 @@ def build(
     x = inputs
     normalization = None
     if include_preprocessing:
-        x = layers.Rescaling(1.0 / 255.0, name="rescaling")(x)
-        normalization = layers.Normalization(axis=-1, name="normalization")
-        x = normalization(x)
-    x = conv_bn_act(x, plan.stem_filters, 3, 2, "stem_", bn, plan.activation)
+        x, normalization = _preprocess(x, genotype, input_shape[-1])
+    x = conv_bn_act(x, plan.stem_filters, 3, 2, "stem_", bn, plan.activation,
+                    explicit_padding=convention.explicit_padding)
     for block in plan.blocks:
         x = apply_block(x, block, bn)
     x = conv_bn_act(x, plan.head_filters, 1, 1, "top_", bn, plan.activation)
@@ -125,6 +129,24 @@ def build(
 
         load_weights(model, imagenet_source or weights, exact=True)
     return model
+
+
+def _preprocess(x, genotype: Genotype, channels: int):
+    """The input layers of the genotype's keras.applications family; returns the V1
+    Normalization layer whose statistics the caller sets once the model exists."""
+    from keras import layers
+
+    if genotype.inputs == "signed" or (genotype.convention == "v2" and channels != 3):
+        # keras.applications EfficientNetV2 scales to [-1, 1] for S/M/L and for any input
+        # that is not RGB.
+        return layers.Rescaling(1.0 / 128.0, offset=-1.0, name="rescaling")(x), None
+    x = layers.Rescaling(1.0 / 255.0, name="rescaling")(x)
+    if genotype.convention == "v2":  # the statistics are constants, not weights
+        normalization = layers.Normalization(axis=-1, mean=list(IMAGENET_MEAN),
+                                             variance=[s * s for s in IMAGENET_STDDEV], name="normalization")
+        return normalization(x), None
+    normalization = layers.Normalization(axis=-1, name="normalization")
+    return normalization(x), normalization
 
 
 def _imagenet_source(weights, genotype: Genotype, variant: Variant, classes: int, include_top: bool) -> str | None:

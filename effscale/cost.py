@@ -19,11 +19,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from effscale.conventions import CONVENTIONS
 from effscale.genotype import Genotype, load_genotype
 from effscale.plan import BlockPlan, NetworkPlan, network_plan
 from effscale.scaling import Variant, resolve_variant
-
-_NORMALIZATION_WEIGHTS = 3 + 3 + 1  # mean, variance and count of keras' Normalization layer
 
 
 @dataclass(frozen=True)
@@ -104,7 +103,8 @@ def plan_cost(plan: NetworkPlan, classes: int = 1000, include_top: bool = True,
               include_preprocessing: bool = True) -> Cost:
     size = _out_size(plan.resolution, 2)
     trainable = 9 * 3 * plan.stem_filters + _bn(plan.stem_filters)[0]
-    non_trainable = _bn(plan.stem_filters)[1] + (_NORMALIZATION_WEIGHTS if include_preprocessing else 0)
+    normalization = CONVENTIONS[plan.convention].normalization_weights if plan.inputs == "imagenet" else 0
+    non_trainable = _bn(plan.stem_filters)[1] + (normalization if include_preprocessing else 0)
     macs = 9 * 3 * plan.stem_filters * size * size
     for block in plan.blocks:
         t, n, m, size = _block_cost(block, size)

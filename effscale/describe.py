@@ -4,7 +4,7 @@
 >>> from effscale.scaling import resolve_variant
 >>> g = get_genotype("efficientnet-b0")
 >>> print(describe_variant(g, resolve_variant("b0", g)).splitlines()[-1])
-parameters 5,330,571 (trainable 5,247,563)  multiply-adds 0.386 G  resolution 224
+parameters 5,330,571 (trainable 5,288,548)  multiply-adds 0.386 G  resolution 224
 """
 
 from __future__ import annotations

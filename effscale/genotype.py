@@ -13,7 +13,10 @@ equivalent forms:
 * a JSON object (:meth:`Genotype.to_dict` / :meth:`Genotype.from_dict`).
 
 Header tokens: ``stem<int>`` stem filters, ``head<int>`` head filters, ``res<int>`` the
-resolution the genotype was designed at, and the activation name. Stage tokens: the
+resolution the genotype was designed at, the activation name, and two optional tokens:
+``v2`` for EfficientNetV2's implementation conventions (Keras 'same' padding, ``dwconv2``
+layer names, V2's channel rounding; see :mod:`effscale.conventions`) and ``signed`` for
+inputs scaled to [-1, 1] instead of ImageNet-normalized (EfficientNetV2-S/M/L). Stage tokens: the
 block type first (``mb`` MBConv, ``fmb`` Fused-MBConv, ``ds`` depthwise-separable), then
 ``r`` repeats, ``k`` kernel, ``s`` stride, ``e`` expand ratio, ``c`` output filters,
 optional ``se<ratio>`` (of the block's input channels), ``noskip`` to turn off the
@@ -40,6 +43,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from effscale.conventions import CONVENTIONS, INPUTS
 from effscale.errors import UserError
 
 BLOCK_TYPES = ("mbconv", "fused", "dsconv")
@@ -192,6 +196,8 @@ class Genotype:
     head: int = 1280
     resolution: int = 224
     activation: str = "swish"
+    convention: str = "v1"          # see effscale.conventions
+    inputs: str = "imagenet"        # imagenet | signed
 
     def __post_init__(self):
         _check(isinstance(self.stages, tuple) and len(self.stages) >= 1,
@@ -205,11 +211,15 @@ class Genotype:
         _check(8 <= self.resolution <= 4096, f"resolution must be in 8..4096, got {self.resolution}")
         _check(self.activation in ACTIVATIONS,
                f"activation {self.activation!r}: expected one of {', '.join(ACTIVATIONS)}")
+        _check(self.convention in CONVENTIONS,
+               f"convention {self.convention!r}: expected one of {', '.join(CONVENTIONS)}")
+        _check(self.inputs in INPUTS, f"inputs {self.inputs!r}: expected one of {', '.join(INPUTS)}")
 
     # -- string form ---------------------------------------------------------------------
     def encode(self) -> str:
         """The canonical string form; ``Genotype.parse(g.encode()) == g``."""
         header = f"stem{self.stem}_head{self.head}_res{self.resolution}_{self.activation}"
+        header += "".join(f"_{token}" for token in (self.convention, self.inputs) if token not in _HEADER_DEFAULTS)
         return "-".join([header] + [s.encode() for s in self.stages])
 
     def __str__(self) -> str:
@@ -233,8 +243,12 @@ class Genotype:
 
     # -- JSON form -----------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return {"stem": self.stem, "head": self.head, "resolution": self.resolution,
+        data = {"stem": self.stem, "head": self.head, "resolution": self.resolution,
                 "activation": self.activation, "stages": [s.to_dict() for s in self.stages]}
+        for field in ("convention", "inputs"):  # written only when not the default, so V1 JSON is unchanged
+            if getattr(self, field) not in _HEADER_DEFAULTS:
+                data[field] = getattr(self, field)
+        return data
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -242,7 +256,7 @@ class Genotype:
     @classmethod
     def from_dict(cls, data: dict) -> "Genotype":
         _check(isinstance(data, dict), f"a genotype JSON must be an object, got {type(data).__name__}")
-        known = {"stem", "head", "resolution", "activation", "stages"}
+        known = {"stem", "head", "resolution", "activation", "stages", "convention", "inputs"}
         unknown = sorted(set(data) - known)
         _check(not unknown, f"unknown genotype key(s) {unknown}: expected {sorted(known)}")
         _check("stages" in data and isinstance(data["stages"], list), "genotype key 'stages' must be a list")
@@ -279,6 +293,9 @@ class Genotype:
         return dataclasses.replace(self, **changes)
 
 
+_HEADER_DEFAULTS = ("v1", "imagenet")
+
+
 def _parse_header(section: str) -> dict:
     fields: dict[str, object] = {}
     for token in section.split("_"):
@@ -289,10 +306,15 @@ def _parse_header(section: str) -> dict:
         else:
             if token in ACTIVATIONS:
                 field, value = "activation", token
+            elif token in CONVENTIONS:
+                field, value = "convention", token
+            elif token in INPUTS:
+                field, value = "inputs", token
             else:
                 raise UserError(
-                    f"header token {token!r}: expected stem<filters>, head<filters>, res<pixels> or an "
-                    f"activation ({', '.join(ACTIVATIONS)})")
+                    f"header token {token!r}: expected stem<filters>, head<filters>, res<pixels>, an "
+                    f"activation ({', '.join(ACTIVATIONS)}), a convention ({', '.join(CONVENTIONS)}) "
+                    f"or inputs ({', '.join(INPUTS)})")
         _check(field not in fields, f"header token {token!r}: {field} given twice")
         fields[field] = value
     missing = [name for name in ("stem", "head", "resolution", "activation") if name not in fields]
@@ -321,6 +343,10 @@ def load_genotype(source: "str | Genotype | Path") -> Genotype:
         if data.lstrip().startswith("{"):
             return Genotype.from_json(data)
         return Genotype.parse(data)
+    member = re.match(r"^(efficientnet(?:v2)?)-(b\d)$", text)
+    if member and f"{member.group(1)}-b0" in REGISTRY:
+        raise UserError(f"{text!r} is genotype {member.group(1)}-b0 at variant {member.group(2)}: "
+                        f"give the genotype {member.group(1)}-b0 and the variant {member.group(2)}")
     if "_" not in text:
         raise UserError(f"unknown genotype {text!r}: expected a registered name ({', '.join(REGISTRY)}), "
                         "a genotype string or a JSON file")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from effscale.conventions import CONVENTIONS
 from effscale.genotype import ACTIVATIONS, Genotype
 from effscale.scaling import Variant, round_filters, round_repeats
 
@@ -33,6 +34,7 @@ class BlockPlan:
     activation: str      # keras activation name
     residual: bool       # identity shortcut present
     drop_rate: float     # drop-connect rate on the residual branch
+    convention: str = "v1"  # effscale.conventions: padding and layer names
 
     @property
     def has_expansion(self) -> bool:
@@ -47,6 +49,8 @@ class NetworkPlan:
     head_filters: int
     activation: str      # keras activation name of stem and head
     stage_repeats: tuple[int, ...]
+    convention: str = "v1"
+    inputs: str = "imagenet"
 
 
 def block_letters(index: int) -> str:
@@ -61,14 +65,16 @@ def block_letters(index: int) -> str:
 
 def network_plan(genotype: Genotype, variant: Variant, drop_connect: float = DEFAULT_DROP_CONNECT) -> NetworkPlan:
     width, depth = variant.width, variant.depth
+    convention = CONVENTIONS[genotype.convention]
+    guard = convention.filter_round_up_guard
     repeats = tuple(round_repeats(stage.repeats, depth) for stage in genotype.stages)
-    total = float(sum(repeats))
-    stem = round_filters(genotype.stem, width)
+    total = float(sum(s.repeats for s in genotype.stages) if convention.drop_rate_over_unscaled_depth else sum(repeats))
+    stem = round_filters(genotype.stem, width, guard=guard)
     blocks = []
     filters_in = stem
     index = 0
     for stage_number, (stage, count) in enumerate(zip(genotype.stages, repeats), start=1):
-        filters_out = round_filters(stage.filters, width)
+        filters_out = round_filters(stage.filters, width, guard=guard)
         activation = ACTIVATIONS[stage.activation or genotype.activation]
         for j in range(count):
             stride = stage.stride if j == 0 else 1
@@ -85,6 +91,7 @@ def network_plan(genotype: Genotype, variant: Variant, drop_connect: float = DEF
                 activation=activation,
                 residual=stage.skip and stride == 1 and filters_in == filters_out,
                 drop_rate=drop_connect * index / total,
+                convention=genotype.convention,
             ))
             filters_in = filters_out
             index += 1
@@ -92,7 +99,9 @@ def network_plan(genotype: Genotype, variant: Variant, drop_connect: float = DEF
         resolution=variant.resolution,
         stem_filters=stem,
         blocks=tuple(blocks),
-        head_filters=round_filters(genotype.head, width),
+        head_filters=round_filters(genotype.head, width, guard=guard),
         activation=ACTIVATIONS[genotype.activation],
         stage_repeats=repeats,
+        convention=genotype.convention,
+        inputs=genotype.inputs,
     )

@@ -4,7 +4,8 @@ A :class:`Variant` is a width multiplier, a depth multiplier, an input resolutio
 dropout rate. Four ways to name one (:func:`resolve_variant`):
 
 * the published EfficientNet table: ``b0`` .. ``b8``, ``l2`` (resolutions as published for a
-  224 px genotype; for another design resolution, the same ratios to it);
+  224 px genotype; for another design resolution, the same ratios to it). For a genotype with
+  EfficientNetV2 conventions (``v2``), EfficientNetV2's own table ``b0`` .. ``b3``;
 * the paper's formula ``phi=1.5`` (optionally ``,alpha=1.2,beta=1.1,gamma=1.15``):
   depth alpha^phi, width beta^phi, resolution genotype.resolution * gamma^phi;
 * a cost target ``macs=2e9`` or ``params=5e6``: the phi whose variant comes closest;
@@ -27,6 +28,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from effscale.conventions import CONVENTIONS
 from effscale.errors import UserError
 from effscale.genotype import Genotype
 
@@ -49,17 +51,39 @@ PUBLISHED: dict[str, tuple[float, float, int, float]] = {
     "l2": (4.3, 5.3, 800, 0.5),
 }
 
+# EfficientNetV2-B0..B3 (Tan & Le 2021, arXiv 2104.00298; keras.applications efficientnet_v2.py,
+# which keeps the classifier dropout at 0.2 for all of them). S, M and L are separate genotypes.
+PUBLISHED_V2: dict[str, tuple[float, float, int, float]] = {
+    "b0": (1.0, 1.0, 224, 0.2),
+    "b1": (1.0, 1.1, 240, 0.2),
+    "b2": (1.1, 1.2, 260, 0.2),
+    "b3": (1.2, 1.4, 300, 0.2),
+}
 
-def round_filters(filters: int, width: float, divisor: int = DIVISOR) -> int:
+
+def published_table(genotype: Genotype) -> dict[str, tuple[float, float, int, float]]:
+    """The published variant table that applies to ``genotype``: V1's or V2's.
+
+    >>> from effscale.zoo import get_genotype
+    >>> list(published_table(get_genotype("efficientnetv2-s")))
+    ['b0', 'b1', 'b2', 'b3']
+    """
+    return PUBLISHED_V2 if genotype.convention == "v2" else PUBLISHED
+
+
+def round_filters(filters: int, width: float, divisor: int = DIVISOR, guard: bool = True) -> int:
     """Scale a channel count by ``width``, rounding to the nearest multiple of ``divisor``
-    but never more than 10% down (keras.applications / tensorflow/tpu rule).
+    but, with ``guard`` (EfficientNet V1's rule), never more than 10% down.
+    EfficientNetV2 rounds without the guard.
 
     >>> round_filters(40, 1.1), round_filters(16, 0.25), round_filters(112, 1.4)
     (48, 8, 160)
+    >>> round_filters(112, 0.32), round_filters(112, 0.32, guard=False)
+    (40, 32)
     """
     scaled = filters * width
     rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
-    if rounded < 0.9 * scaled:
+    if guard and rounded < 0.9 * scaled:
         rounded += divisor
     return int(rounded)
 
@@ -170,12 +194,16 @@ def resolve_variant(spec: "str | Variant", genotype: Genotype) -> Variant:
     if not isinstance(spec, str) or not spec.strip():
         raise UserError(f"empty or non-text variant {spec!r}")
     text = spec.strip().lower().replace(" ", "")
-    if text in PUBLISHED:
-        width, depth, resolution, dropout = PUBLISHED[text]
-        if genotype.resolution != PUBLISHED["b0"][2]:
+    table = published_table(genotype)
+    if text in table:
+        width, depth, resolution, dropout = table[text]
+        if genotype.resolution != table["b0"][2]:
             # The table's resolutions are for a 224 px baseline; keep their ratios elsewhere.
-            resolution = round_resolution(genotype.resolution * resolution / PUBLISHED["b0"][2], genotype.resolution)
+            resolution = round_resolution(genotype.resolution * resolution / table["b0"][2], genotype.resolution)
         return Variant(text, width, depth, resolution, dropout)
+    if text in PUBLISHED:
+        raise UserError(f"variant {spec!r}: EfficientNetV2 publishes {', '.join(table)} only; "
+                        "use phi=X, macs=N, params=N or w=..,d=..,r=.. for larger members")
     head = text.split("=", 1)[0]
     if head == "phi":
         values = _parse_assignments(text, {"phi": float, "alpha": float, "beta": float, "gamma": float})
@@ -253,7 +281,7 @@ def resolve_family(spec: "str | list | tuple", genotype: Genotype) -> list[Varia
     else:
         text = str(spec).strip().lower().replace(" ", "")
         if (match := _RANGE.match(text)):
-            names = list(PUBLISHED)
+            names = list(published_table(genotype))
             first, last = match.groups()
             if first not in names or last not in names or names.index(first) > names.index(last):
                 raise UserError(f"family {spec!r}: expected a range of published names such as b0-b7")
@@ -294,11 +322,12 @@ def scale_genotype(genotype: Genotype, variant: "Variant | str") -> Genotype:
     from dataclasses import replace
 
     variant = resolve_variant(variant, genotype)
+    guard = CONVENTIONS[genotype.convention].filter_round_up_guard
     return replace(
         genotype,
-        stem=round_filters(genotype.stem, variant.width),
-        head=round_filters(genotype.head, variant.width),
+        stem=round_filters(genotype.stem, variant.width, guard=guard),
+        head=round_filters(genotype.head, variant.width, guard=guard),
         resolution=variant.resolution,
-        stages=tuple(replace(s, filters=round_filters(s.filters, variant.width),
+        stages=tuple(replace(s, filters=round_filters(s.filters, variant.width, guard=guard),
                              repeats=round_repeats(s.repeats, variant.depth)) for s in genotype.stages),
     )

@@ -1,7 +1,8 @@
 """Registered baseline genotypes, from their papers and reference implementations.
 
->>> sorted(REGISTRY)
-['efficientnet-b0', 'mnasnet-a1', 'mobilenet-v2', 'tiny']
+>>> sorted(REGISTRY)  # doctest: +NORMALIZE_WHITESPACE
+['efficientnet-b0', 'efficientnetv2-b0', 'efficientnetv2-l', 'efficientnetv2-m', 'efficientnetv2-s',
+ 'mnasnet-a1', 'mobilenet-v2', 'tiny']
 >>> get_genotype("mobilenet-v2").activation
 'relu6'
 """
@@ -26,6 +27,8 @@ def _entry(name: str, text: str, source: str, description: str) -> Baseline:
     return Baseline(name, Genotype.parse(text), source, description)
 
 
+_V2_SOURCE = "Tan & Le 2021, arXiv 2104.00298; keras.applications efficientnet_v2.py DEFAULT_BLOCKS_ARGS"
+
 REGISTRY: dict[str, Baseline] = {
     b.name: b
     for b in (
@@ -37,6 +40,41 @@ REGISTRY: dict[str, Baseline] = {
             "-mb_r1_k3_s1_e6_c320_se0.25",
             "Tan & Le 2019, arXiv 1905.11946; keras.applications DEFAULT_BLOCKS_ARGS",
             "EfficientNet-B0, searched in the MnasNet space; the root of the published B0..B7 family",
+        ),
+        _entry(
+            "efficientnetv2-b0",
+            "stem32_head1280_res224_swish_v2"
+            "-fmb_r1_k3_s1_e1_c16-fmb_r2_k3_s2_e4_c32-fmb_r2_k3_s2_e4_c48"
+            "-mb_r3_k3_s2_e4_c96_se0.25-mb_r5_k3_s1_e6_c112_se0.25-mb_r8_k3_s2_e6_c192_se0.25",
+            _V2_SOURCE,
+            "EfficientNetV2-B0: Fused-MBConv early, MBConv with SE late; the root of V2's B0..B3 "
+            "(variants b0..b3)",
+        ),
+        _entry(
+            "efficientnetv2-s",
+            "stem24_head1280_res384_swish_v2_signed"
+            "-fmb_r2_k3_s1_e1_c24-fmb_r4_k3_s2_e4_c48-fmb_r4_k3_s2_e4_c64"
+            "-mb_r6_k3_s2_e4_c128_se0.25-mb_r9_k3_s1_e6_c160_se0.25-mb_r15_k3_s2_e6_c256_se0.25",
+            _V2_SOURCE,
+            "EfficientNetV2-S: 22M parameters, 8.8B FLOPs, 83.9% ImageNet top-1 (paper Table 7)",
+        ),
+        _entry(
+            "efficientnetv2-m",
+            "stem24_head1280_res480_swish_v2_signed"
+            "-fmb_r3_k3_s1_e1_c24-fmb_r5_k3_s2_e4_c48-fmb_r5_k3_s2_e4_c80"
+            "-mb_r7_k3_s2_e4_c160_se0.25-mb_r14_k3_s1_e6_c176_se0.25-mb_r18_k3_s2_e6_c304_se0.25"
+            "-mb_r5_k3_s1_e6_c512_se0.25",
+            _V2_SOURCE,
+            "EfficientNetV2-M: 54M parameters, 24B FLOPs, 85.1% ImageNet top-1 (paper Table 7)",
+        ),
+        _entry(
+            "efficientnetv2-l",
+            "stem32_head1280_res480_swish_v2_signed"
+            "-fmb_r4_k3_s1_e1_c32-fmb_r7_k3_s2_e4_c64-fmb_r7_k3_s2_e4_c96"
+            "-mb_r10_k3_s2_e4_c192_se0.25-mb_r19_k3_s1_e6_c224_se0.25-mb_r25_k3_s2_e6_c384_se0.25"
+            "-mb_r7_k3_s1_e6_c640_se0.25",
+            _V2_SOURCE,
+            "EfficientNetV2-L: 120M parameters, 53B FLOPs, 85.7% ImageNet top-1 (paper Table 7)",
         ),
         _entry(
             "mnasnet-a1",
