@@ -97,6 +97,18 @@ def steps_per_epoch(data) -> int:
     return max(1, math.ceil(data.train_size / max(1, data.batch_size or 1)))
 
 
+def reshuffled(data, seed: int):
+    """``data`` with its training split in another seeded order (the cached images and the
+    validation split stay as they are): what a second training seed sees."""
+    import dataclasses
+
+    import tensorflow as tf
+
+    train = data.train.unbatch().shuffle(min(data.train_size, 10_000), seed=seed, reshuffle_each_iteration=True)
+    train = train.batch(data.batch_size).apply(tf.data.experimental.assert_cardinality(steps_per_epoch(data)))
+    return dataclasses.replace(data, train=train.prefetch(tf.data.AUTOTUNE))
+
+
 def _is_oom(error: BaseException) -> bool:
     if isinstance(error, MemoryError):
         return True

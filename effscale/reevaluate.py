@@ -58,3 +58,28 @@ def choose(candidates: list[dict]) -> dict:
     winner = min(tied, key=lambda s: (s["cost"], -s["mean"]))
     return {"winner": winner, "best_by_mean": best, "tied": [s["genotype"] for s in tied],
             "within_noise": len(tied) > 1, "candidates": summaries}
+
+
+def reevaluate(candidates: list[dict], seeds: int, score, say=None) -> dict:
+    """The re-evaluation stage: ``score(genotype, seed_index) -> value`` for seed indices
+    ``0..seeds-1`` of every candidate (a record with ``genotype`` and ``cost``; ``score`` should
+    return stored values for trainings it already did, which makes the stage resumable), then
+    :func:`choose`. Returns its result plus a one-line ``message``."""
+    rows = []
+    for number, candidate in enumerate(candidates, 1):
+        values = [float(score(candidate["genotype"], s)) for s in range(seeds)]
+        rows.append({"genotype": candidate["genotype"], "cost": candidate["cost"], "values": values,
+                     "trial_id": candidate.get("trial_id")})
+        if say:
+            say(f"re-evaluated {number}/{len(candidates)} (trial {candidate.get('trial_id')}): mean "
+                f"{np.mean(values):.4f} over {seeds} seeds")
+    result = choose(rows)
+    winner, best = result["winner"], result["best_by_mean"]
+    if result["within_noise"]:
+        result["message"] = (f"the top {len(rows)} are within noise: {len(result['tied'])} of them cannot be told "
+                             f"apart over {seeds} seeds (95% paired interval), so the cheapest wins: trial "
+                             f"{winner['trial_id']} (mean {winner['mean']:.4f}; best mean {best['mean']:.4f})")
+    else:
+        result["message"] = (f"re-evaluation over {seeds} seeds: trial {winner['trial_id']} wins with mean "
+                             f"{winner['mean']:.4f}, clearly ahead of the rest")
+    return result
