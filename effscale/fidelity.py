@@ -272,6 +272,7 @@ class _Trainer:
 
     def __init__(self, dataset: str, base: ProxySettings):
         self.dataset, self.base, self._data = dataset, base, {}
+        self.reuse: dict = {}  # the compiled model of the last training: the next seed reuses its traced step
 
     def data(self, task: ProxyTask, seed: int):
         from effscale.proxy import reshuffled
@@ -293,7 +294,8 @@ class _Trainer:
         settings = replace(self.base, epochs=task.epochs, schedule=task.schedule, seed=self.base.seed + seed)
         started = time.monotonic()
         try:
-            out = proxy_train(Genotype.parse(genotype), f"w={task.width:g},d=1,r={task.resolution}", data, settings)
+            out = proxy_train(Genotype.parse(genotype), f"w={task.width:g},d=1,r={task.resolution}", data, settings,
+                              reuse=self.reuse)
             accuracy, reason = out["accuracy"], ""
         except ProxyFailure as error:  # a diverged run counts as chance accuracy, and says so
             accuracy, reason = 1.0 / data.num_classes, str(error)

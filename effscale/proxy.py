@@ -121,26 +121,47 @@ def _is_oom(error: BaseException) -> bool:
 
 
 def proxy_train(genotype, variant, data, settings: ProxySettings = ProxySettings(), epochs: int | None = None,
-                callbacks: list | None = None, verbose: int = 0) -> dict:
+                callbacks: list | None = None, verbose: int = 0, reuse: dict | None = None) -> dict:
     """Build ``genotype`` at ``variant`` for ``data.num_classes`` classes, train it on
     ``data.train`` and return ``{"accuracy", "val_loss", "loss", "epochs", "parameters"}``
-    (accuracy: validation accuracy after the last epoch)."""
+    (accuracy: validation accuracy after the last epoch).
+
+    ``reuse``: a dict kept between calls that differ only in ``settings.seed`` (another seed
+    of the same candidate): the compiled model is kept and gets the new seed's fresh weights
+    and a zeroed optimizer, so the traced training step is reused instead of traced again
+    (several seconds of every training on a CPU)."""
+    import dataclasses
+
     import keras
+    import numpy as np
 
     from effscale.builder import build
 
     epochs = settings.epochs if epochs is None else int(epochs)
     keras.utils.set_random_seed(settings.seed)
+    key = (genotype.encode(), str(variant), dataclasses.replace(settings, seed=0), epochs, steps_per_epoch(data),
+           data.num_classes)
     try:
         model = build(genotype, variant, classes=data.num_classes, bn_momentum=settings.bn_momentum,
                       dropout=settings.dropout)
-        model.compile(settings.make_optimizer(steps_per_epoch(data), epochs), "sparse_categorical_crossentropy",
-                      metrics=["accuracy"], jit_compile=False)
+        if reuse is not None and reuse.get("key") == key:
+            reuse["model"].set_weights(model.get_weights())
+            model = reuse["model"]
+            for variable in model.optimizer.variables:
+                variable.assign(np.zeros(variable.shape, variable.dtype))
+        else:
+            model.compile(settings.make_optimizer(steps_per_epoch(data), epochs), "sparse_categorical_crossentropy",
+                          metrics=["accuracy"], jit_compile=False)
+            if reuse is not None:
+                reuse.clear()
+                reuse.update(key=key, model=model)
         # Validation only after the last epoch: the accuracy returned is the last one, and on
         # small proxies evaluating every epoch costs as much as training.
         history = model.fit(data.train, validation_data=data.validation, epochs=epochs, verbose=verbose,
                             validation_freq=epochs, callbacks=[keras.callbacks.TerminateOnNaN(), *(callbacks or [])])
     except Exception as error:  # noqa: BLE001 - only out-of-memory becomes a trial failure
+        if reuse is not None:
+            reuse.clear()
         if _is_oom(error):
             raise ProxyFailure(f"out of memory: {str(error).splitlines()[0][:200]}") from error
         raise
