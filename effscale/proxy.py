@@ -148,7 +148,8 @@ def proxy_train(genotype, variant, data, settings: ProxySettings = ProxySettings
             reuse["model"].set_weights(model.get_weights())
             model = reuse["model"]
             for variable in model.optimizer.variables:
-                variable.assign(np.zeros(variable.shape, variable.dtype))
+                if "learning_rate" not in variable.path:  # a constant rate is a variable too: keep it
+                    variable.assign(np.zeros(variable.shape, variable.dtype))
         else:
             model.compile(settings.make_optimizer(steps_per_epoch(data), epochs), "sparse_categorical_crossentropy",
                           metrics=["accuracy"], jit_compile=False)
