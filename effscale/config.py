@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 
 from effscale.errors import UserError
 
-ORACLES = ("evolution", "reinforce", "random", "bayesian", "hyperband")
 COSTS = ("macs", "params", "latency")
 
 
@@ -47,6 +46,8 @@ class SearchConfig:
     reevaluate_seeds: int = 0    # ... with this many seeds (0: no re-evaluation stage)
 
     def check(self) -> None:
+        from effscale.search.registry import ORACLES
+
         _one_of("search.oracle", self.oracle, ORACLES)
         _one_of("search.cost", self.cost, COSTS)
         _one_of("search.constraint", self.constraint, ("soft", "hard"))
@@ -61,7 +62,7 @@ class SearchConfig:
         if self.reevaluate_seeds:
             _at_least("search.reevaluate_seeds", self.reevaluate_seeds, 2)
         if self.proxy:
-            from effscale.proxy import read_proxy_file
+            from effscale.search.proxy import read_proxy_file
 
             try:
                 read_proxy_file(self.proxy)

@@ -13,8 +13,8 @@ from scipy import stats as scipy_stats
 
 from effscale.cli import main
 from effscale.errors import UserError
-from effscale.fidelity import recommend, sample_architectures, setting_statistics
-from effscale.proxy import read_proxy_file
+from effscale.search.fidelity import recommend, sample_architectures, setting_statistics
+from effscale.search.proxy import read_proxy_file
 
 MICRO = "stem8_head32_res16_relu-mb_r1_k3_s2_e2_c8-mb_r1_k3_s2_e2_c16"
 ARGS = ["proxy", "--baseline", MICRO, "--dataset", "digits", "--architectures", "3", "--seeds", "2",
@@ -122,7 +122,7 @@ def test_statistics_leave_out_unfinished_architectures_and_sampling_is_seeded():
     stats = setting_statistics(accuracy, np.array([0.81, 0.7, 0.9, 0.5]), [1.0, 3.0])
     assert stats["architectures"] == 3 and stats["seconds_per_trial"] == 2.0
     assert stats["spearman_full"] == pytest.approx(1.0) and stats["seed_spearman"] == pytest.approx(1.0)
-    from effscale.space import SearchSpace
+    from effscale.search.space import SearchSpace
 
     space = SearchSpace("tiny")
     assert sample_architectures(space, 5, seed=3) == sample_architectures(space, 5, seed=3)

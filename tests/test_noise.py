@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from effscale.reevaluate import choose, top_candidates
+from effscale.search.reevaluate import choose, top_candidates
 from effscale.stats import mean_interval, spearman, t_quantile_975, within_noise
 
 

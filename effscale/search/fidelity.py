@@ -42,7 +42,7 @@ import numpy as np
 
 from effscale.errors import UserError
 from effscale.io import read_json, write_json
-from effscale.proxy import SCHEDULES, ProxySettings
+from effscale.search.proxy import SCHEDULES, ProxySettings
 from effscale.stats import spearman
 
 _KEYS = {"epochs": "epochs", "fraction": "train_fraction", "resolution": "resolution", "width": "width",
@@ -179,7 +179,7 @@ def run_proxy_check(baseline="tiny", dataset: str = "digits", project_dir: str =
                     learning_rate: float = 0.05, open_choices=None, verbose: int = 1, stream=None) -> dict:
     """Run (or resume) the check and return what ``DIR/proxy_check.json`` holds."""
     from effscale.genotype import load_genotype
-    from effscale.search import _check_project_dir
+    from effscale.search.run import check_project_dir
     from effscale.space import SearchSpace
 
     stream = stream or sys.stdout
@@ -202,7 +202,7 @@ def run_proxy_check(baseline="tiny", dataset: str = "digits", project_dir: str =
     archs = sample_architectures(space, architectures, seed)
     config = {"baseline": genotype.encode(), "dataset": str(dataset), "architectures": archs, "seeds": seeds,
               "seed": seed, "full": asdict(full_task), "base": base.to_dict(), "space": space.to_dict()}
-    path = _check_project_dir(project_dir)
+    path = check_project_dir(project_dir)
     summary_path = os.path.join(path, "proxy_check.json")
     if os.path.exists(summary_path):
         try:
@@ -275,7 +275,7 @@ class _Trainer:
         self.reuse: dict = {}  # the compiled model of the last training: the next seed reuses its traced step
 
     def data(self, task: ProxyTask, seed: int):
-        from effscale.proxy import reshuffled
+        from effscale.search.proxy import reshuffled
 
         key = (task.resolution, task.train_fraction)
         if key not in self._data:
@@ -288,7 +288,7 @@ class _Trainer:
 
     def train(self, genotype: str, task: ProxyTask, seed: int) -> dict:
         from effscale.genotype import Genotype
-        from effscale.proxy import ProxyFailure, proxy_train
+        from effscale.search.proxy import ProxyFailure, proxy_train
 
         data = self.data(task, seed)
         settings = replace(self.base, epochs=task.epochs, schedule=task.schedule, seed=self.base.seed + seed)
@@ -306,7 +306,7 @@ class _Trainer:
 
 def summarize(path: str, config: dict, tasks, threshold: float) -> dict:
     """Read every finished training and write the summary, table, plot and proxy file."""
-    from effscale.proxy import write_proxy_file
+    from effscale.search.proxy import write_proxy_file
 
     archs, seeds = config["architectures"], config["seeds"]
     accuracy, seconds = {}, {}

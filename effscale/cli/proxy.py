@@ -14,7 +14,7 @@ import os
 
 
 def cmd_proxy(args) -> int:
-    from effscale.fidelity import DEFAULT_FULL, DEFAULT_GRID, ProxyTask, run_proxy_check
+    from effscale.search.fidelity import DEFAULT_FULL, DEFAULT_GRID, ProxyTask, run_proxy_check
 
     # Parse the settings first, so a typo is reported before TensorFlow imports.
     full = ProxyTask.parse(args.full or DEFAULT_FULL)
