@@ -100,7 +100,7 @@ class ProxyTask:
 def sample_architectures(space, n: int, seed: int) -> list[str]:
     """``n`` distinct genotype strings of ``space``: the reference first, then seeded random draws.
 
-    >>> from effscale.space import SearchSpace
+    >>> from effscale.search.space import SearchSpace
     >>> archs = sample_architectures(SearchSpace("tiny"), 4, seed=0)
     >>> len(set(archs)), archs[0] == SearchSpace("tiny").reference.encode()
     (4, True)
@@ -180,7 +180,7 @@ def run_proxy_check(baseline="tiny", dataset: str = "digits", project_dir: str =
     """Run (or resume) the check and return what ``DIR/proxy_check.json`` holds."""
     from effscale.genotype import load_genotype
     from effscale.search.run import check_project_dir
-    from effscale.space import SearchSpace
+    from effscale.search.space import SearchSpace
 
     stream = stream or sys.stdout
     genotype = load_genotype(baseline)

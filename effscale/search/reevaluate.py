@@ -83,3 +83,34 @@ def reevaluate(candidates: list[dict], seeds: int, score, say=None) -> dict:
         result["message"] = (f"re-evaluation over {seeds} seeds: trial {winner['trial_id']} wins with mean "
                              f"{winner['mean']:.4f}, clearly ahead of the rest")
     return result
+
+
+def run_reevaluation(path: str, records: list[dict], runner, top_k: int, seeds: int, say=None) -> dict:
+    """The search's last stage: the ``top_k`` records by reward, trained to ``seeds`` seeds by
+    ``runner`` (an :class:`effscale.search.trial.TrialRunner`, whose stored trainings make a
+    rerun free), scored by the reward of each seed's accuracy; writes ``reevaluation.json``,
+    the winner to ``best_genotype.json`` and the verdict into ``search.json``."""
+    import os
+
+    from effscale.genotype import Genotype
+    from effscale.io import read_json, write_json
+
+    top = top_candidates(records, top_k)
+    cost_of = {r["genotype"]: r["cost"] for r in top}
+
+    def score(genotype: str, seed_index: int) -> float:
+        accuracy = runner.train(Genotype.parse(genotype), seed_index)["accuracy"]
+        return runner.reward(accuracy, cost_of[genotype])
+
+    result = reevaluate(top, seeds, score, say)
+    result.update(top_k=top_k, seeds=seeds, rule="the 95% t-interval of the mean per-seed reward difference from "
+                                                "the best-by-mean candidate holds 0: tied; the cheapest tied wins")
+    write_json(os.path.join(path, "reevaluation.json"), result)
+    write_json(os.path.join(path, "best_genotype.json"), Genotype.parse(result["winner"]["genotype"]).to_dict())
+    summary_path = os.path.join(path, "search.json")
+    summary = read_json(summary_path) if os.path.exists(summary_path) else {}
+    summary["reevaluation"] = {k: result[k] for k in ("winner", "within_noise", "tied", "message", "seeds", "top_k")}
+    write_json(summary_path, summary)
+    if say:
+        say(result["message"])
+    return result
