@@ -24,7 +24,7 @@ def cmd_proxy(args) -> int:
                               architectures=args.architectures, seeds=args.seeds, full=full, settings=grid,
                               threshold=args.threshold, seed=args.seed, batch_size=args.batch_size,
                               learning_rate=args.learning_rate, open_choices=open_choices,
-                              verbose=0 if args.quiet else 1)
+                              verbose=0 if args.quiet else 1, shard=args.shard)
     written = ["proxy_check.json", "proxy_check.md", "proxy_vs_full.png"]
     if summary.get("recommended"):
         written.append("proxy.json (for effscale search --proxy)")
@@ -51,5 +51,7 @@ def register(commands) -> None:
     proxy.add_argument("--batch-size", type=int, default=64)
     proxy.add_argument("--learning-rate", type=float, default=0.05)
     proxy.add_argument("--seed", type=int, default=0, help="draws the architectures and fixes the data split")
+    proxy.add_argument("--shard", metavar="I/N", help="train only architectures I, I+N, ...: N processes share "
+                                                      "one project dir")
     proxy.add_argument("--quiet", action="store_true")
     proxy.set_defaults(func=cmd_proxy)

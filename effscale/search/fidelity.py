@@ -127,7 +127,7 @@ def setting_statistics(accuracy: np.ndarray, full_mean: np.ndarray | None, secon
         complete &= np.isfinite(full_mean)
     acc = accuracy[complete]
     stats = {"architectures": int(complete.sum()), "seconds_per_trial": float(np.mean(seconds)) if seconds else None,
-             "trainings": len(seconds), "spearman_full": None, "seed_spearman": None, "spread": None,
+             "timed_trainings": len(seconds), "spearman_full": None, "seed_spearman": None, "spread": None,
              "seed_noise": None, "accuracy_min": None, "accuracy_max": None}
     if len(acc) == 0:
         return stats
@@ -176,8 +176,12 @@ def _fmt(value) -> str:
 def run_proxy_check(baseline="tiny", dataset: str = "digits", project_dir: str = "effscale-proxy",
                     architectures: int = 12, seeds: int = 2, full: str | ProxyTask = DEFAULT_FULL,
                     settings=DEFAULT_GRID, threshold: float = 0.7, seed: int = 0, batch_size: int = 64,
-                    learning_rate: float = 0.05, open_choices=None, verbose: int = 1, stream=None) -> dict:
-    """Run (or resume) the check and return what ``DIR/proxy_check.json`` holds."""
+                    learning_rate: float = 0.05, open_choices=None, verbose: int = 1, stream=None,
+                    shard: str | None = None) -> dict:
+    """Run (or resume) the check and return what ``DIR/proxy_check.json`` holds.
+
+    ``shard`` ``"I/N"`` trains only architectures I, I + N, I + 2N, ... so N processes can share
+    the work on one project dir (each writes the summary of what is finished when it ends)."""
     from effscale.genotype import load_genotype
     from effscale.search.run import check_project_dir
     from effscale.search.space import SearchSpace
@@ -188,6 +192,7 @@ def run_proxy_check(baseline="tiny", dataset: str = "digits", project_dir: str =
         raise UserError(f"architectures must be an integer >= 3 (a rank correlation needs 3), got {architectures!r}")
     if not (isinstance(seeds, int) and 2 <= seeds <= 20):
         raise UserError(f"seeds must be an integer in 2..20 (seed-to-seed needs 2), got {seeds!r}")
+    shard_index, shard_count = _parse_shard(shard)
     if not 0 < threshold <= 1:
         raise UserError(f"threshold must be in (0, 1], got {threshold!r}")
     full_task = (full if isinstance(full, ProxyTask) else ProxyTask.parse(full)).resolved(genotype.resolution)
@@ -222,7 +227,8 @@ def run_proxy_check(baseline="tiny", dataset: str = "digits", project_dir: str =
     # -- from here on the project dir is written -------------------------------------------------
     os.makedirs(os.path.join(path, "trainings"), exist_ok=True)
     tasks = [("full", full_task)] + [(t.name, t) for t in grid]
-    jobs = [(a, name, task, s) for a in range(len(archs)) for name, task in tasks for s in range(seeds)]
+    jobs = [(a, name, task, s) for a in range(len(archs)) if a % shard_count == shard_index
+            for name, task in tasks for s in range(seeds)]
     kept = sum(1 for a, name, _, s in jobs if _load_training(path, name, a, s, archs[a]) is not None)
     say = (lambda text: print(text, file=stream, flush=True)) if verbose else (lambda text: None)
     if kept:
@@ -245,6 +251,20 @@ def run_proxy_check(baseline="tiny", dataset: str = "digits", project_dir: str =
     say(format_table(summary))
     say(summary["message"])
     return summary
+
+
+def _parse_shard(text) -> tuple[int, int]:
+    """``"I/N"`` -> (I, N); None -> (0, 1).
+
+    >>> _parse_shard("1/2"), _parse_shard(None)
+    ((1, 2), (0, 1))
+    """
+    if text is None:
+        return 0, 1
+    index, sep, count = str(text).partition("/")
+    if not (sep and index.isdigit() and count.isdigit() and 0 <= int(index) < int(count)):
+        raise UserError(f"shard {text!r}: expected I/N with 0 <= I < N, e.g. 0/2")
+    return int(index), int(count)
 
 
 def _plain(value):
@@ -318,7 +338,8 @@ def summarize(path: str, config: dict, tasks, threshold: float) -> dict:
                 record = _load_training(path, name, a, s, archs[a])
                 if record is not None:
                     accuracy[name][a, s] = record["accuracy"]
-                    seconds[name].append(record["seconds"])
+                    if s == 0:  # from scratch, as one search trial; later seeds reuse its traced step
+                        seconds[name].append(record["seconds"])
     full_mean = accuracy["full"].mean(axis=1)
     results = {}
     for name, task in tasks:
@@ -326,6 +347,10 @@ def summarize(path: str, config: dict, tasks, threshold: float) -> dict:
                          **setting_statistics(accuracy[name], None if name == "full" else full_mean, seconds[name]),
                          "accuracy": [[None if math.isnan(v) else float(v) for v in row] for row in accuracy[name]]}
     chosen, message = recommend(results, threshold)
+    complete = min(r["architectures"] for r in results.values())
+    if complete < len(archs):
+        message += (f" (over the {complete} of {len(archs)} architectures trained at every setting so far; "
+                    "rerun the same command to finish)")
     summary = {"config": config, "threshold": threshold, "results": results, "recommended": chosen,
                "message": message}
     proxy_path = os.path.join(path, "proxy.json")

@@ -133,14 +133,17 @@ class _RewardCallback:
 
 
 def SearchHyperModel(space: SearchSpace, classes: int, variant: str | None = None, reward: Reward | None = None,
-                     limits: Limits | None = None, settings: ProxySettings = ProxySettings()):
+                     limits: Limits | None = None, settings: ProxySettings = ProxySettings(),
+                     steps_per_epoch: int | None = None):
     """A ``keras_tuner.HyperModel`` over ``space``: Keras Tuner's own RandomSearch,
     BayesianOptimization, GridSearch and Hyperband tuners search it unchanged.
 
     ``build(hp)`` declares the space and returns the compiled candidate (built at ``variant``,
     default the reference's design resolution, BN momentum 0.9); ``fit`` rejects a candidate
     over a hard limit before training (``FailedTrialError``) and logs ``reward`` and ``cost``
-    each epoch, so ``objective=keras_tuner.Objective("reward", "max")`` works.
+    each epoch, so ``objective=keras_tuner.Objective("reward", "max")`` works. The cosine
+    schedule (``settings.schedule``) decays over ``settings.epochs`` x ``steps_per_epoch`` steps,
+    so it needs ``steps_per_epoch`` (batches per epoch of the data ``tuner.search`` gets).
 
     >>> import keras_tuner
     >>> hm = SearchHyperModel(SearchSpace("tiny", open=("kernel",)), classes=10, variant="w=0.25,d=0.5,r=16")
@@ -153,6 +156,11 @@ def SearchHyperModel(space: SearchSpace, classes: int, variant: str | None = Non
 
     reward = reward or Reward("macs", analytic_costs(space.reference, classes)["macs"])
     limits = limits or Limits()
+    if settings.schedule != "constant" and not steps_per_epoch:
+        from effscale.errors import UserError
+
+        raise UserError(f"the {settings.schedule} schedule needs steps_per_epoch= (batches per epoch), "
+                        "or use ProxySettings(schedule='constant')")
 
     class _SearchHyperModel(keras_tuner.HyperModel):
         def __init__(self):
@@ -172,7 +180,7 @@ def SearchHyperModel(space: SearchSpace, classes: int, variant: str | None = Non
             genotype = self.space.declare(hp)
             model = build(genotype, self.variant or design_variant(genotype), classes=self.classes,
                           bn_momentum=self.settings.bn_momentum, dropout=self.settings.dropout)
-            model.compile(self.settings.make_optimizer(), "sparse_categorical_crossentropy",
+            model.compile(self.settings.make_optimizer(steps_per_epoch), "sparse_categorical_crossentropy",
                           metrics=["accuracy"], jit_compile=False)
             return model
 
