@@ -41,7 +41,7 @@ class ProxySettings:
     bn_momentum: float = 0.9
     dropout: float = 0.0
     seed: int = 0
-    schedule: str = "constant"  # or "cosine": keras CosineDecay from learning_rate to 0 over the run
+    schedule: str = "cosine"  # keras CosineDecay from learning_rate to 0 over the run; or "constant"
 
     def __post_init__(self):
         if not (isinstance(self.epochs, int) and 1 <= self.epochs <= 1000):

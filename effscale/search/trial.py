@@ -146,7 +146,8 @@ def SearchHyperModel(space: SearchSpace, classes: int, variant: str | None = Non
     so it needs ``steps_per_epoch`` (batches per epoch of the data ``tuner.search`` gets).
 
     >>> import keras_tuner
-    >>> hm = SearchHyperModel(SearchSpace("tiny", open=("kernel",)), classes=10, variant="w=0.25,d=0.5,r=16")
+    >>> hm = SearchHyperModel(SearchSpace("tiny", open=("kernel",)), classes=10, variant="w=0.25,d=0.5,r=16",
+    ...                       steps_per_epoch=20)
     >>> hp = keras_tuner.HyperParameters()
     >>> hm.build(hp).output_shape, sorted(hp.values)[:2]
     ((None, 10), ['stage1/kernel', 'stage2/kernel'])
