@@ -27,6 +27,15 @@ from effscale.io import read_json, write_json
 from effscale.progress import FamilyProgress
 
 
+def _saved_config(saved):
+    """A run's saved configuration as today's FamilyConfig reads it: keys added since an older
+    effscale wrote it take their defaults, so its runs still resume."""
+    try:
+        return FamilyConfig.from_dict(saved).to_dict()
+    except (UserError, TypeError, AttributeError):
+        return saved
+
+
 class RunDirectory:
     """A family run's folder and its ``state.json``."""
 
@@ -43,7 +52,7 @@ class RunDirectory:
         if os.path.isfile(self.path):
             raise UserError(f"output {self.path!r} is a file, not a folder")
         if self.state is not None:
-            if self.state.get("config") != config.to_dict():
+            if _saved_config(self.state.get("config")) != config.to_dict():
                 raise UserError(f"{self.path!r} holds a run with a different configuration: "
                                 "choose another --out, or rerun with the same configuration to resume")
         elif os.path.isdir(self.path) and os.listdir(self.path):
@@ -137,7 +146,7 @@ def run_family(config, out_dir: str = "effscale-run", verbose: int = 1, progress
         run.begin(stage)
         record = _train_variant(run, config, baseline, variant, keras_verbose)
         run.complete(stage, results=record)
-        progress.finish("train", variant.name, f"top-1 {record.get('top1', float('nan')):.4f}")
+        progress.finish("train", variant.name, f"test top-1 {record.get('test_top1', float('nan')):.4f}")
         results = _results(run, config, baseline, coefficients, variants)
         write_json(run.join("results.json"), results)
 
@@ -146,9 +155,10 @@ def run_family(config, out_dir: str = "effscale-run", verbose: int = 1, progress
     write_report(run.path)
     if not run.is_done("report"):
         run.complete("report")
-    best = max((v for v in results["variants"] if v.get("top1") is not None), key=lambda v: v["top1"], default=None)
+    best = best_member(results)
     if best:
-        progress.say(f"family done: best {best['name']} top-1 {best['top1']:.4f}; report in {run.join('report.html')}")
+        progress.say(f"family done: best on validation {best['name']}, test top-1 {best['test_top1']:.4f}; "
+                     f"report in {run.join('report.html')}")
     return results
 
 
@@ -250,7 +260,7 @@ def _train_variant(run, config: FamilyConfig, baseline, variant, keras_verbose) 
         out_dir=run.join("variants", variant.name), epochs=training.epochs, batch_size=training.batch_size,
         mixed_precision=training.mixed_precision, augment=training.augment, seed=config.seed,
         data_dir=config.data_dir or None, validation_fraction=config.validation_fraction,
-        verbose=keras_verbose, log_dir=run.join("logs", variant.name)))
+        test_fraction=config.test_fraction, verbose=keras_verbose, log_dir=run.join("logs", variant.name)))
 
 
 def _results(run, config: FamilyConfig, baseline, coefficients: dict, variants) -> dict:
@@ -271,9 +281,8 @@ def _results(run, config: FamilyConfig, baseline, coefficients: dict, variants) 
             "parameters": trained.get("params"),
             "multiply_adds": trained.get("multiply_adds"),
             "latency_ms": None if trained.get("latency_seconds") is None else 1000 * trained["latency_seconds"],
-            "top1": trained.get("top1"),
-            "top5": trained.get("top5"),
-            "loss": trained.get("loss"),
+            **{f"{split}_{metric}": trained.get(f"{split}_{metric}")
+               for split in ("test", "validation") for metric in ("top1", "top5", "loss", "examples")},
             "train_seconds": trained.get("train_seconds"),
             "images_per_second": trained.get("train_images_per_second"),
             "epochs": trained.get("epochs_done"),
@@ -286,12 +295,25 @@ def _results(run, config: FamilyConfig, baseline, coefficients: dict, variants) 
         "baseline": {"genotype": search.get("genotype"), "source": search.get("source"),
                      "scaled_base": base.encode(),
                      "stages": stage_rows(base, Variant("base", 1.0, 1.0, base.resolution))},
-        "coefficients": coefficients,
-        "search": {"cost": search.get("cost"), "trials": search.get("trials", []),
+        "coefficients": dict(coefficients, split="validation") if coefficients.get("searched") else coefficients,
+        "search": {"cost": search.get("cost"), "split": "validation", "trials": search.get("trials", []),
                    "pareto": search.get("pareto", [])},
+        "splits": {"selection": "validation: the search, the coefficient search and the best member",
+                   "results": "test: every member's test_* numbers; nothing is selected on it"},
         "variants": rows,
         "reference_points": config.reference_points,
     }
+
+
+def best_member(results: dict) -> dict | None:
+    """The member with the best validation top-1 (selection never looks at the test split).
+
+    >>> best_member({"variants": [{"name": "a", "validation_top1": 0.8, "test_top1": 0.9},
+    ...                           {"name": "b", "validation_top1": 0.85, "test_top1": 0.7}]})["name"]
+    'b'
+    """
+    done = [v for v in results.get("variants", []) if v.get("validation_top1") is not None]
+    return max(done, key=lambda v: v["validation_top1"], default=None)
 
 
 def _plain(value):
@@ -324,7 +346,8 @@ def run_status(out_dir: str) -> str:
         if record.get("started") and record.get("finished"):
             spent = f"{record['finished'] - record['started']:.0f} s"
         result = record.get("results") or {}
-        detail = f"top-1 {result['top1']:.4f}" if result.get("top1") is not None else record.get("genotype", "")[:60]
+        detail = f"test top-1 {result['test_top1']:.4f}" if result.get("test_top1") is not None \
+            else record.get("genotype", "")[:60]
         rows.append([name, record["status"], record["attempts"], spent, detail])
     scaling = run.state["stages"].get("scaling", {})
     planned = [v["name"] for v in scaling.get("variants", [])]

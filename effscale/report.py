@@ -19,7 +19,8 @@ VARIANT_COLUMNS = [
     ("variant", "name", "{}"), ("width", "width", "{:g}"), ("depth", "depth", "{:g}"),
     ("resolution", "resolution", "{}"), ("parameters", "parameters", "{:,}"),
     ("multiply-adds (M)", "multiply_adds", "{:,.2f}"), ("latency (ms)", "latency_ms", "{:.3f}"),
-    ("top-1", "top1", "{:.4f}"), ("top-5", "top5", "{:.4f}"), ("training time (s)", "train_seconds", "{:.1f}"),
+    ("test top-1", "test_top1", "{:.4f}"), ("test top-5", "test_top5", "{:.4f}"),
+    ("validation top-1", "validation_top1", "{:.4f}"), ("training time (s)", "train_seconds", "{:.1f}"),
 ]
 STAGE_COLUMNS = ["stage", "block", "kernel", "stride", "expand", "se", "skip", "repeats", "filters_in",
                  "filters_out", "output_size"]
@@ -72,10 +73,10 @@ def plot_accuracy_vs_macs(results: dict, path: str) -> None:
     panels = 2 if pareto else 1
     figure, axes_list = plt.subplots(1, panels, figsize=(6.4 * panels, 4.4), dpi=110, squeeze=False)
     axes = axes_list[0][0]
-    variants = [v for v in results.get("variants", []) if v.get("top1") is not None]
+    variants = [v for v in results.get("variants", []) if v.get("test_top1") is not None]
     if variants:
         macs = [v["multiply_adds"] / 1e6 for v in variants]
-        top1 = [100 * v["top1"] for v in variants]
+        top1 = [100 * v["test_top1"] for v in variants]
         axes.plot(macs, top1, "o-", color="tab:red", label="effscale family")
         for v, x, y in zip(variants, macs, top1):
             axes.annotate(v["name"], (x, y), textcoords="offset points", xytext=(5, -12), fontsize=8)
@@ -85,7 +86,7 @@ def plot_accuracy_vs_macs(results: dict, path: str) -> None:
     _plain_log_axis(axes)
     axes.margins(x=0.15, y=0.1)
     axes.set_xlabel("multiply-adds (millions, log scale)")
-    axes.set_ylabel("top-1 accuracy (%)")
+    axes.set_ylabel("test top-1 accuracy (%)")
     axes.set_title(f"Family: accuracy against compute on {results.get('dataset', '?')}")
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(loc="lower right", fontsize=8)

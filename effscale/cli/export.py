@@ -104,6 +104,7 @@ def _take(dataset, count: int):
 
 def register(commands) -> None:
     """Add ``export`` to the ``effscale`` sub-commands."""
+
     export = commands.add_parser("export", help="export a model (keras, SavedModel, TFLite) and check it")
     export.add_argument("model", help="a .keras file or a folder with model.keras")
     export.add_argument("--format", required=True, choices=("keras", "savedmodel", "tflite"))

@@ -161,6 +161,7 @@ def cmd_trials(args) -> int:
 def register(commands) -> None:
     """Add ``search`` and ``trials`` to the ``effscale`` sub-command parsers."""
     from effscale.search.registry import oracle_help
+    from effscale.data import SOURCES_HELP
 
     search = commands.add_parser("search", help="search a baseline cell with a Keras Tuner oracle")
     search.add_argument("--baseline", required=True, help="registered name, genotype string or JSON file")
@@ -175,7 +176,7 @@ def register(commands) -> None:
     search.add_argument("--max-latency", type=float, help="hard limit in s/image: reject before training")
     search.add_argument("--trials", default="10")
     search.add_argument("--epochs", help="proxy-training epochs per candidate (default 1)")
-    search.add_argument("--dataset", default="digits", help="digits, tfds:NAME or an image folder")
+    search.add_argument("--dataset", default="digits", help=SOURCES_HELP)
     search.add_argument("--resolution", type=int, help="proxy resolution (default: the baseline's, at most 64)")
     search.add_argument("--width", help="proxy width multiplier (default 1.0)")
     search.add_argument("--train-fraction", type=float,

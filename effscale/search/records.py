@@ -185,7 +185,7 @@ def load_oracle(project_dir: str):
         from effscale.data import load_data
 
         return load_data(config["dataset"], resolution=config["resolution"], batch_size=settings.batch_size,
-                         seed=settings.seed)
+                         shuffle_seed=settings.seed)
 
     variant = f"w={config['width']:g},d={config['depth']:g},r={config['resolution']}"
     screen = make_prescreen(config.get("prescreen"), space, variant, load, settings.seed)

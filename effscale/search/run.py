@@ -160,8 +160,9 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
                             "use a new project dir or overwrite")
     elif not os.path.exists(config_path) and os.path.isdir(path) and os.listdir(path) and role != "worker":
         raise UserError(f"project dir {project_dir!r} is not empty and is not an effscale search project")
-    if dataset != "digits" and not str(dataset).startswith("tfds:") and not os.path.isdir(str(dataset)):
-        raise UserError(f"unknown dataset {dataset!r}: expected 'digits', 'tfds:NAME' or an image folder path")
+    from effscale.data import check_source
+
+    check_source(dataset)
 
     # -- from here on the project dir is written --------------------------------------------------
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -44,7 +44,8 @@ class TrialRunner:
             from effscale.data import load_data
 
             self._data = load_data(self.dataset, resolution=self.resolution, batch_size=self.settings.batch_size,
-                                   seed=self.settings.seed, train_fraction=self.train_fraction)
+                                   shuffle_seed=self.settings.seed,  # the splits stay those of every run
+                                   train_fraction=self.train_fraction)
         return self._data
 
     def train(self, genotype: Genotype, seed_index: int = 0, epochs: int | None = None) -> dict:

@@ -1,0 +1,71 @@
+"""A quiet console: TensorFlow's C++, absl and CUDA start-up logging kept off the terminal.
+
+TensorFlow 2.21 logs through absl before ``absl::InitializeLog()`` is called, and such lines
+ignore ``TF_CPP_MIN_LOG_LEVEL`` (abseil/abseil-cpp#1718): they go straight to file descriptor
+2 while ``import tensorflow`` runs. :func:`quiet_tensorflow` therefore sets the level for what
+comes later and imports TensorFlow with descriptor 2 pointed at a temporary file, which is
+replayed only when the import fails. Python-side loggers (``tensorflow``, ``absl``) are set to
+errors only. The CLI calls it first unless ``--verbose`` asks for everything.
+
+>>> wants_verbose_logs(["train", "tiny", "--verbose", "2"]), wants_verbose_logs(["demo", "--verbose"])
+(True, True)
+>>> wants_verbose_logs(["train", "tiny", "--verbose", "1"]), wants_verbose_logs(["family", "--quiet"])
+(False, False)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+
+
+def wants_verbose_logs(argv: list[str]) -> bool:
+    """True when the command line asks for the most output: a bare ``--verbose`` or ``--verbose 2``."""
+    for index, token in enumerate(argv):
+        if token.startswith("--verbose="):
+            return token.split("=", 1)[1] not in ("0", "1")
+        if token == "--verbose":
+            following = argv[index + 1] if index + 1 < len(argv) else ""
+            return following not in ("0", "1")
+    return False
+
+
+@contextlib.contextmanager
+def stderr_descriptor_to_file():
+    """Point file descriptor 2 at a temporary file inside the block; replay it if the block raises."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            capture.seek(0)
+            sys.stderr.write(capture.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def quiet_tensorflow() -> None:
+    """Import TensorFlow without its start-up lines and keep its later INFO/WARNING lines off.
+
+    >>> quiet_tensorflow()
+    >>> import logging; logging.getLogger("tensorflow").level == logging.ERROR
+    True
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" not in sys.modules:
+        with stderr_descriptor_to_file():
+            import tensorflow  # noqa: F401
+            import keras  # noqa: F401
+    import logging
+
+    import absl.logging
+
+    absl.logging.set_verbosity(absl.logging.ERROR)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
