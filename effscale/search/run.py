@@ -51,7 +51,7 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
                max_latency: float | None = None, open_choices=None, options: dict | None = None,
                stages=None, proxy: ProxySettings | None = None, oracle_options: dict | None = None,
                latency: dict | None = None, worker_timeout: float = 300.0, overwrite: bool = False,
-               stream=None, prescreen: str | None = None) -> SearchResult:
+               stream=None, prescreen: str | None = None, repair: bool = False) -> SearchResult:
     """Search the MnasNet space around ``baseline`` and return a :class:`SearchResult`.
 
     ``cost`` is ``macs``, ``params`` or ``latency`` (seconds per image, LiteRT on this CPU), all
@@ -64,7 +64,8 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
     ``prescreen`` ``"PROXY:N"`` (random and evolution oracles): each trial trains the best of N
     untried candidates by a zero-cost proxy (:mod:`effscale.search.zero_cost`) on the first validation
     batch at the proxy variant; DIR/prescreen.json records every prescreen, and each trial gets
-    its candidate's ``proxy_score`` metric.
+    its candidate's ``proxy_score`` metric. ``repair`` rebuilds a damaged or missing
+    ``search.json`` from this call's configuration and the trials on disk (none is lost).
     All input is validated before the project dir is touched; bad input raises UserError.
     """
     stream = stream or sys.stdout
@@ -111,20 +112,26 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
                           oracle_options=dict(oracle_options or {}), latency=latency, prescreen=prescreen)
     path = check_project_dir(project_dir)
     config_path = os.path.join(path, "search.json")
-    if os.path.exists(config_path) and not overwrite and role != "worker":
-        try:
-            saved = read_json(config_path).get("config", {})
-        except ValueError:
-            raise UserError(f"{config_path} does not parse; use a new project dir or overwrite") from None
+    damaged = _damaged_project(path, config_path) if not overwrite and role != "worker" else None
+    if damaged and not repair:
+        raise UserError(damaged + "; rerun the same command with --repair to rebuild it from the trials, "
+                        "which are kept")
+    if os.path.exists(config_path) and not overwrite and role != "worker" and not damaged:
+        saved = read_json(config_path).get("config", {})
         key = config.mismatch(saved)
         if key:
             raise UserError(f"project dir {project_dir!r} holds a different search ({key} differs); "
                             "use a new project dir or overwrite")
-    elif not os.path.exists(config_path) and os.path.isdir(path) and os.listdir(path) and role != "worker":
+    elif not os.path.exists(config_path) and os.path.isdir(path) and os.listdir(path) and role != "worker" \
+            and not damaged:
         raise UserError(f"project dir {project_dir!r} is not empty and is not an effscale search project")
     from effscale.data import check_source
 
     check_source(dataset)
+    if os.path.isdir(str(dataset)):  # every image decodes (or is skipped on request) before any trial
+        from effscale.preflight import check_dataset
+
+        check_dataset(str(dataset))
 
     # -- from here on the project dir is written --------------------------------------------------
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -132,9 +139,15 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
         _clear_project(path)
     os.makedirs(path, exist_ok=True)
     if role != "worker":
-        summary = read_json(config_path) if os.path.exists(config_path) else {}
+        summary = read_json(config_path) if os.path.exists(config_path) and not damaged else {}
         summary["config"] = config.to_dict()
         write_json(config_path, summary)
+        if damaged:
+            kept = trial_records(load_trials(path), space)
+            write_outputs(path, kept, config)
+            if verbose:
+                print(f"repaired {config_path} from this command and the {len(kept)} trial(s) on disk",
+                      file=stream, flush=True)
     runner = TrialRunner(space, reward, limits, settings, str(dataset), resolution, float(width), float(depth),
                           os.path.join(path, "latency"), latency, heartbeat_s=max(0.5, min(10.0, worker_timeout / 4)))
     screen = make_prescreen(prescreen, space, runner.variant, lambda: runner.data, settings.seed)
@@ -199,6 +212,23 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
         say(f"best: trial {best['trial_id']} reward {best['reward']:.4f} accuracy {best['accuracy']:.4f} "
             f"{cost} {_fmt_cost(best['cost'], cost)}: {best['genotype']}")
     return result
+
+
+def _damaged_project(path: str, config_path: str) -> str | None:
+    """What is wrong with a project's search.json when its trials are on disk, else None."""
+    import glob
+
+    has_trials = bool(glob.glob(os.path.join(path, TUNER_FOLDER, "trial_*", "trial.json")))
+    if not os.path.exists(config_path):
+        return f"{config_path} is missing although {path!r} holds trials" if has_trials else None
+    try:
+        saved = read_json(config_path)
+        if isinstance(saved, dict) and isinstance(saved.get("config", {}), dict):
+            return None
+        problem = "incomplete"
+    except (OSError, ValueError) as error:
+        problem = f"unreadable: {type(error).__name__}"
+    return f"{config_path} is damaged ({problem})"
 
 
 def _clear_project(path: str) -> None:
