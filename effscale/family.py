@@ -200,7 +200,8 @@ def _baseline_stage(run: RunDirectory, config: FamilyConfig, progress, keras_ver
         config.baseline, oracle=search.oracle, cost=search.cost, target=search.target,
         constraint=search.constraint, trials=search.trials, epochs=search.epochs, dataset=config.dataset,
         project_dir=run.join("search"), seed=search.seed, resolution=search.resolution or None,
-        width=search.width, verbose=keras_verbose)
+        width=search.width, verbose=keras_verbose, proxy=search.proxy or None, seeds=search.seeds,
+        top_k=search.top_k, reevaluate_seeds=search.reevaluate_seeds)
     genotype = result.best_genotype
     run.complete("search", genotype=genotype.encode(), source="search", cost=search.cost,
                  trials=_plain(result.trials), pareto=_plain(result.pareto))
