@@ -63,7 +63,15 @@ class Encoder:
             width += len(choices) + numeric
         self.width = width
 
-    def encode(self, values_list) -> np.ndarray:
+    def encode(self, values_list, memo: dict | None = None) -> np.ndarray:
+        """The feature rows; with ``memo`` (a dict kept by the caller) a values dict already
+        encoded, the same object, is not encoded again (a search's finished trials)."""
+        if memo is not None:
+            missing = [v for v in values_list if id(v) not in memo]
+            if missing:
+                for values, row in zip(missing, self.encode(missing)):
+                    memo[id(values)] = (values, row)  # holding values keeps its id unique
+            return np.array([memo[id(v)][1] for v in values_list]).reshape(len(values_list), self.width)
         out = np.zeros((len(values_list), self.width))
         rows = np.arange(len(values_list))
         for name, choices, numeric, first in self.columns:
@@ -78,6 +86,20 @@ class Encoder:
 
 def _key(value):
     return (type(value) is bool, value)
+
+
+_BLAS: dict = {}
+
+
+def _one_blas_thread():
+    """One BLAS thread: the matrices are tiny, and on a busy machine BLAS threads only wait for
+    each other (a 1,000-trial fit took seconds instead of milliseconds). The controller that
+    finds the BLAS libraries is built once (that takes tens of milliseconds)."""
+    from threadpoolctl import ThreadpoolController  # a scikit-learn dependency
+
+    if "controller" not in _BLAS:
+        _BLAS["controller"] = ThreadpoolController()
+    return _BLAS["controller"].limit(limits=1, user_api="blas")
 
 
 class RewardModel:
@@ -109,8 +131,11 @@ class RewardModel:
             return np.ones(len(values_list))
         return np.array([self.reward(1.0, float(self.cost_fn(v))) for v in values_list])
 
-    def fit(self, values_list, scores, seed: int = 0) -> "RewardModel":
-        x = self.encoder.encode(values_list)
+    def fit(self, values_list, scores, seed: int = 0, memo: dict | None = None) -> "RewardModel":
+        with _one_blas_thread():
+            return self._fit(self.encoder.encode(values_list, memo), values_list, scores, seed)
+
+    def _fit(self, x, values_list, scores, seed) -> "RewardModel":
         y = np.asarray(scores, dtype=float) / self.factor(values_list)
         rng = np.random.default_rng(seed)
         weights = []
@@ -119,10 +144,7 @@ class RewardModel:
             xs, ys = x[pick], y[pick]
             mean_x, mean_y = xs.mean(axis=0), ys.mean()
             centred = xs - mean_x
-            # einsum, not BLAS: the matrices are tiny, and on a busy machine multithreaded BLAS
-            # threads only wait for each other (a 1,000-trial fit took seconds, not milliseconds).
-            gram = np.einsum("ij,ik->jk", centred, centred) + self.ridge * np.eye(x.shape[1])
-            w = np.linalg.solve(gram, np.einsum("ij,i->j", centred, ys - mean_y))
+            w = np.linalg.solve(centred.T @ centred + self.ridge * np.eye(x.shape[1]), centred.T @ (ys - mean_y))
             weights.append(np.append(w, mean_y - mean_x @ w))
         self.weights = np.stack(weights, axis=1)  # (features + 1, members)
         return self
@@ -162,6 +184,7 @@ class PredictorOracle(AtomicStateMixin, keras_tuner.Oracle):
         self.exploration, self.members, self.max_collisions = float(exploration), members, max_collisions
         self.cost_fn, self.reward = cost_fn, reward
         self._rng = np.random.default_rng(self.seed)
+        self._encoded: dict = {}  # the finished trials' feature rows, encoded once
 
     # -- search ------------------------------------------------------------------------------
     def _random(self):
@@ -190,7 +213,7 @@ class PredictorOracle(AtomicStateMixin, keras_tuner.Oracle):
             pool = self.candidates(finished, scores)
             if pool:
                 model = RewardModel(self.hyperparameters, self.cost_fn, self.reward, self.members)
-                model.fit(finished, scores, seed=int(self._rng.integers(2**31)))
+                model.fit(finished, scores, seed=int(self._rng.integers(2**31)), memo=self._encoded)
                 mean, std = model.predict(pool)
                 best = int(np.argmax(mean + self.exploration * std))
                 return {"status": trial_module.TrialStatus.RUNNING, "values": pool[best]}
