@@ -51,6 +51,14 @@ def stderr_descriptor_to_file():
             os.close(saved)
 
 
+def native_logs_quieted():
+    """Inside the block, native (C++) lines to file descriptor 2 are held back, unless the user
+    asked for TensorFlow's logs (``TF_CPP_MIN_LOG_LEVEL`` unset or below 3)."""
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "3":
+        return stderr_descriptor_to_file()
+    return contextlib.nullcontext()
+
+
 def quiet_tensorflow() -> None:
     """Import TensorFlow without its start-up lines and keep its later INFO/WARNING lines off.
 

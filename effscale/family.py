@@ -11,9 +11,16 @@ Layout of a run directory::
     search/            the Keras Tuner project of the baseline search
     coefficients/      the Keras Tuner project of the coefficient grid search
     variants/NAME/     each member: model.keras, results.json, epoch backups
+    variants/reference-NAME/   the reference family's members (the un-searched baseline)
     logs/NAME/         TensorBoard logs of every member under one log dir
     results.json       everything the report shows
-    report.md, report.html, accuracy_vs_macs.png, search_history.png
+    report.md, report.html (self-contained), accuracy_vs_macs.png, search_candidates.png,
+    search_history.png, training_curves.png
+
+With the search on, a *reference family* is trained too (``reference_family: false`` turns it
+off): the un-searched baseline, scaled to the same base with the same variants and
+coefficients and trained with the same data and recipe, so the report shows whether the
+search helped.
 """
 
 from __future__ import annotations
@@ -126,18 +133,26 @@ def run_family(config, out_dir: str = "effscale-run", verbose: int = 1, progress
 
     base = Genotype.parse(run.stage("scaling")["base_genotype"])
     macs = {v.name: multiply_adds(base, v, classes=10) for v in variants}
+    reference = _reference_base(run, config)
+    if reference is not None:
+        macs.update({REFERENCE_PREFIX + v.name: multiply_adds(reference, v, classes=10) for v in variants})
     smallest = min(macs.values())
     progress.plan_training({name: config.training.epochs * (1 + m / smallest) for name, m in macs.items()})
-    for variant in variants:
-        stage = f"train:{variant.name}"
+    reference_base = _reference_base(run, config)
+    members = [(variant.name, base, variant) for variant in variants]
+    if reference_base is not None:
+        members += [(REFERENCE_PREFIX + variant.name, reference_base, variant) for variant in variants]
+    for name, genotype, variant in members:
+        stage = f"train:{name}"
         if run.is_done(stage):
-            progress.skip("train", variant.name)
+            progress.skip("train", name)
             continue
-        progress.start("train", variant.name)
-        run.begin(stage)
-        record = _train_variant(run, config, baseline, variant, keras_verbose)
-        run.complete(stage, results=record)
-        progress.finish("train", variant.name, f"top-1 {record.get('top1', float('nan')):.4f}")
+        progress.start("train", name)
+        record = run.begin(stage)
+        trained = _train_variant(run, config, genotype, variant, keras_verbose, name)
+        seconds = time.time() - record["started"]
+        run.complete(stage, results=trained, seconds=seconds)
+        progress.finish("train", name, f"top-1 {trained.get('top1', float('nan')):.4f}", seconds=seconds)
         results = _results(run, config, baseline, coefficients, variants)
         write_json(run.join("results.json"), results)
 
@@ -146,9 +161,9 @@ def run_family(config, out_dir: str = "effscale-run", verbose: int = 1, progress
     write_report(run.path)
     if not run.is_done("report"):
         run.complete("report")
-    best = max((v for v in results["variants"] if v.get("top1") is not None), key=lambda v: v["top1"], default=None)
-    if best:
-        progress.say(f"family done: best {best['name']} top-1 {best['top1']:.4f}; report in {run.join('report.html')}")
+    from effscale.report import recommendation_line
+
+    progress.say(f"family done. {recommendation_line(results).replace('`', '')} Report: {run.join('report.html')}")
     return results
 
 
@@ -166,7 +181,7 @@ def _baseline_stage(run: RunDirectory, config: FamilyConfig, progress, keras_ver
 
     search = config.search
     progress.start("search", f"({search.oracle}, {search.trials} trials, {search.cost} target {search.target:g})")
-    run.begin("search")
+    started = run.begin("search")["started"]
     result = run_search(
         config.baseline, oracle=search.oracle, cost=search.cost, target=search.target,
         constraint=search.constraint, trials=search.trials, epochs=search.epochs, dataset=config.dataset,
@@ -174,9 +189,37 @@ def _baseline_stage(run: RunDirectory, config: FamilyConfig, progress, keras_ver
         width=search.width, verbose=keras_verbose)
     genotype = result.best_genotype
     run.complete("search", genotype=genotype.encode(), source="search", cost=search.cost,
-                 trials=_plain(result.trials), pareto=_plain(result.pareto))
-    progress.finish("search", summary=f"best {genotype.key}")
+                 trials=_plain(result.trials), pareto=_plain(result.pareto), setup=_search_setup(result.config),
+                 seconds=time.time() - started)
+    progress.finish("search", summary=f"best {genotype.key}", seconds=run.stage("search")["seconds"])
     return genotype
+
+
+def _search_setup(search_config: dict) -> dict:
+    """What the report says about the search: oracle, space and its size, proxy, reward."""
+    from effscale.objectives import exponents
+    from effscale.space import SearchSpace
+
+    space = search_config.get("space") or {}
+    reward = search_config.get("reward") or {}
+    setup = {key: search_config.get(key) for key in ("oracle", "resolution", "width", "depth", "trials", "seed")}
+    under, over = exponents(reward.get("constraint", "soft"), reward.get("alpha"), reward.get("beta"))
+    setup.update(space_reference=space.get("reference"), space_size=SearchSpace.from_dict(space).size if space else None,
+                 proxy=search_config.get("proxy"), reward=dict(reward, exponent_under=under, exponent_over=over),
+                 cost=reward.get("cost"), target=reward.get("target"), constraint=reward.get("constraint"))
+    return _plain(setup)
+
+
+REFERENCE_PREFIX = "reference-"
+
+
+def _reference_base(run, config: FamilyConfig):
+    """The un-searched baseline scaled to the family's base, when a reference family is trained."""
+    from effscale.genotype import load_genotype
+
+    if not (config.reference_family and run.stage("search").get("source") == "search"):
+        return None
+    return _scaled_base(config, load_genotype(config.baseline))
 
 
 def _coefficient_stage(run, config: FamilyConfig, baseline, progress, keras_verbose) -> dict:
@@ -233,11 +276,10 @@ def _scaling_stage(run, config: FamilyConfig, baseline, coefficients: dict, prog
     return variants
 
 
-def _train_variant(run, config: FamilyConfig, baseline, variant, keras_verbose) -> dict:
-    from effscale.genotype import Genotype
+def _train_variant(run, config: FamilyConfig, base, variant, keras_verbose, name: str) -> dict:
+    """Train one member (searched or reference: the same recipe, data and variant)."""
     from effscale.train import train_variant
 
-    base = Genotype.parse(run.stage("scaling")["base_genotype"])
     training = config.training
     recipe = None
     if training.recipe:
@@ -246,40 +288,71 @@ def _train_variant(run, config: FamilyConfig, baseline, variant, keras_verbose) 
         recipe = Recipe.from_dict(dict(training.recipe))
     return _plain(train_variant(
         base, variant, dataset=config.dataset, recipe=recipe, strategy=training.strategy,
-        out_dir=run.join("variants", variant.name), epochs=training.epochs, batch_size=training.batch_size,
+        out_dir=run.join("variants", name), epochs=training.epochs, batch_size=training.batch_size,
         mixed_precision=training.mixed_precision, augment=training.augment, seed=config.seed,
         data_dir=config.data_dir or None, validation_fraction=config.validation_fraction,
-        verbose=keras_verbose, log_dir=run.join("logs", variant.name)))
+        verbose=keras_verbose, log_dir=run.join("logs", name)))
+
+
+def _member_row(run, name: str, variant) -> dict:
+    """One member's line of results.json: its variant, numbers, curves and files."""
+    record = {**variant.to_dict(), "name": name}
+    stage = run.stage(f"train:{name}")
+    trained = stage.get("results") or {}
+    record.update({
+        "status": stage["status"],
+        "attempts": stage["attempts"],
+        "parameters": trained.get("params"),
+        "multiply_adds": trained.get("multiply_adds"),
+        "latency_ms": None if trained.get("latency_seconds") is None else 1000 * trained["latency_seconds"],
+        "top1": trained.get("top1"),
+        "top5": trained.get("top5"),
+        "loss": trained.get("loss"),
+        "train_seconds": trained.get("train_seconds"),
+        "wall_seconds": stage.get("seconds"),
+        "images_per_second": trained.get("train_images_per_second"),
+        "epochs": trained.get("epochs_done"),
+        "resumed_from_epochs": trained.get("resumed_from_epochs"),
+        "history": trained.get("history", []),
+        "files": _member_files(run, name, trained),
+    })
+    return record
+
+
+def _member_files(run, name: str, trained: dict) -> dict:
+    """Paths, relative to the run folder, of a member's model, exports and TensorBoard log."""
+    import glob
+
+    folder = os.path.join("variants", name)
+    files = {"model": None, "exports": [], "logs": None}
+    if trained.get("model") and os.path.isfile(run.join(folder, trained["model"])):
+        files["model"] = os.path.join(folder, trained["model"])
+    for pattern in ("*.tflite", "*.savedmodel", "saved_model*", "*.onnx"):
+        files["exports"] += sorted(os.path.relpath(p, run.path) for p in glob.glob(run.join(folder, pattern)))
+    if os.path.isdir(run.join("logs", name)):
+        files["logs"] = os.path.join("logs", name)
+    return files
 
 
 def _results(run, config: FamilyConfig, baseline, coefficients: dict, variants) -> dict:
     from effscale.describe import stage_rows
     from effscale.genotype import Genotype
+    from effscale.recommend import annotate
     from effscale.scaling import Variant
 
     base = Genotype.parse(run.stage("scaling")["base_genotype"])
     search = run.stage("search")
-    rows = []
-    for variant in variants:
-        record = {**variant.to_dict()}
-        stage = run.stage(f"train:{variant.name}")
-        trained = stage.get("results") or {}
-        record.update({
-            "status": stage["status"],
-            "attempts": stage["attempts"],
-            "parameters": trained.get("params"),
-            "multiply_adds": trained.get("multiply_adds"),
-            "latency_ms": None if trained.get("latency_seconds") is None else 1000 * trained["latency_seconds"],
-            "top1": trained.get("top1"),
-            "top5": trained.get("top5"),
-            "loss": trained.get("loss"),
-            "train_seconds": trained.get("train_seconds"),
-            "images_per_second": trained.get("train_images_per_second"),
-            "epochs": trained.get("epochs_done"),
-            "resumed_from_epochs": trained.get("resumed_from_epochs"),
-        })
-        rows.append(record)
-    return {
+    reference_base = _reference_base(run, config)
+    if reference_base is not None:
+        reference = {"genotype": config.baseline, "scaled_base": reference_base.encode(),
+                     "variants": [_member_row(run, REFERENCE_PREFIX + v.name, v) for v in variants]}
+        for member in reference["variants"]:
+            member["name"] = member["name"][len(REFERENCE_PREFIX):]
+    elif not config.reference_family:
+        reference = {"note": "Reference family off (config reference_family: false)."}
+    else:
+        reference = {"note": "No reference family: the search was off, so the family is the baseline's own."}
+    return annotate({
         "dataset": config.dataset,
         "config": config.to_dict(),
         "baseline": {"genotype": search.get("genotype"), "source": search.get("source"),
@@ -287,10 +360,12 @@ def _results(run, config: FamilyConfig, baseline, coefficients: dict, variants) 
                      "stages": stage_rows(base, Variant("base", 1.0, 1.0, base.resolution))},
         "coefficients": coefficients,
         "search": {"cost": search.get("cost"), "trials": search.get("trials", []),
-                   "pareto": search.get("pareto", [])},
-        "variants": rows,
+                   "pareto": search.get("pareto", []), "setup": search.get("setup"),
+                   "seconds": search.get("seconds")},
+        "variants": [_member_row(run, v.name, v) for v in variants],
+        "reference": reference,
         "reference_points": config.reference_points,
-    }
+    })
 
 
 def _plain(value):
