@@ -124,10 +124,29 @@ B0..B3 are the genotype `efficientnetv2-b0` at V2's published variants `b0`..`b3
 are their own genotypes (`efficientnetv2-s`, `-m`, `-l`, variant `b0`). The keras column is
 `keras.applications.EfficientNetV2*(weights=None)`. Paper numbers: S/M/L from Table 7 of Tan &
 Le 2021 (arXiv 2104.00298); B0..B3 from the README of the paper's reference code
-(google/automl, `efficientnetv2`). L's 53B is 5.8% under the multiply-adds of the published
-architecture at 480 px, which torchvision's model card also lists (56.08 GFLOPS,
-pytorch.org/vision `efficientnet_v2_l`), and which TensorFlow's profiler counts on the keras
-model (below); every other member is within 5% of the paper.
+(google/automl, `efficientnetv2`). Every member is within 5% of the paper except L: its
+multiply-adds at 480 px are 5.8% over the paper's 53B, and match what torchvision's model card
+lists for the same architecture (56.08 GFLOPS, pytorch.org/vision `efficientnet_v2_l`) and
+what TensorFlow's profiler counts on the keras model (below).
+
+Spellings, beside V1's (`efficientnet-b0` with `b0`..`b7`):
+
+```python
+import effscale
+
+effscale.build("efficientnetv2-b0", "b2")      # == keras.applications.EfficientNetV2B2
+effscale.build("efficientnetv2-s")             # == keras.applications.EfficientNetV2S (384 px)
+effscale.resolve_family("b0-b3", effscale.get_genotype("efficientnetv2-b0"))  # V2's own table
+```
+
+On a genotype whose header carries `v2`, `b0`..`b3` mean V2's table (width 1, 1, 1.1, 1.2;
+depth 1, 1.1, 1.2, 1.4; 224, 240, 260, 300 px; dropout 0.2 as keras has it); `b4` and up are an
+error naming the alternatives, and `phi=`, `macs=`, `params=` and `w=,d=,r=` work as for V1
+(with V2's channel rounding). `efficientnetv2-b2` as a genotype name is an error that says
+to write `efficientnetv2-b0` at variant `b2`. S, M and L were scaled by hand in the paper, so
+they are genotypes of their own rather than variants. `include_preprocessing=True` adds what
+keras adds: B0..B3 rescale to [0, 1] and normalize with ImageNet statistics held as constants,
+S/M/L (header token `signed`) and any non-RGB input rescale to [-1, 1].
 
 {table}
 """

@@ -68,6 +68,10 @@ def cmd_train(args) -> int:
         changes.update(batch_size=args.per_replica_batch, batch_scope="per_replica")
     if args.epochs is not None:
         changes["epochs"] = args.epochs
+    if args.progressive is not None:
+        from effscale.progressive import Progressive
+
+        changes["progressive"] = Progressive.parse(args.progressive)
     recipe = recipe.replace(**changes) if changes else recipe
     _quiet()
     from effscale.train import train_variant
@@ -119,6 +123,9 @@ def register(commands) -> None:
     train.add_argument("--label-smoothing", type=float)
     train.add_argument("--augment", action="store_true", help="random resized crop and flip")
     train.add_argument("--seed", type=int)
+    train.add_argument("--progressive", metavar="SPEC",
+                       help="progressive learning (EfficientNetV2): stages=4,resolution=16-32,dropout=0.1-0.3,"
+                            "randaugment=0.1-0.5,mixup=0-0.2 (sizes and regularization grow stage by stage)")
     train.add_argument("--validation-fraction", type=float, default=0.2)
     train.add_argument("--loop", default="auto", choices=("auto", "fit", "custom"))
     train.add_argument("--latency-runs", type=int, default=20, help="0 skips the latency measurement")

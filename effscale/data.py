@@ -405,7 +405,7 @@ def load_data(source: str = "digits", resolution: int = 32, batch_size: int = 64
               validation_split: str | None = None, cache: bool = True, *,
               test_fraction: float = 0.2, test_split: str | None = None,
               train_examples: int | None = None, train_fraction: float | None = None,
-              shuffle_seed: int | None = None, flip: bool = True, randaugment: bool = False,
+              shuffle_seed: int | None = None, flip: bool = True, randaugment: bool | float = False,
               drop_remainder: bool = False, download: bool = False,
               shuffle_buffer: int | None = None, validation_batch_size: int | None = None) -> DataSplits:
     """Load ``source`` as batched train, validation and test datasets at ``resolution``.
@@ -418,7 +418,8 @@ def load_data(source: str = "digits", resolution: int = 32, batch_size: int = 64
     and ``test_fraction`` of all images are held out where the source has no such split of its
     own; ``train_examples`` or ``train_fraction`` keeps a class-balanced part of the training
     split. ``augment`` adds a random resized crop (50-100% of the area) and, if ``flip``, a
-    horizontal flip; ``randaugment`` adds keras' RandAugment on top.
+    horizontal flip; ``randaugment`` adds keras' RandAugment on top (a number in (0, 1] is its
+    magnitude, keras' ``factor``; True keeps keras' default 0.5).
     Images are resized (and cached) once at ``resolution`` before augmentation.
 
     >>> load_data("no-such-thing")
@@ -474,7 +475,8 @@ def load_data(source: str = "digits", resolution: int = 32, batch_size: int = 64
     if augment and randaugment:
         import keras
 
-        rand_augment = keras.layers.RandAugment(value_range=(0, 255), seed=shuffle_seed)
+        factor = 0.5 if randaugment is True else float(randaugment)
+        rand_augment = keras.layers.RandAugment(value_range=(0, 255), factor=factor, seed=shuffle_seed)
         train = train.map(lambda x, y: (tf.clip_by_value(rand_augment(x, training=True), 0.0, 255.0), y),
                           num_parallel_calls=tf.data.AUTOTUNE)
     held_out = {split: ready[split].batch(validation_batch_size or batch_size).prefetch(tf.data.AUTOTUNE)

@@ -16,6 +16,9 @@ evaluates at chance, see REFERENCE.md) and no EMA.
 True
 >>> Recipe.efficientnet().optimizer, Recipe.efficientnet().schedule
 ('rmsprop', 'exponential')
+>>> p = Recipe(epochs=8, progressive={"stages": 4, "resolution": [16, 32], "dropout": [0.1, 0.3]})
+>>> Recipe.from_json(p.to_json()) == p, p.progressive.dropout
+(True, (0.1, 0.3))
 >>> Recipe(optimizer="lamb")
 Traceback (most recent call last):
 ...
@@ -67,6 +70,7 @@ class Recipe:
     augment: bool = False                   # random resized crop + flip
     randaugment: bool = False
     seed: int = 0
+    progressive: "Progressive | dict | None" = None   # effscale.progressive: staged image size and regularization
 
     def __post_init__(self):
         def check(condition, message):
@@ -95,10 +99,19 @@ class Recipe:
         check(self.gradient_clip_norm is None or self.gradient_clip_norm > 0, "gradient_clip_norm must be positive")
         check(0 <= self.momentum < 1 and 0 < self.rmsprop_rho < 1 and self.epsilon > 0,
               "momentum must be in [0, 1), rmsprop_rho in (0, 1) and epsilon positive")
+        if self.progressive is not None:
+            from effscale.progressive import Progressive
+
+            object.__setattr__(self, "progressive", Progressive.from_dict(self.progressive))
+            check(self.progressive.stages <= self.epochs,
+                  f"progressive learning with {self.progressive.stages} stages needs at least as many epochs, "
+                  f"got {self.epochs}")
 
     # -- serialization --------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["progressive"] = self.progressive.to_dict() if self.progressive is not None else None
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "Recipe":

@@ -13,6 +13,12 @@ writes into ``out_dir``:
 * ``results.json``: top-1, top-5, loss, parameters, multiply-adds, latency, training images/s,
   epochs done, wall time, history, strategy, recipe.
 
+With ``Recipe(progressive=...)`` (:mod:`effscale.progressive`) training runs in stages, each
+building the model at the stage's image size and dropout and restoring the weights and
+optimizer state from the checkpoint of the stage before; every history entry and
+``results.json``'s ``progressive`` list record the image size, dropout, RandAugment magnitude
+and MixUp alpha each stage actually trained with.
+
 Under the default, mirrored and TPU strategies training is Keras ``fit``. Under
 MultiWorkerMirroredStrategy Keras 3 ``fit`` fails (keras-team/keras#20585), so effscale runs its
 own distributed loop: ``strategy.run`` of a step that computes the loss over the global batch
@@ -138,6 +144,7 @@ class _EpochRecorder:
         self.resumed = list((state or {}).get("resumed_from_epochs", []))
         self.images_per_epoch = images_per_epoch
         self.first_epoch_of_process = True
+        self.extra: dict = {}  # recorded with every epoch (the progressive stage's settings)
         self.wall_offset = float((state or {}).get("wall_seconds", 0.0))
         self.wall_start = time.perf_counter()
 
@@ -149,6 +156,7 @@ class _EpochRecorder:
         self.first_epoch_of_process = False
         entry = {"epoch": epoch + 1, "seconds": round(seconds, 3)}
         entry.update({k: round(float(v), 6) for k, v in metrics.items()})
+        entry.update(self.extra)
         self.history.append(entry)
         if self.chief:
             state = self.state(epoch + 1)
@@ -171,7 +179,8 @@ class _EpochRecorder:
         return None
 
 
-def _fit_loop(model, optimizer, splits, recipe, strategy, epochs, initial_epoch, steps, recorder, verbose, log_dir):
+def _fit_loop(model, optimizer, splits, recipe, strategy, epochs, initial_epoch, steps, recorder, verbose, log_dir,
+              transform=None, extra_callbacks=()):
     import keras
 
     with strategy.scope():
@@ -190,10 +199,12 @@ def _fit_loop(model, optimizer, splits, recipe, strategy, epochs, initial_epoch,
             recorder.end_epoch(epoch, time.perf_counter() - self.start,
                                {k: v for k, v in metrics.items() if v is not None})
 
-    callbacks = [Callback()]
+    callbacks = [Callback(), *extra_callbacks]
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir))
     train = _one_hot(splits.train, splits.num_classes).repeat()
+    if transform is not None:  # on one-hot batches, e.g. MixUp
+        train = train.map(transform)
     validation = _one_hot(splits.validation, splits.num_classes)
     model.fit(train, validation_data=validation, epochs=epochs, initial_epoch=initial_epoch,
               steps_per_epoch=steps, callbacks=callbacks, verbose=verbose, shuffle=False)
@@ -276,6 +287,37 @@ def _agree_on_epoch(strategy, epoch: int) -> None:
                         "put --out on storage every worker can read")
 
 
+# -- progressive learning ------------------------------------------------------------------------
+
+def _training_stages(recipe, variant):
+    """The progressive stages of ``recipe``, or one stage of every epoch at the variant's size."""
+    from effscale.progressive import Stage
+
+    if recipe.progressive is None:
+        return [Stage(0, (0, recipe.epochs), variant.resolution, None, None, None)]
+    return recipe.progressive.plan(recipe.epochs, variant.resolution)
+
+
+def _stage_settings(stage, splits, model) -> dict:
+    """What a stage actually trains with, read from its data and its built model."""
+    from effscale.progressive import dropout_in_force
+
+    return {"stage": stage.index + 1, "resolution": int(splits.train.element_spec[0].shape[1]),
+            "dropout": dropout_in_force(model), "randaugment": stage.randaugment, "mixup": stage.mixup}
+
+
+def _stage_records(history: list[dict]) -> list[dict]:
+    """One record per progressive stage from the per-epoch history (it survives resumes)."""
+    stages: dict[int, dict] = {}
+    for entry in history:
+        if "stage" in entry:
+            record = stages.setdefault(entry["stage"], {
+                "stage": entry["stage"], "first_epoch": entry["epoch"], "epochs": 0,
+                **{k: entry.get(k) for k in ("resolution", "dropout", "randaugment", "mixup")}})
+            record["epochs"] += 1
+    return [stages[k] for k in sorted(stages)]
+
+
 # -- the entry point ---------------------------------------------------------------------------
 
 def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, strategy="auto",
@@ -284,13 +326,14 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
                   mixed_precision: str = "auto", data_dir: str | None = None, validation_fraction: float = 0.2,
                   train_split: str | None = None, validation_split: str | None = None, download: bool = False,
                   loop: str = "auto", latency_runs: int = 20, tpu: str | None = None,
-                  augment: bool | None = None, seed: int | None = None) -> dict:
+                  augment: bool | None = None, seed: int | None = None, callbacks: list | None = None) -> dict:
     """Train ``genotype`` at ``variant`` on ``dataset`` and return its results record.
 
     ``recipe`` is a :class:`~effscale.recipe.Recipe` (default ``Recipe()``); ``epochs``,
     ``batch_size``, ``batch_scope``, ``augment`` and ``seed`` override its fields. ``strategy`` is a name
     (auto|default|mirrored|multiworker|tpu) or a ``tf.distribute.Strategy``. Rerunning with the
     same ``out_dir`` resumes from the last per-epoch backup; a finished run returns its record.
+    ``callbacks`` are Keras callbacks added to ``fit`` (not available under the custom loop).
 
     Example (about a minute on two CPU cores, so not a doctest; tests/test_train.py runs it)::
 
@@ -352,44 +395,69 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
     if initial_epoch > recipe.epochs:
         raise UserError(f"{out_dir!r} was trained for {initial_epoch} epochs, more than the {recipe.epochs} asked")
 
-    splits = load_data(dataset, resolution=variant.resolution, batch_size=global_batch,
-                       validation_fraction=validation_fraction, seed=recipe.seed, augment=recipe.augment,
-                       randaugment=recipe.randaugment, data_dir=data_dir, train_split=train_split,
-                       validation_split=validation_split, download=download, drop_remainder=True,
-                       shuffle_seed=recipe.seed + 1009 * initial_epoch)
-    steps = splits.train_size // global_batch
-    if steps < 1:
-        raise UserError(f"global batch {global_batch} is larger than the {splits.train_size} training images")
-    if chief and not os.path.isfile(run_path):
-        write_json(run_path, signature)
+    stages = _training_stages(recipe, variant)
+    if (len(stages) > 1 or callbacks) and use_custom:
+        raise UserError("progressive learning and callbacks run under Keras fit only (not the custom loop "
+                        "or multiworker)")
+    recorder = None
+    for stage in stages:
+        if stage.epochs[1] <= initial_epoch and stage is not stages[-1]:
+            continue  # finished before this process started
+        start = max(stage.epochs[0], initial_epoch)
+        randaugment = recipe.randaugment if stage.randaugment is None else stage.randaugment
+        splits = load_data(dataset, resolution=stage.resolution, batch_size=global_batch,
+                           validation_fraction=validation_fraction, seed=recipe.seed,
+                           augment=recipe.augment or bool(stage.randaugment), randaugment=randaugment,
+                           data_dir=data_dir, train_split=train_split, validation_split=validation_split,
+                           download=download, drop_remainder=True, shuffle_seed=recipe.seed + 1009 * start)
+        steps = splits.train_size // global_batch
+        if steps < 1:
+            raise UserError(f"global batch {global_batch} is larger than the {splits.train_size} training images")
+        if chief and not os.path.isfile(run_path):
+            write_json(run_path, signature)
 
-    keras.utils.set_random_seed(recipe.seed)
-    with dtype_policy(policy), strategy.scope():
-        model = build(genotype, variant, classes=splits.num_classes, dropout=recipe.dropout,
-                      drop_connect=recipe.drop_connect, bn_momentum=recipe.bn_momentum, bn_epsilon=recipe.bn_epsilon)
-        synchronized = _synchronize_batch_norm(model) if (replicas > 1 and recipe.sync_batch_norm) else 0
-        optimizer = recipe.make_optimizer(global_batch, steps)
-        if policy == "mixed_float16" and use_custom:
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        model.optimizer = optimizer  # so that save_weights / load_weights carry the optimizer state
-        if state is not None:
-            restore_checkpoint(model, optimizer, out_dir)
-    if use_custom and name == "multiworker":
-        _agree_on_epoch(strategy, initial_epoch)
-    recorder = _EpochRecorder(model, out_dir, chief, state, steps * global_batch, None)
-    if state is not None:
-        recorder.resumed.append(initial_epoch)
-        if verbose:
-            print(f"resuming {out_dir} at epoch {initial_epoch + 1}/{recipe.epochs}")
+        keras.utils.set_random_seed(recipe.seed + stage.index)
+        dropout = recipe.dropout if stage.dropout is None else stage.dropout
+        with dtype_policy(policy), strategy.scope():
+            model = build(genotype, variant, classes=splits.num_classes, dropout=dropout,
+                          input_shape=(stage.resolution, stage.resolution, 3), drop_connect=recipe.drop_connect,
+                          bn_momentum=recipe.bn_momentum, bn_epsilon=recipe.bn_epsilon)
+            synchronized = _synchronize_batch_norm(model) if (replicas > 1 and recipe.sync_batch_norm) else 0
+            optimizer = recipe.make_optimizer(global_batch, steps)
+            if policy == "mixed_float16" and use_custom:
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            model.optimizer = optimizer  # so that save_weights / load_weights carry the optimizer state
+            if read_state(out_dir) is not None:  # this run's last epoch, or the stage before's
+                restore_checkpoint(model, optimizer, out_dir)
+        if recorder is None:
+            if use_custom and name == "multiworker":
+                _agree_on_epoch(strategy, initial_epoch)
+            recorder = _EpochRecorder(model, out_dir, chief, state, steps * global_batch, None)
+            if state is not None:
+                recorder.resumed.append(initial_epoch)
+                if verbose:
+                    print(f"resuming {out_dir} at epoch {initial_epoch + 1}/{recipe.epochs}")
+        recorder.model, recorder.first_epoch_of_process = model, True
+        if len(stages) > 1:
+            recorder.extra = _stage_settings(stage, splits, model)
+            if verbose and start < stage.epochs[1]:
+                print(f"stage {stage.index + 1}/{len(stages)}: " +
+                      ", ".join(f"{k} {v}" for k, v in recorder.extra.items() if k != "stage"))
 
+        with dtype_policy(policy):
+            if start < stage.epochs[1]:
+                if use_custom:
+                    _custom_loop(model, optimizer, splits, recipe, strategy, stage.epochs[1], start, steps,
+                                 global_batch, recorder, verbose, log_dir, chief)
+                else:
+                    transform = None
+                    if stage.mixup:
+                        from effscale.progressive import mixup_transform
+
+                        transform = mixup_transform(stage.mixup, recipe.seed + start)
+                    _fit_loop(model, optimizer, splits, recipe, strategy, stage.epochs[1], start, steps,
+                              recorder, verbose, log_dir, transform, callbacks or ())
     with dtype_policy(policy):
-        if initial_epoch < recipe.epochs:
-            if use_custom:
-                _custom_loop(model, optimizer, splits, recipe, strategy, recipe.epochs, initial_epoch, steps,
-                             global_batch, recorder, verbose, log_dir, chief)
-            else:
-                _fit_loop(model, optimizer, splits, recipe, strategy, recipe.epochs, initial_epoch, steps,
-                          recorder, verbose, log_dir)
         validation = evaluate_dataset(model, splits.validation, splits.num_classes)
 
     analytic = cost(genotype, variant, classes=splits.num_classes)
@@ -413,6 +481,7 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
         "latency_seconds": latency,
         "train_images_per_second": recorder.images_per_second(steps * global_batch * len(recorder.history)),
         "epochs": recipe.epochs, "epochs_done": len(recorder.history),
+        "progressive": _stage_records(recorder.history) if len(stages) > 1 else None,
         "resumed_from_epochs": recorder.resumed, "history": recorder.history,
         "train_seconds": round(recorder.train_seconds, 3),
         "wall_seconds": round(time.perf_counter() - wall_start + recorder.wall_offset, 3),
