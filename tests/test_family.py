@@ -27,7 +27,7 @@ MINIATURE = {
     "search": {"oracle": "evolution", "cost": "macs", "target": 1.0e6, "trials": 2, "epochs": 1,
                "resolution": 16, "width": 0.25},
     "scaling": {"family": "phi=0;phi=1", "base": "w=0.5,d=0.5,r=16"},
-    "training": {"epochs": 3, "batch_size": 64},
+    "training": {"epochs": 2, "batch_size": 64},
 }
 
 
