@@ -230,8 +230,8 @@ def plot_search_candidates(results: dict, path: str) -> None:
 
 def plot_search_history(results: dict, path: str) -> None:
     plt = _pyplot()
-    numbered = [(n, t) for n, t in _numbered((results.get("search") or {}).get("trials", []))
-                if t.get("reward") is not None]
+    numbered = sorted((n, t) for n, t in _numbered((results.get("search") or {}).get("trials", []))
+                      if t.get("reward") is not None), key=lambda pair: pair[0])
     figure, axes = plt.subplots(figsize=(9.0, 4.0), dpi=110)
     if numbered:
         numbers = [n for n, _ in numbered]
@@ -245,7 +245,7 @@ def plot_search_history(results: dict, path: str) -> None:
         _legend_below(axes, 2)
     else:
         axes.text(0.5, 0.5, "no search in this run", ha="center", va="center", transform=axes.transAxes)
-    axes.set_xlabel("trial number (as the console counts them)")
+    axes.set_xlabel("trial (numbered as the console prints them)")
     axes.set_ylabel("reward")
     axes.set_title("Search history")
     axes.grid(True, alpha=0.3)
@@ -300,9 +300,14 @@ def _history_value(entry: dict, *names: str):
     return None
 
 
+def trial_number(trial: dict, position: int) -> int:
+    """A trial's number as the console prints it: Keras Tuner's id plus one ("trial 1/6" is id 0)."""
+    identifier = str(trial.get("trial_id", ""))
+    return int(identifier) + 1 if identifier.isdigit() else position
+
+
 def _numbered(trials: list[dict]) -> list[tuple[int, dict]]:
-    """Trials numbered 1, 2, ... in order of completion: the numbers the console prints."""
-    return list(enumerate(trials, start=1))
+    return [(trial_number(trial, position), trial) for position, trial in enumerate(trials, start=1)]
 
 
 def _cost_unit(cost: str | None) -> tuple[float, str]:
