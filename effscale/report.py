@@ -230,8 +230,8 @@ def plot_search_candidates(results: dict, path: str) -> None:
 
 def plot_search_history(results: dict, path: str) -> None:
     plt = _pyplot()
-    numbered = sorted((n, t) for n, t in _numbered((results.get("search") or {}).get("trials", []))
-                      if t.get("reward") is not None), key=lambda pair: pair[0])
+    numbered = sorted(((n, t) for n, t in _numbered((results.get("search") or {}).get("trials", []))
+                       if t.get("reward") is not None), key=lambda pair: pair[0])
     figure, axes = plt.subplots(figsize=(9.0, 4.0), dpi=110)
     if numbered:
         numbers = [n for n, _ in numbered]
