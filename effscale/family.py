@@ -385,24 +385,43 @@ def _plain(value):
     return value
 
 
-def run_status(out_dir: str) -> str:
-    """A readable table of where a family run stands (``effscale status DIR``)."""
-    from effscale.describe import format_table
-
+def status_rows(out_dir: str) -> list[dict]:
+    """Where a family run stands: one record per stage, planned members included."""
     run = RunDirectory(out_dir)
     if run.state is None:
         raise UserError(f"{out_dir!r} holds no effscale family run (no state.json)")
     rows = []
     for name, record in run.state["stages"].items():
-        spent = ""
-        if record.get("started") and record.get("finished"):
-            spent = f"{record['finished'] - record['started']:.0f} s"
+        seconds = record.get("seconds")
+        if seconds is None and record.get("started") and record.get("finished"):
+            seconds = record["finished"] - record["started"]
         result = record.get("results") or {}
         detail = f"top-1 {result['top1']:.4f}" if result.get("top1") is not None else record.get("genotype", "")[:60]
-        rows.append([name, record["status"], record["attempts"], spent, detail])
-    scaling = run.state["stages"].get("scaling", {})
-    planned = [v["name"] for v in scaling.get("variants", [])]
+        rows.append({"stage": name, "status": record["status"], "attempts": record["attempts"], "seconds": seconds,
+                     "detail": detail})
+    planned = [v["name"] for v in run.state["stages"].get("scaling", {}).get("variants", [])]
+    searched = run.state["stages"].get("search", {}).get("source") == "search"
+    if searched and run.state["config"].get("reference_family", True):
+        planned += [REFERENCE_PREFIX + name for name in planned]
     for name in planned:
         if f"train:{name}" not in run.state["stages"]:
-            rows.append([f"train:{name}", "pending", 0, "", ""])
-    return format_table(["stage", "status", "attempts", "time", "detail"], rows)
+            rows.append({"stage": f"train:{name}", "status": "pending", "attempts": 0, "seconds": None, "detail": ""})
+    return rows
+
+
+def run_status(out_dir: str, as_json: bool = False) -> str:
+    """A readable table (or JSON) of where a family run stands (``effscale status DIR [--json]``).
+
+    Times are written as the console writes them (``1:05``).
+    """
+    import json
+
+    from effscale.describe import format_table
+    from effscale.progress import format_seconds
+
+    rows = status_rows(out_dir)
+    if as_json:
+        return json.dumps({"run": os.path.abspath(out_dir), "stages": rows}, indent=2)
+    return format_table(["stage", "status", "attempts", "time", "detail"],
+                        [[r["stage"], r["status"], r["attempts"],
+                          "" if r["seconds"] is None else format_seconds(r["seconds"]), r["detail"]] for r in rows])
