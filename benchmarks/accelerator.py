@@ -184,8 +184,7 @@ def measure_pipeline(settings: dict, training_rows: list[dict], budget: Budget, 
         result["folder_written_seconds"] = time.perf_counter() - start
         from_folder = load_data(folder, resolution=size, batch_size=batch, augment=True, drop_remainder=True,
                                 cache=False)
-        batches = min(settings["pipeline_batches"], max(1, int(settings["folder_images"] * 0.5) // batch))
-        result["folder"] = _pipeline_speed(from_folder.train, batches, batch)
+        result["folder"] = _pipeline_speed(from_folder.train, settings["pipeline_batches"], batch)
         result["folder"]["images"] = settings["folder_images"]
         result["folder"]["source_size"] = settings["folder_source_size"]
     else:
