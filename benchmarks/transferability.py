@@ -121,10 +121,10 @@ def main(argv=None) -> int:
         source_dir = os.path.join(args.out, "source", member.name)
         record = train_variant(genotype, member, source, out_dir=source_dir, epochs=args.source_epochs,
                                batch_size=64, verbose=0, latency_runs=0, strategy="default")
-        row = {"member": member.name, "source_top1": record["top1"], "params": record["params"]}
+        row = {"member": member.name, "source_top1": record["test_top1"], "params": record["params"]}
         for name, dataset in targets.items():
             result = finetune(source_dir, dataset=dataset, config=config)
-            row[name] = {"head": result["phases"][0]["validation"]["top1"], "finetuned": result["top1"],
+            row[name] = {"head": result["phases"][0]["validation"]["top1"], "finetuned": result["validation_top1"],
                          "validation_images": result["data"]["validation_size"]}
         row["seconds"] = round(time.perf_counter() - start, 1)
         rows.append(row)

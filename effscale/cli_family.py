@@ -47,13 +47,14 @@ def cmd_family(args) -> int:
 
 def cmd_demo(args) -> int:
     from effscale.config import FamilyConfig
-    from effscale.family import run_family
+    from effscale.family import best_member, run_family
 
     config = copy.deepcopy(DEMO_CONFIG)
     print(f"effscale demo: search, scale and train a family on the bundled digits; results in {args.out}/")
     results = run_family(FamilyConfig.from_dict(config), args.out, verbose=_verbosity(args))
-    best = max(results["variants"], key=lambda v: v["top1"] or 0)
-    print(f"demo finished: best member {best['name']} reached top-1 {best['top1']:.4f} on held-out digits; "
+    best = best_member(results)
+    print(f"demo finished: best member on validation {best['name']} reached test top-1 {best['test_top1']:.4f} "
+          "on held-out digits; "
           f"open {args.out}/report.html")
     return 0
 
@@ -81,10 +82,12 @@ def _add_verbosity(parser) -> None:
 
 
 def register(commands) -> None:
+    from effscale.data import SOURCES_HELP
+
     family = commands.add_parser("family", help="search, scale, train and report a whole family")
     family.add_argument("--config", help="YAML or TOML file; flags below override its keys")
     family.add_argument("--out", required=True, help="run directory (rerun the same command to resume)")
-    family.add_argument("--dataset")
+    family.add_argument("--dataset", help=SOURCES_HELP)
     family.add_argument("--baseline", help="registered name, genotype string or JSON file")
     family.add_argument("--oracle")
     family.add_argument("--cost")

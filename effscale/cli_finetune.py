@@ -157,10 +157,12 @@ def _take(dataset, count: int):
 
 def register(commands) -> None:
     """Add ``finetune`` and ``export`` to the ``effscale`` sub-commands."""
+    from effscale.data import SOURCES_HELP
+
     finetune = commands.add_parser("finetune", help="fine-tune a genotype or a trained model on new data (2 phases)")
     finetune.add_argument("base", help="genotype (name, string or JSON file), a .keras model or a training output folder")
     finetune.add_argument("--variant", default="b0", help="for a genotype: b0..b8, l2, phi=X, w=..,d=..,r=..")
-    finetune.add_argument("--dataset", required=True, help="digits, tfds:NAME or an image folder")
+    finetune.add_argument("--dataset", required=True, help=SOURCES_HELP)
     finetune.add_argument("--data-dir", help="tensorflow-datasets data_dir")
     finetune.add_argument("--download", action="store_true", help="let tensorflow-datasets download and prepare")
     finetune.add_argument("--weights", help="imagenet:bN (keras' cache), a .keras/.weights.h5/.h5 file")

@@ -149,6 +149,8 @@ def cmd_trials(args) -> int:
 
 def register(commands) -> None:
     """Add ``search`` and ``trials`` to the ``effscale`` sub-command parsers."""
+    from effscale.data import SOURCES_HELP
+
     search = commands.add_parser("search", help="search a baseline cell with a Keras Tuner oracle")
     search.add_argument("--baseline", required=True, help="registered name, genotype string or JSON file")
     search.add_argument("--oracle", default="evolution",
@@ -163,7 +165,7 @@ def register(commands) -> None:
     search.add_argument("--max-latency", type=float, help="hard limit in s/image: reject before training")
     search.add_argument("--trials", default="10")
     search.add_argument("--epochs", default="1", help="proxy-training epochs per candidate")
-    search.add_argument("--dataset", default="digits", help="digits, tfds:NAME or an image folder")
+    search.add_argument("--dataset", default="digits", help=SOURCES_HELP)
     search.add_argument("--resolution", type=int, help="proxy resolution (default: the baseline's, at most 64)")
     search.add_argument("--width", default="1.0", help="proxy width multiplier")
     search.add_argument("--depth", default="1.0", help="proxy depth multiplier")

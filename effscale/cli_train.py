@@ -47,7 +47,10 @@ def cmd_train(args) -> int:
     from effscale.scaling import resolve_variant
     from effscale.strategy import STRATEGIES
 
+    from effscale.data import check_source
+
     # validate what needs no TensorFlow before importing it
+    check_source(args.dataset, args.data_dir)
     genotype = load_genotype(args.genotype)
     resolve_variant(args.variant, genotype)
     recipe = _load_recipe(args.recipe)
@@ -79,7 +82,8 @@ def cmd_train(args) -> int:
     record = train_variant(genotype, args.variant, dataset=args.dataset, recipe=recipe, strategy=args.strategy,
                            out_dir=args.out, verbose=args.verbose, log_dir=args.log_dir,
                            mixed_precision=args.mixed_precision, data_dir=args.data_dir,
-                           validation_fraction=args.validation_fraction, download=args.download,
+                           validation_fraction=args.validation_fraction, test_fraction=args.test_fraction,
+                           train_fraction=args.train_fraction, download=args.download,
                            loop=args.loop, latency_runs=args.latency_runs)
     if args.json:
         print(json.dumps({k: v for k, v in record.items() if k != "history"}, indent=2, sort_keys=True))
@@ -97,20 +101,22 @@ def cmd_evaluate(args) -> int:
     from effscale.evaluate import evaluate_model, summary_line
 
     result = evaluate_model(args.model, dataset=args.dataset, data_dir=args.data_dir, batch_size=args.batch_size,
-                            latency_runs=args.latency_runs, throughput_steps=args.throughput_steps)
+                            split=args.split, latency_runs=args.latency_runs,
+                            throughput_steps=args.throughput_steps)
     print(json.dumps(result, indent=2, sort_keys=True) if args.json else f"{args.model}: {summary_line(result)}")
     return 0
 
 
 def register(commands) -> None:
     """Add ``train`` and ``evaluate`` to the ``effscale`` sub-commands."""
+    from effscale.data import SOURCES_HELP
     from effscale.strategy import MIXED_PRECISION_MODES, STRATEGIES
 
     train = commands.add_parser("train", help="train a variant with tf.distribute (resumable)")
     train.add_argument("genotype", help="registered name, genotype string or JSON file")
     train.add_argument("--variant", default="b0", help="b0..b8, l2, phi=X, macs=N, params=N or w=..,d=..,r=..")
-    train.add_argument("--dataset", default="digits", help="digits, fashion_mnist, mnist, idx:FOLDER, tfds:NAME or an image folder")
-    train.add_argument("--data-dir", help="tensorflow-datasets data_dir")
+    train.add_argument("--dataset", default="digits", help=SOURCES_HELP)
+    train.add_argument("--data-dir", help="tensorflow-datasets data_dir, or a folder holding the (Fashion-)MNIST IDX files")
     train.add_argument("--download", action="store_true", help="let tensorflow-datasets download and prepare")
     train.add_argument("--epochs", type=_positive_int)
     train.add_argument("--batch-size", type=_positive_int, help="global batch, split over the replicas")
@@ -126,7 +132,12 @@ def register(commands) -> None:
     train.add_argument("--progressive", metavar="SPEC",
                        help="progressive learning (EfficientNetV2): stages=4,resolution=16-32,dropout=0.1-0.3,"
                             "randaugment=0.1-0.5,mixup=0-0.2 (sizes and regularization grow stage by stage)")
-    train.add_argument("--validation-fraction", type=float, default=0.2)
+    train.add_argument("--validation-fraction", type=float, default=0.2,
+                       help="held out of the training images as the validation split, where the dataset has none")
+    train.add_argument("--test-fraction", type=float, default=0.2,
+                       help="held out of all images as the test split, where the dataset has none (digits, folders)")
+    train.add_argument("--train-fraction", type=float,
+                       help="train on this class-balanced part of the training split (cheap proxies)")
     train.add_argument("--loop", default="auto", choices=("auto", "fit", "custom"))
     train.add_argument("--latency-runs", type=int, default=20, help="0 skips the latency measurement")
     train.add_argument("--log-dir", help="TensorBoard log folder")
@@ -140,6 +151,8 @@ def register(commands) -> None:
     evaluate.add_argument("--dataset", help="default: the dataset it was trained on")
     evaluate.add_argument("--data-dir")
     evaluate.add_argument("--batch-size", type=_positive_int, default=64)
+    evaluate.add_argument("--split", default="test", choices=("test", "validation"),
+                          help="the split to measure (default: test, the one nothing was selected on)")
     evaluate.add_argument("--latency-runs", type=int, default=20)
     evaluate.add_argument("--throughput-steps", type=int, default=5)
     evaluate.add_argument("--json", action="store_true")

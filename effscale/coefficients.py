@@ -67,7 +67,7 @@ def search_coefficients(genotype, dataset: str = "digits", project_dir: str = "c
 
     def data_for(resolution: int):
         if resolution not in datasets:
-            datasets[resolution] = load_data(dataset, resolution=resolution, batch_size=batch_size, seed=seed)
+            datasets[resolution] = load_data(dataset, resolution=resolution, batch_size=batch_size, shuffle_seed=seed)
         return datasets[resolution]
 
     class CoefficientHyperModel(keras_tuner.HyperModel):
@@ -97,9 +97,9 @@ def search_coefficients(genotype, dataset: str = "digits", project_dir: str = "c
             continue
         alpha, beta, gamma = _decode(trial.hyperparameters.get("coefficients"))
         trials.append({"alpha": alpha, "beta": beta, "gamma": gamma,
-                       "accuracy": trial.metrics.get_best_value("val_accuracy")})
+                       "validation_accuracy": trial.metrics.get_best_value("val_accuracy")})
     if not trials:
         raise RuntimeError("the coefficient search finished no trial")
-    best = max(trials, key=lambda t: t["accuracy"])
+    best = max(trials, key=lambda t: t["validation_accuracy"])
     return {"alpha": best["alpha"], "beta": best["beta"], "gamma": best["gamma"], "searched": True,
             "trials": sorted(trials, key=lambda t: (t["alpha"], t["beta"], t["gamma"]))}

@@ -43,8 +43,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from effscale.errors import UserError
+from effscale.splits import class_balanced_subset, split_indices, stratified_split  # noqa: F401 (public here too)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+SOURCES_HELP = "digits, fashion_mnist, mnist, idx:FOLDER, tfds:NAME or an image folder"
 SPLITS = ("train", "validation", "test")
 
 
@@ -101,65 +103,6 @@ def _check_arguments(resolution, batch_size, validation_fraction, test_fraction,
         raise UserError(f"train_fraction must be in (0, 1], got {train_fraction!r}")
     if train_examples is not None and train_fraction is not None:
         raise UserError("give train_examples or train_fraction, not both")
-
-
-def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded, stratified (kept indices, held-out indices): ``fraction`` of ``labels`` held out
-    with every class in proportion (scikit-learn ``train_test_split(stratify=)``); kept indices
-    come shuffled, held-out ones sorted. ``fraction`` may also be a count.
-
-    >>> kept, held = stratified_split(np.array([0] * 10 + [1] * 5), 0.2, seed=0)
-    >>> len(kept), len(held), sorted(set(kept) & set(held)), np.bincount(np.array([0] * 10 + [1] * 5)[held]).tolist()
-    (12, 3, [], [2, 1])
-    """
-    from sklearn.model_selection import train_test_split
-
-    labels = np.asarray(labels)
-    try:
-        kept, held = train_test_split(np.arange(len(labels)), test_size=fraction, stratify=labels,
-                                      random_state=int(seed) % 2**32)
-    except ValueError as error:
-        counts = np.bincount(labels) if labels.dtype.kind in "iu" and len(labels) else []
-        raise UserError(f"cannot hold out {fraction:g} of {len(labels)} examples stratified by class "
-                        f"(fewest in a class: {min((c for c in counts if c), default=0)}): {error}") from None
-    return kept.astype(np.int64), np.sort(held).astype(np.int64)
-
-
-def class_balanced_subset(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
-    """Seeded indices of ``count`` of ``labels`` that keep every class in proportion (all of
-    them, shuffled, when ``count`` is not smaller).
-
-    >>> labels = np.repeat([0, 1, 2], [50, 30, 20])
-    >>> np.bincount(labels[class_balanced_subset(labels, 10, seed=0)]).tolist()
-    [5, 3, 2]
-    """
-    if count >= len(labels):
-        return np.random.default_rng(seed).permutation(len(labels))
-    held = stratified_split(labels, int(count), seed)[1]
-    return np.random.default_rng(seed).permutation(held)
-
-
-def split_indices(labels: np.ndarray, validation_fraction: float, test_fraction: float | None, seed: int,
-                  train_examples: int | None = None, train_fraction: float | None = None) -> dict:
-    """``{"train", "validation", "test"}`` index arrays of one pool of ``labels``: a stratified
-    ``test_fraction`` held out first (None: the caller has a test set of its own, "test" is
-    empty), then a stratified ``validation_fraction`` of the rest; then ``train_examples`` (or
-    ``train_fraction``) of what is left is kept, class-balanced. Disjoint, seeded.
-
-    >>> parts = split_indices(np.repeat([0, 1], 50), 0.25, 0.2, seed=0, train_examples=30)
-    >>> [len(parts[s]) for s in ("train", "validation", "test")]
-    [30, 20, 20]
-    """
-    labels = np.asarray(labels)
-    rest, test = (np.arange(len(labels)), np.array([], dtype=np.int64)) if test_fraction is None \
-        else stratified_split(labels, test_fraction, seed)
-    kept, validation = stratified_split(labels[rest], validation_fraction, seed)
-    train = rest[kept]
-    if train_examples is not None:
-        train = train[class_balanced_subset(labels[train], int(train_examples), seed)]
-    elif train_fraction is not None and train_fraction < 1:
-        train = train[class_balanced_subset(labels[train], max(1, int(round(len(train) * train_fraction))), seed)]
-    return {"train": train, "validation": rest[validation], "test": test}
 
 
 # -- sources: each returns (raw datasets by split, sizes by split, class names, how) ----------
@@ -399,6 +342,30 @@ def augment_image(image, seed, resolution, flip=True):
     return image
 
 
+def check_source(source: str, data_dir: str | None = None) -> None:
+    """Raise the one-line :class:`UserError` that :func:`load_data` would for a source that is
+    unknown or not installed, without reading it (no TensorFlow): for checks before anything
+    is written.
+
+    >>> check_source("digits")
+    >>> check_source("cifar11")
+    Traceback (most recent call last):
+    ...
+    effscale.errors.UserError: unknown dataset 'cifar11': expected 'digits', 'fashion_mnist', 'mnist', 'idx:FOLDER', 'tfds:NAME' or an image folder path
+    """
+    from effscale.idx import DATASETS, idx_files, locate, read_idx_folder
+
+    source = str(source)
+    if source in DATASETS:
+        locate(source, data_dir)
+    elif source.startswith("idx:"):
+        if not idx_files(os.path.expanduser(source[len("idx:"):])):
+            read_idx_folder(os.path.expanduser(source[len("idx:"):]))  # raises, naming what is missing
+    elif source != "digits" and not source.startswith("tfds:") and not os.path.isdir(source):
+        raise UserError(f"unknown dataset {source!r}: expected 'digits', 'fashion_mnist', 'mnist', 'idx:FOLDER', "
+                        "'tfds:NAME' or an image folder path")
+
+
 def load_data(source: str = "digits", resolution: int = 32, batch_size: int = 64,
               validation_fraction: float = 0.2, seed: int = 0, augment: bool = False,
               data_dir: str | None = None, train_split: str | None = None,
@@ -425,7 +392,7 @@ def load_data(source: str = "digits", resolution: int = 32, batch_size: int = 64
     >>> load_data("no-such-thing")
     Traceback (most recent call last):
     ...
-    effscale.errors.UserError: unknown dataset 'no-such-thing': expected 'digits', 'fashion_mnist', 'mnist', 'idx:FOLDER', 'tfds:NAME' or an image folder path
+    effscale.errors.UserError: unknown dataset 'no-such-thing': expected 'digits', 'fashion_mnist', 'mnist', ...
     """
     import tensorflow as tf
 
@@ -446,11 +413,9 @@ def load_data(source: str = "digits", resolution: int = 32, batch_size: int = 64
         raw, sizes, names, how = _idx(source, data_dir, options)
     elif source.startswith("tfds:"):
         raw, sizes, names, how = _tfds(source[len("tfds:"):], data_dir, named_splits, options, download)
-    elif os.path.isdir(source):
-        raw, sizes, names, how = _folder(source, options)
     else:
-        raise UserError(f"unknown dataset {source!r}: expected 'digits', 'fashion_mnist', 'mnist', 'idx:FOLDER', "
-                        "'tfds:NAME' or an image folder path")
+        check_source(source)
+        raw, sizes, names, how = _folder(source, options)
     n_train = sizes["train"]
     if drop_remainder and n_train < batch_size:
         raise UserError(f"batch size {batch_size} is larger than the {n_train} training images of {source!r}")

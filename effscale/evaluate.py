@@ -25,6 +25,20 @@ RESULTS_FILE = "results.json"
 EVALUATION_FILE = "evaluation.json"
 
 
+# Keras' history names -> names that say the split
+HISTORY_NAMES = {"loss": "train_loss", "accuracy": "train_accuracy", "val_loss": "validation_loss",
+                 "val_accuracy": "validation_accuracy"}
+
+
+def split_metrics(split: str, metrics: dict) -> dict:
+    """``{"test_top1": ..., ...}``: :func:`evaluate_dataset` numbers named by split.
+
+    >>> split_metrics("test", {"top1": 0.5, "examples": 10})
+    {'test_top1': 0.5, 'test_examples': 10}
+    """
+    return {f"{split}_{key}": value for key, value in metrics.items()}
+
+
 def evaluate_dataset(model, dataset, num_classes: int | None = None) -> dict:
     """Top-1, top-5 (top-k with k = min(5, classes)) and mean cross-entropy of ``model`` over a
     batched ``(images, int labels)`` dataset, in one pass, in inference mode."""
@@ -150,21 +164,27 @@ def load_trained(model_dir: str):
 
 
 def evaluate_model(model_dir_or_model, dataset: str | None = None, *, data_dir: str | None = None,
-                   batch_size: int = 64, split_seed: int | None = None, validation_fraction: float | None = None,
-                   validation_split: str | None = None, latency_runs: int = 20, latency_warmup: int = 3,
+                   batch_size: int = 64, split: str = "test", split_seed: int | None = None,
+                   validation_fraction: float | None = None, test_fraction: float | None = None,
+                   validation_split: str | None = None, test_split: str | None = None,
+                   latency_runs: int = 20, latency_warmup: int = 3,
                    latency_threads: int = 1, throughput_steps: int = 5, throughput_batch: int = 16,
                    write: bool = True, verbose: int = 0) -> dict:
     """Evaluate a trained model (a training output folder or a ``keras.Model``).
 
-    With a folder, the dataset, held-out split and genotype come from its ``results.json``
+    With a folder, the dataset, how it was split and the genotype come from its ``results.json``
     unless given; the record is written to ``evaluation.json`` beside the model. Top-1, top-5
-    and loss are over the validation split; ``params`` counts the built model, and
+    and loss are over ``split`` (``test``, the default, or ``validation``: the same images the
+    training run held out, see :func:`effscale.data.load_data`) and named by it
+    (``test_top1``, ``test_top5``, ``test_loss``, ``test_examples``); ``params`` counts the built model, and
     ``multiply_adds`` comes from :func:`effscale.cost.cost` when the genotype is known;
     ``latency_seconds`` is :func:`effscale.latency.measure_latency` (0 runs: skipped);
     ``train_images_per_second`` is measured on random data (0 steps: skipped).
     """
     from effscale.data import load_data
 
+    if split not in ("test", "validation"):
+        raise UserError(f"unknown split {split!r}: expected test or validation")
     record = None
     folder = None
     if isinstance(model_dir_or_model, (str, os.PathLike)):
@@ -178,20 +198,22 @@ def evaluate_model(model_dir_or_model, dataset: str | None = None, *, data_dir: 
     dataset = dataset or training.get("source")
     if dataset is None:
         raise UserError("evaluate: no dataset given and none recorded beside the model")
-    same_data = dataset == training.get("source")
+    same = training if dataset == training.get("source") else {}
     resolution = int(model.input_shape[1])
+    recorded_seed = same.get("split_seed", (record or {}).get("recipe", {}).get("seed", 0))  # older records
     splits = load_data(
         dataset, resolution=resolution, batch_size=batch_size,
-        validation_fraction=validation_fraction or (training.get("validation_fraction") if same_data else None) or 0.2,
-        seed=split_seed if split_seed is not None else ((record or {}).get("recipe", {}).get("seed", 0)),
-        data_dir=data_dir or (training.get("data_dir") if same_data else None),
-        validation_split=validation_split or (training.get("validation_split") if same_data else None),
-        train_split=training.get("train_split") if same_data else None, cache=False)
+        validation_fraction=validation_fraction or same.get("validation_fraction") or 0.2,
+        test_fraction=test_fraction or same.get("test_fraction") or 0.2,
+        seed=split_seed if split_seed is not None else recorded_seed,
+        data_dir=data_dir or same.get("data_dir"), train_split=same.get("train_split"),
+        validation_split=validation_split or same.get("validation_split"),
+        test_split=test_split or same.get("test_split"), cache=False)
     classes = int(model.output_shape[-1])
     if splits.num_classes != classes:
         raise UserError(f"dataset {dataset!r} has {splits.num_classes} classes but the model predicts {classes}")
-    result = {"dataset": dataset, "validation_size": splits.validation_size}
-    result.update(evaluate_dataset(model, splits.validation, classes))
+    result = {"dataset": dataset, "split": split, "splits": splits.describe()["splits"]}
+    result.update(split_metrics(split, evaluate_dataset(model, getattr(splits, split), classes)))
     result["params"] = int(model.count_params())
     result["multiply_adds"] = None
     if record and record.get("genotype") and record.get("variant"):
@@ -220,9 +242,14 @@ def evaluate_model(model_dir_or_model, dataset: str | None = None, *, data_dir: 
 
 
 def summary_line(result: dict) -> str:
-    """One line of the numbers that matter."""
-    parts = [f"top-1 {result['top1']:.4f}", f"top-5 {result['top5']:.4f}", f"loss {result['loss']:.4f}",
-             f"params {result['params']:,}"]
+    """One line of the numbers that matter (the test split's, else the validation split's).
+
+    >>> summary_line({"test_top1": 0.9, "test_top5": 1.0, "test_loss": 0.3, "params": 1200})
+    'test top-1 0.9000, top-5 1.0000, loss 0.3000, params 1,200'
+    """
+    split = "test" if "test_top1" in result else "validation"
+    parts = [f"{split} top-1 {result[split + '_top1']:.4f}", f"top-5 {result[split + '_top5']:.4f}",
+             f"loss {result[split + '_loss']:.4f}", f"params {result['params']:,}"]
     if result.get("multiply_adds") is not None:
         parts.append(f"multiply-adds {result['multiply_adds']:,}")
     if result.get("latency_seconds") is not None:

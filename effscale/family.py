@@ -152,7 +152,7 @@ def run_family(config, out_dir: str = "effscale-run", verbose: int = 1, progress
         trained = _train_variant(run, config, genotype, variant, keras_verbose, name)
         seconds = time.time() - record["started"]
         run.complete(stage, results=trained, seconds=seconds)
-        progress.finish("train", name, f"top-1 {trained.get('top1', float('nan')):.4f}", seconds=seconds)
+        progress.finish("train", name, f"test top-1 {trained.get('test_top1', float('nan')):.4f}", seconds=seconds)
         results = _results(run, config, baseline, coefficients, variants)
         write_json(run.join("results.json"), results)
 
@@ -291,7 +291,7 @@ def _train_variant(run, config: FamilyConfig, base, variant, keras_verbose, name
         out_dir=run.join("variants", name), epochs=training.epochs, batch_size=training.batch_size,
         mixed_precision=training.mixed_precision, augment=training.augment, seed=config.seed,
         data_dir=config.data_dir or None, validation_fraction=config.validation_fraction,
-        verbose=keras_verbose, log_dir=run.join("logs", name)))
+        test_fraction=config.test_fraction, verbose=keras_verbose, log_dir=run.join("logs", name)))
 
 
 def _member_row(run, name: str, variant) -> dict:
@@ -305,9 +305,8 @@ def _member_row(run, name: str, variant) -> dict:
         "parameters": trained.get("params"),
         "multiply_adds": trained.get("multiply_adds"),
         "latency_ms": None if trained.get("latency_seconds") is None else 1000 * trained["latency_seconds"],
-        "top1": trained.get("top1"),
-        "top5": trained.get("top5"),
-        "loss": trained.get("loss"),
+        **{f"{split}_{metric}": trained.get(f"{split}_{metric}")
+           for split in ("test", "validation") for metric in ("top1", "top5", "loss", "examples")},
         "train_seconds": trained.get("train_seconds"),
         "wall_seconds": stage.get("seconds"),
         "images_per_second": trained.get("train_images_per_second"),
@@ -358,14 +357,27 @@ def _results(run, config: FamilyConfig, baseline, coefficients: dict, variants) 
         "baseline": {"genotype": search.get("genotype"), "source": search.get("source"),
                      "scaled_base": base.encode(),
                      "stages": stage_rows(base, Variant("base", 1.0, 1.0, base.resolution))},
-        "coefficients": coefficients,
-        "search": {"cost": search.get("cost"), "trials": search.get("trials", []),
+        "coefficients": dict(coefficients, split="validation") if coefficients.get("searched") else coefficients,
+        "search": {"cost": search.get("cost"), "split": "validation", "trials": search.get("trials", []),
                    "pareto": search.get("pareto", []), "setup": search.get("setup"),
                    "seconds": search.get("seconds")},
+        "splits": {"selection": "validation: the search, the coefficient search and the recommended member",
+                   "results": "test: every member's test_* numbers; nothing is selected on it"},
         "variants": [_member_row(run, v.name, v) for v in variants],
         "reference": reference,
         "reference_points": config.reference_points,
     })
+
+
+def best_member(results: dict) -> dict | None:
+    """The member with the best validation top-1 (selection never looks at the test split).
+
+    >>> best_member({"variants": [{"name": "a", "validation_top1": 0.8, "test_top1": 0.9},
+    ...                           {"name": "b", "validation_top1": 0.85, "test_top1": 0.7}]})["name"]
+    'b'
+    """
+    done = [v for v in results.get("variants", []) if v.get("validation_top1") is not None]
+    return max(done, key=lambda v: v["validation_top1"], default=None)
 
 
 def _plain(value):
@@ -396,7 +408,8 @@ def status_rows(out_dir: str) -> list[dict]:
         if seconds is None and record.get("started") and record.get("finished"):
             seconds = record["finished"] - record["started"]
         result = record.get("results") or {}
-        detail = f"top-1 {result['top1']:.4f}" if result.get("top1") is not None else record.get("genotype", "")[:60]
+        detail = f"test top-1 {result['test_top1']:.4f}" if result.get("test_top1") is not None \
+            else record.get("genotype", "")[:60]
         rows.append({"stage": name, "status": record["status"], "attempts": record["attempts"], "seconds": seconds,
                      "detail": detail})
     planned = [v["name"] for v in run.state["stages"].get("scaling", {}).get("variants", [])]

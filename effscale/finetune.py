@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass
 
 from effscale.errors import UserError
+from effscale.evaluate import HISTORY_NAMES, evaluate_dataset, split_metrics
 from effscale.io import atomic_path, read_json, write_json
 
 MODEL_FILE = "model.keras"
@@ -272,7 +273,7 @@ def _fit(model, splits, config, epochs, initial_epoch, history, phase, verbose):
     logs = result.history
     for i in range(len(logs.get("loss", []))):
         entry = {"phase": phase, "epoch": initial_epoch + i + 1}
-        entry.update({k: round(float(v[i]), 6) for k, v in logs.items()})
+        entry.update({HISTORY_NAMES.get(k, k): round(float(v[i]), 6) for k, v in logs.items()})
         history.append(entry)
     return seconds
 
@@ -280,7 +281,7 @@ def _fit(model, splits, config, epochs, initial_epoch, history, phase, verbose):
 def _last_validation(history) -> dict:
     """The validation metrics Keras computed at the end of the last epoch."""
     last = history[-1]
-    return {"top1": last["val_accuracy"], "loss": last["val_loss"]}
+    return {"top1": last["validation_accuracy"], "loss": last["validation_loss"]}
 
 
 def finetune(base, variant: str | None = None, dataset: str = "digits", config: FineTuneConfig | dict | None = None,
@@ -381,7 +382,8 @@ def finetune(base, variant: str | None = None, dataset: str = "digits", config: 
         "transfer": report.to_dict() if report is not None else None,
         "data": dict(splits.describe(), data_dir=data_dir, validation_fraction=config.validation_fraction),
         "config": config.to_dict(), "resolution": resolution, "unfrozen_prefixes": prefixes,
-        "phases": phases, "history": history, "top1": phases[-1]["validation"]["top1"],
+        "phases": phases, "history": history, "validation_top1": phases[-1]["validation"]["top1"],
+        **split_metrics("test", evaluate_dataset(model, splits.test, splits.num_classes)),
         "params": int(model.count_params()), "seconds": round(time.perf_counter() - start, 3),
         "model": MODEL_FILE,
     }
@@ -395,9 +397,9 @@ def finetune(base, variant: str | None = None, dataset: str = "digits", config: 
 
 
 def summary(record: dict) -> str:
-    """Validation top-1 after each phase."""
+    """Validation top-1 after each phase, then the test split's top-1 of the final model."""
     parts = [f"{p['name']} {p['validation']['top1']:.3f}" for p in record["phases"]]
-    return "validation top-1: " + ", ".join(parts)
+    return "validation top-1: " + ", ".join(parts) + f"; test top-1 {record['test_top1']:.3f}"
 
 
 def recipe_main(argv=None, *, dataset: str, config: FineTuneConfig, genotype: str = "efficientnet-b0",

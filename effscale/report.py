@@ -29,7 +29,7 @@ PLOTS = ("accuracy_vs_macs.png", "search_candidates.png", "search_history.png", 
 MEMBER_COLUMNS = [
     ("member", "name"), ("width", "width"), ("depth", "depth"), ("resolution", "resolution"),
     ("parameters", "parameters"), ("multiply-adds (M)", "multiply_adds"),
-    ("test top-1 (95% interval)", "test_top1"), ("validation top-1", "validation_top1"),
+    ("test top-1 (95% interval)", "test_top1"), ("test top-5", "test_top5"), ("validation top-1", "validation_top1"),
     ("Pareto-efficient", "pareto_efficient"), ("top-1 points per extra M multiply-adds", "gain_per_extra_million_macs"),
     ("latency (ms)", "latency_ms"), ("training wall time", "wall_seconds"), ("files", "files"),
 ]
@@ -57,6 +57,8 @@ def format_cell(member: dict, key: str) -> str:
         return text
     if value is None:
         return "-"
+    if key == "test_top5":
+        return _percent(value)
     if key == "pareto_efficient":
         return "yes" if value else "no"
     if key == "multiply_adds":

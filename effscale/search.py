@@ -404,7 +404,7 @@ class _TrialRunner:
             from effscale.data import load_data
 
             self._data = load_data(self.dataset, resolution=self.resolution, batch_size=self.settings.batch_size,
-                                   seed=self.settings.seed)
+                                   shuffle_seed=self.settings.seed)  # the splits stay those of every run
         return self._data
 
     def costs(self, genotype: Genotype) -> dict:
@@ -576,7 +576,7 @@ def load_oracle(project_dir: str):
         from effscale.data import load_data
 
         return load_data(config["dataset"], resolution=config["resolution"], batch_size=settings.batch_size,
-                         seed=settings.seed)
+                         shuffle_seed=settings.seed)
 
     variant = f"w={config['width']:g},d={config['depth']:g},r={config['resolution']}"
     screen = _prescreen(config.get("prescreen"), space, variant, load, settings.seed)
@@ -801,8 +801,9 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
                             "use a new project dir or overwrite")
     elif not os.path.exists(config_path) and os.path.isdir(path) and os.listdir(path) and role != "worker":
         raise UserError(f"project dir {project_dir!r} is not empty and is not an effscale search project")
-    if dataset != "digits" and not str(dataset).startswith("tfds:") and not os.path.isdir(str(dataset)):
-        raise UserError(f"unknown dataset {dataset!r}: expected 'digits', 'tfds:NAME' or an image folder path")
+    from effscale.data import check_source
+
+    check_source(dataset)
 
     # -- from here on the project dir is written --------------------------------------------------
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -10,8 +10,9 @@ writes into ``out_dir``:
   resumes at the epoch after the last backup and records that in ``results.json``
   (``resumed_from_epochs``);
 * ``model.keras``: the trained model, for inference (no optimizer);
-* ``results.json``: top-1, top-5, loss, parameters, multiply-adds, latency, training images/s,
-  epochs done, wall time, history, strategy, recipe.
+* ``results.json``: ``test_top1`` / ``_top5`` / ``_loss`` (the test split, selected on by nothing),
+  the same on validation, parameters, multiply-adds, latency, training images/s, epochs, wall
+  time, history (``train_loss``, ``validation_accuracy``, ...), strategy, recipe, splits.
 
 With ``Recipe(progressive=...)`` (:mod:`effscale.progressive`) training runs in stages, each
 building the model at the stage's image size and dropout and restoring the weights and
@@ -34,6 +35,7 @@ import os
 import time
 
 from effscale.errors import UserError
+from effscale.evaluate import HISTORY_NAMES, split_metrics
 from effscale.io import read_json, write_json
 
 CHECKPOINT_DIR = "checkpoint"
@@ -111,12 +113,6 @@ def _one_hot(dataset, classes):
     return dataset.map(lambda x, y: (x, tf.one_hot(y, classes)), num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def _run_signature(genotype, variant, dataset, recipe, data_dir, validation_fraction) -> dict:
-    return {"genotype": genotype.encode(), "variant": variant.to_dict(), "dataset": dataset,
-            "data_dir": data_dir, "validation_fraction": validation_fraction,
-            "recipe": {k: v for k, v in recipe.to_dict().items() if k != "epochs"}}
-
-
 def _export_model(model, path: str) -> None:
     """Save an inference copy of ``model`` (no optimizer, no distribution) atomically."""
     import keras
@@ -155,7 +151,7 @@ class _EpochRecorder:
             self.timed_seconds += seconds
         self.first_epoch_of_process = False
         entry = {"epoch": epoch + 1, "seconds": round(seconds, 3)}
-        entry.update({k: round(float(v), 6) for k, v in metrics.items()})
+        entry.update({HISTORY_NAMES.get(k, k): round(float(v), 6) for k, v in metrics.items()})
         entry.update(self.extra)
         self.history.append(entry)
         if self.chief:
@@ -325,12 +321,15 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
                   log_dir: str | None = None, *, batch_size: int | None = None, batch_scope: str | None = None,
                   mixed_precision: str = "auto", data_dir: str | None = None, validation_fraction: float = 0.2,
                   train_split: str | None = None, validation_split: str | None = None, download: bool = False,
+                  test_fraction: float = 0.2, test_split: str | None = None, split_seed: int = 0,
+                  train_examples: int | None = None, train_fraction: float | None = None,
                   loop: str = "auto", latency_runs: int = 20, tpu: str | None = None,
                   augment: bool | None = None, seed: int | None = None, callbacks: list | None = None) -> dict:
     """Train ``genotype`` at ``variant`` on ``dataset`` and return its results record.
 
     ``recipe`` is a :class:`~effscale.recipe.Recipe` (default ``Recipe()``); ``epochs``,
-    ``batch_size``, ``batch_scope``, ``augment`` and ``seed`` override its fields. ``strategy`` is a name
+    ``batch_size``, ``batch_scope``, ``augment`` and ``seed`` override its fields. :func:`effscale.data.load_data`
+    splits the data (``split_seed``, fractions, split names; the recipe's seed only shuffles). ``strategy`` is a name
     (auto|default|mirrored|multiworker|tpu) or a ``tf.distribute.Strategy``. Rerunning with the
     same ``out_dir`` resumes from the last per-epoch backup; a finished run returns its record.
     ``callbacks`` are Keras callbacks added to ``fit`` (not available under the custom loop).
@@ -339,7 +338,7 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
 
         record = train_variant("tiny", "w=0.25,d=0.25,r=16", dataset="digits", epochs=4,
                                batch_size=64, batch_scope="global", out_dir="runs/tiny")
-        record["top1"], record["epochs_done"], record["strategy"]["name"]   # (0.947..., 4, 'default')
+        record["test_top1"], record["epochs_done"], record["strategy"]["name"]   # (0.94..., 4, 'default')
     """
     import keras
 
@@ -376,7 +375,11 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
     policy = mixed_precision_policy(mixed_precision, device_kind(strategy))
     use_custom = loop == "custom" or (loop == "auto" and is_multiworker(strategy))
 
-    signature = _run_signature(genotype, variant, dataset, recipe, data_dir, validation_fraction)
+    data_options = {"validation_fraction": validation_fraction, "test_fraction": test_fraction,
+                    "split_seed": split_seed, "train_split": train_split, "validation_split": validation_split,
+                    "test_split": test_split, "train_examples": train_examples, "train_fraction": train_fraction}
+    signature = {"genotype": genotype.encode(), "variant": variant.to_dict(), "dataset": dataset, "data_dir": data_dir,
+                 **data_options, "recipe": {k: v for k, v in recipe.to_dict().items() if k != "epochs"}}
     run_path = os.path.join(out_dir, RUN_FILE)
     if os.path.isfile(run_path):
         previous = read_json(run_path)
@@ -405,10 +408,9 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
             continue  # finished before this process started
         start = max(stage.epochs[0], initial_epoch)
         randaugment = recipe.randaugment if stage.randaugment is None else stage.randaugment
-        splits = load_data(dataset, resolution=stage.resolution, batch_size=global_batch,
-                           validation_fraction=validation_fraction, seed=recipe.seed,
+        splits = load_data(dataset, resolution=stage.resolution, batch_size=global_batch, seed=split_seed,
+                           **{k: v for k, v in data_options.items() if k != "split_seed"}, data_dir=data_dir,
                            augment=recipe.augment or bool(stage.randaugment), randaugment=randaugment,
-                           data_dir=data_dir, train_split=train_split, validation_split=validation_split,
                            download=download, drop_remainder=True, shuffle_seed=recipe.seed + 1009 * start)
         steps = splits.train_size // global_batch
         if steps < 1:
@@ -459,6 +461,7 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
                               recorder, verbose, log_dir, transform, callbacks or ())
     with dtype_policy(policy):
         validation = evaluate_dataset(model, splits.validation, splits.num_classes)
+        test = evaluate_dataset(model, splits.test, splits.num_classes)
 
     analytic = cost(genotype, variant, classes=splits.num_classes)
     latency = None
@@ -469,14 +472,13 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
         latency = measure_latency(float32_copy(model), runs=latency_runs, warmup=3)
     record = {
         "genotype": genotype.encode(), "genotype_key": genotype.key, "variant": variant.to_dict(),
-        "data": dict(splits.describe(), data_dir=data_dir, validation_fraction=validation_fraction,
-                     train_split=train_split, validation_split=validation_split),
+        "data": dict(splits.describe(), data_dir=data_dir, **data_options),
         "recipe": recipe.to_dict(),
         "strategy": {"name": name, "replicas": replicas, "chief": chief,
                      "loop": "custom" if use_custom else "fit", "synchronized_batch_norm_layers": synchronized},
         "mixed_precision": policy, "global_batch": global_batch, "per_replica_batch": per_replica,
         "peak_learning_rate": recipe.peak_learning_rate(global_batch), "steps_per_epoch": steps,
-        "top1": validation["top1"], "top5": validation["top5"], "loss": validation["loss"],
+        **split_metrics("test", test), **split_metrics("validation", validation),
         "params": int(model.count_params()), "multiply_adds": int(analytic.multiply_adds),
         "latency_seconds": latency,
         "train_images_per_second": recorder.images_per_second(steps * global_batch * len(recorder.history)),

@@ -98,16 +98,19 @@ def test_killed_run_resumes_without_retraining_the_first_variant(resumed_run):
     assert [s["status"] for s in stages.values()].count("done") == len(stages)
 
 
-def test_run_produces_results_plots_and_both_report_pages(resumed_run):
+def test_run_produces_results_plots_and_both_report_pages(resumed_run, assert_every_number_names_its_split):
     run_dir = resumed_run[0]
     results = json.loads((run_dir / "results.json").read_text())
     assert [v["name"] for v in results["variants"]] == ["phi0", "phi1"]
     assert len(results["search"]["trials"]) == 2
     for variant in results["variants"]:
-        assert 0.0 <= variant["top1"] <= 1.0 and variant["parameters"] > 0 and variant["multiply_adds"] > 0
+        assert 0.0 <= variant["test_top1"] <= 1.0 and variant["parameters"] > 0 and variant["multiply_adds"] > 0
+        assert 0.0 <= variant["validation_top1"] <= 1.0 and variant["test_examples"] == 360
+    assert results["search"]["split"] == "validation"
+    assert_every_number_names_its_split(results)
     from PIL import Image
 
-    for plot in ("accuracy_vs_macs.png", "search_history.png"):
+    for plot in ("accuracy_vs_macs.png", "search_candidates.png", "search_history.png", "training_curves.png"):
         with Image.open(run_dir / plot) as image:
             assert image.format == "PNG" and image.size[0] > 100 and image.size[1] > 100
             assert len(set(image.convert("L").getdata())) > 10  # something is drawn
@@ -127,8 +130,8 @@ def test_report_numbers_equal_the_results_json(resumed_run):
         assert cells[0] == variant["name"]
         assert int(cells[4].replace(",", "")) == variant["parameters"]
         assert float(cells[5].replace(",", "")) == pytest.approx(variant["multiply_adds"] / 1e6, abs=0.005)
-        assert float(cells[7]) == pytest.approx(variant["top1"], abs=5e-5)
-        assert f"{variant['top1']:.4f}" in page and f"{variant['parameters']:,}" in page
+        assert float(cells[6].split("%")[0]) == pytest.approx(100 * variant["test_top1"], abs=0.05)
+        assert cells[6].split(" ")[0] in page and f"{variant['parameters']:,}" in page
     assert results["baseline"]["genotype"] in markdown
 
 

@@ -180,3 +180,51 @@ def test_missing_folder_and_installed_name_in_the_cli(tmp_path, monkeypatch, cap
     assert cli.main(base + ["--dataset", "mnist"]) == 2
     err = capsys.readouterr().err
     assert "mnist is not installed: looked in" in err and len(err.strip().splitlines()) == 1
+
+
+def _write_png_folder(root, count=75):
+    """The same uniform grey images as PNG files in class sub-folders (no test set of its own)."""
+    from PIL import Image
+
+    for i in range(1, count + 1):
+        folder = os.path.join(root, f"class{i % CLASSES}")
+        os.makedirs(folder, exist_ok=True)
+        Image.fromarray(np.full((SIZE, SIZE), 3 * i, np.uint8), "L").save(os.path.join(folder, f"{i}.png"))
+    return root
+
+
+@pytest.mark.parametrize("kind", ["idx", "folder"])
+def test_the_test_split_never_reaches_the_search_or_the_coefficient_search(tmp_path, monkeypatch, idx_folder, kind):
+    """Every image that any Keras ``fit`` of a search and a coefficient search trains or
+    validates on is recorded on its way in; none is a test image."""
+    import keras
+
+    from effscale.coefficients import search_coefficients
+    from effscale.search import run_search
+
+    if kind == "idx":
+        dataset, test_ids = f"idx:{idx_folder}", set(range(TRAIN + 1, TRAIN + TEST + 1))  # the t10k file
+    else:
+        dataset = _write_png_folder(str(tmp_path / "pngs"))
+        test_ids = _image_ids(to_numpy(load_data(dataset, resolution=SIZE).test)[0])  # what results are on
+        assert len(test_ids) == 15
+    seen = []
+    real_fit = keras.Model.fit
+
+    def recording_fit(self, x=None, *args, validation_data=None, **kwargs):
+        for part in (x, validation_data):
+            if part is not None:
+                seen.append(_image_ids(to_numpy(part.take(1000))[0]))
+        return real_fit(self, x, *args, validation_data=validation_data, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", recording_fit)
+    micro = "stem8_head32_res8_relu-mb_r1_k3_s2_e2_c8"
+    result = run_search(micro, oracle="random", cost="macs", target=1e5, trials=1, epochs=1, dataset=dataset,
+                        project_dir=str(tmp_path / "search"), seed=0, resolution=SIZE, verbose=0)
+    assert [t["status"] for t in result.trials] == ["COMPLETED"]
+    search_coefficients(micro, dataset=dataset, project_dir=str(tmp_path / "coefficients"), epochs=1,
+                        max_trials=1, batch_size=16)
+    assert len(seen) >= 4  # train and validation of both searches
+    everything = set().union(*seen)
+    assert len(everything) == TRAIN + TEST - len(test_ids)  # all of train and validation arrived ...
+    assert not everything & test_ids  # ... and not one test image

@@ -53,10 +53,13 @@ def reference(tmp_path_factory):
     return out, record
 
 
-def test_tiny_variant_reaches_90_percent_on_digits(reference):
+def test_tiny_variant_reaches_90_percent_on_digits(reference, assert_every_number_names_its_split):
     out, record = reference
-    assert record["top1"] >= 0.90, record["history"]
-    assert record["top5"] >= record["top1"] and record["loss"] < 1.0
+    assert record["test_top1"] >= 0.90, record["history"]
+    assert record["test_top5"] >= record["test_top1"] and record["test_loss"] < 1.0
+    assert record["validation_top1"] >= 0.85 and record["test_examples"] == record["data"]["test_size"] == 360
+    assert record["validation_examples"] == record["data"]["validation_size"]
+    assert_every_number_names_its_split(record)
     assert record["epochs_done"] == EPOCHS and [h["epoch"] for h in record["history"]] == [1, 2, 3, 4]
     assert record["resumed_from_epochs"] == []
     assert record["strategy"] == {"name": "default", "replicas": 1, "chief": True, "loop": "fit",
@@ -74,17 +77,23 @@ def test_tiny_variant_reaches_90_percent_on_digits(reference):
     assert os.path.isfile(out / "model.keras")
 
 
-def test_evaluate_reloads_the_model_and_reproduces_its_accuracy(reference, capsys):
+def test_evaluate_reloads_the_model_and_reproduces_its_accuracy(reference, capsys, assert_every_number_names_its_split):
     out, record = reference
     assert cli.main(["evaluate", str(out), "--latency-runs", "3", "--throughput-steps", "2"]) == 0
     line = capsys.readouterr().out.strip()
-    assert line.startswith(f"{out}: top-1 ") and "multiply-adds" in line and "latency" in line
+    assert line.startswith(f"{out}: test top-1 ") and "multiply-adds" in line and "latency" in line
     evaluation = read_json(out / "evaluation.json")
-    assert evaluation["top1"] == pytest.approx(record["top1"], abs=1e-6)  # same split, same weights
-    assert evaluation["top5"] == pytest.approx(record["top5"], abs=1e-6)
-    assert evaluation["validation_size"] == record["data"]["validation_size"]
+    assert evaluation["split"] == "test" and evaluation["test_examples"] == record["data"]["test_size"]
+    assert evaluation["test_top1"] == pytest.approx(record["test_top1"], abs=1e-6)  # same split, same weights
+    assert evaluation["test_top5"] == pytest.approx(record["test_top5"], abs=1e-6)
+    assert_every_number_names_its_split(evaluation)
     assert evaluation["params"] == record["params"] and evaluation["multiply_adds"] == record["multiply_adds"]
     assert evaluation["latency_seconds"] > 0 and evaluation["train_images_per_second"] > 0
+    assert cli.main(["evaluate", str(out), "--split", "validation", "--latency-runs", "0",
+                     "--throughput-steps", "0", "--json"]) == 0
+    validation = json.loads(capsys.readouterr().out)
+    assert validation["validation_top1"] == pytest.approx(record["validation_top1"], abs=1e-6)
+    assert validation["validation_examples"] == record["validation_examples"] and "test_top1" not in validation
 
 
 def test_rerunning_a_finished_run_returns_its_record(reference):
@@ -128,7 +137,7 @@ def test_sigkill_after_first_epoch_then_rerun_resumes(reference, tmp_path):
     assert killed_state["optimizer_iterations"] == killed_at * steps
     assert read_json(out / "checkpoint" / "state.json")["optimizer_iterations"] == EPOCHS * steps
     _, uninterrupted = reference
-    assert record["top1"] >= 0.90 and abs(record["top1"] - uninterrupted["top1"]) <= BAND
+    assert record["test_top1"] >= 0.90 and abs(record["test_top1"] - uninterrupted["test_top1"]) <= BAND
 
 
 MIRRORED_SCRIPT = textwrap.dedent("""
@@ -167,7 +176,7 @@ def test_mirrored_over_two_logical_cpus_matches_default(reference, tmp_path):
     assert record["per_replica_batch"] == 32 and record["global_batch"] == 64
     assert record["strategy"]["synchronized_batch_norm_layers"] > 0
     _, default = reference
-    assert record["top1"] >= 0.90 and abs(record["top1"] - default["top1"]) <= BAND
+    assert record["test_top1"] >= 0.90 and abs(record["test_top1"] - default["test_top1"]) <= BAND
 
 
 def _free_ports(count):
@@ -234,12 +243,12 @@ def test_two_workers_killed_then_resumed_end_with_identical_weights(reference, t
         assert record["resumed_from_epochs"] == [killed_at]
     assert chief["strategy"]["chief"] and not worker["strategy"]["chief"]
     assert chief["weights_sha256"] == worker["weights_sha256"]  # every weight, BN statistics included
-    assert chief["top1"] == worker["top1"]
+    assert chief["test_top1"] == worker["test_top1"]
     results = read_json(shared / "results.json")
     assert results["weights_sha256"] == chief["weights_sha256"]
     assert [h["epoch"] for h in results["history"]] == [1, 2, 3, 4]
     _, single = reference
-    assert chief["top1"] >= 0.88 and abs(chief["top1"] - single["top1"]) <= BAND
+    assert chief["test_top1"] >= 0.88 and abs(chief["test_top1"] - single["test_top1"]) <= BAND
 
 
 def test_bad_input_exits_2(tmp_path, capsys):
