@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 
 from effscale.errors import UserError  # noqa: E402
 from effscale.io import write_json  # noqa: E402
-from effscale.tabular import TabularObjective, run_oracle  # noqa: E402
+from effscale.search.tabular import TabularObjective, run_oracle  # noqa: E402
 
 ORACLES = ("random", "bayesian", "bayesian-sampled", "evolution", "reinforce", "evolution+prescreen")
 SLOW = ("bayesian",)  # timed over --slow-proposals only

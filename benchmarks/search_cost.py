@@ -34,10 +34,10 @@ TABLE_ORACLES = ("random", "evolution", "evolution+prescreen")
 def trial_and_score_seconds(objective, recipe: dict, proxy: str, samples: int = 3) -> tuple[float, float]:
     """Median seconds of one from-scratch proxy training (build, trace, train) and of one
     zero-cost score, over the first ``samples`` architectures of the table."""
-    from effscale import zero_cost
+    from effscale.search import zero_cost
     from effscale.data import load_data
     from effscale.genotype import Genotype
-    from effscale.proxy import ProxySettings, proxy_train
+    from effscale.search.proxy import ProxySettings, proxy_train
 
     data = load_data("digits", resolution=recipe["resolution"], batch_size=recipe["batch_size"], seed=0)
     settings = ProxySettings(epochs=recipe["epochs"], batch_size=recipe["batch_size"],
@@ -89,7 +89,7 @@ def table_rows(study: dict, trial_seconds: float, score_seconds: float) -> list[
 
 def differentiable_runs(objective, recipe: dict, seeds: int, supernet_epochs: int, arch_learning_rate: float,
                         threshold: float) -> list[dict]:
-    from effscale.proxy import ProxySettings
+    from effscale.search.proxy import ProxySettings
     from effscale.search import run_search
 
     space, reward = objective.space, objective.reward
@@ -153,7 +153,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     from effscale.io import write_json
-    from effscale.tabular import TabularObjective
+    from effscale.search.tabular import TabularObjective
 
     objective = TabularObjective(args.table)
     with open(args.study) as handle:

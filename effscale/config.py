@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 
 from effscale.errors import UserError
 
-ORACLES = ("evolution", "reinforce", "random", "bayesian", "hyperband")
 COSTS = ("macs", "params", "latency")
 
 
@@ -43,6 +42,8 @@ class SearchConfig:
     seed: int = 0
 
     def check(self) -> None:
+        from effscale.search.registry import ORACLES
+
         _one_of("search.oracle", self.oracle, ORACLES)
         _one_of("search.cost", self.cost, COSTS)
         _one_of("search.constraint", self.constraint, ("soft", "hard"))

@@ -34,6 +34,15 @@ from effscale.io import read_json, write_json
 from effscale.progress import FamilyProgress
 
 
+def _saved_config(saved):
+    """A run's saved configuration as today's FamilyConfig reads it: keys added since an older
+    effscale wrote it take their defaults, so its runs still resume."""
+    try:
+        return FamilyConfig.from_dict(saved).to_dict()
+    except (UserError, TypeError, AttributeError):
+        return saved
+
+
 class RunDirectory:
     """A family run's folder and its ``state.json``."""
 
@@ -50,7 +59,7 @@ class RunDirectory:
         if os.path.isfile(self.path):
             raise UserError(f"output {self.path!r} is a file, not a folder")
         if self.state is not None:
-            if self.state.get("config") != config.to_dict():
+            if _saved_config(self.state.get("config")) != config.to_dict():
                 raise UserError(f"{self.path!r} holds a run with a different configuration: "
                                 "choose another --out, or rerun with the same configuration to resume")
         elif os.path.isdir(self.path) and os.listdir(self.path):

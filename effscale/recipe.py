@@ -123,6 +123,17 @@ class Recipe:
             raise UserError(f"unknown recipe key(s) {unknown}: expected some of {sorted(known)}")
         return cls(**data)
 
+    @classmethod
+    def completed(cls, saved):
+        """A recipe dict saved by an older effscale, with the defaults of the keys added since.
+
+        >>> Recipe.completed({"epochs": 3})["progressive"] is None
+        True
+        """
+        if not isinstance(saved, dict):
+            return saved
+        return {**{k: v for k, v in cls().to_dict().items() if k != "epochs"}, **saved}
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 

@@ -382,7 +382,9 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
                  **data_options, "recipe": {k: v for k, v in recipe.to_dict().items() if k != "epochs"}}
     run_path = os.path.join(out_dir, RUN_FILE)
     if os.path.isfile(run_path):
-        previous = read_json(run_path)
+        saved = read_json(run_path)  # an older run.json lacks the keys added since: they take their defaults
+        previous = {**{k: train_variant.__kwdefaults__[k] for k in data_options}, **saved,
+                    "recipe": Recipe.completed(saved.get("recipe"))}
         if previous != signature:
             differing = sorted(k for k in signature if previous.get(k) != signature.get(k))
             raise UserError(f"{out_dir!r} holds another run (it differs in {', '.join(differing)}); "

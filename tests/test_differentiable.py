@@ -17,11 +17,11 @@ import effscale
 import effscale.cli
 from effscale.cost import cost
 from effscale.data import load_data
-from effscale.differentiable import CHECKPOINT, CostTable, load_logits, run_differentiable_search
+from effscale.search.differentiable import CHECKPOINT, CostTable, load_logits, run_differentiable_search
 from effscale.errors import UserError
-from effscale.objectives import Reward
+from effscale.search.objectives import Reward
 from effscale.search import design_variant, run_search
-from effscale.space import SearchSpace
+from effscale.search.space import SearchSpace
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Two small MBConv stages (the one tests/test_search.py uses): few layers keep the supernet's

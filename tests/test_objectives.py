@@ -5,7 +5,7 @@ import math
 import pytest
 
 from effscale.errors import UserError
-from effscale.objectives import Limits, Reward, exponents, pareto_front, reward
+from effscale.search.objectives import Limits, Reward, exponents, pareto_front, reward
 
 
 def test_soft_reward_matches_hand_computed_values():

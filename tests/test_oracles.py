@@ -10,9 +10,9 @@ import pytest
 from keras_tuner.src.engine import base_tuner
 
 from effscale.io import read_json
-from effscale.oracles import RegularizedEvolutionOracle, ReinforceOracle
+from effscale.search.oracles import RegularizedEvolutionOracle, ReinforceOracle
 from effscale.search import make_oracle
-from effscale.space import SearchSpace, sample_values
+from effscale.search.space import SearchSpace, sample_values
 
 SPACE = SearchSpace("tiny")
 HIDDEN = sample_values(SPACE.hyperparameters(), np.random.default_rng(12345))

@@ -12,7 +12,7 @@ from keras_tuner.src.engine import base_tuner
 from effscale.cost import cost
 from effscale.errors import UserError
 from effscale.search import load_oracle, load_trials, make_oracle, run_search
-from effscale.space import SearchSpace
+from effscale.search.space import SearchSpace
 
 # No conditional choices: a mutation changes exactly one value.
 SPACE = SearchSpace("tiny", open=("kernel", "expand", "se", "repeats"))

@@ -75,21 +75,22 @@ def test_nan_loss_fails_the_trial_with_its_reason(tmp_path):
     import tensorflow as tf
 
     from effscale.data import DataSplits
-    from effscale.objectives import Limits, Reward
-    from effscale.proxy import ProxySettings
-    from effscale.search import _make_tuner_class, _TrialRunner, make_oracle
-    from effscale.space import SearchSpace
+    from effscale.search.objectives import Limits, Reward
+    from effscale.search.proxy import ProxySettings
+    from effscale.search import TrialRunner, make_oracle
+    from effscale.search.tuner import make_tuner_class
+    from effscale.search.space import SearchSpace
 
     images = np.full((64, 16, 16, 3), np.nan, "float32")  # corrupt pixels: the loss goes NaN
     labels = np.arange(64, dtype="int32") % 10
     batches = tf.data.Dataset.from_tensor_slices((images, labels)).batch(32)
     space = SearchSpace(MICRO, open=("kernel",))
-    runner = _TrialRunner(space, Reward("macs", 1e5), Limits(), ProxySettings(epochs=1), "digits", 16, 1.0, 1.0,
+    runner = TrialRunner(space, Reward("macs", 1e5), Limits(), ProxySettings(epochs=1), "digits", 16, 1.0, 1.0,
                           str(tmp_path / "latency"), {}, heartbeat_s=1.0)
     runner._data = DataSplits(batches, batches, 10, 64, 64)
     oracle = make_oracle("random", 1, space.hyperparameters(), seed=0)
     oracle.verbose = 0
-    tuner = _make_tuner_class()(oracle, runner, directory=str(tmp_path), project_name="tuner")
+    tuner = make_tuner_class()(oracle, runner, directory=str(tmp_path), project_name="tuner")
     tuner.search()
     trials = list(oracle.trials.values())
     assert len(trials) == 1

@@ -12,7 +12,7 @@ import pytest
 
 from effscale.errors import UserError
 from effscale.io import read_json
-from effscale.search import _role
+from effscale.search.distributed import role
 
 MICRO = "stem8_head32_res16_relu-mb_r1_k3_s2_e2_c8-mb_r1_k3_s2_e2_c16"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,14 +28,14 @@ def test_role_comes_from_the_environment_and_the_default_address_is_loopback(mon
     for name in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
         monkeypatch.setenv(name, "x")  # so that monkeypatch restores the variable's absence afterwards
         monkeypatch.delenv(name)
-    assert _role() is None  # not asked for: nothing listens
+    assert role() is None  # not asked for: nothing listens
     monkeypatch.setenv("KERASTUNER_ORACLE_PORT", "8000")
     with pytest.raises(UserError, match="KERASTUNER_TUNER_ID"):
-        _role()
+        role()
     monkeypatch.setenv("KERASTUNER_TUNER_ID", "chief")
-    assert _role() == "chief" and os.environ["KERASTUNER_ORACLE_IP"] == "127.0.0.1"
+    assert role() == "chief" and os.environ["KERASTUNER_ORACLE_IP"] == "127.0.0.1"
     monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner1")
-    assert _role() == "worker"
+    assert role() == "worker"
 
 
 def test_chief_and_two_workers_finish_a_search_and_a_killed_worker_does_not_stop_the_chief(tmp_path):

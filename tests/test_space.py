@@ -9,7 +9,7 @@ import pytest
 import effscale
 from effscale.errors import UserError
 from effscale.genotype import Genotype
-from effscale.space import DEFAULT_OPTIONS, SearchSpace, mutate_values, sample_values, space_size
+from effscale.search.space import DEFAULT_OPTIONS, SearchSpace, mutate_values, sample_values, space_size
 
 MICRO = "stem8_head32_res16_relu-mb_r1_k3_s2_e2_c8-mb_r1_k3_s2_e2_c16"
 

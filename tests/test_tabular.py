@@ -10,9 +10,9 @@ import pytest
 
 from effscale.errors import UserError
 from effscale.genotype import Genotype
-from effscale.objectives import Reward
-from effscale.space import SearchSpace
-from effscale.tabular import NotInTable, TabularObjective, build_table
+from effscale.search.objectives import Reward
+from effscale.search.space import SearchSpace
+from effscale.search.tabular import NotInTable, TabularObjective, build_table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REAL_TABLE = os.path.join(ROOT, "benchmarks", "tabular", "table.json")

@@ -8,7 +8,7 @@ import pytest
 from effscale.cost import cost
 from effscale.data import load_data
 from effscale.errors import UserError
-from effscale.zero_cost import PROXIES, first_batch, parse_prescreen, score, score_many
+from effscale.search.zero_cost import PROXIES, first_batch, parse_prescreen, score, score_many
 
 # Between them every block type appears with and without SE; stages of two blocks have the
 # identity skip (G1's mb and fmb) or not (G2's noskip, and G2's single-block ds).

@@ -1,5 +1,5 @@
 """Generate the tabular benchmark: proxy-train a seeded sample of effscale's own search space on the
-bundled digits and record each architecture's accuracy and costs (the table ``effscale.tabular``'s
+bundled digits and record each architecture's accuracy and costs (the table ``effscale.search.tabular``'s
 ``TabularObjective`` reads, so an oracle can run a 100-trial search in seconds).
 
 The sub-space (3,456 genotypes) is the ``tiny`` baseline with stages 2-4 open: kernel {3, 5},
@@ -17,7 +17,7 @@ train: what one search trial costs). TensorFlow runs on one thread so shards can
 Work is resumable: every finished architecture is appended to ``WORK/rows-SHARD.jsonl`` at once,
 a rerun skips what is there or already in ``--out``, and the table (``--out``) is rewritten atomically from all shards
 after every architecture, with ``meta.complete`` false until every sampled architecture is in.
-``--proxies`` scores the trained architectures with the zero-cost proxies (``effscale.zero_cost``:
+``--proxies`` scores the trained architectures with the zero-cost proxies (``effscale.search.zero_cost``:
 synflow, grad_norm, naswot on the first validation batch, untrained weights of seed 0) into
 ``WORK/proxies-SHARD.jsonl`` (``--shard`` splits it too), merged into the table by every write (it can run beside the training shards).
 
@@ -46,7 +46,7 @@ PROXY_COLUMNS = ("synflow", "grad_norm", "naswot")
 
 
 def subspace():
-    from effscale.space import SearchSpace
+    from effscale.search.space import SearchSpace
 
     return SearchSpace(SUBSPACE["reference"], open=SUBSPACE["open"], options=SUBSPACE["options"],
                        stages=SUBSPACE["stages"])
@@ -73,7 +73,7 @@ def train_seeds(genotype, data, recipe: dict) -> dict:
     import numpy as np
 
     from effscale.builder import build
-    from effscale.proxy import ProxySettings
+    from effscale.search.proxy import ProxySettings
 
     settings = ProxySettings(epochs=recipe["epochs"], batch_size=recipe["batch_size"], optimizer=recipe["optimizer"],
                              learning_rate=recipe["learning_rate"], momentum=recipe["momentum"],
@@ -139,7 +139,7 @@ def machine() -> str:
 
 def write_table(out: str, genotypes: list, rows: dict, recipe: dict, space, command: str, work: str) -> dict:
     from effscale.io import write_json
-    from effscale.objectives import Reward
+    from effscale.search.objectives import Reward
     from effscale.search import analytic_costs
 
     proxies = read_proxies(work)
@@ -164,7 +164,7 @@ def read_proxies(work: str) -> dict:
 def add_proxies(work: str, genotypes: list, rows: dict, recipe: dict, seed: int = 0, shard: tuple = (0, 1)) -> None:
     """Score every trained architecture without proxy columns (synflow, grad_norm, naswot) on the
     first validation batch, appending to ``WORK/proxies.jsonl``; the table merges them in."""
-    from effscale import zero_cost
+    from effscale.search import zero_cost
     from effscale.data import load_data
 
     data = load_data("digits", resolution=recipe["resolution"], batch_size=recipe["batch_size"], seed=0)

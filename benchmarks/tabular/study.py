@@ -2,7 +2,7 @@
 
 Each oracle (Keras Tuner's RandomSearch and BayesianOptimization, effscale's regularized
 evolution and REINFORCE, and evolution with zero-cost prescreening) runs ``--seeds`` searches of
-``--trials`` trials; every candidate is scored by :class:`effscale.tabular.TabularObjective`
+``--trials`` trials; every candidate is scored by :class:`effscale.search.tabular.TabularObjective`
 (the nearest recorded architecture's reward). Written:
 
 * ``OUT/study.json``: the raw per-trial rewards of every run, the summaries below, the settings;
@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 
 from effscale.errors import UserError  # noqa: E402
 from effscale.io import write_text  # noqa: E402
-from effscale.tabular import TabularObjective, load_table, run_oracle  # noqa: E402
+from effscale.search.tabular import TabularObjective, load_table, run_oracle  # noqa: E402
 
 ORACLES = ("random", "bayesian", "evolution", "reinforce", "evolution+prescreen")
 BUDGETS = (10, 25, 50, 100)
@@ -110,7 +110,7 @@ class SampledAcquisition:
         return gpr
 
     def _draw_candidates(self) -> np.ndarray:
-        from effscale.space import discrete_values
+        from effscale.search.space import discrete_values
 
         grids = [[hp.value_to_prob(v) for v in discrete_values(hp)] for hp in self._nonfixed_space()]
         if math.prod(len(g) for g in grids) <= MAX_GRID:

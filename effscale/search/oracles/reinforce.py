@@ -26,8 +26,8 @@ import keras_tuner
 from keras_tuner.src.engine import trial as trial_module
 
 from effscale.errors import UserError
-from effscale.oracles.base import AtomicStateMixin, jsonable
-from effscale.space import discrete_values, sample_values
+from effscale.search.oracles.base import AtomicStateMixin, jsonable
+from effscale.search.space import discrete_values, sample_values
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

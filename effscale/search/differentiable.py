@@ -1,7 +1,7 @@
 """Differentiable architecture search: one supernet, architecture logits learned by gradient.
 
-:func:`run_differentiable_search` trains a :func:`~effscale.supernet.Supernet` over a
-:class:`~effscale.space.SearchSpace` with first-order DARTS alternating updates (Liu et al.,
+:func:`run_differentiable_search` trains a :func:`~effscale.search.supernet.Supernet` over a
+:class:`~effscale.search.space.SearchSpace` with first-order DARTS alternating updates (Liu et al.,
 arXiv 1806.09055): on each training batch the shared weights take an SGD step, then on a
 validation batch the architecture logits (one vector per hyperparameter ``stage{i}/{choice}``,
 exactly the space's names and values) take an Adam step on
@@ -28,7 +28,7 @@ State, in ``directory`` (every file written atomically, after every epoch)::
 
 A killed search rerun with the same arguments resumes after its last saved epoch.
 
->>> from effscale.space import SearchSpace
+>>> from effscale.search.space import SearchSpace
 >>> table = CostTable(SearchSpace("tiny", open=("kernel",), stages=(3,)), classes=10, kind="macs")
 >>> table.names, int(table.reference)
 (['stage3/kernel'], 1556224)
@@ -52,10 +52,10 @@ import numpy as np
 
 from effscale.errors import UserError
 from effscale.io import atomic_path, read_json, write_json
-from effscale.objectives import Reward
-from effscale.proxy import ProxySettings
-from effscale.space import SearchSpace
-from effscale.supernet import check_space
+from effscale.search.objectives import Reward
+from effscale.search.proxy import ProxySettings
+from effscale.search.space import SearchSpace
+from effscale.search.supernet import check_space
 
 CHECKPOINT = "checkpoint.npz"
 LOGITS = "logits.json"
@@ -82,7 +82,7 @@ class CostTable:
     """Exact expected cost of the factorized distribution over ``space`` (see the module docstring)."""
 
     def __init__(self, space: SearchSpace, classes: int, kind: str = "macs"):
-        from effscale.search import analytic_costs
+        from effscale.search.objectives import analytic_costs
 
         check_space(space)
         self.kind = kind
@@ -372,7 +372,7 @@ class _Trainer:
         import keras
         import tensorflow as tf
 
-        from effscale.supernet import Supernet, sample_weights
+        from effscale.search.supernet import Supernet, sample_weights
 
         keras.utils.set_random_seed(seed)
         self.space, self.data, self.reward, self.options = space, data, reward, options
@@ -482,7 +482,7 @@ class _Trainer:
 
 def attach(oracle, space: SearchSpace, runner, reward: Reward, directory: str, seed: int, verbose: int = 0,
            stream=None) -> None:
-    """Give a :class:`~effscale.oracles.DifferentiableOracle` its supernet search: on ``runner``'s
+    """Give a :class:`~effscale.search.oracles.DifferentiableOracle` its supernet search: on ``runner``'s
     data (the search's dataset), at its proxy variant and proxy settings, state in ``directory``."""
 
     def search(options: dict, k: int) -> list[dict]:

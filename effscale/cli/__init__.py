@@ -78,7 +78,8 @@ def cmd_build(args) -> int:
 
 
 # Modules that add their own sub-commands: each exposes register(commands).
-_SUBCOMMAND_MODULES: tuple[str, ...] = ("effscale.cli_family", "effscale.cli_search", "effscale.cli_train", "effscale.cli_finetune")
+_SUBCOMMAND_MODULES: tuple[str, ...] = ("effscale.cli.family", "effscale.cli.search", "effscale.cli.train",
+                                         "effscale.cli.finetune", "effscale.cli.export")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -117,7 +118,3 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"effscale: error: {error}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

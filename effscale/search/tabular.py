@@ -3,7 +3,7 @@ instead of being trained, so any oracle runs a 100-trial search in seconds.
 
 The table (``benchmarks/tabular/table.json``) is JSON ``{"meta": {...}, "rows": [...]}``:
 ``meta["space"]`` is the sub-space searched (:meth:`SearchSpace.to_dict`), ``meta["reward"]`` the
-default :class:`~effscale.objectives.Reward`, and each row records one architecture (``key``,
+default :class:`~effscale.search.objectives.Reward`, and each row records one architecture (``key``,
 ``genotype``, ``values``, ``accuracy``, ``macs``, ``params``, ``latency``, ``train_seconds``, and
 optionally ``accuracy_epoch1`` and zero-cost proxy scores). See docs/benchmarks.md.
 
@@ -39,8 +39,8 @@ import numpy as np
 
 from effscale.errors import UserError
 from effscale.genotype import Genotype, load_genotype
-from effscale.objectives import Reward
-from effscale.space import SearchSpace
+from effscale.search.objectives import Reward
+from effscale.search.space import SearchSpace
 
 #: the columns :meth:`TabularObjective.evaluate` reports besides reward and cost
 METRICS = ("accuracy", "macs", "params", "latency", "train_seconds")
@@ -176,11 +176,11 @@ class TabularObjective:
         >>> objective.lookup({"stage2/kernel": 5}, nearest=False)
         Traceback (most recent call last):
         ...
-        effscale.tabular.NotInTable: genotype 96e23a831f6734c7 is not recorded in the table (1 rows); use nearest=True for the closest one
+        effscale.search.tabular.NotInTable: genotype 96e23a831f6734c7 is not recorded in the table (1 rows); use nearest=True for the closest one
         >>> objective.lookup({"stage2/kernel": 7})
         Traceback (most recent call last):
         ...
-        effscale.tabular.NotInTable: not in the table's sub-space: stage2/kernel = 7 is not in the space: expected one of [3, 5]
+        effscale.search.tabular.NotInTable: not in the table's sub-space: stage2/kernel = 7 is not in the space: expected one of [3, 5]
         """
         hashable = _hashable(candidate)
         cached = self._cache.get(hashable) if hashable is not None else None
@@ -267,7 +267,7 @@ def run_oracle(oracle, objective: TabularObjective, trials: int, reward: Reward 
     oracle's per-trial display (``oracle.verbose = 0``).
 
     >>> import keras_tuner
-    >>> from effscale.oracles import RegularizedEvolutionOracle
+    >>> from effscale.search.oracles import RegularizedEvolutionOracle
     >>> space = SearchSpace("tiny", open=("kernel",), stages=(2, 3))
     >>> rows = [{"values": {"stage2/kernel": a, "stage3/kernel": b}, "accuracy": 0.5 + 0.1 * a + 0.01 * b,
     ...          "macs": 1e6} for a in (3, 5) for b in (3, 5)]

@@ -6,16 +6,16 @@ tournament); when a trial completes it joins the population and the *oldest* mem
 Failed trials never join. The population and the random generator's state are oracle state:
 saved with the tuner and restored on resume.
 
-With ``prescreen=(score_fn, n)`` (:mod:`effscale.oracles.prescreen`) each proposal scores ``n``
+With ``prescreen=(score_fn, n)`` (:mod:`effscale.search.oracles.prescreen`) each proposal scores ``n``
 distinct untried candidates and proposes the best-scored: ``n`` random samples while the
 population fills, afterwards ``n`` distinct mutations of one tournament winner (all of its
 untried mutations when it has fewer).
 
 The selection and mutation logic is plain functions (:func:`tournament`,
-:func:`effscale.space.mutate_values`) that test without a tuner.
+:func:`effscale.search.space.mutate_values`) that test without a tuner.
 
 >>> import keras_tuner, numpy as np
->>> from effscale.space import SearchSpace
+>>> from effscale.search.space import SearchSpace
 >>> space = SearchSpace("tiny", open=("kernel", "se"))
 >>> oracle = RegularizedEvolutionOracle(objective=keras_tuner.Objective("reward", "max"), max_trials=4,
 ...                                     hyperparameters=space.hyperparameters(), population_size=2,
@@ -31,9 +31,9 @@ import keras_tuner
 from keras_tuner.src.engine import trial as trial_module
 
 from effscale.errors import UserError
-from effscale.oracles.base import AtomicStateMixin, jsonable
-from effscale.oracles.prescreen import PrescreenMixin, distinct_candidates
-from effscale.space import mutate_values, sample_values
+from effscale.search.oracles.base import AtomicStateMixin, jsonable
+from effscale.search.oracles.prescreen import PrescreenMixin, distinct_candidates
+from effscale.search.space import mutate_values, sample_values
 
 
 def tournament(population: list[dict], sample_size: int, rng, maximize: bool = True) -> dict:

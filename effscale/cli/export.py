@@ -1,12 +1,9 @@
-"""``effscale finetune`` and ``effscale export``.
+"""``effscale export``.
 
-    effscale finetune efficientnet-b0 --variant b0 --dataset tfds:tf_flowers --weights imagenet:b0 --out runs/flowers
-    effscale finetune runs/tiny --dataset path/to/images --unfreeze 2 --out runs/tiny-images
     effscale export runs/flowers --format tflite --quantize int8
 
-Bad input (an unknown genotype or dataset, a missing weights file, int8 without training data,
-an output folder that already holds a result) is one line on stderr and exit code 2, and
-nothing is written.
+Bad input (an unknown format, int8 without training data, an output path of the wrong kind) is
+one line on stderr and exit code 2, and nothing is written.
 """
 
 from __future__ import annotations
@@ -19,56 +16,6 @@ from effscale.errors import UserError
 
 def _quiet() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def _config(args):
-    from effscale.finetune import FineTuneConfig
-
-    config = FineTuneConfig()
-    if args.config:
-        if not os.path.isfile(args.config):
-            raise UserError(f"--config {args.config!r} does not exist")
-        with open(args.config) as handle:
-            config = FineTuneConfig.from_json(handle.read())
-    changes = {field: getattr(args, field) for field in (
-        "head_epochs", "epochs", "learning_rate", "head_learning_rate", "unfreeze", "resolution", "batch_size",
-        "steps_per_epoch", "seed") if getattr(args, field) is not None}
-    if args.gradual:
-        changes["gradual"] = True
-    if args.no_augment:
-        changes["augment"] = False
-    return config.replace(**changes) if changes else config
-
-
-def cmd_finetune(args) -> int:
-    from effscale.genotype import load_genotype
-    from effscale.scaling import resolve_variant
-
-    config = _config(args)
-    base = args.base
-    if not (os.path.isdir(base) or base.endswith(".keras")):  # a genotype: check it before TensorFlow loads
-        resolve_variant(args.variant, load_genotype(base))
-    if args.weights and not args.weights.startswith("imagenet") and not os.path.exists(args.weights):
-        raise UserError(f"--weights {args.weights!r} does not exist (keras caches ImageNet files under "
-                        "~/.keras/models/; effscale never downloads)")
-    if os.path.isfile(os.path.join(args.out, "finetune.json")):
-        raise UserError(f"--out {args.out!r} already holds a fine-tuned model; use a new folder")
-    _quiet()
-    from effscale.finetune import finetune, summary
-
-    record = finetune(base, args.variant, args.dataset, config, weights=args.weights, out_dir=args.out,
-                      data_dir=args.data_dir, download=args.download, verbose=args.verbose)
-    record.pop("_model", None)
-    if args.json:
-        print(json.dumps({k: v for k, v in record.items() if k != "history"}, indent=2, sort_keys=True))
-        return 0
-    if record["transfer"] is not None:
-        from effscale.weights import TransferReport
-
-        transfer = TransferReport(**{k: v for k, v in record["transfer"].items() if k != "shapes"})
-        print(f"weights from {transfer.source}: {transfer.summary()}")
-    print(f"{args.out}: {summary(record)}")
-    return 0
 
 
 def _model_path(model: str) -> str:
@@ -156,32 +103,7 @@ def _take(dataset, count: int):
 
 
 def register(commands) -> None:
-    """Add ``finetune`` and ``export`` to the ``effscale`` sub-commands."""
-    from effscale.data import SOURCES_HELP
-
-    finetune = commands.add_parser("finetune", help="fine-tune a genotype or a trained model on new data (2 phases)")
-    finetune.add_argument("base", help="genotype (name, string or JSON file), a .keras model or a training output folder")
-    finetune.add_argument("--variant", default="b0", help="for a genotype: b0..b8, l2, phi=X, w=..,d=..,r=..")
-    finetune.add_argument("--dataset", required=True, help=SOURCES_HELP)
-    finetune.add_argument("--data-dir", help="tensorflow-datasets data_dir")
-    finetune.add_argument("--download", action="store_true", help="let tensorflow-datasets download and prepare")
-    finetune.add_argument("--weights", help="imagenet:bN (keras' cache), a .keras/.weights.h5/.h5 file")
-    finetune.add_argument("--config", help="FineTuneConfig JSON file; the flags below override it")
-    finetune.add_argument("--unfreeze", type=int, help="top stages trained in phase 2 (-1: all)")
-    finetune.add_argument("--gradual", action="store_true", help="unfreeze one more stage per phase-2 epoch")
-    finetune.add_argument("--head-epochs", type=int)
-    finetune.add_argument("--epochs", type=int, help="phase-2 epochs")
-    finetune.add_argument("--head-learning-rate", type=float)
-    finetune.add_argument("--learning-rate", type=float, help="phase-2 learning rate")
-    finetune.add_argument("--resolution", type=int)
-    finetune.add_argument("--batch-size", type=int)
-    finetune.add_argument("--steps-per-epoch", type=int)
-    finetune.add_argument("--no-augment", action="store_true")
-    finetune.add_argument("--seed", type=int)
-    finetune.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2))
-    finetune.add_argument("--json", action="store_true")
-    finetune.add_argument("--out", required=True, help="output folder: model.keras, finetune.json")
-    finetune.set_defaults(func=cmd_finetune)
+    """Add ``export`` to the ``effscale`` sub-commands."""
 
     export = commands.add_parser("export", help="export a model (keras, SavedModel, TFLite) and check it")
     export.add_argument("model", help="a .keras file or a folder with model.keras")

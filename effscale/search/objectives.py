@@ -22,8 +22,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from effscale.errors import UserError
+
+if TYPE_CHECKING:
+    from effscale.genotype import Genotype
 
 COST_KINDS = ("macs", "params", "latency")
 CONSTRAINTS = {"soft": (-0.07, -0.07), "hard": (0.0, -1.0)}
@@ -171,3 +175,18 @@ def pareto_front(points: Iterable[Mapping], accuracy: str = "accuracy", cost: st
             front.append(point)
             best = float(point[accuracy])
     return front
+
+
+OBJECTIVE = "reward"  # the metric every oracle maximizes
+
+
+def design_variant(genotype: Genotype) -> str:
+    """The variant costs are counted at: the genotype itself, at its design resolution."""
+    return f"w=1,d=1,r={genotype.resolution}"
+
+
+def analytic_costs(genotype: Genotype, classes: int) -> dict:
+    from effscale.cost import cost
+
+    c = cost(genotype, design_variant(genotype), classes=classes)
+    return {"macs": float(c.multiply_adds), "params": float(c.parameters)}

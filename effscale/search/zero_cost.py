@@ -126,7 +126,7 @@ def make_score_fn(space, proxy: str, data, variant, seed: int = 0):
     of ``data`` (a DataSplits, or a function returning one, called on first use).
 
     >>> from types import SimpleNamespace
-    >>> from effscale.space import SearchSpace
+    >>> from effscale.search.space import SearchSpace
     >>> space = SearchSpace("tiny", open=("kernel",))
     >>> score_fn = make_score_fn(space, "params", SimpleNamespace(num_classes=10), "w=1,d=1,r=32")
     >>> k5, k3 = score_fn([space.default_values(), {**space.default_values(), "stage3/kernel": 3}])
@@ -222,3 +222,13 @@ def _naswot(model, images) -> float:
     agree = codes @ codes.T + (1.0 - codes) @ (1.0 - codes).T
     _, logdet = np.linalg.slogdet(agree)
     return float(logdet)
+
+
+def make_prescreen(text, space, variant, load, seed: int):
+    """``(score_fn, n)`` for :func:`~effscale.search.registry.make_oracle` from ``"PROXY:N"``
+    (None for None): zero-cost scores on the first validation batch of ``load()``, called on the
+    first prescreen."""
+    if not text:
+        return None
+    proxy, n = parse_prescreen(text)
+    return make_score_fn(space, proxy, load, variant, seed=seed), n

@@ -9,10 +9,10 @@ so a resumed search does not search again.
 
 The oracle needs the data and the proxy variant to search, which it does not own: the caller
 gives it a ``search_fn(options) -> list of value dicts, best first`` (``run_search`` does this
-with :func:`effscale.differentiable.run_differentiable_search`).
+with :func:`effscale.search.differentiable.run_differentiable_search`).
 
 >>> import keras_tuner
->>> from effscale.space import SearchSpace
+>>> from effscale.search.space import SearchSpace
 >>> hp = SearchSpace("tiny", open=("kernel",), stages=(2,)).hyperparameters()
 >>> oracle = DifferentiableOracle(objective=keras_tuner.Objective("reward", "max"), max_trials=2,
 ...                               hyperparameters=hp, supernet_epochs=2)
@@ -29,7 +29,7 @@ import keras_tuner
 from keras_tuner.src.engine import trial as trial_module
 
 from effscale.errors import UserError
-from effscale.oracles.base import AtomicStateMixin, jsonable
+from effscale.search.oracles.base import AtomicStateMixin, jsonable
 
 
 class DifferentiableOracle(AtomicStateMixin, keras_tuner.Oracle):

@@ -6,7 +6,7 @@ candidate (:meth:`PrescreenMixin.prescreen_candidates`) and the mixin scores, pi
 and records every prescreen in :attr:`~PrescreenMixin.prescreen_log`, which is oracle state:
 written in the same atomic ``oracle.json`` write as the trial it created, restored on resume.
 The score function is plain Python, ``score_fn(list of values dicts) -> list of floats``
-(higher = better), e.g. :func:`effscale.zero_cost.make_score_fn` or a lookup table; nothing
+(higher = better), e.g. :func:`effscale.search.zero_cost.make_score_fn` or a lookup table; nothing
 here needs TensorFlow.
 
 >>> import numpy as np
@@ -25,7 +25,7 @@ import math
 from keras_tuner.src.engine import trial as trial_module
 
 from effscale.errors import UserError
-from effscale.oracles.base import atomic_builtin_oracle, jsonable
+from effscale.search.oracles.base import atomic_builtin_oracle, jsonable
 
 
 def values_key(values) -> str:
@@ -144,3 +144,14 @@ class PrescreenRandomSearchOracle(PrescreenMixin, atomic_builtin_oracle("random"
     def prescreen_candidates(self, n: int) -> list[dict]:
         # _random_values already skips tried values (None once the space looks exhausted).
         return distinct_candidates(self._random_values, n, self._duplicate, attempts=4 * n)
+
+
+def proxy_score_of(oracle, values: dict) -> dict:
+    """``{"proxy_score": s}`` of the prescreen that chose ``values`` (empty where unknown,
+    e.g. on a distributed worker, whose oracle is the chief's)."""
+    key = values_key({k: v for k, v in values.items() if not k.startswith("tuner/")})
+    for entry in reversed(getattr(oracle, "prescreen_log", [])):
+        chosen = entry["candidates"][entry["chosen"]]
+        if values_key(chosen["values"]) == key and chosen["score"] is not None:
+            return {"proxy_score": float(chosen["score"])}
+    return {}

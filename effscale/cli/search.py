@@ -54,13 +54,13 @@ def _choice_option(text: str) -> tuple[str, tuple]:
 
 
 def cmd_search(args) -> int:
-    from effscale.search import ORACLES, run_search
+    from effscale.search import run_search
+    from effscale.search.registry import check_oracle
 
     # Cheap checks first, so bad input never waits for TensorFlow to import.
-    if args.oracle not in ORACLES:
-        raise UserError(f"unknown oracle {args.oracle!r}: expected one of {', '.join(ORACLES)}")
+    check_oracle(args.oracle)
     if args.prescreen is not None:
-        from effscale.zero_cost import parse_prescreen
+        from effscale.search.zero_cost import parse_prescreen
 
         parse_prescreen(args.prescreen)
     options = dict(_choice_option(c) for c in (args.choice or []))
@@ -149,12 +149,12 @@ def cmd_trials(args) -> int:
 
 def register(commands) -> None:
     """Add ``search`` and ``trials`` to the ``effscale`` sub-command parsers."""
+    from effscale.search.registry import oracle_help
     from effscale.data import SOURCES_HELP
 
     search = commands.add_parser("search", help="search a baseline cell with a Keras Tuner oracle")
     search.add_argument("--baseline", required=True, help="registered name, genotype string or JSON file")
-    search.add_argument("--oracle", default="evolution",
-                        help="evolution, reinforce, random, bayesian, hyperband or differentiable")
+    search.add_argument("--oracle", default="evolution", help=oracle_help())
     search.add_argument("--cost", default="macs", help="macs, params or latency (s/image, LiteRT on this CPU)")
     search.add_argument("--target", help="cost target T (e.g. 400M, 5ms); default: the baseline's own cost")
     search.add_argument("--constraint", default="soft", help="soft (w=-0.07) or hard (alpha=0, beta=-1)")

@@ -1,4 +1,4 @@
-"""A weight-sharing supernet over a :class:`~effscale.space.SearchSpace` (FBNetV2 / ProxylessNAS style).
+"""A weight-sharing supernet over a :class:`~effscale.search.space.SearchSpace` (FBNetV2 / ProxylessNAS style).
 
 Every layer of the network exists once, at its largest size, and every open choice is a mask
 on it, so memory stays at one max-size path per layer whatever the number of candidates:
@@ -20,11 +20,11 @@ on it, so memory stays at one max-size path per layer whatever the number of can
 sampled sub-network runs exactly) with the softmax's gradient in the backward pass.
 
 Limits: block type and output filters must be closed (stages are then independent, which makes
-the expected cost exact, see :mod:`effscale.differentiable`); Fused-MBConv stages are not
+the expected cost exact, see :mod:`effscale.search.differentiable`); Fused-MBConv stages are not
 supported. Strided convolutions pad 'same' (the built model pads like keras.applications): the
 supernet only ranks choices; the derived genotype is retrained from scratch.
 
->>> from effscale.space import SearchSpace
+>>> from effscale.search.space import SearchSpace
 >>> space = SearchSpace("tiny", open=("kernel", "repeats"), stages=(3,))
 >>> check_space(space)
 >>> check_space(SearchSpace("tiny", open=("filters",), stages=(3,)))
@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from effscale.errors import UserError
-from effscale.space import SearchSpace
+from effscale.search.space import SearchSpace
 
 SEARCHABLE = ("kernel", "expand", "se", "skip", "repeats")
 

@@ -1,0 +1,182 @@
+"""A search project's records: trials.csv, pareto.csv, best_genotype.json and search.json written
+from Keras Tuner's trials, :class:`SearchResult`, and loading a project (its trials, its results,
+its oracle)."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import os
+import re
+from dataclasses import dataclass, field
+
+from effscale.errors import UserError
+from effscale.genotype import Genotype
+from effscale.io import read_json, write_json, write_text
+from effscale.search.config import SearchConfig
+from effscale.search.objectives import OBJECTIVE, pareto_front
+from effscale.search.proxy import ProxySettings
+from effscale.search.registry import make_oracle
+from effscale.search.space import SearchSpace
+from effscale.search.zero_cost import make_prescreen
+
+TUNER_FOLDER = "tuner"
+CSV_FIELDS = ("trial_id", "status", "genotype", "accuracy", "cost", "reward", "macs", "params", "latency",
+              "epochs", "reason")
+
+
+def _last(trial, name):
+    try:
+        if trial.metrics.exists(name):
+            value = trial.metrics.get_last_value(name)
+            return None if value is None else float(value)
+    except Exception:  # noqa: BLE001
+        return None
+    return None
+
+
+def _reason(trial) -> str:
+    if trial.status not in ("FAILED", "INVALID") or not trial.message:
+        return ""
+    lines = [line.strip() for line in str(trial.message).strip().splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    return re.sub(r"^[\w.]*(FailedTrialError|Error|Exception):\s*", "", last)[:300]
+
+
+def trial_records(trials, space: SearchSpace) -> list[dict]:
+    """One plain dict per Keras Tuner trial, ordered by trial id."""
+    records = []
+    for trial in sorted(trials, key=lambda t: (len(t.trial_id), t.trial_id)):
+        values = trial.hyperparameters.values if trial.hyperparameters else {}
+        try:
+            genotype = space.to_genotype(values).encode() if values else ""
+        except UserError:
+            genotype = ""
+        records.append({
+            "trial_id": trial.trial_id, "status": trial.status, "genotype": genotype,
+            "accuracy": _last(trial, "accuracy"), "cost": _last(trial, "cost"), "reward": _last(trial, OBJECTIVE),
+            "macs": _last(trial, "macs"), "params": _last(trial, "params"), "latency": _last(trial, "latency"),
+            "epochs": _last(trial, "epochs"), "reason": _reason(trial)})
+    return records
+
+
+def _csv(rows: list[dict], fields=CSV_FIELDS) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in fields})
+    return buffer.getvalue()
+
+
+def best_record(records: list[dict]) -> dict | None:
+    done = [r for r in records if r["status"] == "COMPLETED" and r["reward"] is not None]
+    return max(done, key=lambda r: (r["reward"], -int(r["trial_id"]) if r["trial_id"].isdigit() else 0)) if done else None
+
+
+def write_outputs(project_dir: str, records: list[dict], config: SearchConfig | None = None) -> dict:
+    """Write trials.csv, pareto.csv, best_genotype.json and search.json, each atomically."""
+    done = [r for r in records if r["status"] == "COMPLETED"]
+    front = pareto_front(done)
+    best = best_record(records)
+    write_text(os.path.join(project_dir, "trials.csv"), _csv(records))
+    write_text(os.path.join(project_dir, "pareto.csv"), _csv(front))
+    if best:
+        write_json(os.path.join(project_dir, "best_genotype.json"), Genotype.parse(best["genotype"]).to_dict())
+    summary_path = os.path.join(project_dir, "search.json")
+    summary = read_json(summary_path) if os.path.exists(summary_path) else {}
+    if config is not None:
+        summary["config"] = config.to_dict()
+    counts: dict = {}
+    for r in records:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    summary["summary"] = {"trials": len(records), "status": counts, "best": best, "pareto": front}
+    write_json(summary_path, summary)
+    return summary["summary"]
+
+
+# -- results -----------------------------------------------------------------------------------
+@dataclass
+class SearchResult:
+    """What a search found: the best genotype, every trial, the Pareto front."""
+
+    best_genotype: Genotype | None
+    best: dict | None
+    trials: list[dict]
+    pareto: list[dict]
+    project_dir: str
+    config: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"best_genotype": self.best_genotype.encode() if self.best_genotype else None, "best": self.best,
+                "trials": self.trials, "pareto": self.pareto, "project_dir": self.project_dir}
+
+
+def load_trials(project_dir: str):
+    """Keras Tuner trials read from ``DIR/tuner/trial_*/trial.json`` (unreadable files skipped)."""
+    from keras_tuner.src.engine import trial as trial_module
+
+    trials = []
+    for fname in glob.glob(os.path.join(project_dir, TUNER_FOLDER, "trial_*", "trial.json")):
+        try:
+            trials.append(trial_module.Trial.from_state(read_json(fname)))
+        except (ValueError, KeyError, TypeError, OSError):
+            continue
+    return trials
+
+
+def read_results(project_dir: str) -> SearchResult:
+    """The recorded results of a project dir (for ``effscale trials``)."""
+    path = os.path.join(os.fspath(project_dir), "search.json")
+    if not os.path.isfile(path):
+        raise UserError(f"{project_dir!r} is not an effscale search project (no search.json)")
+    try:
+        saved = read_json(path)
+    except ValueError:
+        raise UserError(f"{path!r} does not parse") from None
+    config = saved.get("config", {})
+    space = SearchSpace.from_dict(config["space"])
+    records = trial_records(load_trials(project_dir), space)
+    best = best_record(records)
+    done = [r for r in records if r["status"] == "COMPLETED"]
+    return SearchResult(Genotype.parse(best["genotype"]) if best else None, best, records, pareto_front(done),
+                        os.fspath(project_dir), config)
+
+
+def load_oracle(project_dir: str):
+    """The oracle of a search project, reloaded from its saved state exactly as a rerun does
+    (population, controller, random state), without running anything.
+
+    >>> load_oracle("/nonexistent")
+    Traceback (most recent call last):
+    ...
+    effscale.errors.UserError: '/nonexistent' is not an effscale search project (no search.json)
+    """
+    path = os.path.join(os.fspath(project_dir), "search.json")
+    if not os.path.isfile(path):
+        raise UserError(f"{project_dir!r} is not an effscale search project (no search.json)")
+    config = read_json(path)["config"]
+    space = SearchSpace.from_dict(config["space"])
+    settings = ProxySettings.from_dict(config["proxy"])
+
+    def load():
+        from effscale.data import load_data
+
+        return load_data(config["dataset"], resolution=config["resolution"], batch_size=settings.batch_size,
+                         shuffle_seed=settings.seed)
+
+    variant = f"w={config['width']:g},d={config['depth']:g},r={config['resolution']}"
+    screen = make_prescreen(config.get("prescreen"), space, variant, load, settings.seed)
+    oracle = make_oracle(config["oracle"], config["trials"], space.hyperparameters(), seed=config["seed"],
+                         epochs=config["proxy"]["epochs"], prescreen=screen, **config.get("oracle_options", {}))
+    oracle.verbose = 0
+    oracle._set_project_dir(os.fspath(project_dir), TUNER_FOLDER)
+    if os.path.exists(os.path.join(os.fspath(project_dir), TUNER_FOLDER, "oracle.json")):
+        oracle.reload()
+    return oracle
+
+
+def write_prescreen(path: str, oracle, text: str | None) -> None:
+    if text:
+        write_json(os.path.join(path, "prescreen.json"), {"prescreen": text, "log": oracle.prescreen_log})

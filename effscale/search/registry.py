@@ -1,0 +1,170 @@
+"""Oracle name -> factory: the one list of search strategies. Config validation, the command
+line's choices and help, and :func:`make_oracle` all read it, so a new oracle is its
+``keras_tuner.Oracle`` subclass plus one :func:`register_oracle` call.
+
+>>> "evolution" in ORACLES, "annealing" in ORACLES
+(True, False)
+>>> list(PRESCREEN_ORACLES)
+['evolution', 'random']
+>>> check_oracle("annealing")
+Traceback (most recent call last):
+...
+effscale.errors.UserError: unknown oracle 'annealing': expected one of evolution, reinforce, random, bayesian, hyperband, differentiable
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from effscale.errors import UserError
+from effscale.search.objectives import OBJECTIVE
+
+SEED_SPREAD = 100_003
+
+
+@dataclass(frozen=True)
+class OracleEntry:
+    """One registered oracle. ``build(max_trials, common, epochs, prescreen, options)`` returns
+    the oracle; ``common`` holds the keyword arguments every ``keras_tuner.Oracle`` takes
+    (objective, hyperparameters, seed, ...). ``prescreen``: whether it accepts a prescreen."""
+
+    name: str
+    build: Callable
+    summary: str
+    prescreen: bool = False
+
+
+_REGISTRY: dict[str, OracleEntry] = {}
+
+
+def register_oracle(name: str, build: Callable, summary: str, prescreen: bool = False) -> OracleEntry:
+    """Add an oracle under ``name`` (replacing one of the same name) and return its entry."""
+    entry = OracleEntry(name, build, summary, prescreen)
+    _REGISTRY[name] = entry
+    return entry
+
+
+def unregister_oracle(name: str) -> None:
+    """Remove a registered oracle (a no-op for an unknown name)."""
+    _REGISTRY.pop(name, None)
+
+
+class _Names(Sequence):
+    """The registered oracle names (all, or those that prescreen), read live from the registry."""
+
+    def __init__(self, prescreen_only: bool = False):
+        self._prescreen_only = prescreen_only
+
+    def _names(self) -> tuple[str, ...]:
+        return tuple(n for n, e in _REGISTRY.items() if e.prescreen or not self._prescreen_only)
+
+    def __getitem__(self, index):
+        return self._names()[index]
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def __repr__(self) -> str:
+        return repr(self._names())
+
+
+ORACLES = _Names()
+PRESCREEN_ORACLES = _Names(prescreen_only=True)
+
+
+def check_oracle(name, prescreen=None) -> None:
+    """Raise UserError unless ``name`` is a registered oracle (that prescreens, if ``prescreen``)."""
+    if name not in _REGISTRY:
+        raise UserError(f"unknown oracle {name!r}: expected one of {', '.join(ORACLES)}")
+    if prescreen is not None and not _REGISTRY[name].prescreen:
+        raise UserError(f"oracle {name!r} does not prescreen: prescreening works with "
+                        f"{', '.join(PRESCREEN_ORACLES)}")
+
+
+def oracle_help() -> str:
+    """The registered oracles, for the command line's help: 'a, b or c'."""
+    names = list(ORACLES)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def make_oracle(name: str, max_trials: int, hyperparameters, seed: int = 0, epochs: int = 1, prescreen=None,
+                **options):
+    """A fresh oracle by name, maximizing the ``reward`` metric, with atomic state files.
+
+    ``options`` go to the oracle: ``population_size`` / ``sample_size`` (evolution),
+    ``learning_rate`` / ``entropy_weight`` / ``baseline_decay`` (reinforce),
+    ``num_initial_points`` (bayesian), ``factor`` (hyperband), ``supernet_epochs`` /
+    ``arch_learning_rate`` / ``cost_weight`` / ``warmup_epochs`` / ``temperature`` (differentiable).
+    ``prescreen=(score_fn, n)`` (random and evolution only): each proposal scores n untried
+    candidates with ``score_fn(list of values dicts) -> list of floats`` and proposes the
+    best-scored (:mod:`effscale.search.oracles.prescreen`; the oracle's ``prescreen_log`` records them).
+    """
+    import keras_tuner
+
+    check_oracle(name, prescreen)
+    objective = keras_tuner.Objective(OBJECTIVE, "max")
+    # keras-tuner treats seed 0 as "random", and its RandomSearch seeds draw k of a search with
+    # seed + k, so nearby seeds give the same candidates shifted by one draw: spread them apart.
+    common = dict(objective=objective, hyperparameters=hyperparameters, seed=1 + seed * SEED_SPREAD,
+                  max_consecutive_failed_trials=max(3, max_trials + 1), tune_new_entries=False,
+                  allow_new_entries=False)
+    try:
+        return _REGISTRY[name].build(max_trials, common, epochs, prescreen, options)
+    except TypeError as error:
+        raise UserError(f"oracle {name!r}: {error}") from None
+
+
+# -- the built-in oracles ----------------------------------------------------------------------
+def _evolution(max_trials, common, epochs, prescreen, options):
+    from effscale.search.oracles import RegularizedEvolutionOracle
+
+    population = options.get("population_size", max(2, min(10, max_trials // 3)))
+    sample = options.get("sample_size", max(1, min(3, population // 2)))
+    return RegularizedEvolutionOracle(max_trials=max_trials, population_size=population, sample_size=sample,
+                                      prescreen=prescreen, **common)
+
+
+def _reinforce(max_trials, common, epochs, prescreen, options):
+    from effscale.search.oracles import ReinforceOracle
+
+    keys = ("learning_rate", "entropy_weight", "baseline_decay", "failed_reward")
+    return ReinforceOracle(max_trials=max_trials, **{k: options[k] for k in keys if k in options}, **common)
+
+
+def _random(max_trials, common, epochs, prescreen, options):
+    from effscale.search.oracles import PrescreenRandomSearchOracle, atomic_builtin_oracle
+
+    if prescreen is not None:
+        return PrescreenRandomSearchOracle(max_trials=max_trials, prescreen=prescreen, **common)
+    return atomic_builtin_oracle("random")(max_trials=max_trials, **common)
+
+
+def _bayesian(max_trials, common, epochs, prescreen, options):
+    from effscale.search.oracles import atomic_builtin_oracle
+
+    initial = options.get("num_initial_points", min(10, max(2, max_trials // 4)))
+    return atomic_builtin_oracle("bayesian")(max_trials=max_trials, num_initial_points=initial, **common)
+
+
+def _hyperband(max_trials, common, epochs, prescreen, options):
+    from effscale.search.oracles import atomic_builtin_oracle
+
+    oracle = atomic_builtin_oracle("hyperband")(max_epochs=max(1, epochs), factor=options.get("factor", 3),
+                                                hyperband_iterations=None, **common)
+    oracle.max_trials = max_trials
+    return oracle
+
+
+def _differentiable(max_trials, common, epochs, prescreen, options):
+    from effscale.search.oracles import DifferentiableOracle
+
+    return DifferentiableOracle(max_trials=max_trials, **options, **common)
+
+
+register_oracle("evolution", _evolution, "regularized evolution (Real et al., 2019)", prescreen=True)
+register_oracle("reinforce", _reinforce, "REINFORCE policy gradient over the choices (MnasNet)")
+register_oracle("random", _random, "uniform random search", prescreen=True)
+register_oracle("bayesian", _bayesian, "Keras Tuner's Gaussian-process Bayesian optimization")
+register_oracle("hyperband", _hyperband, "Keras Tuner's Hyperband over proxy epochs")
+register_oracle("differentiable", _differentiable, "one-shot supernet search (DARTS-style)")

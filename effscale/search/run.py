@@ -1,0 +1,235 @@
+"""The entry point of a search: :func:`run_search` validates its input, then runs the oracle's
+trials through the tuner (or serves them as the distributed chief) and writes the records."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from effscale.errors import UserError
+from effscale.genotype import Genotype, load_genotype
+from effscale.io import read_json, write_json
+from effscale.search.config import SearchConfig, parse_target
+from effscale.search.distributed import role as process_role, serve_chief
+from effscale.search.objectives import COST_KINDS, Limits, Reward, analytic_costs, pareto_front
+from effscale.search.proxy import ProxySettings
+from effscale.search.records import (TUNER_FOLDER, SearchResult, best_record, load_trials, trial_records,
+                                     write_outputs, write_prescreen)
+from effscale.search.registry import check_oracle, make_oracle
+from effscale.search.space import SearchSpace
+from effscale.search.trial import TrialRunner
+from effscale.search.tuner import make_tuner_class
+from effscale.search.zero_cost import make_prescreen
+
+
+
+def check_project_dir(project_dir) -> str:
+    if not isinstance(project_dir, (str, os.PathLike)) or not str(project_dir).strip():
+        raise UserError("a project directory is required")
+    path = os.path.abspath(os.fspath(project_dir))
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise UserError(f"project dir {project_dir!r} exists and is not a directory")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise UserError(f"project dir {project_dir!r} is not writable")
+        return path
+    parent = path
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"project dir {project_dir!r} cannot be created: {parent!r} is not a writable directory")
+    return path
+
+
+# -- the entry point ---------------------------------------------------------------------------------
+def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", target=None,
+               constraint: str = "soft", trials: int = 10, epochs: int = 1, dataset: str = "digits",
+               project_dir: str = "effscale-search", seed: int = 0, resolution: int | None = None,
+               width: float = 1.0, depth: float = 1.0, verbose: int = 1, alpha: float | None = None,
+               beta: float | None = None, max_macs: float | None = None, max_params: float | None = None,
+               max_latency: float | None = None, open_choices=None, options: dict | None = None,
+               stages=None, proxy: ProxySettings | None = None, oracle_options: dict | None = None,
+               latency: dict | None = None, worker_timeout: float = 300.0, overwrite: bool = False,
+               stream=None, prescreen: str | None = None) -> SearchResult:
+    """Search the MnasNet space around ``baseline`` and return a :class:`SearchResult`.
+
+    ``cost`` is ``macs``, ``params`` or ``latency`` (seconds per image, LiteRT on this CPU), all
+    counted for the genotype at its design resolution; ``target`` T in those units (default: the
+    baseline's own cost). ``constraint`` ``soft`` (w = -0.07) or ``hard`` (alpha 0, beta -1);
+    ``alpha`` / ``beta`` override. ``max_macs`` / ``max_params`` / ``max_latency`` are hard limits
+    checked before training. Candidates train ``epochs`` epochs on ``dataset`` at
+    ``width`` / ``depth`` x and ``resolution`` px (default: the baseline's, at most 64).
+    ``open_choices`` / ``options`` / ``stages`` configure the space (:class:`SearchSpace`).
+    ``prescreen`` ``"PROXY:N"`` (random and evolution oracles): each trial trains the best of N
+    untried candidates by a zero-cost proxy (:mod:`effscale.search.zero_cost`) on the first validation
+    batch at the proxy variant; DIR/prescreen.json records every prescreen, and each trial gets
+    its candidate's ``proxy_score`` metric.
+    All input is validated before the project dir is touched; bad input raises UserError.
+    """
+    stream = stream or sys.stdout
+    role = process_role()
+    genotype = load_genotype(baseline)
+    check_oracle(oracle)
+    if cost not in COST_KINDS:
+        raise UserError(f"unknown cost {cost!r}: expected one of {', '.join(COST_KINDS)}")
+    if not (isinstance(trials, int) and not isinstance(trials, bool) and trials >= 1):
+        raise UserError(f"trials must be a positive integer, got {trials!r}")
+    if not (isinstance(seed, int) and seed >= 0):
+        raise UserError(f"seed must be a non-negative integer, got {seed!r}")
+    if not (isinstance(worker_timeout, (int, float)) and worker_timeout > 0):
+        raise UserError(f"worker_timeout must be positive, got {worker_timeout!r}")
+    if prescreen is not None:
+        from effscale.search.zero_cost import parse_prescreen
+
+        prescreen = "{}:{}".format(*parse_prescreen(prescreen))
+        check_oracle(oracle, prescreen)
+    space = SearchSpace(genotype, open=open_choices, options=options, stages=stages)
+    if oracle == "differentiable":
+        from effscale.search.differentiable import check_supported
+
+        check_supported(space, cost, distributed=role is not None)
+    resolution = int(resolution) if resolution is not None else min(genotype.resolution, 64)
+    if not 8 <= resolution <= 1024:
+        raise UserError(f"resolution must be in 8..1024, got {resolution}")
+    from effscale.scaling import Variant
+
+    Variant("proxy", float(width), float(depth), resolution)  # validates width / depth
+    settings = proxy or ProxySettings(epochs=epochs, seed=seed)
+    if proxy is None and not (isinstance(epochs, int) and epochs >= 1):
+        raise UserError(f"epochs must be a positive integer, got {epochs!r}")
+    if target is None:
+        if cost == "latency":
+            raise UserError("cost 'latency' needs an explicit target (seconds per image)")
+        target = analytic_costs(genotype, 10)[cost]
+    reward = Reward(cost, parse_target(target), constraint, alpha, beta)
+    limits = Limits(max_macs, max_params, max_latency)
+    latency = dict(latency or {"runs": 10, "warmup": 2, "threads": 1})
+    config = SearchConfig(space=space.to_dict(), oracle=oracle, reward=reward.to_dict(), limits=limits.to_dict(),
+                          proxy=settings.to_dict(), dataset=str(dataset), resolution=resolution,
+                          width=float(width), depth=float(depth), trials=trials, seed=seed,
+                          oracle_options=dict(oracle_options or {}), latency=latency, prescreen=prescreen)
+    path = check_project_dir(project_dir)
+    config_path = os.path.join(path, "search.json")
+    if os.path.exists(config_path) and not overwrite and role != "worker":
+        try:
+            saved = read_json(config_path).get("config", {})
+        except ValueError:
+            raise UserError(f"{config_path} does not parse; use a new project dir or overwrite") from None
+        key = config.mismatch(saved)
+        if key:
+            raise UserError(f"project dir {project_dir!r} holds a different search ({key} differs); "
+                            "use a new project dir or overwrite")
+    elif not os.path.exists(config_path) and os.path.isdir(path) and os.listdir(path) and role != "worker":
+        raise UserError(f"project dir {project_dir!r} is not empty and is not an effscale search project")
+    from effscale.data import check_source
+
+    check_source(dataset)
+
+    # -- from here on the project dir is written --------------------------------------------------
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if overwrite and role != "worker":
+        _clear_project(path)
+    os.makedirs(path, exist_ok=True)
+    if role != "worker":
+        summary = read_json(config_path) if os.path.exists(config_path) else {}
+        summary["config"] = config.to_dict()
+        write_json(config_path, summary)
+    runner = TrialRunner(space, reward, limits, settings, str(dataset), resolution, float(width), float(depth),
+                          os.path.join(path, "latency"), latency, heartbeat_s=max(0.5, min(10.0, worker_timeout / 4)))
+    screen = make_prescreen(prescreen, space, runner.variant, lambda: runner.data, settings.seed)
+    keras_oracle = make_oracle(oracle, trials, space.hyperparameters(), seed=seed, epochs=settings.epochs,
+                               prescreen=screen, **(oracle_options or {}))
+    if screen:
+        from effscale.search.oracles.prescreen import proxy_score_of
+
+        runner.extra_metrics = lambda values: proxy_score_of(keras_oracle, values)
+    keras_oracle.verbose = 0
+    if oracle == "differentiable":
+        from effscale.search.differentiable import attach
+
+        attach(keras_oracle, space, runner, reward, os.path.join(path, "supernet"), seed, verbose, stream)
+    started = time.monotonic()
+
+    def say(text: str):
+        if verbose:
+            print(text, file=stream, flush=True)
+
+    def progress(trial, seconds=None, metrics=None):
+        records = trial_records([keras_oracle.trials[trial.trial_id]] if role != "worker" else [trial], space)
+        row = records[0]
+        if role == "worker" and metrics:
+            row.update({k: metrics.get(k) for k in ("reward", "accuracy", "cost")})
+        if role != "worker":
+            all_records = trial_records(keras_oracle.trials.values(), space)
+            summary = write_outputs(path, all_records, config)
+            write_prescreen(path, keras_oracle, prescreen)
+            best = summary["best"]
+        else:
+            best = None
+        say(_progress_line(row, trials, reward, best, seconds if seconds is not None else time.monotonic() - started))
+
+    tuner_class = make_tuner_class()
+    tuner = tuner_class(keras_oracle, runner, directory=path, project_name=TUNER_FOLDER,
+                        progress=progress if role != "chief" else None)
+    if role != "worker":
+        done = sum(1 for t in keras_oracle.trials.values() if t.status in ("COMPLETED", "FAILED"))
+        if done:
+            say(f"resuming {path}: {done} finished trial(s) kept")
+        for message in getattr(keras_oracle, "repaired", []) or []:
+            say(f"repaired: {message}")
+    if role == "chief":
+        tuner.save()
+        say(f"chief serving the {oracle} oracle on {os.environ['KERASTUNER_ORACLE_IP']}:"
+            f"{os.environ['KERASTUNER_ORACLE_PORT']}")
+        serve_chief(keras_oracle, worker_timeout, on_trial_end=lambda t: progress(t, None))
+    else:
+        tuner.search()
+    if role == "worker":
+        records = trial_records(load_trials(path), space)
+    else:
+        records = trial_records(keras_oracle.trials.values(), space)
+        write_outputs(path, records, config)
+        write_prescreen(path, keras_oracle, prescreen)
+    best = best_record(records)
+    done = [r for r in records if r["status"] == "COMPLETED"]
+    result = SearchResult(Genotype.parse(best["genotype"]) if best else None, best, records, pareto_front(done),
+                          path, config.to_dict())
+    if best:
+        say(f"best: trial {best['trial_id']} reward {best['reward']:.4f} accuracy {best['accuracy']:.4f} "
+            f"{cost} {_fmt_cost(best['cost'], cost)}: {best['genotype']}")
+    return result
+
+
+def _clear_project(path: str) -> None:
+    import shutil
+
+    for name in ("search.json", "trials.csv", "pareto.csv", "best_genotype.json", "prescreen.json"):
+        if os.path.exists(os.path.join(path, name)):
+            os.unlink(os.path.join(path, name))
+    for name in (TUNER_FOLDER, "latency", "supernet"):
+        if os.path.isdir(os.path.join(path, name)):
+            shutil.rmtree(os.path.join(path, name))
+
+
+def _fmt_cost(value, kind: str) -> str:
+    if value is None:
+        return "-"
+    if kind == "latency":
+        return f"{value * 1e3:.3f}ms"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.3g}{unit}"
+    return f"{value:g}"
+
+
+def _progress_line(row: dict, total: int, reward: Reward, best: dict | None, seconds: float) -> str:
+    number = int(row["trial_id"]) + 1 if str(row["trial_id"]).isdigit() else row["trial_id"]
+    head = f"trial {number}/{total} {row['status']:<9}"
+    if row["status"] == "COMPLETED":
+        body = (f"reward {row['reward']:.4f} accuracy {row['accuracy']:.4f} "
+                f"{reward.cost} {_fmt_cost(row['cost'], reward.cost)}")
+    else:
+        body = row["reason"] or "-"
+    tail = f" | best {best['reward']:.4f} (trial {best['trial_id']})" if best else ""
+    return f"{head} {body} [{seconds:.1f}s]{tail} {row['genotype']}"

@@ -1,0 +1,153 @@
+"""What one trial does, independent of Keras Tuner (:class:`TrialRunner`: values -> genotype ->
+limits -> proxy training -> metrics), and the ``keras_tuner.HyperModel`` over a search space
+(:func:`SearchHyperModel`) for Keras Tuner's own tuners."""
+
+from __future__ import annotations
+
+import math
+
+from effscale.genotype import Genotype
+from effscale.search.objectives import OBJECTIVE, Limits, Reward, analytic_costs, design_variant
+from effscale.search.proxy import ProxySettings
+from effscale.search.space import SearchSpace
+
+
+class Rejected(Exception):
+    """A candidate over a hard limit."""
+
+
+class TrialRunner:
+    """What one trial does, independent of Keras Tuner: values -> genotype -> limits -> proxy
+    training -> metrics."""
+
+    def __init__(self, space: SearchSpace, reward: Reward, limits: Limits, settings: ProxySettings,
+                 dataset: str, resolution: int, width: float, depth: float, latency_dir: str,
+                 latency: dict, heartbeat_s: float):
+        self.space, self.reward, self.limits, self.settings = space, reward, limits, settings
+        self.dataset, self.resolution, self.width, self.depth = dataset, resolution, width, depth
+        self.latency_dir, self.latency = latency_dir, latency
+        self.heartbeat_s = heartbeat_s
+        self._data = None
+        self.extra_metrics = None  # optional: values -> dict of more metrics for the trial
+
+    @property
+    def variant(self) -> str:
+        return f"w={self.width:g},d={self.depth:g},r={self.resolution}"
+
+    @property
+    def data(self):
+        if self._data is None:
+            from effscale.data import load_data
+
+            self._data = load_data(self.dataset, resolution=self.resolution, batch_size=self.settings.batch_size,
+                                   shuffle_seed=self.settings.seed)  # the splits stay those of every run
+        return self._data
+
+    def costs(self, genotype: Genotype) -> dict:
+        costs = analytic_costs(genotype, self.data.num_classes)
+        violation = self.limits.violation(costs)
+        if violation:
+            raise Rejected(f"rejected before training: {violation}")
+        if self.reward.cost == "latency" or self.limits.needs_latency:
+            from effscale.latency import cached_latency
+
+            costs["latency"] = float(cached_latency(genotype, design_variant(genotype), self.latency_dir,
+                                                    classes=self.data.num_classes, **self.latency))
+            violation = self.limits.violation(costs)
+            if violation:
+                raise Rejected(f"rejected before training: {violation}")
+        return costs
+
+    def run(self, values: dict) -> dict:
+        from effscale.search.proxy import proxy_train
+
+        genotype = self.space.to_genotype(values)
+        costs = self.costs(genotype)
+        epochs = int(values.get("tuner/epochs", self.settings.epochs))
+        out = proxy_train(genotype, self.variant, self.data, self.settings, epochs=epochs)
+        cost = costs[self.reward.cost]
+        metrics = {OBJECTIVE: self.reward(out["accuracy"], cost), "accuracy": out["accuracy"], "cost": cost,
+                   "val_loss": out["val_loss"], "epochs": float(out["epochs"]), **costs}
+        if self.extra_metrics:
+            metrics.update(self.extra_metrics(values))
+        return metrics
+
+
+class _RewardCallback:
+    """Adds ``reward`` (and ``cost``) to each epoch's logs from ``val_accuracy``."""
+
+    def __new__(cls, reward: Reward, cost: float):
+        import keras
+
+        class RewardCallback(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if logs is None:
+                    return
+                accuracy = logs.get("val_accuracy", logs.get("accuracy"))
+                if accuracy is not None and math.isfinite(accuracy):
+                    logs[OBJECTIVE] = reward(accuracy, cost)
+                    logs["cost"] = cost
+
+        return RewardCallback()
+
+
+def SearchHyperModel(space: SearchSpace, classes: int, variant: str | None = None, reward: Reward | None = None,
+                     limits: Limits | None = None, settings: ProxySettings = ProxySettings()):
+    """A ``keras_tuner.HyperModel`` over ``space``: Keras Tuner's own RandomSearch,
+    BayesianOptimization, GridSearch and Hyperband tuners search it unchanged.
+
+    ``build(hp)`` declares the space and returns the compiled candidate (built at ``variant``,
+    default the reference's design resolution, BN momentum 0.9); ``fit`` rejects a candidate
+    over a hard limit before training (``FailedTrialError``) and logs ``reward`` and ``cost``
+    each epoch, so ``objective=keras_tuner.Objective("reward", "max")`` works.
+
+    >>> import keras_tuner
+    >>> hm = SearchHyperModel(SearchSpace("tiny", open=("kernel",)), classes=10, variant="w=0.25,d=0.5,r=16")
+    >>> hp = keras_tuner.HyperParameters()
+    >>> hm.build(hp).output_shape, sorted(hp.values)[:2]
+    ((None, 10), ['stage1/kernel', 'stage2/kernel'])
+    """
+    import keras
+    import keras_tuner
+
+    reward = reward or Reward("macs", analytic_costs(space.reference, classes)["macs"])
+    limits = limits or Limits()
+
+    class _SearchHyperModel(keras_tuner.HyperModel):
+        def __init__(self):
+            super().__init__(name="effscale_search")
+            self.space, self.classes, self.reward, self.limits, self.settings = space, classes, reward, limits, settings
+            self.variant = variant
+
+        def declare_hyperparameters(self, hp):
+            self.space.declare(hp)
+
+        def genotype(self, hp) -> Genotype:
+            return self.space.to_genotype(hp.values)
+
+        def build(self, hp):
+            from effscale.builder import build
+
+            genotype = self.space.declare(hp)
+            model = build(genotype, self.variant or design_variant(genotype), classes=self.classes,
+                          bn_momentum=self.settings.bn_momentum, dropout=self.settings.dropout)
+            model.compile(self.settings.make_optimizer(), "sparse_categorical_crossentropy",
+                          metrics=["accuracy"], jit_compile=False)
+            return model
+
+        def fit(self, hp, model, *args, callbacks=None, **kwargs):
+            genotype = self.genotype(hp)
+            costs = analytic_costs(genotype, self.classes)
+            if self.reward.cost == "latency" or self.limits.needs_latency:
+                from effscale.latency import measure_latency
+                from effscale.builder import build
+
+                costs["latency"] = measure_latency(build(genotype, design_variant(genotype), classes=self.classes))
+            violation = self.limits.violation(costs)
+            if violation:
+                raise keras_tuner.errors.FailedTrialError(f"rejected before training: {violation}")
+            callbacks = [_RewardCallback(self.reward, costs[self.reward.cost]), keras.callbacks.TerminateOnNaN(),
+                         *(callbacks or [])]
+            return model.fit(*args, callbacks=callbacks, **kwargs)
+
+    return _SearchHyperModel()

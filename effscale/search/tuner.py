@@ -1,0 +1,58 @@
+"""The Keras Tuner tuner of a search: each trial is run by a :class:`~effscale.search.trial.TrialRunner`,
+state files are written atomically, and a distributed worker sends heartbeats while it trains."""
+
+from __future__ import annotations
+
+import time
+
+from effscale.io import write_json
+from effscale.search.distributed import Heartbeat
+from effscale.search.proxy import ProxyFailure
+from effscale.search.trial import Rejected, TrialRunner
+
+
+def make_tuner_class():
+    import keras_tuner
+    from keras_tuner.src.engine import base_tuner
+
+    class SearchTuner(base_tuner.BaseTuner):
+        """Runs each trial: limits, proxy training, reward. State files are written atomically."""
+
+        def __init__(self, oracle, runner: "TrialRunner", directory, project_name, progress=None):
+            self.runner = runner
+            self.progress = progress
+            self._heartbeat = None
+            super().__init__(oracle=oracle, hypermodel=None, directory=directory, project_name=project_name,
+                             overwrite=False)
+
+        def run_trial(self, trial, *args, **kwargs):
+            self.last_metrics = None
+            try:
+                self.last_metrics = self.runner.run(trial.hyperparameters.values)
+                return self.last_metrics
+            except (ProxyFailure, Rejected) as error:
+                raise keras_tuner.errors.FailedTrialError(str(error)) from None
+
+        def on_trial_begin(self, trial):
+            self._trial_started = time.monotonic()
+            if self._is_worker():
+                self._heartbeat = Heartbeat(self.oracle, trial.trial_id, self.runner.heartbeat_s)
+
+        def on_trial_end(self, trial):
+            if self._heartbeat:
+                self._heartbeat.stop()
+                self._heartbeat = None
+            super().on_trial_end(trial)
+            if self.progress:
+                self.progress(trial, time.monotonic() - self._trial_started, self.last_metrics)
+
+        def save(self):
+            if not self._is_worker():
+                self.oracle.save()
+            write_json(self._get_tuner_fname(), self.get_state())
+
+        def reload(self):
+            if not self._is_worker():
+                self.oracle.reload()
+
+    return SearchTuner
