@@ -206,8 +206,8 @@ def _baseline_stage(run: RunDirectory, config: FamilyConfig, progress, keras_ver
 
 def _search_setup(search_config: dict) -> dict:
     """What the report says about the search: oracle, space and its size, proxy, reward."""
-    from effscale.objectives import exponents
-    from effscale.space import SearchSpace
+    from effscale.search.objectives import exponents
+    from effscale.search.space import SearchSpace
 
     space = search_config.get("space") or {}
     reward = search_config.get("reward") or {}

@@ -43,3 +43,12 @@ def test_a_tiny_train_prints_nothing_from_tensorflow_logging(tmp_path):
     noise = [line for line in done.stderr.splitlines() if NOISE.match(line)]
     assert noise == [], "\n".join(noise)
     assert "top-1" in done.stdout  # it did train and report
+
+
+def test_family_train_epochs_and_its_old_name_set_the_same_key():
+    from effscale.cli import make_parser
+
+    parser = make_parser()
+    for flag in ("--train-epochs", "--epochs"):
+        args = parser.parse_args(["family", "--out", "x", "--dataset", "digits", flag, "7", "--proxy-epochs", "3"])
+        assert (args.train_epochs, args.proxy_epochs) == (7, 3)

@@ -143,6 +143,17 @@ def test_status_reports_every_stage(resumed_run, capsys):
         assert re.search(rf"^{re.escape(stage)}\s+done", out, re.MULTILINE), out
 
 
+def test_status_json_lists_every_stage_with_its_state(resumed_run, capsys):
+    run_dir = resumed_run[0]
+    assert cli.main(["status", str(run_dir), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    state = read_state(run_dir)
+    stages = {row["stage"]: row for row in status["stages"]}
+    assert set(stages) == set(state["stages"])
+    for name in ("train:phi0", "train:phi1", "train:reference-phi0", "train:reference-phi1"):
+        assert stages[name]["status"] == "done" and stages[name]["seconds"] == state["stages"][name]["seconds"]
+
+
 def test_finished_run_reruns_without_training(resumed_run):
     run_dir = resumed_run[0]
     before = read_state(run_dir)

@@ -82,8 +82,15 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = ("effscale.cli.family", "effscale.cli.sea
                                          "effscale.cli.finetune", "effscale.cli.export")
 
 
+# Commands that never start TensorFlow: no need to import it quietly first.
+_LIGHT_COMMANDS = frozenset({"zoo", "describe", "status", "report", "trials"})
+
+
 def make_parser() -> argparse.ArgumentParser:
+    from effscale import __version__
+
     parser = _Parser(prog="effscale", description="Neural architecture search into model families, for Keras.")
+    parser.add_argument("--version", action="version", version=f"effscale {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     zoo = commands.add_parser("zoo", help="list the registered baseline genotypes")
@@ -112,7 +119,18 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    """Run one command. Bare ``effscale`` prints the usage; TensorFlow's start-up logging is
+    kept off the console unless ``--verbose`` (bare or 2) asks for everything."""
+    from effscale.console import quiet_tensorflow, wants_verbose_logs
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = make_parser()
+    if not argv:
+        parser.print_help()
+        return 0
+    args = parser.parse_args(argv)
+    if args.command not in _LIGHT_COMMANDS and not wants_verbose_logs(argv):
+        quiet_tensorflow()
     try:
         return args.func(args)
     except UserError as error:
