@@ -300,7 +300,7 @@ def _train_variant(run, config: FamilyConfig, base, variant, keras_verbose, name
         out_dir=run.join("variants", name), epochs=training.epochs, batch_size=training.batch_size,
         mixed_precision=training.mixed_precision, augment=training.augment, seed=config.seed,
         data_dir=config.data_dir or None, validation_fraction=config.validation_fraction,
-        test_fraction=config.test_fraction, verbose=keras_verbose, log_dir=run.join("logs", name)))
+        verbose=keras_verbose, log_dir=run.join("logs", name)))
 
 
 def _member_row(run, name: str, variant) -> dict:
