@@ -44,6 +44,7 @@ import numpy as np  # noqa: E402
 
 from effscale.errors import UserError  # noqa: E402
 from effscale.io import write_text  # noqa: E402
+from effscale.stats import rankdata, spearman  # noqa: E402,F401 (rankdata: re-exported for callers)
 from effscale.search.tabular import TabularObjective, load_table, run_oracle  # noqa: E402
 
 ORACLES = ("random", "bayesian", "evolution", "reinforce", "evolution+prescreen")
@@ -55,37 +56,7 @@ DEFAULT_PLOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".
 MAX_GRID = 100_000  # a finite space up to this size is enumerated once, larger ones sampled per dimension
 
 
-# -- statistics in numpy (scipy is not a dependency of effscale) -----------------------------------
-def rankdata(values) -> np.ndarray:
-    """1-based ranks, ties sharing their average rank.
-
-    >>> rankdata([10, 30, 20, 20]).tolist()
-    [1.0, 4.0, 2.5, 2.5]
-    """
-    values = np.asarray(values, dtype=float)
-    order = np.argsort(values, kind="mergesort")
-    ranks = np.empty(len(values), dtype=float)
-    ranks[order] = np.arange(1, len(values) + 1)
-    for value in np.unique(values):
-        tied = values == value
-        if tied.sum() > 1:
-            ranks[tied] = ranks[tied].mean()
-    return ranks
-
-
-def spearman(x, y) -> tuple[float, int]:
-    """Spearman's rho over the pairs where both are finite (Pearson of average ranks), and n."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    keep = np.isfinite(x) & np.isfinite(y)
-    n = int(keep.sum())
-    if n < 3:
-        return math.nan, n
-    rx, ry = rankdata(x[keep]), rankdata(y[keep])
-    if rx.std() == 0 or ry.std() == 0:
-        return math.nan, n
-    return float(np.corrcoef(rx, ry)[0, 1]), n
-
-
+# -- statistics (rankdata and spearman live in effscale.stats) ----------------------------------
 def superiority(a, b) -> float:
     """P(a draw from ``a`` beats one from ``b``), ties counting half (the Mann-Whitney AUC)."""
     a, b = np.asarray(a, dtype=float)[:, None], np.asarray(b, dtype=float)[None, :]

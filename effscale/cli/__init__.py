@@ -79,7 +79,17 @@ def cmd_build(args) -> int:
 
 # Modules that add their own sub-commands: each exposes register(commands).
 _SUBCOMMAND_MODULES: tuple[str, ...] = ("effscale.cli.family", "effscale.cli.search", "effscale.cli.train",
-                                         "effscale.cli.finetune", "effscale.cli.export")
+                                         "effscale.cli.finetune", "effscale.cli.export", "effscale.cli.proxy")
+
+
+def _positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
 
 
 # Commands that never start TensorFlow: no need to import it quietly first.
@@ -88,9 +98,13 @@ _LIGHT_COMMANDS = frozenset({"zoo", "describe", "status", "report", "trials"})
 
 def make_parser() -> argparse.ArgumentParser:
     from effscale import __version__
+    from effscale.limits import LIMITS
 
     parser = _Parser(prog="effscale", description="Neural architecture search into model families, for Keras.")
     parser.add_argument("--version", action="version", version=f"effscale {__version__}")
+    for name, (variable, default, noun, option) in LIMITS.items():
+        parser.add_argument(option, type=_positive_number, metavar="N",
+                            help=f"refuse to build more than N {noun} (default {default:g}; also {variable})")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     zoo = commands.add_parser("zoo", help="list the registered baseline genotypes")
@@ -118,10 +132,26 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_environment(args) -> dict[str, str]:
+    """Environment settings a command's options ask for (inherited by the processes it starts)."""
+    from effscale.image_check import SKIP_VARIABLE
+    from effscale.limits import LIMITS
+
+    values = {}
+    for name, (variable, _, _, option) in LIMITS.items():
+        value = getattr(args, option.lstrip("-").replace("-", "_"), None)
+        if value is not None:
+            values[variable] = repr(value)
+    if getattr(args, "skip_corrupt_images", False):
+        values[SKIP_VARIABLE] = "1"
+    return values
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command. Bare ``effscale`` prints the usage; TensorFlow's start-up logging is
     kept off the console unless ``--verbose`` (bare or 2) asks for everything."""
     from effscale.console import quiet_tensorflow, wants_verbose_logs
+    from effscale.interrupt import MESSAGE, Interrupted, interruptible, scoped_environment
 
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = make_parser()
@@ -132,7 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command not in _LIGHT_COMMANDS and not wants_verbose_logs(argv):
         quiet_tensorflow()
     try:
-        return args.func(args)
+        with interruptible(), scoped_environment(_command_environment(args)):
+            return args.func(args)
     except UserError as error:
         print(f"effscale: error: {error}", file=sys.stderr)
         return 2
+    except Interrupted as stop:
+        print(f"effscale: {MESSAGE}", file=sys.stderr)
+        return stop.code

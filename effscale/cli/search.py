@@ -53,6 +53,25 @@ def _choice_option(text: str) -> tuple[str, tuple]:
     return name.strip(), tuple(parsed)
 
 
+def parse_stages(text: str) -> list[int]:
+    """The stage numbers of ``--stages`` (comma-separated, 1-based).
+
+    >>> parse_stages("2, 4")
+    [2, 4]
+    >>> parse_stages("2,x")
+    Traceback (most recent call last):
+    ...
+    effscale.errors.UserError: --stages '2,x': 'x' is not a stage number (expected e.g. 2,3,5)
+    """
+    numbers = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit() or not part.isascii():
+            raise UserError(f"--stages {text!r}: {part!r} is not a stage number (expected e.g. 2,3,5)")
+        numbers.append(int(part))
+    return numbers
+
+
 def cmd_search(args) -> int:
     from effscale.search import run_search
     from effscale.search.registry import check_oracle
@@ -65,7 +84,7 @@ def cmd_search(args) -> int:
         parse_prescreen(args.prescreen)
     options = dict(_choice_option(c) for c in (args.choice or []))
     open_choices = [c.strip() for c in args.open.split(",") if c.strip()] if args.open else None
-    stages = [int(s) for s in args.stages.split(",")] if args.stages else None
+    stages = parse_stages(args.stages) if args.stages else None
     oracle_options = {}
     if args.population is not None:
         oracle_options["population_size"] = args.population
@@ -76,15 +95,26 @@ def cmd_search(args) -> int:
             if args.oracle != "differentiable":
                 raise UserError(f"--{key.replace('_', '-')} applies to --oracle differentiable only")
             oracle_options[key] = getattr(args, key)
+    proxy_file = None
+    if args.proxy:
+        from effscale.search.proxy import read_proxy_file
+
+        given = [f"--{k.replace('_', '-')}" for k in ("epochs", "resolution", "width", "train_fraction")
+                 if getattr(args, k) is not None]
+        if given:
+            raise UserError(f"--proxy sets the proxy training; leave out {', '.join(given)}")
+        read_proxy_file(args.proxy)  # a bad file is one line, before TensorFlow imports
+        proxy_file = args.proxy
     result = run_search(
         args.baseline, oracle=args.oracle, cost=args.cost, target=args.target, constraint=args.constraint,
-        trials=_positive_int(args.trials), epochs=_positive_int(args.epochs), dataset=args.dataset,
+        trials=_positive_int(args.trials), epochs=_positive_int(args.epochs or "1"), dataset=args.dataset,
         project_dir=args.project_dir, seed=_positive_int(args.seed), resolution=args.resolution,
-        width=_number(args.width), depth=_number(args.depth), alpha=args.alpha, beta=args.beta,
+        width=_number(args.width or "1.0"), depth=_number(args.depth), alpha=args.alpha, beta=args.beta,
         max_macs=args.max_macs, max_params=args.max_params, max_latency=args.max_latency,
         open_choices=open_choices, options=options, stages=stages, oracle_options=oracle_options,
         worker_timeout=args.worker_timeout, overwrite=args.overwrite, verbose=0 if args.quiet else 1,
-        prescreen=args.prescreen)
+        prescreen=args.prescreen, repair=args.repair, proxy=proxy_file, seeds=args.seeds, top_k=args.top_k,
+        reevaluate_seeds=args.reevaluate_seeds, train_fraction=args.train_fraction)
     if result.best_genotype is None:
         print("effscale: no trial completed; see trials.csv for the reasons")
         return 1
@@ -144,7 +174,10 @@ def cmd_trials(args) -> int:
                  ["trial", "accuracy", "cost", "reward", "genotype"]))
     summary = os.path.join(directory, "search.json")
     if os.path.isfile(summary):
-        best = (read_json(summary).get("summary") or {}).get("best")
+        try:
+            best = (read_json(summary).get("summary") or {}).get("best")
+        except (OSError, ValueError, AttributeError):
+            raise UserError(f"{summary} is damaged; rerun the search command with --repair to rebuild it") from None
         if best:
             print(f"\nbest: trial {trial_number(best['trial_id'])} reward {best['reward']:.4f}: {best['genotype']}")
     return 0
@@ -152,6 +185,7 @@ def cmd_trials(args) -> int:
 
 def register(commands) -> None:
     """Add ``search`` and ``trials`` to the ``effscale`` sub-command parsers."""
+    from effscale.cli.train import add_skip_corrupt_images
     from effscale.search.registry import oracle_help
     from effscale.data import SOURCES_HELP
 
@@ -167,10 +201,19 @@ def register(commands) -> None:
     search.add_argument("--max-params", type=float, help="hard limit: reject candidates before training")
     search.add_argument("--max-latency", type=float, help="hard limit in s/image: reject before training")
     search.add_argument("--trials", default="10")
-    search.add_argument("--epochs", default="1", help="proxy-training epochs per candidate")
+    search.add_argument("--epochs", help="proxy-training epochs per candidate (default 1)")
     search.add_argument("--dataset", default="digits", help=SOURCES_HELP)
+    add_skip_corrupt_images(search)
     search.add_argument("--resolution", type=int, help="proxy resolution (default: the baseline's, at most 64)")
-    search.add_argument("--width", default="1.0", help="proxy width multiplier")
+    search.add_argument("--width", help="proxy width multiplier (default 1.0)")
+    search.add_argument("--train-fraction", type=float,
+                        help="train candidates on this class-balanced fraction of the training split")
+    search.add_argument("--proxy", metavar="FILE",
+                        help="a proxy file from `effscale proxy`: its epochs, schedule, resolution, width, fraction")
+    search.add_argument("--seeds", type=int, default=1, help="training seeds per trial; the objective is their mean")
+    search.add_argument("--reevaluate-seeds", type=int, default=0,
+                        help="train the --top-k candidates again to this many seeds and pick by the mean (0: off)")
+    search.add_argument("--top-k", type=int, default=3, help="candidates of the re-evaluation stage")
     search.add_argument("--depth", default="1.0", help="proxy depth multiplier")
     search.add_argument("--open", help="comma list of open choices: block,kernel,expand,se,skip,repeats,filters")
     search.add_argument("--choice", action="append", help="values of a choice, e.g. kernel=3,5,7 (repeatable)")
@@ -188,6 +231,8 @@ def register(commands) -> None:
     search.add_argument("--worker-timeout", type=float, default=300.0,
                         help="distributed: a worker silent this long (s) has its trial FAILED")
     search.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
+    search.add_argument("--repair", action="store_true",
+                        help="rebuild a damaged search.json from this command and the trials on disk, then resume")
     search.add_argument("--quiet", action="store_true", help="no progress lines")
     search.set_defaults(func=cmd_search)
 

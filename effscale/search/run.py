@@ -51,7 +51,8 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
                max_latency: float | None = None, open_choices=None, options: dict | None = None,
                stages=None, proxy: ProxySettings | None = None, oracle_options: dict | None = None,
                latency: dict | None = None, worker_timeout: float = 300.0, overwrite: bool = False,
-               stream=None, prescreen: str | None = None) -> SearchResult:
+               stream=None, prescreen: str | None = None, repair: bool = False, seeds: int = 1, top_k: int = 3,
+               reevaluate_seeds: int = 0, train_fraction: float | None = None) -> SearchResult:
     """Search the MnasNet space around ``baseline`` and return a :class:`SearchResult`.
 
     ``cost`` is ``macs``, ``params`` or ``latency`` (seconds per image, LiteRT on this CPU), all
@@ -64,7 +65,18 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
     ``prescreen`` ``"PROXY:N"`` (random and evolution oracles): each trial trains the best of N
     untried candidates by a zero-cost proxy (:mod:`effscale.search.zero_cost`) on the first validation
     batch at the proxy variant; DIR/prescreen.json records every prescreen, and each trial gets
-    its candidate's ``proxy_score`` metric.
+    its candidate's ``proxy_score`` metric. ``repair`` rebuilds a damaged or missing
+    ``search.json`` from this call's configuration and the trials on disk (none is lost).
+    ``proxy`` is :class:`ProxySettings` or the path of a proxy file written by ``effscale proxy``
+    (its epochs, schedule, resolution, width and training fraction then replace ``epochs``,
+    ``resolution``, ``width`` and ``train_fraction``). ``train_fraction`` trains candidates on a
+    class-balanced fraction of the training split.
+    ``seeds`` trains every candidate that many times (seeds ``seed``, ``seed + 1``, ...); the
+    objective is the mean accuracy's reward and each seed's accuracy is recorded. With
+    ``reevaluate_seeds`` >= 2 the ``top_k`` candidates are trained again to that many seeds at
+    the end (their trial seeds reused) and the winner is chosen by the mean over seeds; when the
+    best are within noise of each other (:mod:`effscale.search.reevaluate`), the cheapest wins.
+    DIR/reevaluation.json records it and ``best_genotype.json`` is the winner.
     All input is validated before the project dir is touched; bad input raises UserError.
     """
     stream = stream or sys.stdout
@@ -84,6 +96,23 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
 
         prescreen = "{}:{}".format(*parse_prescreen(prescreen))
         check_oracle(oracle, prescreen)
+    for name, value, low in (("seeds", seeds, 1), ("top_k", top_k, 1)):
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
+            raise UserError(f"{name} must be a positive integer, got {value!r}")
+    if not (isinstance(reevaluate_seeds, int) and (reevaluate_seeds == 0 or reevaluate_seeds >= 2)):
+        raise UserError(f"reevaluate_seeds must be 0 (no re-evaluation) or at least 2, got {reevaluate_seeds!r}")
+    if isinstance(proxy, (str, os.PathLike)):
+        import dataclasses
+
+        from effscale.search.proxy import read_proxy_file
+
+        task = read_proxy_file(proxy)
+        proxy = dataclasses.replace(task.settings, seed=seed)
+        resolution, width, train_fraction = task.resolution or resolution, task.width, task.train_fraction
+    if train_fraction is not None and not (isinstance(train_fraction, (int, float)) and 0 < train_fraction <= 1):
+        raise UserError(f"train_fraction must be in (0, 1], got {train_fraction!r}")
+    if train_fraction == 1:
+        train_fraction = None
     space = SearchSpace(genotype, open=open_choices, options=options, stages=stages)
     if oracle == "differentiable":
         from effscale.search.differentiable import check_supported
@@ -108,23 +137,39 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
     config = SearchConfig(space=space.to_dict(), oracle=oracle, reward=reward.to_dict(), limits=limits.to_dict(),
                           proxy=settings.to_dict(), dataset=str(dataset), resolution=resolution,
                           width=float(width), depth=float(depth), trials=trials, seed=seed,
-                          oracle_options=dict(oracle_options or {}), latency=latency, prescreen=prescreen)
+                          oracle_options=dict(oracle_options or {}), latency=latency, prescreen=prescreen,
+                          seeds=seeds, reevaluate={"top_k": top_k, "seeds": reevaluate_seeds} if reevaluate_seeds else {},
+                          train_fraction=None if train_fraction is None else float(train_fraction))
     path = check_project_dir(project_dir)
     config_path = os.path.join(path, "search.json")
-    if os.path.exists(config_path) and not overwrite and role != "worker":
-        try:
-            saved = read_json(config_path).get("config", {})
-        except ValueError:
-            raise UserError(f"{config_path} does not parse; use a new project dir or overwrite") from None
+    damaged = _damaged_project(path, config_path) if not overwrite and role != "worker" else None
+    if damaged and not repair:
+        raise UserError(damaged + "; rerun the same command with --repair to rebuild it from the trials, "
+                        "which are kept")
+    if os.path.exists(config_path) and not overwrite and role != "worker" and not damaged:
+        saved = read_json(config_path).get("config", {})
+        if proxy is None and "schedule" not in (saved.get("proxy") or {"schedule": None}):
+            # A project started before the schedule was a setting trained at a constant rate: it
+            # resumes with the recipe it started with, whatever today's default.
+            import dataclasses
+
+            settings = dataclasses.replace(settings, schedule="constant")
+            config = dataclasses.replace(config, proxy={k: v for k, v in settings.to_dict().items()
+                                                        if k != "schedule"})
         key = config.mismatch(saved)
         if key:
             raise UserError(f"project dir {project_dir!r} holds a different search ({key} differs); "
                             "use a new project dir or overwrite")
-    elif not os.path.exists(config_path) and os.path.isdir(path) and os.listdir(path) and role != "worker":
+    elif not os.path.exists(config_path) and os.path.isdir(path) and os.listdir(path) and role != "worker" \
+            and not damaged:
         raise UserError(f"project dir {project_dir!r} is not empty and is not an effscale search project")
     from effscale.data import check_source
 
     check_source(dataset)
+    if os.path.isdir(str(dataset)):  # every image decodes (or is skipped on request) before any trial
+        from effscale.preflight import check_dataset
+
+        check_dataset(str(dataset))
 
     # -- from here on the project dir is written --------------------------------------------------
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -132,11 +177,18 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
         _clear_project(path)
     os.makedirs(path, exist_ok=True)
     if role != "worker":
-        summary = read_json(config_path) if os.path.exists(config_path) else {}
+        summary = read_json(config_path) if os.path.exists(config_path) and not damaged else {}
         summary["config"] = config.to_dict()
         write_json(config_path, summary)
+        if damaged:
+            kept = trial_records(load_trials(path), space)
+            write_outputs(path, kept, config)
+            if verbose:
+                print(f"repaired {config_path} from this command and the {len(kept)} trial(s) on disk",
+                      file=stream, flush=True)
     runner = TrialRunner(space, reward, limits, settings, str(dataset), resolution, float(width), float(depth),
-                          os.path.join(path, "latency"), latency, heartbeat_s=max(0.5, min(10.0, worker_timeout / 4)))
+                         os.path.join(path, "latency"), latency, heartbeat_s=max(0.5, min(10.0, worker_timeout / 4)),
+                         seeds=seeds, trainings_dir=os.path.join(path, "trainings"), train_fraction=train_fraction)
     screen = make_prescreen(prescreen, space, runner.variant, lambda: runner.data, settings.seed)
     keras_oracle = make_oracle(oracle, trials, space.hyperparameters(), seed=seed, epochs=settings.epochs,
                                prescreen=screen, **(oracle_options or {}))
@@ -193,21 +245,45 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
         write_prescreen(path, keras_oracle, prescreen)
     best = best_record(records)
     done = [r for r in records if r["status"] == "COMPLETED"]
+    reevaluation = None
+    if reevaluate_seeds and best and role != "worker":
+        from effscale.search.reevaluate import run_reevaluation
+
+        reevaluation = run_reevaluation(path, records, runner, top_k, reevaluate_seeds, say)
+        best = next(r for r in records if r["trial_id"] == reevaluation["winner"]["trial_id"])
     result = SearchResult(Genotype.parse(best["genotype"]) if best else None, best, records, pareto_front(done),
-                          path, config.to_dict())
+                          path, config.to_dict(), reevaluation)
     if best:
         say(f"best: trial {trial_number(best['trial_id'])} reward {best['reward']:.4f} accuracy {best['accuracy']:.4f} "
             f"{cost} {_fmt_cost(best['cost'], cost)}: {best['genotype']}")
     return result
 
 
+def _damaged_project(path: str, config_path: str) -> str | None:
+    """What is wrong with a project's search.json when its trials are on disk, else None."""
+    import glob
+
+    has_trials = bool(glob.glob(os.path.join(path, TUNER_FOLDER, "trial_*", "trial.json")))
+    if not os.path.exists(config_path):
+        return f"{config_path} is missing although {path!r} holds trials" if has_trials else None
+    try:
+        saved = read_json(config_path)
+        if isinstance(saved, dict) and isinstance(saved.get("config", {}), dict):
+            return None
+        problem = "incomplete"
+    except (OSError, ValueError) as error:
+        problem = f"unreadable: {type(error).__name__}"
+    return f"{config_path} is damaged ({problem})"
+
+
 def _clear_project(path: str) -> None:
     import shutil
 
-    for name in ("search.json", "trials.csv", "pareto.csv", "best_genotype.json", "prescreen.json"):
+    for name in ("search.json", "trials.csv", "pareto.csv", "best_genotype.json", "prescreen.json",
+                 "reevaluation.json"):
         if os.path.exists(os.path.join(path, name)):
             os.unlink(os.path.join(path, name))
-    for name in (TUNER_FOLDER, "latency", "supernet"):
+    for name in (TUNER_FOLDER, "latency", "supernet", "trainings"):
         if os.path.isdir(os.path.join(path, name)):
             shutil.rmtree(os.path.join(path, name))
 

@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 
 from effscale.errors import UserError
 from effscale.genotype import Genotype, Stage, load_genotype
+from effscale.conventions import CONVENTIONS
 from effscale.scaling import round_filters
 
 CHOICES = ("block", "kernel", "expand", "se", "skip", "repeats", "filters")
@@ -169,7 +170,8 @@ class SearchSpace:
         if "filters" in self.open:
             values = {ref.filters}
             for multiplier in self.options["filters"]:
-                values.add(ref.filters if multiplier == 1 else round_filters(ref.filters, multiplier))
+                values.add(ref.filters if multiplier == 1 else round_filters(
+                    ref.filters, multiplier, guard=CONVENTIONS[self.reference.convention].filter_round_up_guard))
             out[prefix + "filters"] = (tuple(sorted(values)), ref.filters, None)
         return out
 
