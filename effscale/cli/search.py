@@ -222,7 +222,8 @@ def register(commands) -> None:
     search.add_argument("--tournament", type=int, help="evolution: tournament size S")
     search.add_argument("--prescreen", metavar="PROXY:N",
                         help="random / evolution: score N candidates per trial with a zero-cost proxy "
-                             "(synflow, grad_norm, naswot, params, macs) and train only the best")
+                             "(synflow, grad_norm, naswot, params, macs) or by predicted reward (reward: "
+                             "predicted accuracy with the exact cost) and train only the best")
     search.add_argument("--supernet-epochs", type=int, help="differentiable: supernet training epochs (default 3)")
     search.add_argument("--cost-weight", type=float, help="differentiable: weight of the expected-cost term (1.0)")
     search.add_argument("--arch-learning-rate", type=float, help="differentiable: Adam rate of the logits (0.01)")
