@@ -9,7 +9,7 @@ dataset raises :class:`~effscale.errors.UserError` naming the key by its dotted 
 >>> FamilyConfig.from_dict({"dataset": "digits", "search": {"trails": 4}})
 Traceback (most recent call last):
 ...
-effscale.errors.UserError: config key 'search.trails' is unknown: expected one of constraint, cost, enabled, epochs, oracle, resolution, seed, target, trials, width
+effscale.errors.UserError: config key 'search.trails' is unknown: expected one of constraint, cost, enabled, epochs, oracle, proxy, reevaluate_seeds, resolution, seed, seeds, target, top_k, trials, width
 """
 
 from __future__ import annotations
@@ -40,6 +40,10 @@ class SearchConfig:
     resolution: int = 0          # proxy resolution; 0 = the baseline genotype's own
     width: float = 1.0           # proxy width multiplier
     seed: int = 0
+    proxy: str = ""              # a proxy file from `effscale proxy`: its epochs, schedule, resolution, width
+    seeds: int = 1               # training seeds per trial; the objective is their mean
+    top_k: int = 3               # candidates re-evaluated at the end ...
+    reevaluate_seeds: int = 0    # ... with this many seeds (0: no re-evaluation stage)
 
     def check(self) -> None:
         from effscale.search.registry import ORACLES
@@ -53,6 +57,17 @@ class SearchConfig:
         if self.resolution:
             _at_least("search.resolution", self.resolution, 8)
         _positive("search.width", self.width)
+        _at_least("search.seeds", self.seeds, 1)
+        _at_least("search.top_k", self.top_k, 1)
+        if self.reevaluate_seeds:
+            _at_least("search.reevaluate_seeds", self.reevaluate_seeds, 2)
+        if self.proxy:
+            from effscale.search.proxy import read_proxy_file
+
+            try:
+                read_proxy_file(self.proxy)
+            except UserError as error:
+                raise UserError(f"config key 'search.proxy': {error}") from None
 
 
 @dataclass(frozen=True)
@@ -130,6 +145,9 @@ class FamilyConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     # Points drawn beside the family in the report: name -> {multiply_adds: N, top1: 0..1}.
     reference_points: dict = field(default_factory=dict)
+    # Also scale and train the un-searched baseline exactly like the searched one, so the
+    # report shows whether the search helped (no effect when the search is off).
+    reference_family: bool = True
 
     def check(self) -> "FamilyConfig":
         if not isinstance(self.dataset, str) or not self.dataset.strip():

@@ -53,15 +53,20 @@ class SearchConfig:
     oracle_options: dict = field(default_factory=dict)
     latency: dict = field(default_factory=dict)
     prescreen: str | None = None
+    seeds: int = 1                # training seeds per trial: the objective is their mean
+    reevaluate: dict = field(default_factory=dict)  # {"top_k", "seeds"} of the re-evaluation stage
+    train_fraction: float | None = None  # class-balanced fraction of the training split
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
     def mismatch(self, saved: dict) -> str | None:
         mine = self.to_dict()
+        defaults = SearchConfig(**{k: None for k in ("space", "oracle", "reward", "limits", "proxy", "dataset",
+                                                     "resolution", "width", "depth", "trials", "seed")}).to_dict()
         for key in sorted(set(mine) | set(saved)):
-            if key == "trials":
-                continue
+            if key == "trials" or (key not in saved and _normalize(mine[key]) == _normalize(defaults.get(key))):
+                continue  # trials may grow; a key added since the project was made, at its default
             if _normalize(mine.get(key)) != _normalize(saved.get(key)):
                 return key
         return None

@@ -12,7 +12,7 @@ from effscale.genotype import Genotype, load_genotype
 from effscale.io import read_json, write_json
 from effscale.search.config import SearchConfig, parse_target
 from effscale.search.distributed import role as process_role, serve_chief
-from effscale.search.objectives import COST_KINDS, Limits, Reward, analytic_costs, pareto_front
+from effscale.search.objectives import COST_KINDS, Limits, Reward, analytic_costs, exact_cost_fn, pareto_front
 from effscale.search.proxy import ProxySettings
 from effscale.search.records import (TUNER_FOLDER, SearchResult, best_record, load_trials, trial_records,
                                      write_outputs, write_prescreen)
@@ -51,7 +51,8 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
                max_latency: float | None = None, open_choices=None, options: dict | None = None,
                stages=None, proxy: ProxySettings | None = None, oracle_options: dict | None = None,
                latency: dict | None = None, worker_timeout: float = 300.0, overwrite: bool = False,
-               stream=None, prescreen: str | None = None, repair: bool = False) -> SearchResult:
+               stream=None, prescreen: str | None = None, repair: bool = False, seeds: int = 1, top_k: int = 3,
+               reevaluate_seeds: int = 0, train_fraction: float | None = None) -> SearchResult:
     """Search the MnasNet space around ``baseline`` and return a :class:`SearchResult`.
 
     ``cost`` is ``macs``, ``params`` or ``latency`` (seconds per image, LiteRT on this CPU), all
@@ -66,6 +67,16 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
     batch at the proxy variant; DIR/prescreen.json records every prescreen, and each trial gets
     its candidate's ``proxy_score`` metric. ``repair`` rebuilds a damaged or missing
     ``search.json`` from this call's configuration and the trials on disk (none is lost).
+    ``proxy`` is :class:`ProxySettings` or the path of a proxy file written by ``effscale proxy``
+    (its epochs, schedule, resolution, width and training fraction then replace ``epochs``,
+    ``resolution``, ``width`` and ``train_fraction``). ``train_fraction`` trains candidates on a
+    class-balanced fraction of the training split.
+    ``seeds`` trains every candidate that many times (seeds ``seed``, ``seed + 1``, ...); the
+    objective is the mean accuracy's reward and each seed's accuracy is recorded. With
+    ``reevaluate_seeds`` >= 2 the ``top_k`` candidates are trained again to that many seeds at
+    the end (their trial seeds reused) and the winner is chosen by the mean over seeds; when the
+    best are within noise of each other (:mod:`effscale.search.reevaluate`), the cheapest wins.
+    DIR/reevaluation.json records it and ``best_genotype.json`` is the winner.
     All input is validated before the project dir is touched; bad input raises UserError.
     """
     stream = stream or sys.stdout
@@ -85,6 +96,25 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
 
         prescreen = "{}:{}".format(*parse_prescreen(prescreen))
         check_oracle(oracle, prescreen)
+        if prescreen.startswith("reward:") and cost == "latency":
+            raise UserError("prescreen reward needs a cost known before training: --cost macs or params")
+    for name, value, low in (("seeds", seeds, 1), ("top_k", top_k, 1)):
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
+            raise UserError(f"{name} must be a positive integer, got {value!r}")
+    if not (isinstance(reevaluate_seeds, int) and (reevaluate_seeds == 0 or reevaluate_seeds >= 2)):
+        raise UserError(f"reevaluate_seeds must be 0 (no re-evaluation) or at least 2, got {reevaluate_seeds!r}")
+    if isinstance(proxy, (str, os.PathLike)):
+        import dataclasses
+
+        from effscale.search.proxy import read_proxy_file
+
+        task = read_proxy_file(proxy)
+        proxy = dataclasses.replace(task.settings, seed=seed)
+        resolution, width, train_fraction = task.resolution or resolution, task.width, task.train_fraction
+    if train_fraction is not None and not (isinstance(train_fraction, (int, float)) and 0 < train_fraction <= 1):
+        raise UserError(f"train_fraction must be in (0, 1], got {train_fraction!r}")
+    if train_fraction == 1:
+        train_fraction = None
     space = SearchSpace(genotype, open=open_choices, options=options, stages=stages)
     if oracle == "differentiable":
         from effscale.search.differentiable import check_supported
@@ -109,7 +139,9 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
     config = SearchConfig(space=space.to_dict(), oracle=oracle, reward=reward.to_dict(), limits=limits.to_dict(),
                           proxy=settings.to_dict(), dataset=str(dataset), resolution=resolution,
                           width=float(width), depth=float(depth), trials=trials, seed=seed,
-                          oracle_options=dict(oracle_options or {}), latency=latency, prescreen=prescreen)
+                          oracle_options=dict(oracle_options or {}), latency=latency, prescreen=prescreen,
+                          seeds=seeds, reevaluate={"top_k": top_k, "seeds": reevaluate_seeds} if reevaluate_seeds else {},
+                          train_fraction=None if train_fraction is None else float(train_fraction))
     path = check_project_dir(project_dir)
     config_path = os.path.join(path, "search.json")
     damaged = _damaged_project(path, config_path) if not overwrite and role != "worker" else None
@@ -118,6 +150,14 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
                         "which are kept")
     if os.path.exists(config_path) and not overwrite and role != "worker" and not damaged:
         saved = read_json(config_path).get("config", {})
+        if proxy is None and "schedule" not in (saved.get("proxy") or {"schedule": None}):
+            # A project started before the schedule was a setting trained at a constant rate: it
+            # resumes with the recipe it started with, whatever today's default.
+            import dataclasses
+
+            settings = dataclasses.replace(settings, schedule="constant")
+            config = dataclasses.replace(config, proxy={k: v for k, v in settings.to_dict().items()
+                                                        if k != "schedule"})
         key = config.mismatch(saved)
         if key:
             raise UserError(f"project dir {project_dir!r} holds a different search ({key} differs); "
@@ -149,10 +189,13 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
                 print(f"repaired {config_path} from this command and the {len(kept)} trial(s) on disk",
                       file=stream, flush=True)
     runner = TrialRunner(space, reward, limits, settings, str(dataset), resolution, float(width), float(depth),
-                          os.path.join(path, "latency"), latency, heartbeat_s=max(0.5, min(10.0, worker_timeout / 4)))
-    screen = make_prescreen(prescreen, space, runner.variant, lambda: runner.data, settings.seed)
+                         os.path.join(path, "latency"), latency, heartbeat_s=max(0.5, min(10.0, worker_timeout / 4)),
+                         seeds=seeds, trainings_dir=os.path.join(path, "trainings"), train_fraction=train_fraction)
+    cost_of = exact_cost_fn(space, reward, lambda: runner.data.num_classes)
+    screen = make_prescreen(prescreen, space, runner.variant, lambda: runner.data, settings.seed, reward, cost_of)
+    cost_aware = {"cost_fn": cost_of, "reward": reward} if oracle == "predictor" and cost_of else {}
     keras_oracle = make_oracle(oracle, trials, space.hyperparameters(), seed=seed, epochs=settings.epochs,
-                               prescreen=screen, **(oracle_options or {}))
+                               prescreen=screen, **(oracle_options or {}), **cost_aware)
     if screen:
         from effscale.search.oracles.prescreen import proxy_score_of
 
@@ -206,10 +249,16 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
         write_prescreen(path, keras_oracle, prescreen)
     best = best_record(records)
     done = [r for r in records if r["status"] == "COMPLETED"]
+    reevaluation = None
+    if reevaluate_seeds and best and role != "worker":
+        from effscale.search.reevaluate import run_reevaluation
+
+        reevaluation = run_reevaluation(path, records, runner, top_k, reevaluate_seeds, say)
+        best = next(r for r in records if r["trial_id"] == reevaluation["winner"]["trial_id"])
     result = SearchResult(Genotype.parse(best["genotype"]) if best else None, best, records, pareto_front(done),
-                          path, config.to_dict())
+                          path, config.to_dict(), reevaluation)
     if best:
-        say(f"best: trial {best['trial_id']} reward {best['reward']:.4f} accuracy {best['accuracy']:.4f} "
+        say(f"best: trial {trial_number(best['trial_id'])} reward {best['reward']:.4f} accuracy {best['accuracy']:.4f} "
             f"{cost} {_fmt_cost(best['cost'], cost)}: {best['genotype']}")
     return result
 
@@ -234,10 +283,11 @@ def _damaged_project(path: str, config_path: str) -> str | None:
 def _clear_project(path: str) -> None:
     import shutil
 
-    for name in ("search.json", "trials.csv", "pareto.csv", "best_genotype.json", "prescreen.json"):
+    for name in ("search.json", "trials.csv", "pareto.csv", "best_genotype.json", "prescreen.json",
+                 "reevaluation.json"):
         if os.path.exists(os.path.join(path, name)):
             os.unlink(os.path.join(path, name))
-    for name in (TUNER_FOLDER, "latency", "supernet"):
+    for name in (TUNER_FOLDER, "latency", "supernet", "trainings"):
         if os.path.isdir(os.path.join(path, name)):
             shutil.rmtree(os.path.join(path, name))
 
@@ -253,13 +303,22 @@ def _fmt_cost(value, kind: str) -> str:
     return f"{value:g}"
 
 
+def trial_number(trial_id) -> "int | str":
+    """The number a trial is shown with everywhere: Keras Tuner's id plus one ("trial 1/6" is id 0).
+
+    >>> trial_number("0"), trial_number("custom")
+    (1, 'custom')
+    """
+    return int(trial_id) + 1 if str(trial_id).isdigit() else trial_id
+
+
 def _progress_line(row: dict, total: int, reward: Reward, best: dict | None, seconds: float) -> str:
-    number = int(row["trial_id"]) + 1 if str(row["trial_id"]).isdigit() else row["trial_id"]
+    number = trial_number(row["trial_id"])
     head = f"trial {number}/{total} {row['status']:<9}"
     if row["status"] == "COMPLETED":
         body = (f"reward {row['reward']:.4f} accuracy {row['accuracy']:.4f} "
                 f"{reward.cost} {_fmt_cost(row['cost'], reward.cost)}")
     else:
         body = row["reason"] or "-"
-    tail = f" | best {best['reward']:.4f} (trial {best['trial_id']})" if best else ""
+    tail = f" | best {best['reward']:.4f} (trial {trial_number(best['trial_id'])})" if best else ""
     return f"{head} {body} [{seconds:.1f}s]{tail} {row['genotype']}"
