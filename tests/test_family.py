@@ -170,7 +170,8 @@ def test_finished_run_reruns_without_training(resumed_run):
     run_dir = resumed_run[0]
     before = read_state(run_dir)
     started = time.time()
-    results = run_family(MINIATURE, str(run_dir), verbose=0)
+    config = json.loads((run_dir / "config.json").read_text())  # the run's own: proxy file and seeds too
+    results = run_family(config, str(run_dir), verbose=0)
     assert time.time() - started < 60
     after = read_state(run_dir)
     assert {k: v["attempts"] for k, v in after["stages"].items()} == {
