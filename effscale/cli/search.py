@@ -163,12 +163,15 @@ def cmd_trials(args) -> int:
 
         print(json.dumps({"trials": rows, "pareto": pareto}, indent=2))
         return 0
-    columns = ["trial_id", "status", "reward", "accuracy", "cost", "genotype"]
+    from effscale.search.run import trial_number
+
+    columns = ["trial", "status", "reward", "accuracy", "cost", "genotype"]
     print(f"trials ({len(rows)}):")
-    print(_table([dict(r, genotype=r["genotype"] if r["status"] == "COMPLETED" else r["reason"]) for r in rows],
-                 columns))
+    print(_table([dict(r, trial=trial_number(r["trial_id"]),
+                       genotype=r["genotype"] if r["status"] == "COMPLETED" else r["reason"]) for r in rows], columns))
     print(f"\nPareto front of (accuracy, cost) ({len(pareto)}):")
-    print(_table(pareto, ["trial_id", "accuracy", "cost", "reward", "genotype"]))
+    print(_table([dict(p, trial=trial_number(p["trial_id"])) for p in pareto],
+                 ["trial", "accuracy", "cost", "reward", "genotype"]))
     summary = os.path.join(directory, "search.json")
     if os.path.isfile(summary):
         try:
@@ -176,7 +179,7 @@ def cmd_trials(args) -> int:
         except (OSError, ValueError, AttributeError):
             raise UserError(f"{summary} is damaged; rerun the search command with --repair to rebuild it") from None
         if best:
-            print(f"\nbest: trial {best['trial_id']} reward {best['reward']:.4f}: {best['genotype']}")
+            print(f"\nbest: trial {trial_number(best['trial_id'])} reward {best['reward']:.4f}: {best['genotype']}")
     return 0
 
 
@@ -219,7 +222,8 @@ def register(commands) -> None:
     search.add_argument("--tournament", type=int, help="evolution: tournament size S")
     search.add_argument("--prescreen", metavar="PROXY:N",
                         help="random / evolution: score N candidates per trial with a zero-cost proxy "
-                             "(synflow, grad_norm, naswot, params, macs) and train only the best")
+                             "(synflow, grad_norm, naswot, params, macs) or by predicted reward (reward: "
+                             "predicted accuracy with the exact cost) and train only the best")
     search.add_argument("--supernet-epochs", type=int, help="differentiable: supernet training epochs (default 3)")
     search.add_argument("--cost-weight", type=float, help="differentiable: weight of the expected-cost term (1.0)")
     search.add_argument("--arch-learning-rate", type=float, help="differentiable: Adam rate of the logits (0.01)")

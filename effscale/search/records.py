@@ -188,9 +188,15 @@ def load_oracle(project_dir: str):
                          shuffle_seed=settings.seed)
 
     variant = f"w={config['width']:g},d={config['depth']:g},r={config['resolution']}"
-    screen = make_prescreen(config.get("prescreen"), space, variant, load, settings.seed)
+    from effscale.search.objectives import Reward, exact_cost_fn
+
+    reward = Reward.from_dict(config["reward"])
+    cost_of = exact_cost_fn(space, reward, lambda: load().num_classes)
+    screen = make_prescreen(config.get("prescreen"), space, variant, load, settings.seed, reward, cost_of)
+    cost_aware = {"cost_fn": cost_of, "reward": reward} if config["oracle"] == "predictor" and cost_of else {}
     oracle = make_oracle(config["oracle"], config["trials"], space.hyperparameters(), seed=config["seed"],
-                         epochs=config["proxy"]["epochs"], prescreen=screen, **config.get("oracle_options", {}))
+                         epochs=config["proxy"]["epochs"], prescreen=screen, **config.get("oracle_options", {}),
+                         **cost_aware)
     oracle.verbose = 0
     oracle._set_project_dir(os.fspath(project_dir), TUNER_FOLDER)
     if os.path.exists(os.path.join(os.fspath(project_dir), TUNER_FOLDER, "oracle.json")):

@@ -12,7 +12,7 @@ from effscale.genotype import Genotype, load_genotype
 from effscale.io import read_json, write_json
 from effscale.search.config import SearchConfig, parse_target
 from effscale.search.distributed import role as process_role, serve_chief
-from effscale.search.objectives import COST_KINDS, Limits, Reward, analytic_costs, pareto_front
+from effscale.search.objectives import COST_KINDS, Limits, Reward, analytic_costs, exact_cost_fn, pareto_front
 from effscale.search.proxy import ProxySettings
 from effscale.search.records import (TUNER_FOLDER, SearchResult, best_record, load_trials, trial_records,
                                      write_outputs, write_prescreen)
@@ -96,6 +96,8 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
 
         prescreen = "{}:{}".format(*parse_prescreen(prescreen))
         check_oracle(oracle, prescreen)
+        if prescreen.startswith("reward:") and cost == "latency":
+            raise UserError("prescreen reward needs a cost known before training: --cost macs or params")
     for name, value, low in (("seeds", seeds, 1), ("top_k", top_k, 1)):
         if not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
             raise UserError(f"{name} must be a positive integer, got {value!r}")
@@ -189,9 +191,11 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
     runner = TrialRunner(space, reward, limits, settings, str(dataset), resolution, float(width), float(depth),
                          os.path.join(path, "latency"), latency, heartbeat_s=max(0.5, min(10.0, worker_timeout / 4)),
                          seeds=seeds, trainings_dir=os.path.join(path, "trainings"), train_fraction=train_fraction)
-    screen = make_prescreen(prescreen, space, runner.variant, lambda: runner.data, settings.seed)
+    cost_of = exact_cost_fn(space, reward, lambda: runner.data.num_classes)
+    screen = make_prescreen(prescreen, space, runner.variant, lambda: runner.data, settings.seed, reward, cost_of)
+    cost_aware = {"cost_fn": cost_of, "reward": reward} if oracle == "predictor" and cost_of else {}
     keras_oracle = make_oracle(oracle, trials, space.hyperparameters(), seed=seed, epochs=settings.epochs,
-                               prescreen=screen, **(oracle_options or {}))
+                               prescreen=screen, **(oracle_options or {}), **cost_aware)
     if screen:
         from effscale.search.oracles.prescreen import proxy_score_of
 
@@ -254,7 +258,7 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
     result = SearchResult(Genotype.parse(best["genotype"]) if best else None, best, records, pareto_front(done),
                           path, config.to_dict(), reevaluation)
     if best:
-        say(f"best: trial {best['trial_id']} reward {best['reward']:.4f} accuracy {best['accuracy']:.4f} "
+        say(f"best: trial {trial_number(best['trial_id'])} reward {best['reward']:.4f} accuracy {best['accuracy']:.4f} "
             f"{cost} {_fmt_cost(best['cost'], cost)}: {best['genotype']}")
     return result
 
@@ -299,13 +303,22 @@ def _fmt_cost(value, kind: str) -> str:
     return f"{value:g}"
 
 
+def trial_number(trial_id) -> "int | str":
+    """The number a trial is shown with everywhere: Keras Tuner's id plus one ("trial 1/6" is id 0).
+
+    >>> trial_number("0"), trial_number("custom")
+    (1, 'custom')
+    """
+    return int(trial_id) + 1 if str(trial_id).isdigit() else trial_id
+
+
 def _progress_line(row: dict, total: int, reward: Reward, best: dict | None, seconds: float) -> str:
-    number = int(row["trial_id"]) + 1 if str(row["trial_id"]).isdigit() else row["trial_id"]
+    number = trial_number(row["trial_id"])
     head = f"trial {number}/{total} {row['status']:<9}"
     if row["status"] == "COMPLETED":
         body = (f"reward {row['reward']:.4f} accuracy {row['accuracy']:.4f} "
                 f"{reward.cost} {_fmt_cost(row['cost'], reward.cost)}")
     else:
         body = row["reason"] or "-"
-    tail = f" | best {best['reward']:.4f} (trial {best['trial_id']})" if best else ""
+    tail = f" | best {best['reward']:.4f} (trial {trial_number(best['trial_id'])})" if best else ""
     return f"{head} {body} [{seconds:.1f}s]{tail} {row['genotype']}"
