@@ -36,7 +36,7 @@ class AtomicStateMixin:
         write_json(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"), trial.get_state())
 
     def reload(self):
-        from keras_tuner.src.engine import trial as trial_module
+        from effscale.search import _keras_tuner as trial_module
 
         self.repaired = []
         for fname in sorted(glob.glob(os.path.join(self._project_dir, "trial_*", "trial.json"))):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 
-from keras_tuner.src.engine import trial as trial_module
+from effscale.search import _keras_tuner as trial_module
 
 from effscale.errors import UserError
 from effscale.search.oracles.base import atomic_builtin_oracle, jsonable
