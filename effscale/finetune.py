@@ -173,8 +173,8 @@ def _resolve_base(base, variant, weights):
     """(genotype, variant, weights, loaded model or None) of what the user named."""
     import keras
 
-    from effscale.genotype import load_genotype
-    from effscale.scaling import resolve_variant
+    from effscale.zoo import load_genotype
+    from effscale.variants import resolve_variant
 
     if isinstance(base, keras.Model):
         return None, None, weights, base
@@ -207,7 +207,8 @@ def _resolve_base(base, variant, weights):
 
 
 def _variant_from_record(data, genotype):
-    from effscale.scaling import Variant, resolve_variant
+    from effscale.scaling import Variant
+    from effscale.variants import resolve_variant
 
     if isinstance(data, dict):
         try:

@@ -85,8 +85,8 @@ def cached_latency(genotype, variant, cache_dir: str, classes: int = 1000, runs:
     True
     """
     from effscale.builder import build
-    from effscale.genotype import load_genotype
-    from effscale.scaling import resolve_variant
+    from effscale.zoo import load_genotype
+    from effscale.variants import resolve_variant
 
     genotype = load_genotype(genotype)
     variant = resolve_variant(variant, genotype)
