@@ -36,6 +36,13 @@ def _saved_config(saved):
         return saved
 
 
+def _search_config(config: FamilyConfig):
+    """The family's search section as an :class:`effscale.search.SearchConfig` (one key per option)."""
+    from effscale.search import SearchConfig
+
+    return SearchConfig.create(config.baseline, dataset=config.dataset, **config.search.create_options())
+
+
 class RunDirectory:
     """A family run's folder and its ``state.json``."""
 
@@ -115,6 +122,8 @@ def run_family(config, out_dir: str = "effscale-run", verbose: int = 1, progress
     effscale.errors.UserError: config key 'dataset' is missing: name a dataset ('digits', 'tfds:NAME' or a folder)
     """
     config = _load_config(config)
+    if config.search.enabled:
+        _search_config(config)  # every search option validated before anything is written
     run = RunDirectory(out_dir)
     run.check_can_hold(config)
     run.open(config)
@@ -163,7 +172,8 @@ def run_family(config, out_dir: str = "effscale-run", verbose: int = 1, progress
 
 
 def _baseline_stage(run: RunDirectory, config: FamilyConfig, progress, keras_verbose):
-    from effscale.genotype import Genotype, load_genotype
+    from effscale.genotype import Genotype
+    from effscale.zoo import load_genotype
 
     if run.is_done("search"):
         progress.skip("search")
@@ -177,11 +187,7 @@ def _baseline_stage(run: RunDirectory, config: FamilyConfig, progress, keras_ver
     search = config.search
     progress.start("search", f"({search.oracle}, {search.trials} trials, {search.cost} target {search.target:g})")
     run.begin("search")
-    result = run_search(
-        config.baseline, oracle=search.oracle, cost=search.cost, target=search.target,
-        constraint=search.constraint, trials=search.trials, epochs=search.epochs, dataset=config.dataset,
-        project_dir=run.join("search"), seed=search.seed, resolution=search.resolution or None,
-        width=search.width, verbose=keras_verbose)
+    result = run_search(_search_config(config), run.join("search"), verbose=keras_verbose)
     genotype = result.best_genotype
     run.complete("search", genotype=genotype.encode(), source="search", cost=search.cost,
                  trials=_plain(result.trials), pareto=_plain(result.pareto))
@@ -228,7 +234,8 @@ def _family_spec(config: FamilyConfig, coefficients: dict) -> str:
 
 
 def _scaling_stage(run, config: FamilyConfig, baseline, coefficients: dict, progress):
-    from effscale.scaling import Variant, resolve_family
+    from effscale.scaling import Variant
+    from effscale.variants import resolve_family
 
     if run.is_done("scaling"):
         return [Variant.from_dict(v) for v in run.stage("scaling")["variants"]]

@@ -9,7 +9,7 @@ of the weights with decay 0.9999 over 350 epochs. :meth:`Recipe.efficientnet` re
 The defaults of :class:`Recipe` are for short runs (a few epochs on small data): EfficientNet's RMSprop and
 learning rate (linearly scaled), one warm-up epoch, cosine decay, BatchNormalization momentum
 0.9 (0.99 leaves the moving statistics unconverged after a few hundred steps and a short run
-evaluates at chance, see REFERENCE.md) and no EMA.
+evaluates at chance: measured on the bundled digits, see docs/training.md) and no EMA.
 
 >>> r = Recipe(epochs=3, optimizer="sgd")
 >>> Recipe.from_dict(r.to_dict()) == r

@@ -8,15 +8,15 @@ import sys
 import time
 
 from effscale.errors import UserError
-from effscale.genotype import Genotype, load_genotype
+from effscale.genotype import Genotype
 from effscale.io import read_json, write_json
-from effscale.search.config import SearchConfig, parse_target
+from effscale.search.config import SearchConfig
 from effscale.search.distributed import role as process_role, serve_chief
-from effscale.search.objectives import COST_KINDS, Limits, Reward, analytic_costs, pareto_front
+from effscale.search.objectives import Limits, Reward, pareto_front
 from effscale.search.proxy import ProxySettings
 from effscale.search.records import (TUNER_FOLDER, SearchResult, best_record, load_trials, trial_records,
                                      write_outputs, write_prescreen)
-from effscale.search.registry import check_oracle, make_oracle
+from effscale.search.registry import make_oracle
 from effscale.search.space import SearchSpace
 from effscale.search.trial import TrialRunner
 from effscale.search.tuner import make_tuner_class
@@ -43,72 +43,34 @@ def check_project_dir(project_dir) -> str:
 
 
 # -- the entry point ---------------------------------------------------------------------------------
-def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", target=None,
-               constraint: str = "soft", trials: int = 10, epochs: int = 1, dataset: str = "digits",
-               project_dir: str = "effscale-search", seed: int = 0, resolution: int | None = None,
-               width: float = 1.0, depth: float = 1.0, verbose: int = 1, alpha: float | None = None,
-               beta: float | None = None, max_macs: float | None = None, max_params: float | None = None,
-               max_latency: float | None = None, open_choices=None, options: dict | None = None,
-               stages=None, proxy: ProxySettings | None = None, oracle_options: dict | None = None,
-               latency: dict | None = None, worker_timeout: float = 300.0, overwrite: bool = False,
-               stream=None, prescreen: str | None = None) -> SearchResult:
-    """Search the MnasNet space around ``baseline`` and return a :class:`SearchResult`.
+def run_search(config: "SearchConfig | str | None" = None, project_dir: str = "effscale-search", *,
+               verbose: int = 1, stream=None, overwrite: bool = False, worker_timeout: float = 300.0,
+               **options) -> SearchResult:
+    """Run (or resume) the search ``config`` in ``project_dir`` and return a :class:`SearchResult`.
 
-    ``cost`` is ``macs``, ``params`` or ``latency`` (seconds per image, LiteRT on this CPU), all
-    counted for the genotype at its design resolution; ``target`` T in those units (default: the
-    baseline's own cost). ``constraint`` ``soft`` (w = -0.07) or ``hard`` (alpha 0, beta -1);
-    ``alpha`` / ``beta`` override. ``max_macs`` / ``max_params`` / ``max_latency`` are hard limits
-    checked before training. Candidates train ``epochs`` epochs on ``dataset`` at
-    ``width`` / ``depth`` x and ``resolution`` px (default: the baseline's, at most 64).
-    ``open_choices`` / ``options`` / ``stages`` configure the space (:class:`SearchSpace`).
-    ``prescreen`` ``"PROXY:N"`` (random and evolution oracles): each trial trains the best of N
-    untried candidates by a zero-cost proxy (:mod:`effscale.search.zero_cost`) on the first validation
-    batch at the proxy variant; DIR/prescreen.json records every prescreen, and each trial gets
-    its candidate's ``proxy_score`` metric.
+    ``config`` is a :class:`SearchConfig`; or, as a shorthand, a baseline genotype with the
+    keyword arguments of :meth:`SearchConfig.create` in ``options`` (``run_search("tiny",
+    oracle="random", trials=4, project_dir="p")``). The rest are runtime options: ``verbose``,
+    ``stream`` (progress lines, default stdout), ``overwrite`` (start over instead of resuming)
+    and ``worker_timeout`` (distributed: a silent worker's trial is ended FAILED after it).
     All input is validated before the project dir is touched; bad input raises UserError.
     """
     stream = stream or sys.stdout
     role = process_role()
-    genotype = load_genotype(baseline)
-    check_oracle(oracle)
-    if cost not in COST_KINDS:
-        raise UserError(f"unknown cost {cost!r}: expected one of {', '.join(COST_KINDS)}")
-    if not (isinstance(trials, int) and not isinstance(trials, bool) and trials >= 1):
-        raise UserError(f"trials must be a positive integer, got {trials!r}")
-    if not (isinstance(seed, int) and seed >= 0):
-        raise UserError(f"seed must be a non-negative integer, got {seed!r}")
     if not (isinstance(worker_timeout, (int, float)) and worker_timeout > 0):
         raise UserError(f"worker_timeout must be positive, got {worker_timeout!r}")
-    if prescreen is not None:
-        from effscale.search.zero_cost import parse_prescreen
-
-        prescreen = "{}:{}".format(*parse_prescreen(prescreen))
-        check_oracle(oracle, prescreen)
-    space = SearchSpace(genotype, open=open_choices, options=options, stages=stages)
+    if not isinstance(config, SearchConfig):
+        config = SearchConfig.create(options.pop("baseline", "tiny") if config is None else config, **options)
+    elif options:
+        raise UserError(f"run_search: give a SearchConfig or options, not both ({', '.join(sorted(options))})")
+    space = SearchSpace.from_dict(config.space)
+    reward, limits = Reward.from_dict(config.reward), Limits.from_dict(config.limits)
+    settings = ProxySettings.from_dict(config.proxy)
+    oracle, cost, trials, seed, prescreen = config.oracle, reward.cost, config.trials, config.seed, config.prescreen
     if oracle == "differentiable":
         from effscale.search.differentiable import check_supported
 
         check_supported(space, cost, distributed=role is not None)
-    resolution = int(resolution) if resolution is not None else min(genotype.resolution, 64)
-    if not 8 <= resolution <= 1024:
-        raise UserError(f"resolution must be in 8..1024, got {resolution}")
-    from effscale.scaling import Variant
-
-    Variant("proxy", float(width), float(depth), resolution)  # validates width / depth
-    settings = proxy or ProxySettings(epochs=epochs, seed=seed)
-    if proxy is None and not (isinstance(epochs, int) and epochs >= 1):
-        raise UserError(f"epochs must be a positive integer, got {epochs!r}")
-    if target is None:
-        if cost == "latency":
-            raise UserError("cost 'latency' needs an explicit target (seconds per image)")
-        target = analytic_costs(genotype, 10)[cost]
-    reward = Reward(cost, parse_target(target), constraint, alpha, beta)
-    limits = Limits(max_macs, max_params, max_latency)
-    latency = dict(latency or {"runs": 10, "warmup": 2, "threads": 1})
-    config = SearchConfig(space=space.to_dict(), oracle=oracle, reward=reward.to_dict(), limits=limits.to_dict(),
-                          proxy=settings.to_dict(), dataset=str(dataset), resolution=resolution,
-                          width=float(width), depth=float(depth), trials=trials, seed=seed,
-                          oracle_options=dict(oracle_options or {}), latency=latency, prescreen=prescreen)
     path = check_project_dir(project_dir)
     config_path = os.path.join(path, "search.json")
     if os.path.exists(config_path) and not overwrite and role != "worker":
@@ -122,10 +84,6 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
                             "use a new project dir or overwrite")
     elif not os.path.exists(config_path) and os.path.isdir(path) and os.listdir(path) and role != "worker":
         raise UserError(f"project dir {project_dir!r} is not empty and is not an effscale search project")
-    from effscale.data import check_source
-
-    check_source(dataset)
-
     # -- from here on the project dir is written --------------------------------------------------
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if overwrite and role != "worker":
@@ -135,11 +93,11 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
         summary = read_json(config_path) if os.path.exists(config_path) else {}
         summary["config"] = config.to_dict()
         write_json(config_path, summary)
-    runner = TrialRunner(space, reward, limits, settings, str(dataset), resolution, float(width), float(depth),
-                          os.path.join(path, "latency"), latency, heartbeat_s=max(0.5, min(10.0, worker_timeout / 4)))
+    runner = TrialRunner(space, reward, limits, settings, config.dataset, config.resolution, config.width, config.depth,
+                         os.path.join(path, "latency"), config.latency, heartbeat_s=max(0.5, min(10.0, worker_timeout / 4)))
     screen = make_prescreen(prescreen, space, runner.variant, lambda: runner.data, settings.seed)
     keras_oracle = make_oracle(oracle, trials, space.hyperparameters(), seed=seed, epochs=settings.epochs,
-                               prescreen=screen, **(oracle_options or {}))
+                               prescreen=screen, **config.oracle_options)
     if screen:
         from effscale.search.oracles.prescreen import proxy_score_of
 
