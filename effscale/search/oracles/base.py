@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import collections
 import glob
-import json
 import os
 import sys
 
-from effscale.io import read_json, write_json
+from effscale.io import plain_json, read_json, write_json
 
 
 class AtomicStateMixin:
@@ -115,6 +114,4 @@ def atomic_builtin_oracle(name: str):
 _ATOMIC: dict = {}
 
 
-def jsonable(value):
-    """A JSON round-trippable copy (numpy scalars and arrays to Python)."""
-    return json.loads(json.dumps(value, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+jsonable = plain_json  # a JSON round-trippable copy (numpy scalars and arrays to Python)
