@@ -36,8 +36,14 @@ def _saved_config(saved):
         return saved
 
 
-def _search_config(config: FamilyConfig):
-    """The family's search section as an :class:`effscale.search.SearchConfig` (one key per option)."""
+def search_config(config: FamilyConfig):
+    """The family's search section as an :class:`effscale.search.SearchConfig` (one key per option).
+
+    >>> family = FamilyConfig.from_dict({"dataset": "digits", "search": {"trials": 3, "stages": "1,2"}})
+    >>> config = search_config(family)
+    >>> config.trials, config.space["stages"]
+    (3, [1, 2])
+    """
     from effscale.search import SearchConfig
 
     return SearchConfig.create(config.baseline, dataset=config.dataset, **config.search.create_options())
@@ -123,7 +129,7 @@ def run_family(config, out_dir: str = "effscale-run", verbose: int = 1, progress
     """
     config = _load_config(config)
     if config.search.enabled:
-        _search_config(config)  # every search option validated before anything is written
+        search_config(config)  # every search option validated before anything is written
     run = RunDirectory(out_dir)
     run.check_can_hold(config)
     run.open(config)
@@ -187,7 +193,7 @@ def _baseline_stage(run: RunDirectory, config: FamilyConfig, progress, keras_ver
     search = config.search
     progress.start("search", f"({search.oracle}, {search.trials} trials, {search.cost} target {search.target:g})")
     run.begin("search")
-    result = run_search(_search_config(config), run.join("search"), verbose=keras_verbose)
+    result = run_search(search_config(config), run.join("search"), verbose=keras_verbose)
     genotype = result.best_genotype
     run.complete("search", genotype=genotype.encode(), source="search", cost=search.cost,
                  trials=_plain(result.trials), pareto=_plain(result.pareto))
@@ -324,19 +330,9 @@ def best_member(results: dict) -> dict | None:
 
 def _plain(value):
     """JSON-safe copy: numpy scalars to Python numbers, dataclasses and tuples to plain data."""
-    import dataclasses
+    from effscale.io import plain_json
 
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _plain(dataclasses.asdict(value))
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):
-        return value.item()
-    if hasattr(value, "encode") and hasattr(value, "stages"):
-        return value.encode()
-    return value
+    return plain_json(value)
 
 
 def run_status(out_dir: str) -> str:

@@ -7,7 +7,7 @@ import pytest
 from effscale.config import FamilyConfig
 from effscale.config import SearchConfig as FamilySearchSection
 from effscale.errors import UserError
-from effscale.family import _search_config
+from effscale.family import search_config
 from effscale.search import SearchConfig, run_search
 
 
@@ -22,7 +22,7 @@ def test_family_search_options_reach_the_search_config():
         "oracle": "random", "cost": "params", "target": 5e4, "trials": 3, "epochs": 1, "resolution": 16,
         "depth": 0.5, "max_macs": 2e6, "open_choices": "kernel,expand", "options": {"kernel": [3, 5]},
         "stages": "1,2", "prescreen": "params:4", "alpha": -0.1, "oracle_options": {}, "seed": 3}})
-    config = _search_config(family)
+    config = search_config(family)
     direct = SearchConfig.create("tiny", oracle="random", cost="params", target=5e4, trials=3, epochs=1,
                                  resolution=16, depth=0.5, max_macs=2e6, open_choices=["kernel", "expand"],
                                  options={"kernel": [3, 5]}, stages=[1, 2], prescreen="params:4", alpha=-0.1,
