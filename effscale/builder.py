@@ -15,8 +15,10 @@ import os
 import numpy as np
 
 from effscale.conventions import CONVENTIONS
+from effscale.cost import plan_cost
 from effscale.errors import UserError
 from effscale.genotype import Genotype
+from effscale.limits import check_cost
 from effscale.zoo import load_genotype
 from effscale.plan import DEFAULT_DROP_CONNECT, network_plan
 from effscale.scaling import Variant
@@ -69,11 +71,6 @@ def build(
     >>> build("tiny", "w=0.5,d=0.5,r=32", classes=4, input_tensor=image).inputs[0] is image
     True
     """
-    import keras
-    from keras import layers
-
-    from effscale.blocks import CONV_INIT, DENSE_INIT, apply_block, conv_bn_act
-
     genotype = load_genotype(genotype)
     variant = resolve_variant(variant, genotype)
     convention = CONVENTIONS[genotype.convention]
@@ -81,6 +78,14 @@ def build(
     _validate(classes, include_top, pooling, dropout, drop_connect, bn_momentum, bn_epsilon)
     imagenet_source = _imagenet_source(weights, genotype, variant, classes, include_top)
     plan = network_plan(genotype, variant, drop_connect)
+    planned = plan_cost(plan, classes, include_top, include_preprocessing)
+    check_cost(planned.parameters, planned.multiply_adds, f"{genotype.key} at {variant.name}")
+
+    import keras
+    from keras import layers
+
+    from effscale.blocks import CONV_INIT, DENSE_INIT, apply_block, conv_bn_act
+
     if input_shape is None and input_tensor is not None:
         input_shape = tuple(input_tensor.shape[1:])
     if input_shape is None:

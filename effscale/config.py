@@ -152,7 +152,6 @@ class FamilyConfig:
     baseline: str = "tiny"
     data_dir: str = ""
     validation_fraction: float = 0.2
-    test_fraction: float = 0.2
     seed: int = 0
     search: SearchConfig = field(default_factory=SearchConfig)
     coefficients: CoefficientConfig = field(default_factory=CoefficientConfig)
@@ -164,9 +163,8 @@ class FamilyConfig:
     def check(self) -> "FamilyConfig":
         if not isinstance(self.dataset, str) or not self.dataset.strip():
             raise UserError("config key 'dataset' is missing: name a dataset ('digits', 'tfds:NAME' or a folder)")
-        for key in ("validation_fraction", "test_fraction"):
-            if not 0 < getattr(self, key) < 1:
-                raise UserError(f"config key {key!r} must be in (0, 1), got {getattr(self, key)}")
+        if not 0 < self.validation_fraction < 1:
+            raise UserError(f"config key 'validation_fraction' must be in (0, 1), got {self.validation_fraction}")
         from effscale.data import check_source
 
         try:

@@ -182,7 +182,10 @@ def list_image_folder(path: str) -> tuple[list[str], np.ndarray, list[str]]:
 def _folder(path, options):
     import tensorflow as tf
 
+    from effscale.image_check import checked_images
+
     files, labels, classes = list_image_folder(path)
+    files, labels = checked_images(path, files, labels)  # corrupt files: refused, or dropped on request
 
     def decode(file, label):
         image = tf.io.decode_image(tf.io.read_file(file), channels=3, expand_animations=False)

@@ -146,15 +146,12 @@ def measure_train_throughput(model, batch_size: int = 16, steps: int = 5, warmup
 
 def load_trained(model_dir: str):
     """(model, results record or None) of a training output folder."""
-    import keras
+    from effscale.keras_file import load_keras_model
 
     path = os.path.join(model_dir, MODEL_FILE) if os.path.isdir(model_dir) else model_dir
     if not os.path.isfile(path):
         raise UserError(f"no trained model at {model_dir!r}: expected {MODEL_FILE} in it")
-    try:
-        model = keras.saving.load_model(path, compile=False)
-    except Exception as error:
-        raise UserError(f"{path!r} does not load as a Keras model: {error}") from None
+    model = load_keras_model(path)
     results_path = os.path.join(os.path.dirname(path), RESULTS_FILE)
     record = read_json(results_path) if os.path.isfile(results_path) else None
     return model, record

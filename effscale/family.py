@@ -23,7 +23,7 @@ import time
 
 from effscale.config import FamilyConfig
 from effscale.errors import UserError
-from effscale.io import read_json, write_json
+from effscale.io import read_json, write_json, write_text
 from effscale.progress import FamilyProgress
 
 
@@ -55,7 +55,22 @@ class RunDirectory:
     def __init__(self, path: str):
         self.path = os.path.abspath(path)
         self.state_path = os.path.join(self.path, "state.json")
-        self.state = read_json(self.state_path) if os.path.isfile(self.state_path) else None
+        self.previous_path = self.state_path + ".previous"
+        self.state = self._read_state() if os.path.isfile(self.state_path) else None
+
+    def _read_state(self) -> dict:
+        """The state, or a UserError naming the damaged file and how to recover."""
+        try:
+            state = read_json(self.state_path)
+            problem = None if isinstance(state, dict) and isinstance(state.get("stages"), dict) else "incomplete"
+        except (OSError, ValueError) as error:
+            problem = f"unreadable: {type(error).__name__}"
+        if problem is None:
+            return state
+        recovery = (f"restore its previous version with `cp {self.previous_path} {self.state_path}` and rerun "
+                    "(finished stages resume from their own checkpoints)" if os.path.isfile(self.previous_path)
+                    else f"move {self.path!r} away and start the run again")
+        raise UserError(f"family state {self.state_path!r} is damaged ({problem}); {recovery}")
 
     def join(self, *parts: str) -> str:
         return os.path.join(self.path, *parts)
@@ -70,12 +85,9 @@ class RunDirectory:
                                 "choose another --out, or rerun with the same configuration to resume")
         elif os.path.isdir(self.path) and os.listdir(self.path):
             raise UserError(f"{self.path!r} is not empty and holds no effscale run")
-        parent = os.path.dirname(self.path)
-        probe = self.path if os.path.isdir(self.path) else parent
-        while not os.path.exists(probe):
-            probe = os.path.dirname(probe)
-        if not os.access(probe, os.W_OK):
-            raise UserError(f"output {self.path!r} is not writable")
+        from effscale.preflight import check_output_folder
+
+        check_output_folder(self.path)
 
     def open(self, config: FamilyConfig) -> None:
         os.makedirs(self.path, exist_ok=True)
@@ -85,6 +97,10 @@ class RunDirectory:
             self.save()
 
     def save(self) -> None:
+        """Write the state atomically, keeping the version before it as ``state.json.previous``."""
+        if os.path.isfile(self.state_path):
+            with open(self.state_path) as handle:
+                write_text(self.previous_path, handle.read())
         write_json(self.state_path, self.state)
 
     def stage(self, name: str) -> dict:
@@ -127,11 +143,14 @@ def run_family(config, out_dir: str = "effscale-run", verbose: int = 1, progress
     ...
     effscale.errors.UserError: config key 'dataset' is missing: name a dataset ('digits', 'tfds:NAME' or a folder)
     """
+    from effscale.preflight import check_dataset
+
     config = _load_config(config)
     if config.search.enabled:
         search_config(config)  # every search option validated before anything is written
     run = RunDirectory(out_dir)
     run.check_can_hold(config)
+    check_dataset(config.dataset, config.data_dir or None, config.validation_fraction)  # before anything is written
     run.open(config)
     progress = progress or FamilyProgress(quiet=verbose == 0)
     keras_verbose = {0: 0, 1: 2}.get(verbose, 1)
@@ -272,7 +291,7 @@ def _train_variant(run, config: FamilyConfig, baseline, variant, keras_verbose) 
         out_dir=run.join("variants", variant.name), epochs=training.epochs, batch_size=training.batch_size,
         mixed_precision=training.mixed_precision, augment=training.augment, seed=config.seed,
         data_dir=config.data_dir or None, validation_fraction=config.validation_fraction,
-        test_fraction=config.test_fraction, verbose=keras_verbose, log_dir=run.join("logs", variant.name)))
+        verbose=keras_verbose, log_dir=run.join("logs", variant.name)))
 
 
 def _results(run, config: FamilyConfig, baseline, coefficients: dict, variants) -> dict:

@@ -174,10 +174,9 @@ def _resolve_base(base, variant, weights):
             if "genotype" in record and "variant" in record:
                 genotype = load_genotype(record["genotype"])
                 return genotype, _variant_from_record(record["variant"], genotype), weights or model_path, None
-    try:
-        model = keras.saving.load_model(model_path, compile=False)
-    except Exception as error:
-        raise UserError(f"{model_path!r} does not load as a Keras model: {error}") from None
+    from effscale.keras_file import load_keras_model
+
+    model = load_keras_model(model_path)
     return None, None, weights, model
 
 

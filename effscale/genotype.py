@@ -60,6 +60,8 @@ ACTIVATIONS = {
 }
 
 MAX_KERNEL = 15
+MAX_REPEATS = 100   # blocks per stage before depth scaling (EfficientNet-B0's largest is 4)
+MAX_STAGES = 64
 _NUMBER = re.compile(r"^\d+(\.\d+)?$")
 _INTEGER = re.compile(r"^\d+$")
 
@@ -102,7 +104,7 @@ class Stage:
         for field in ("repeats", "kernel", "stride", "filters"):
             value = getattr(self, field)
             _check(isinstance(value, int) and not isinstance(value, bool), f"{field} must be an integer, got {value!r}")
-        _check(self.repeats >= 1, f"repeats must be >= 1, got {self.repeats}")
+        _check(1 <= self.repeats <= MAX_REPEATS, f"repeats must be in 1..{MAX_REPEATS}, got {self.repeats}")
         _check(1 <= self.kernel <= MAX_KERNEL and self.kernel % 2 == 1,
                f"kernel must be an odd integer in 1..{MAX_KERNEL}, got {self.kernel}")
         _check(self.stride in (1, 2), f"stride must be 1 or 2, got {self.stride}")
@@ -202,6 +204,7 @@ class Genotype:
         _check(isinstance(self.stages, tuple) and len(self.stages) >= 1,
                "a genotype needs a non-empty tuple of stages")
         _check(all(isinstance(s, Stage) for s in self.stages), "every stage must be a Stage")
+        _check(len(self.stages) <= MAX_STAGES, f"a genotype has at most {MAX_STAGES} stages, got {len(self.stages)}")
         for field in ("stem", "head", "resolution"):
             value = getattr(self, field)
             _check(isinstance(value, int) and not isinstance(value, bool) and value >= 1,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from effscale.conventions import CONVENTIONS
 from effscale.genotype import ACTIVATIONS, Genotype
+from effscale.limits import check_blocks
 from effscale.scaling import Variant, round_filters, round_repeats
 
 DEFAULT_DROP_CONNECT = 0.2
@@ -68,6 +69,7 @@ def network_plan(genotype: Genotype, variant: Variant, drop_connect: float = DEF
     convention = CONVENTIONS[genotype.convention]
     guard = convention.filter_round_up_guard
     repeats = tuple(round_repeats(stage.repeats, depth) for stage in genotype.stages)
+    check_blocks(sum(repeats), f"{genotype.key} at {variant.name}")
     total = float(sum(s.repeats for s in genotype.stages) if convention.drop_rate_over_unscaled_depth else sum(repeats))
     stem = round_filters(genotype.stem, width, guard=guard)
     blocks = []

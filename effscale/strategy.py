@@ -141,12 +141,15 @@ def choose_strategy(environment: Environment, name: str = "auto") -> str:
     return "default"
 
 
-def resolve_strategy(name: str = "auto", devices: list[str] | None = None, tpu: str | None = None):
+def resolve_strategy(name: str = "auto", devices: list[str] | None = None, tpu: str | None = None,
+                     cpu_replicas: int | None = None):
     """A ``tf.distribute.Strategy`` for ``name`` (see the module docstring for ``auto``).
 
     ``mirrored`` mirrors over ``devices``, else over all GPUs, else over all logical CPU
-    devices (split the CPU first with ``tf.config.set_logical_device_configuration``).
-    ``multiworker`` reads TF_CONFIG and waits for every worker to start.
+    devices: ``cpu_replicas=N`` splits the CPU into N logical devices first (before
+    TensorFlow's runtime starts); without it, a CPU-only ``mirrored`` warns that it runs one
+    replica. ``multiworker`` reads TF_CONFIG, warns that TensorFlow's gRPC server listens on
+    every interface, and waits for every worker to start.
 
     >>> resolve_strategy("default").num_replicas_in_sync
     1
@@ -155,8 +158,13 @@ def resolve_strategy(name: str = "auto", devices: list[str] | None = None, tpu: 
 
     if name not in STRATEGIES:
         raise UserError(f"unknown strategy {name!r}: expected one of {', '.join(STRATEGIES)}")
+    if cpu_replicas is not None and not (isinstance(cpu_replicas, int) and 1 <= cpu_replicas <= 256):
+        raise UserError(f"cpu_replicas must be an integer in 1..256, got {cpu_replicas!r}")
     environment = detect_environment(tpu, probe_tpu=name in ("auto", "tpu"))
     kind = choose_strategy(environment, name)
+    if cpu_replicas and cpu_replicas > 1 and not (kind == "mirrored" and environment.gpus == 0):
+        raise UserError(f"--cpu-replicas {cpu_replicas} applies to strategy 'mirrored' on a machine without GPUs "
+                        f"(this one resolves to {kind!r} with {environment.gpus} GPU(s))")
     if kind == "tpu":
         resolver, reason = find_tpu(tpu)
         if resolver is None:
@@ -167,13 +175,56 @@ def resolve_strategy(name: str = "auto", devices: list[str] | None = None, tpu: 
     if kind == "multiworker":
         if environment.workers < 2 and not read_tf_config():
             raise UserError("strategy 'multiworker' needs TF_CONFIG naming the cluster and this task")
+        _warn(_listening_warning(read_tf_config()))
         return tf.distribute.MultiWorkerMirroredStrategy()
     if kind == "mirrored":
         if devices is None:
+            if environment.gpus == 0 and cpu_replicas and cpu_replicas > 1:
+                split_cpu(cpu_replicas)
             gpus = tf.config.list_logical_devices("GPU")
             devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+            if len(devices) == 1 and not gpus:
+                _warn("strategy 'mirrored' on a machine without GPUs runs one replica; "
+                      "pass --cpu-replicas N (cpu_replicas=N) to split the CPU into N replicas")
         return tf.distribute.MirroredStrategy(devices)
     return tf.distribute.get_strategy()
+
+
+def split_cpu(replicas: int) -> None:
+    """Split the first CPU into ``replicas`` logical devices; must run before TensorFlow's runtime starts."""
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
+    except RuntimeError:
+        present = len(tf.config.list_logical_devices("CPU"))
+        if present != replicas:
+            raise UserError(f"cannot split the CPU into {replicas} replicas: TensorFlow already started with "
+                            f"{present} CPU device(s); split it before anything else runs") from None
+
+
+def _warn(message: str) -> None:
+    import sys
+
+    print(f"effscale: warning: {message}", file=sys.stderr)
+
+
+def _listening_warning(config: dict) -> str:
+    """TensorFlow's gRPC server binds to every interface whatever host TF_CONFIG names.
+
+    >>> _listening_warning({"cluster": {"worker": ["127.0.0.1:2222", "127.0.0.1:2223"]},
+    ...                     "task": {"type": "worker", "index": 1}})[:63]
+    "TensorFlow's multi-worker gRPC server listens on port 2223 of e"
+    """
+    task = config.get("task", {}) or {}
+    addresses = (config.get("cluster", {}) or {}).get(task.get("type"), []) or []
+    index = int(task.get("index", 0) or 0)
+    address = str(addresses[index]) if 0 <= index < len(addresses) else "?:?"
+    host, _, port = address.rpartition(":")
+    return (f"TensorFlow's multi-worker gRPC server listens on port {port} of every network interface, "
+            f"not only on {host or 'the host'} that TF_CONFIG names (TensorFlow has no option to bind it); "
+            "keep that port behind a firewall or on a private network")
 
 
 def strategy_name(strategy) -> str:

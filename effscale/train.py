@@ -6,9 +6,9 @@ writes into ``out_dir``:
 
 * ``checkpoint/``: after every epoch, the weights and optimizer state
   (``epoch-NNNN.weights.h5``) and ``state.json`` (epochs done, history, time spent), each
-  written atomically, by the chief only. Rerunning the same call after a crash or SIGKILL
-  resumes at the epoch after the last backup and records that in ``results.json``
-  (``resumed_from_epochs``);
+  written atomically, by the chief only (see :mod:`effscale.checkpoint`). Rerunning the same
+  call after a crash, SIGKILL or Ctrl-C resumes at the epoch after the newest intact backup and
+  records that in ``results.json`` (``resumed_from_epochs``);
 * ``model.keras``: the trained model, for inference (no optimizer);
 * ``results.json``: ``test_top1`` / ``_top5`` / ``_loss`` (the test split, selected on by nothing),
   the same on validation, parameters, multiply-adds, latency, training images/s, epochs, wall
@@ -30,70 +30,34 @@ synchronized BatchNormalization so that every worker holds identical weights aft
 
 from __future__ import annotations
 
-import glob
 import os
 import time
 
+from effscale.checkpoint import CHECKPOINT_DIR, STATE_FILE, read_state, restore_checkpoint, save_checkpoint  # noqa: F401
 from effscale.errors import UserError
 from effscale.evaluate import HISTORY_NAMES, split_metrics
 from effscale.io import read_json, write_json
+from effscale.preflight import check_output_folder
 
-CHECKPOINT_DIR = "checkpoint"
-STATE_FILE = "state.json"
 RUN_FILE = "run.json"
 LOOPS = ("auto", "fit", "custom")
 
 
-# -- checkpoints ----------------------------------------------------------------------------
-
-def _checkpoint_paths(out_dir: str) -> tuple[str, str]:
-    folder = os.path.join(out_dir, CHECKPOINT_DIR)
-    return folder, os.path.join(folder, STATE_FILE)
-
-
-def read_state(out_dir: str) -> dict | None:
-    """The last backup's state (``epoch`` = epochs completed), or None when there is none."""
-    folder, state_path = _checkpoint_paths(out_dir)
-    if not os.path.isfile(state_path):
-        return None
-    state = read_json(state_path)
-    if not os.path.isfile(os.path.join(folder, state["weights"])):
-        raise UserError(f"checkpoint state {state_path!r} names a missing weights file {state['weights']!r}")
-    return state
-
-
-def save_checkpoint(model, out_dir: str, state: dict) -> None:
-    """Write weights + optimizer state, then the state file that points at them, each
-    atomically; a kill at any moment leaves the previous backup or the new one."""
-    folder, state_path = _checkpoint_paths(out_dir)
-    os.makedirs(folder, exist_ok=True)
-    name = f"epoch-{state['epoch']:04d}.weights.h5"
-    temporary = os.path.join(folder, f".tmp-{os.getpid()}-{name}")
-    model.save_weights(temporary)
-    os.replace(temporary, os.path.join(folder, name))
-    write_json(state_path, dict(state, weights=name))
-    for old in glob.glob(os.path.join(folder, "epoch-*.weights.h5")):
-        if os.path.basename(old) != name:
-            os.unlink(old)
-
-
-def restore_checkpoint(model, optimizer, out_dir: str) -> dict | None:
-    """Load the last backup into ``model`` and ``optimizer`` (built here); None when none."""
-    state = read_state(out_dir)
-    if state is None:
-        return None
-    optimizer.build(model.trainable_variables)
-    model.optimizer = optimizer
-    folder, _ = _checkpoint_paths(out_dir)
-    model.load_weights(os.path.join(folder, state["weights"]))
-    steps = state.get("optimizer_iterations")
-    if steps is not None and int(optimizer.iterations.numpy()) != steps:
-        raise UserError(f"checkpoint {state['weights']!r} restored the optimizer at step "
-                        f"{int(optimizer.iterations.numpy())}, expected {steps}")
-    return state
-
-
 # -- the pieces of a run ----------------------------------------------------------------------
+
+def _read_record(path: str) -> dict | None:
+    """A JSON record, or None when it is missing or damaged (it is written again)."""
+    import sys
+
+    if not os.path.isfile(path):
+        return None
+    try:
+        record = read_json(path)
+    except (OSError, ValueError):
+        print(f"effscale: {path} is damaged; it will be written again", file=sys.stderr)
+        return None
+    return record if isinstance(record, dict) else None
+
 
 def _synchronize_batch_norm(model) -> int:
     """Make every BatchNormalization layer compute its statistics over all replicas."""
@@ -324,13 +288,15 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
                   test_fraction: float = 0.2, test_split: str | None = None, split_seed: int = 0,
                   train_examples: int | None = None, train_fraction: float | None = None,
                   loop: str = "auto", latency_runs: int = 20, tpu: str | None = None,
-                  augment: bool | None = None, seed: int | None = None, callbacks: list | None = None) -> dict:
+                  augment: bool | None = None, seed: int | None = None, callbacks: list | None = None,
+                  cpu_replicas: int | None = None) -> dict:
     """Train ``genotype`` at ``variant`` on ``dataset`` and return its results record.
 
     ``recipe`` is a :class:`~effscale.recipe.Recipe` (default ``Recipe()``); ``epochs``,
     ``batch_size``, ``batch_scope``, ``augment`` and ``seed`` override its fields. :func:`effscale.data.load_data`
     splits the data (``split_seed``, fractions, split names; the recipe's seed only shuffles). ``strategy`` is a name
-    (auto|default|mirrored|multiworker|tpu) or a ``tf.distribute.Strategy``. Rerunning with the
+    (auto|default|mirrored|multiworker|tpu) or a ``tf.distribute.Strategy``; ``cpu_replicas``
+    splits a GPU-less machine's CPU into that many replicas for ``mirrored``. Rerunning with the
     same ``out_dir`` resumes from the last per-epoch backup; a finished run returns its record.
     ``callbacks`` are Keras callbacks added to ``fit`` (not available under the custom loop).
 
@@ -364,10 +330,10 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
     if loop not in LOOPS:
         raise UserError(f"unknown training loop {loop!r}: expected one of {', '.join(LOOPS)}")
     out_dir = os.path.abspath(os.fspath(out_dir))
-    os.makedirs(out_dir, exist_ok=True)
+    check_output_folder(out_dir)  # nothing is created until the input has been validated
 
     if isinstance(strategy, str):
-        strategy = resolve_strategy(strategy, tpu=tpu)
+        strategy = resolve_strategy(strategy, tpu=tpu, cpu_replicas=cpu_replicas)
     name = strategy_name(strategy)
     chief = is_chief(strategy)
     replicas = strategy.num_replicas_in_sync
@@ -381,8 +347,9 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
     signature = {"genotype": genotype.encode(), "variant": variant.to_dict(), "dataset": dataset, "data_dir": data_dir,
                  **data_options, "recipe": {k: v for k, v in recipe.to_dict().items() if k != "epochs"}}
     run_path = os.path.join(out_dir, RUN_FILE)
-    if os.path.isfile(run_path):
-        saved = read_json(run_path)  # an older run.json lacks the keys added since: they take their defaults
+    saved = _read_record(run_path)
+    previous = None
+    if saved is not None:  # an older run.json lacks the keys added since: they take their defaults
         previous = {**{k: train_variant.__kwdefaults__[k] for k in data_options}, **saved,
                     "recipe": Recipe.completed(saved.get("recipe"))}
         if previous != signature:
@@ -391,8 +358,8 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
                             "use a new --out folder")
     results_path = os.path.join(out_dir, RESULTS_FILE)
     state = read_state(out_dir)
-    if state is not None and state["epoch"] >= recipe.epochs and os.path.isfile(results_path):
-        record = read_json(results_path)
+    record = _read_record(results_path) if state is not None and state["epoch"] >= recipe.epochs else None
+    if record is not None:
         if verbose:
             print(f"{out_dir}: already trained for {state['epoch']} epochs; " + summary_line(record))
         return record
@@ -405,6 +372,7 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
         raise UserError("progressive learning and callbacks run under Keras fit only (not the custom loop "
                         "or multiworker)")
     recorder = None
+    write_signature = chief and previous is None  # none yet, or a damaged one
     for stage in stages:
         if stage.epochs[1] <= initial_epoch and stage is not stages[-1]:
             continue  # finished before this process started
@@ -417,8 +385,10 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
         steps = splits.train_size // global_batch
         if steps < 1:
             raise UserError(f"global batch {global_batch} is larger than the {splits.train_size} training images")
-        if chief and not os.path.isfile(run_path):
+        if write_signature:  # the input is valid: the first file of the run
+            os.makedirs(out_dir, exist_ok=True)
             write_json(run_path, signature)
+            write_signature = False
 
         keras.utils.set_random_seed(recipe.seed + stage.index)
         dropout = recipe.dropout if stage.dropout is None else stage.dropout
@@ -431,8 +401,9 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
             if policy == "mixed_float16" and use_custom:
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             model.optimizer = optimizer  # so that save_weights / load_weights carry the optimizer state
-            if read_state(out_dir) is not None:  # this run's last epoch, or the stage before's
-                restore_checkpoint(model, optimizer, out_dir)
+            backup = state if recorder is None else read_state(out_dir)  # this run's last epoch, or the stage before's
+            if backup is not None:
+                restore_checkpoint(model, optimizer, out_dir, backup)
         if recorder is None:
             if use_custom and name == "multiworker":
                 _agree_on_epoch(strategy, initial_epoch)

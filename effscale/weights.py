@@ -206,12 +206,9 @@ def read_weights(source) -> tuple[dict, str]:
             raise UserError(f"{path!r} is a folder without model.keras: expected a .keras, .weights.h5 or .h5 file")
         path = candidate
     if path.endswith(".keras"):
-        import keras
+        from effscale.keras_file import load_keras_model
 
-        try:
-            model = keras.saving.load_model(path, compile=False)
-        except Exception as error:
-            raise UserError(f"{path!r} does not load as a Keras model: {_first_line(error)}") from None
+        model = load_keras_model(path, "weights file")
         return read_weights(model)[0], "keras model file"
     if not path.endswith(".h5"):
         raise UserError(f"weights file {path!r}: expected a .keras, .weights.h5 or .h5 file")

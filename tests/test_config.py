@@ -40,7 +40,6 @@ def test_dotted_overrides_create_sections_and_refuse_to_descend_into_values():
     ({"dataset": "digits", "training": {"strategy": "cluster"}}, "'training.strategy'"),
     ({"dataset": "digits", "scaling": {"base": "w=0"}}, "'scaling.base'"),
     ({"dataset": "digits", "validation_fraction": 1.5}, "'validation_fraction'"),
-    ({"dataset": "digits", "test_fraction": 0}, "'test_fraction'"),
     ({"dataset": "idx:/nonexistent-effscale-folder"}, "config key 'dataset': no IDX dataset at"),
     ({"dataset": "cifar11"}, "config key 'dataset': unknown dataset 'cifar11'"),
     ({"dataset": 7}, "'dataset'"),

@@ -73,6 +73,7 @@ def resumed_run(tmp_path_factory):
             process.send_signal(signal.SIGKILL)
             process.wait()
             killed_state = read_state(run_dir)
+            killed_state["first_member_digest"] = tree_digest(run_dir / "variants" / "phi0")
             break
         time.sleep(0.5)
     assert killed_state is not None, f"never saw the second variant training: {process.stderr.read()[-2000:]}"
@@ -92,6 +93,9 @@ def test_killed_run_resumes_without_retraining_the_first_variant(resumed_run):
     assert stages["train:phi0"]["finished"] == killed["stages"]["train:phi0"]["finished"]
     assert stages["train:phi1"]["attempts"] == 2 and stages["train:phi1"]["status"] == "done"
     assert [s["status"] for s in stages.values()].count("done") == len(stages)
+    assert tree_digest(run_dir / "variants" / "phi0") == killed["first_member_digest"]  # its files untouched
+    previous = json.loads((run_dir / "state.json.previous").read_text())  # the recovery copy is a valid state
+    assert set(previous["stages"]) <= set(stages)
 
 
 def test_run_produces_results_plots_and_both_report_pages(resumed_run, assert_every_number_names_its_split):

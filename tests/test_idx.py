@@ -228,3 +228,39 @@ def test_the_test_split_never_reaches_the_search_or_the_coefficient_search(tmp_p
     everything = set().union(*seen)
     assert len(everything) == TRAIN + TEST - len(test_ids)  # all of train and validation arrived ...
     assert not everything & test_ids  # ... and not one test image
+
+
+def test_a_prepared_tensorflow_datasets_copy_is_found_and_keeps_its_test_split(tmp_path, monkeypatch):
+    """tensorflow-datasets' own MNIST builder prepares a copy from IDX files written here (its
+    reader reads what write_idx wrote); effscale finds it and loads it like tfds:mnist."""
+    import tensorflow_datasets as tfds
+    from tensorflow_datasets.image_classification import mnist as tfds_mnist
+
+    files = tmp_path / "files"
+    files.mkdir()
+    for prefix, first, count in (("train", 1, 40), ("t10k", 41, 10)):
+        ids = np.arange(first, first + count)
+        write_idx(str(files / f"{prefix}-images-idx3-ubyte"),
+                  np.repeat((3 * ids).astype(np.uint8), 28 * 28).reshape(count, 28, 28))
+        write_idx(str(files / f"{prefix}-labels-idx1-ubyte"), (ids % 10).astype(np.uint8))
+
+    with tfds.core.registered.skip_registration():
+        class LocalMnist(tfds_mnist.MNIST):
+            name = "mnist"
+
+            def _split_generators(self, dl_manager):
+                return {split: self._generate_examples(count, str(files / f"{prefix}-images-idx3-ubyte"),
+                                                       str(files / f"{prefix}-labels-idx1-ubyte"))
+                        for split, prefix, count in (("train", "train", 40), ("test", "t10k", 10))}
+
+    LocalMnist(data_dir=str(tmp_path / "tfds")).download_and_prepare()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    assert locate("mnist") == ("tfds", str(tmp_path / "tfds"))
+    splits = load_data("mnist", resolution=28, validation_fraction=0.25)
+    assert (splits.train_size, splits.validation_size, splits.test_size) == (30, 10, 10)
+    assert splits.how["test"] == "test"
+    assert _image_ids(to_numpy(splits.test)[0]) == set(range(41, 51))
+    train_ids = _image_ids(to_numpy(splits.train)[0]) | _image_ids(to_numpy(splits.validation)[0])
+    assert train_ids == set(range(1, 41))

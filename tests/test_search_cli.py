@@ -1,7 +1,9 @@
 """The search command line: SIGKILL mid-trial and rerun, `effscale trials`, and bad input."""
 
+import contextlib
 import csv
 import hashlib
+import io
 import os
 import signal
 import subprocess
@@ -47,7 +49,9 @@ def _finished_trials(directory):
 
 @pytest.fixture(scope="module")
 def killed_and_resumed(tmp_path_factory):
-    """Evolution and REINFORCE searches, each SIGKILLed while training its second trial, then rerun."""
+    """Evolution and REINFORCE searches, stopped while training their second trial (evolution by
+    SIGKILL, REINFORCE by SIGTERM), then rerun; REINFORCE's search.json is truncated in between,
+    so its rerun needs --repair."""
     base = tmp_path_factory.mktemp("resume")
     import keras_tuner  # noqa: F401 - import TensorFlow now, not while the searches run
     runs = {}
@@ -66,8 +70,9 @@ def killed_and_resumed(tmp_path_factory):
             if "seen" not in run and _finished_trials(run["dir"]) and state and state["status"] == "RUNNING":
                 run["seen"] = time.monotonic()
             if "seen" in run and time.monotonic() - run["seen"] > 1.0:  # well inside the second trial
-                run["proc"].send_signal(signal.SIGKILL)
-                run["proc"].wait()
+                run["proc"].send_signal(signal.SIGKILL if oracle == "evolution" else signal.SIGTERM)
+                run["stopped"] = run["proc"].wait(timeout=60)
+                run["stop_log"] = open(base / f"{oracle}-1.log").read()
                 pending.discard(oracle)
         time.sleep(0.1)
     assert not pending, "timed out waiting for the second trial"
@@ -75,9 +80,15 @@ def killed_and_resumed(tmp_path_factory):
         run["saved"] = read_json(os.path.join(run["dir"], "tuner", "oracle.json"))
         run["finished"] = _finished_trials(run["dir"])
         run["reloaded"] = load_oracle(str(run["dir"]))
-    for oracle, run in runs.items():  # rerun the same command
+    damaged = runs["reinforce"]["dir"] / "search.json"
+    damaged.write_text(damaged.read_text()[:50])
+    refused = io.StringIO()
+    with contextlib.redirect_stderr(refused):
+        runs["reinforce"]["refused"] = (main(_command(runs["reinforce"]["dir"], "reinforce")[3:]), refused.getvalue())
+    for oracle, run in runs.items():  # rerun the same command (plus --repair where search.json was damaged)
         log = open(base / f"{oracle}-2.log", "w")
-        run["proc"] = subprocess.Popen(_command(run["dir"], oracle), stdout=log, stderr=subprocess.STDOUT,
+        repair = ["--repair"] if oracle == "reinforce" else []
+        run["proc"] = subprocess.Popen(_command(run["dir"], oracle) + repair, stdout=log, stderr=subprocess.STDOUT,
                                        env=_env(), cwd=ROOT)
     for oracle, run in runs.items():
         run["rc"] = run["proc"].wait(timeout=400)
@@ -87,6 +98,13 @@ def killed_and_resumed(tmp_path_factory):
 
 
 def test_sigkill_mid_trial_then_rerun_keeps_finished_trials(killed_and_resumed):
+    stopped = killed_and_resumed["reinforce"]
+    assert stopped["stopped"] == 143 and "Traceback" not in stopped["stop_log"], stopped["stop_log"][-3000:]
+    assert stopped["stop_log"].strip().splitlines()[-1] == "effscale: interrupted; rerun the same command to resume"
+    code, err = stopped["refused"]  # a damaged search.json: one line that names the repair
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "search.json is damaged" in err and "--repair" in err
+    assert "repaired " in stopped["log"] and "trial(s) on disk" in stopped["log"]
+    assert killed_and_resumed["evolution"]["stopped"] == -signal.SIGKILL
     for oracle, run in killed_and_resumed.items():
         assert run["rc"] == 0, run["log"][-3000:]
         assert "resuming" in run["log"]

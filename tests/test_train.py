@@ -140,6 +140,67 @@ def test_sigkill_after_first_epoch_then_rerun_resumes(reference, tmp_path):
     assert record["test_top1"] >= 0.90 and abs(record["test_top1"] - uninterrupted["test_top1"]) <= BAND
 
 
+def test_damaged_newest_backup_falls_back_to_the_one_before(reference, tmp_path, capsys):
+    """A truncated state.json and a truncated newest weights file: the rerun says so, resumes
+    from the intact backup of the epoch before, and ends with the complete history."""
+    import shutil
+
+    from effscale.train import train_variant
+
+    source, record = reference
+    out = tmp_path / "damaged"
+    shutil.copytree(source, out)
+    for name in ("results.json", "model.keras", "evaluation.json"):
+        if (out / name).exists():
+            (out / name).unlink()
+    folder = out / "checkpoint"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "epoch-0003.json", "epoch-0003.weights.h5", "epoch-0004.json", "epoch-0004.weights.h5", "state.json"]
+    (folder / "state.json").write_text((folder / "state.json").read_text()[:40])
+    weights = folder / "epoch-0004.weights.h5"
+    weights.write_bytes(weights.read_bytes()[:4096])
+    resumed = train_variant("tiny", VARIANT, dataset="digits", strategy="default", out_dir=str(out), epochs=EPOCHS,
+                            batch_size=64, batch_scope="global", verbose=0, latency_runs=0)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert f"{folder / 'state.json'} is unreadable" in err and f"{weights} is unreadable" in err
+    assert "resuming from the intact backup of epoch 3" in err
+    assert resumed["resumed_from_epochs"] == [3] and resumed["epochs_done"] == EPOCHS
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3, 4]
+    assert resumed["history"][:3] == record["history"][:3]  # the intact epochs were not redone
+    assert abs(resumed["top1"] - record["top1"]) <= BAND
+    assert read_json(folder / "state.json")["epoch"] == EPOCHS  # the damaged files were replaced
+
+
+def test_ctrl_c_and_sigterm_stop_with_one_line_and_a_resumable_state(tmp_path):
+    """SIGINT (Ctrl-C) and SIGTERM after the first backup: exit 130 / 143, one line, no
+    traceback, and the newest backup intact for the rerun (resuming is tested above)."""
+    from effscale.train import read_state
+
+    runs = {}
+    for number, name in ((signal.SIGINT, "interrupt"), (signal.SIGTERM, "terminate")):
+        out = tmp_path / name
+        runs[number] = (out, subprocess.Popen(_train_command(out, "--strategy", "default", "--verbose", "0"),
+                                              cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                              text=True))
+    deadline = time.time() + 300
+    pending = dict(runs)
+    while pending and time.time() < deadline:
+        for number, (out, process) in list(pending.items()):
+            state_path = out / "checkpoint" / "state.json"
+            if process.poll() is not None or (state_path.exists() and read_json(state_path)["epoch"] >= 1):
+                process.send_signal(number)
+                del pending[number]
+        time.sleep(0.02)
+    for number, (out, process) in runs.items():
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == {signal.SIGINT: 130, signal.SIGTERM: 143}[number], err[-3000:]
+        ours = [line for line in err.splitlines() if line.startswith("effscale")]
+        assert "Traceback" not in err and ours == ["effscale: interrupted; rerun the same command to resume"], err
+        state = read_state(str(out), say=lambda line: pytest.fail(line))  # nothing damaged
+        assert 1 <= state["epoch"] < EPOCHS
+
+
 MIRRORED_SCRIPT = textwrap.dedent("""
     import json, sys
     import tensorflow as tf
@@ -234,6 +295,7 @@ def test_two_workers_killed_then_resumed_end_with_identical_weights(reference, t
                 p.kill()
             raise
         assert process.returncode == 0, stderr[-3000:]
+        assert "listens on port" in stderr and "of every network interface" in stderr  # TF cannot bind one
         outputs.append(json.loads(stdout[stdout.index("{"):]))
     chief, worker = outputs
     for record in outputs:
@@ -274,7 +336,7 @@ def test_bad_input_exits_2(tmp_path, capsys):
     assert cli.main(["evaluate", str(tmp_path / "nothing-here")]) == 2
     assert cli.main(["evaluate", str(tmp_path)]) == 2  # a folder without model.keras
     assert "no trained model" in capsys.readouterr().err
-    assert not os.path.exists(os.path.join(out, "run.json"))  # failed runs leave no state behind
+    assert not os.path.exists(out)  # rejected runs leave no folder behind
 
 
 def test_out_folder_of_another_run_is_refused(reference, capsys):

@@ -82,8 +82,23 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = ("effscale.cli.family", "effscale.cli.sea
                                          "effscale.cli.finetune", "effscale.cli.export")
 
 
+def _positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def make_parser() -> argparse.ArgumentParser:
+    from effscale.limits import LIMITS
+
     parser = _Parser(prog="effscale", description="Neural architecture search into model families, for Keras.")
+    for name, (variable, default, noun, option) in LIMITS.items():
+        parser.add_argument(option, type=_positive_number, metavar="N",
+                            help=f"refuse to build more than N {noun} (default {default:g}; also {variable})")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     zoo = commands.add_parser("zoo", help="list the registered baseline genotypes")
@@ -111,10 +126,31 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_environment(args) -> dict[str, str]:
+    """Environment settings a command's options ask for (inherited by the processes it starts)."""
+    from effscale.image_check import SKIP_VARIABLE
+    from effscale.limits import LIMITS
+
+    values = {}
+    for name, (variable, _, _, option) in LIMITS.items():
+        value = getattr(args, option.lstrip("-").replace("-", "_"), None)
+        if value is not None:
+            values[variable] = repr(value)
+    if getattr(args, "skip_corrupt_images", False):
+        values[SKIP_VARIABLE] = "1"
+    return values
+
+
 def main(argv: list[str] | None = None) -> int:
+    from effscale.interrupt import MESSAGE, Interrupted, interruptible, scoped_environment
+
     args = make_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with interruptible(), scoped_environment(_command_environment(args)):
+            return args.func(args)
     except UserError as error:
         print(f"effscale: error: {error}", file=sys.stderr)
         return 2
+    except Interrupted as stop:
+        print(f"effscale: {MESSAGE}", file=sys.stderr)
+        return stop.code

@@ -58,12 +58,9 @@ def cmd_export(args) -> int:
     if args.samples < 1:
         raise UserError(f"--samples must be >= 1, got {args.samples}")
     _quiet()
-    import keras
+    from effscale.keras_file import load_keras_model
 
-    try:
-        model = keras.saving.load_model(path, compile=False)
-    except Exception as error:
-        raise UserError(f"{path!r} does not load as a Keras model: {str(error).strip().splitlines()[0]}") from None
+    model = load_keras_model(path)
     sample = representative = None
     if dataset is not None:
         from effscale.data import load_data

@@ -82,12 +82,14 @@ def _add_verbosity(parser) -> None:
 
 
 def register(commands) -> None:
+    from effscale.cli.train import add_skip_corrupt_images
     from effscale.data import SOURCES_HELP
 
     family = commands.add_parser("family", help="search, scale, train and report a whole family")
     family.add_argument("--config", help="YAML or TOML file; flags below override its keys")
     family.add_argument("--out", required=True, help="run directory (rerun the same command to resume)")
     family.add_argument("--dataset", help=SOURCES_HELP)
+    add_skip_corrupt_images(family)
     family.add_argument("--baseline", help="registered name, genotype string or JSON file")
     family.add_argument("--oracle")
     family.add_argument("--cost")

@@ -53,6 +53,25 @@ def _choice_option(text: str) -> tuple[str, tuple]:
     return name.strip(), tuple(parsed)
 
 
+def parse_stages(text: str) -> list[int]:
+    """The stage numbers of ``--stages`` (comma-separated, 1-based).
+
+    >>> parse_stages("2, 4")
+    [2, 4]
+    >>> parse_stages("2,x")
+    Traceback (most recent call last):
+    ...
+    effscale.errors.UserError: --stages '2,x': 'x' is not a stage number (expected e.g. 2,3,5)
+    """
+    numbers = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit() or not part.isascii():
+            raise UserError(f"--stages {text!r}: {part!r} is not a stage number (expected e.g. 2,3,5)")
+        numbers.append(int(part))
+    return numbers
+
+
 def cmd_search(args) -> int:
     from effscale.search import run_search
     from effscale.search.registry import check_oracle
@@ -65,7 +84,7 @@ def cmd_search(args) -> int:
         parse_prescreen(args.prescreen)
     options = dict(_choice_option(c) for c in (args.choice or []))
     open_choices = [c.strip() for c in args.open.split(",") if c.strip()] if args.open else None
-    stages = [int(s) for s in args.stages.split(",")] if args.stages else None
+    stages = parse_stages(args.stages) if args.stages else None
     oracle_options = {}
     if args.population is not None:
         oracle_options["population_size"] = args.population
@@ -84,7 +103,7 @@ def cmd_search(args) -> int:
         max_macs=args.max_macs, max_params=args.max_params, max_latency=args.max_latency,
         open_choices=open_choices, options=options, stages=stages, oracle_options=oracle_options,
         worker_timeout=args.worker_timeout, overwrite=args.overwrite, verbose=0 if args.quiet else 1,
-        prescreen=args.prescreen)
+        prescreen=args.prescreen, repair=args.repair)
     if result.best_genotype is None:
         print("effscale: no trial completed; see trials.csv for the reasons")
         return 1
@@ -141,7 +160,10 @@ def cmd_trials(args) -> int:
     print(_table(pareto, ["trial_id", "accuracy", "cost", "reward", "genotype"]))
     summary = os.path.join(directory, "search.json")
     if os.path.isfile(summary):
-        best = (read_json(summary).get("summary") or {}).get("best")
+        try:
+            best = (read_json(summary).get("summary") or {}).get("best")
+        except (OSError, ValueError, AttributeError):
+            raise UserError(f"{summary} is damaged; rerun the search command with --repair to rebuild it") from None
         if best:
             print(f"\nbest: trial {best['trial_id']} reward {best['reward']:.4f}: {best['genotype']}")
     return 0
@@ -149,6 +171,7 @@ def cmd_trials(args) -> int:
 
 def register(commands) -> None:
     """Add ``search`` and ``trials`` to the ``effscale`` sub-command parsers."""
+    from effscale.cli.train import add_skip_corrupt_images
     from effscale.search.registry import oracle_help
     from effscale.data import SOURCES_HELP
 
@@ -166,6 +189,7 @@ def register(commands) -> None:
     search.add_argument("--trials", default="10")
     search.add_argument("--epochs", default="1", help="proxy-training epochs per candidate")
     search.add_argument("--dataset", default="digits", help=SOURCES_HELP)
+    add_skip_corrupt_images(search)
     search.add_argument("--resolution", type=int, help="proxy resolution (default: the baseline's, at most 64)")
     search.add_argument("--width", default="1.0", help="proxy width multiplier")
     search.add_argument("--depth", default="1.0", help="proxy depth multiplier")
@@ -185,6 +209,8 @@ def register(commands) -> None:
     search.add_argument("--worker-timeout", type=float, default=300.0,
                         help="distributed: a worker silent this long (s) has its trial FAILED")
     search.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
+    search.add_argument("--repair", action="store_true",
+                        help="rebuild a damaged search.json from this command and the trials on disk, then resume")
     search.add_argument("--quiet", action="store_true", help="no progress lines")
     search.set_defaults(func=cmd_search)
 

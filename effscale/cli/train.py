@@ -84,7 +84,7 @@ def cmd_train(args) -> int:
                            mixed_precision=args.mixed_precision, data_dir=args.data_dir,
                            validation_fraction=args.validation_fraction, test_fraction=args.test_fraction,
                            train_fraction=args.train_fraction, download=args.download,
-                           loop=args.loop, latency_runs=args.latency_runs)
+                           loop=args.loop, latency_runs=args.latency_runs, cpu_replicas=args.cpu_replicas)
     if args.json:
         print(json.dumps({k: v for k, v in record.items() if k != "history"}, indent=2, sort_keys=True))
     elif not args.verbose:  # train_variant prints the summary line itself when verbose
@@ -107,6 +107,12 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def add_skip_corrupt_images(parser) -> None:
+    """The ``--skip-corrupt-images`` option of every command that reads an image folder."""
+    parser.add_argument("--skip-corrupt-images", action="store_true",
+                        help="image folders: drop files that do not decode (named, counted) instead of refusing")
+
+
 def register(commands) -> None:
     """Add ``train`` and ``evaluate`` to the ``effscale`` sub-commands."""
     from effscale.data import SOURCES_HELP
@@ -118,10 +124,13 @@ def register(commands) -> None:
     train.add_argument("--dataset", default="digits", help=SOURCES_HELP)
     train.add_argument("--data-dir", help="tensorflow-datasets data_dir, or a folder holding the (Fashion-)MNIST IDX files")
     train.add_argument("--download", action="store_true", help="let tensorflow-datasets download and prepare")
+    add_skip_corrupt_images(train)
     train.add_argument("--epochs", type=_positive_int)
     train.add_argument("--batch-size", type=_positive_int, help="global batch, split over the replicas")
     train.add_argument("--per-replica-batch", type=_positive_int, help="batch per replica (global = this x replicas)")
     train.add_argument("--strategy", default="auto", help="|".join(STRATEGIES))
+    train.add_argument("--cpu-replicas", type=_positive_int, metavar="N",
+                       help="mirrored on a machine without GPUs: split the CPU into N replicas")
     train.add_argument("--mixed-precision", default="auto", choices=MIXED_PRECISION_MODES)
     train.add_argument("--recipe", help="recipe JSON file (effscale.recipe.Recipe fields)")
     train.add_argument("--optimizer", choices=("rmsprop", "sgd", "adam"))

@@ -45,14 +45,16 @@ def check_project_dir(project_dir) -> str:
 # -- the entry point ---------------------------------------------------------------------------------
 def run_search(config: "SearchConfig | str | None" = None, project_dir: str = "effscale-search", *,
                verbose: int = 1, stream=None, overwrite: bool = False, worker_timeout: float = 300.0,
-               **options) -> SearchResult:
+               repair: bool = False, **options) -> SearchResult:
     """Run (or resume) the search ``config`` in ``project_dir`` and return a :class:`SearchResult`.
 
     ``config`` is a :class:`SearchConfig`; or, as a shorthand, a baseline genotype with the
     keyword arguments of :meth:`SearchConfig.create` in ``options`` (``run_search("tiny",
     oracle="random", trials=4, project_dir="p")``). The rest are runtime options: ``verbose``,
     ``stream`` (progress lines, default stdout), ``overwrite`` (start over instead of resuming)
-    and ``worker_timeout`` (distributed: a silent worker's trial is ended FAILED after it).
+    ``worker_timeout`` (distributed: a silent worker's trial is ended FAILED after it) and
+    ``repair`` (rebuild a damaged or missing ``search.json`` from the config and the trials on
+    disk; none is lost).
     All input is validated before the project dir is touched; bad input raises UserError.
     """
     stream = stream or sys.stdout
@@ -73,26 +75,39 @@ def run_search(config: "SearchConfig | str | None" = None, project_dir: str = "e
         check_supported(space, cost, distributed=role is not None)
     path = check_project_dir(project_dir)
     config_path = os.path.join(path, "search.json")
-    if os.path.exists(config_path) and not overwrite and role != "worker":
-        try:
-            saved = read_json(config_path).get("config", {})
-        except ValueError:
-            raise UserError(f"{config_path} does not parse; use a new project dir or overwrite") from None
+    damaged = _damaged_project(path, config_path) if not overwrite and role != "worker" else None
+    if damaged and not repair:
+        raise UserError(damaged + "; rerun the same command with --repair to rebuild it from the trials, "
+                        "which are kept")
+    if os.path.exists(config_path) and not overwrite and role != "worker" and not damaged:
+        saved = read_json(config_path).get("config", {})
         key = config.mismatch(saved)
         if key:
             raise UserError(f"project dir {project_dir!r} holds a different search ({key} differs); "
                             "use a new project dir or overwrite")
-    elif not os.path.exists(config_path) and os.path.isdir(path) and os.listdir(path) and role != "worker":
+    elif not os.path.exists(config_path) and os.path.isdir(path) and os.listdir(path) and role != "worker" \
+            and not damaged:
         raise UserError(f"project dir {project_dir!r} is not empty and is not an effscale search project")
+    if os.path.isdir(str(config.dataset)):  # every image decodes (or is skipped on request) before any trial
+        from effscale.preflight import check_dataset
+
+        check_dataset(str(config.dataset))
+
     # -- from here on the project dir is written --------------------------------------------------
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if overwrite and role != "worker":
         _clear_project(path)
     os.makedirs(path, exist_ok=True)
     if role != "worker":
-        summary = read_json(config_path) if os.path.exists(config_path) else {}
+        summary = read_json(config_path) if os.path.exists(config_path) and not damaged else {}
         summary["config"] = config.to_dict()
         write_json(config_path, summary)
+        if damaged:
+            kept = trial_records(load_trials(path), space)
+            write_outputs(path, kept, config)
+            if verbose:
+                print(f"repaired {config_path} from this command and the {len(kept)} trial(s) on disk",
+                      file=stream, flush=True)
     runner = TrialRunner(space, reward, limits, settings, config.dataset, config.resolution, config.width, config.depth,
                          os.path.join(path, "latency"), config.latency, heartbeat_s=max(0.5, min(10.0, worker_timeout / 4)))
     screen = make_prescreen(prescreen, space, runner.variant, lambda: runner.data, settings.seed)
@@ -157,6 +172,23 @@ def run_search(config: "SearchConfig | str | None" = None, project_dir: str = "e
         say(f"best: trial {best['trial_id']} reward {best['reward']:.4f} accuracy {best['accuracy']:.4f} "
             f"{cost} {_fmt_cost(best['cost'], cost)}: {best['genotype']}")
     return result
+
+
+def _damaged_project(path: str, config_path: str) -> str | None:
+    """What is wrong with a project's search.json when its trials are on disk, else None."""
+    import glob
+
+    has_trials = bool(glob.glob(os.path.join(path, TUNER_FOLDER, "trial_*", "trial.json")))
+    if not os.path.exists(config_path):
+        return f"{config_path} is missing although {path!r} holds trials" if has_trials else None
+    try:
+        saved = read_json(config_path)
+        if isinstance(saved, dict) and isinstance(saved.get("config", {}), dict):
+            return None
+        problem = "incomplete"
+    except (OSError, ValueError) as error:
+        problem = f"unreadable: {type(error).__name__}"
+    return f"{config_path} is damaged ({problem})"
 
 
 def _clear_project(path: str) -> None:
