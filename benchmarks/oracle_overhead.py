@@ -11,8 +11,8 @@ timed, split into:
 * ``end``: ``update_trial`` + ``end_trial`` (scoring, the oracle's update, the state writes).
 
 Filling the history with each oracle's own proposals would take BayesianOptimization hours (a
-GP fit per proposal), so the Bayesian oracles fill it with their random initial points
-(``num_initial_points`` raised to the history size, then restored); evolution+prescreen fills it
+GP fit per proposal), so the Bayesian and predictor oracles fill it with their random initial
+points (``num_initial_points`` / ``initial_points`` raised to the history size, then restored); the prescreened rows fill it
 without prescreening. The timed proposals are all the oracles' real ones.
 
     .venv/bin/python benchmarks/oracle_overhead.py [--history 1000] [--proposals 20]
@@ -38,7 +38,8 @@ from effscale.errors import UserError  # noqa: E402
 from effscale.io import write_json  # noqa: E402
 from effscale.search.tabular import TabularObjective, run_oracle  # noqa: E402
 
-ORACLES = ("random", "bayesian", "bayesian-sampled", "evolution", "reinforce", "evolution+prescreen")
+ORACLES = ("random", "bayesian", "bayesian-sampled", "evolution", "reinforce", "predictor", "predictor+cost",
+           "evolution+prescreen", "evolution+reward")
 SLOW = ("bayesian",)  # timed over --slow-proposals only
 
 
@@ -56,10 +57,10 @@ def build(name: str, objective: TabularObjective, max_trials: int, seed: int, pr
                                prescreen=(lambda candidates: score(candidates)[0], prescreen_n))
         except (TypeError, UserError) as error:
             raise UserError(f"make_oracle does not accept prescreen: {error}") from None
-    oracle = make_oracle("bayesian" if name.startswith("bayesian") else name, max_trials=max_trials,
-                         hyperparameters=hp, seed=seed)
-    if name == "bayesian-sampled":
-        study.sampled_bayesian(oracle)
+    oracle, _ = study.build_oracle(name, objective, max_trials, seed, {
+        "proxy": proxy, "prescreen_n": prescreen_n, "bayesian_acquisition": "stock", "candidates": 1000,
+        "gp_restarts": 0})
+    del oracle.save, oracle._save_trial  # build_oracle's in-memory switch; measure() decides
     return oracle
 
 
@@ -71,8 +72,11 @@ def measure(name: str, objective: TabularObjective, history: int, proposals: int
     initial = getattr(oracle, "num_initial_points", None)
     if name.startswith("bayesian"):
         oracle.num_initial_points = history
+    if name.startswith("predictor"):
+        initial, oracle.initial_points = oracle.initial_points, history
+    prescreen_kind = name.endswith(("+prescreen", "+reward"))
     screen = getattr(oracle, "prescreen", None)
-    if name == "evolution+prescreen":
+    if prescreen_kind:
         if screen is None:
             raise UserError("make_oracle ignored prescreen (the oracle has no prescreen)")
         oracle.prescreen = None
@@ -81,7 +85,9 @@ def measure(name: str, objective: TabularObjective, history: int, proposals: int
     fill_seconds = time.perf_counter() - started
     if name.startswith("bayesian"):
         oracle.num_initial_points = initial
-    if name == "evolution+prescreen":
+    if name.startswith("predictor"):
+        oracle.initial_points = initial
+    if prescreen_kind:
         oracle.prescreen = screen
     # State files on, in a fresh project dir, as a real search writes them.
     del oracle.save, oracle._save_trial

@@ -41,7 +41,8 @@ def trial_and_score_seconds(objective, recipe: dict, proxy: str, samples: int = 
 
     data = load_data("digits", resolution=recipe["resolution"], batch_size=recipe["batch_size"], seed=0)
     settings = ProxySettings(epochs=recipe["epochs"], batch_size=recipe["batch_size"],
-                             learning_rate=recipe["learning_rate"], bn_momentum=recipe["bn_momentum"])
+                             learning_rate=recipe["learning_rate"], bn_momentum=recipe["bn_momentum"],
+                             schedule="constant")  # the tabular table's recipe
     variant = f"w={recipe['width']:g},d={recipe['depth']:g},r={recipe['resolution']}"
     batch = zero_cost.first_batch(data)
     trains, scores = [], []
@@ -94,7 +95,8 @@ def differentiable_runs(objective, recipe: dict, seeds: int, supernet_epochs: in
 
     space, reward = objective.space, objective.reward
     settings = ProxySettings(epochs=recipe["epochs"], batch_size=recipe["batch_size"],
-                             learning_rate=recipe["learning_rate"], bn_momentum=recipe["bn_momentum"], seed=0)
+                             learning_rate=recipe["learning_rate"], bn_momentum=recipe["bn_momentum"], seed=0,
+                             schedule="constant")
     runs = []
     for seed in range(seeds):
         with tempfile.TemporaryDirectory() as folder:

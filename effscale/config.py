@@ -9,7 +9,7 @@ dataset raises :class:`~effscale.errors.UserError` naming the key by its dotted 
 >>> FamilyConfig.from_dict({"dataset": "digits", "search": {"trails": 4}})
 Traceback (most recent call last):
 ...
-effscale.errors.UserError: config key 'search.trails' is unknown: expected one of alpha, beta, constraint, cost, depth, enabled, epochs, latency, max_latency, max_macs, max_params, open_choices, options, oracle, oracle_options, prescreen, proxy, resolution, seed, stages, target, trials, width
+effscale.errors.UserError: config key 'search.trails' is unknown: expected one of constraint, cost, enabled, epochs, oracle, proxy, reevaluate_seeds, resolution, seed, seeds, target, top_k, trials, width
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import dataclasses
 import json
 import math
 import os
-import types
 import typing
 from dataclasses import dataclass, field
 
@@ -29,35 +28,22 @@ COSTS = ("macs", "params", "latency")
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """Search for a baseline genotype around ``FamilyConfig.baseline`` (step 0 of the paper).
-
-    Every key but ``enabled`` is a keyword of :meth:`effscale.search.SearchConfig.create` (and a
-    flag of ``effscale search``); the baseline and the dataset are the family's own.
-    """
+    """Search for a baseline genotype around ``FamilyConfig.baseline`` (step 0 of the paper)."""
 
     enabled: bool = True
     oracle: str = "evolution"
     cost: str = "macs"
     target: float = 2e6          # in units of ``cost``: multiply-adds, parameters or seconds
     constraint: str = "soft"
-    alpha: float | None = None   # reward exponents overriding the constraint's
-    beta: float | None = None
-    max_macs: float | None = None  # hard limits: candidates over them are rejected before training
-    max_params: float | None = None
-    max_latency: float | None = None
     trials: int = 8
     epochs: int = 2              # proxy-training epochs per trial
     resolution: int = 0          # proxy resolution; 0 = the baseline genotype's own
     width: float = 1.0           # proxy width multiplier
-    depth: float = 1.0           # proxy depth multiplier
-    open_choices: str = ""       # comma list of open choices (default: the space's own)
-    options: dict = field(default_factory=dict)         # choice -> values, e.g. {"kernel": [3, 5]}
-    stages: str = ""             # comma list of stage numbers to search (default all)
-    oracle_options: dict = field(default_factory=dict)  # e.g. {"population_size": 6}
-    latency: dict = field(default_factory=dict)         # latency measurement: runs, warmup, threads
-    prescreen: str = ""          # PROXY:N
-    proxy: dict = field(default_factory=dict)          # ProxySettings fields (overrides epochs and seed)
     seed: int = 0
+    proxy: str = ""              # a proxy file from `effscale proxy`: its epochs, schedule, resolution, width
+    seeds: int = 1               # training seeds per trial; the objective is their mean
+    top_k: int = 3               # candidates re-evaluated at the end ...
+    reevaluate_seeds: int = 0    # ... with this many seeds (0: no re-evaluation stage)
 
     def check(self) -> None:
         from effscale.search.registry import ORACLES
@@ -71,17 +57,17 @@ class SearchConfig:
         if self.resolution:
             _at_least("search.resolution", self.resolution, 8)
         _positive("search.width", self.width)
-        _positive("search.depth", self.depth)
+        _at_least("search.seeds", self.seeds, 1)
+        _at_least("search.top_k", self.top_k, 1)
+        if self.reevaluate_seeds:
+            _at_least("search.reevaluate_seeds", self.reevaluate_seeds, 2)
+        if self.proxy:
+            from effscale.search.proxy import read_proxy_file
 
-    def create_options(self) -> dict:
-        """The keyword arguments of :meth:`effscale.search.SearchConfig.create`, one per key."""
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "enabled"}
-        split = lambda text: [p.strip() for p in text.split(",") if p.strip()]  # noqa: E731
-        values.update(resolution=self.resolution or None, open_choices=split(self.open_choices) or None,
-                      options=self.options or None, oracle_options=self.oracle_options or None,
-                      stages=[int(s) for s in split(self.stages)] or None, latency=self.latency or None,
-                      prescreen=self.prescreen or None, proxy=self.proxy or None)
-        return values
+            try:
+                read_proxy_file(self.proxy)
+            except UserError as error:
+                raise UserError(f"config key 'search.proxy': {error}") from None
 
 
 @dataclass(frozen=True)
@@ -287,8 +273,6 @@ def _build(cls, data, path: str):
 
 
 def _coerce(kind, value, dotted: str):
-    if isinstance(kind, types.UnionType):  # X | None
-        return None if value is None else _coerce(typing.get_args(kind)[0], value, dotted)
     if dataclasses.is_dataclass(kind):
         return _build(kind, value, dotted)
     if kind is bool:

@@ -302,12 +302,13 @@ def _supervised_keys(info, name):
 
 # -- the shared pipeline ------------------------------------------------------------------
 
-def _to_rgb_float(image, resolution):
+def _to_rgb_float(image, resolution, keep_grey=False):
+    """Float pixels at ``resolution``, RGB (grey kept one channel when ``keep_grey``)."""
     import tensorflow as tf
 
     image = tf.convert_to_tensor(image)
     channels = image.shape[-1]
-    if channels == 1:
+    if channels == 1 and not keep_grey:
         image = tf.image.grayscale_to_rgb(image)
     elif channels == 4:
         image = image[..., :3]
@@ -316,7 +317,7 @@ def _to_rgb_float(image, resolution):
     image = tf.cast(image, tf.float32)
     image = tf.image.resize(image, (resolution, resolution), antialias=True)
     image = tf.clip_by_value(image, 0.0, 255.0)
-    image.set_shape((resolution, resolution, 3))
+    image.set_shape((resolution, resolution, 1 if (channels == 1 and keep_grey) else 3))
     return image
 
 
@@ -427,10 +428,14 @@ def load_data(source: str = "digits", resolution: int = 32, batch_size: int = 64
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     options.deterministic = True
 
-    prepare = lambda image, label: (_to_rgb_float(image, resolution), tf.cast(label, tf.int32))  # noqa: E731
+    grey = raw["train"].element_spec[0].shape[-1] == 1  # cached grey, a third of the memory
+    prepare = lambda image, label: (_to_rgb_float(image, resolution, grey), tf.cast(label, tf.int32))  # noqa: E731
     ready = {split: raw[split].map(prepare, num_parallel_calls=tf.data.AUTOTUNE) for split in SPLITS}
     if cache:
         ready = {split: dataset.cache() for split, dataset in ready.items()}
+    if grey:
+        ready = {split: dataset.map(lambda x, y: (tf.image.grayscale_to_rgb(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+                 for split, dataset in ready.items()}
     shuffle_seed = seed if shuffle_seed is None else shuffle_seed
     buffer = shuffle_buffer or min(n_train, 10_000)
     train = ready["train"].shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=True)

@@ -36,19 +36,6 @@ def _saved_config(saved):
         return saved
 
 
-def search_config(config: FamilyConfig):
-    """The family's search section as an :class:`effscale.search.SearchConfig` (one key per option).
-
-    >>> family = FamilyConfig.from_dict({"dataset": "digits", "search": {"trials": 3, "stages": "1,2"}})
-    >>> config = search_config(family)
-    >>> config.trials, config.space["stages"]
-    (3, [1, 2])
-    """
-    from effscale.search import SearchConfig
-
-    return SearchConfig.create(config.baseline, dataset=config.dataset, **config.search.create_options())
-
-
 class RunDirectory:
     """A family run's folder and its ``state.json``."""
 
@@ -146,8 +133,6 @@ def run_family(config, out_dir: str = "effscale-run", verbose: int = 1, progress
     from effscale.preflight import check_dataset
 
     config = _load_config(config)
-    if config.search.enabled:
-        search_config(config)  # every search option validated before anything is written
     run = RunDirectory(out_dir)
     run.check_can_hold(config)
     check_dataset(config.dataset, config.data_dir or None, config.validation_fraction)  # before anything is written
@@ -212,7 +197,12 @@ def _baseline_stage(run: RunDirectory, config: FamilyConfig, progress, keras_ver
     search = config.search
     progress.start("search", f"({search.oracle}, {search.trials} trials, {search.cost} target {search.target:g})")
     run.begin("search")
-    result = run_search(search_config(config), run.join("search"), verbose=keras_verbose)
+    result = run_search(
+        config.baseline, oracle=search.oracle, cost=search.cost, target=search.target,
+        constraint=search.constraint, trials=search.trials, epochs=search.epochs, dataset=config.dataset,
+        project_dir=run.join("search"), seed=search.seed, resolution=search.resolution or None,
+        width=search.width, verbose=keras_verbose, proxy=search.proxy or None, seeds=search.seeds,
+        top_k=search.top_k, reevaluate_seeds=search.reevaluate_seeds)
     genotype = result.best_genotype
     run.complete("search", genotype=genotype.encode(), source="search", cost=search.cost,
                  trials=_plain(result.trials), pareto=_plain(result.pareto))

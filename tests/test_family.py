@@ -16,6 +16,7 @@ from effscale import cli
 from effscale.config import FamilyConfig
 from effscale.errors import UserError
 from effscale.family import run_family, run_status
+from effscale.search.proxy import ProxySettings, write_proxy_file
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -59,7 +60,11 @@ def resumed_run(tmp_path_factory):
     """A miniature family run killed (SIGKILL) during its second variant's training, then rerun."""
     folder = tmp_path_factory.mktemp("family")
     config_path = folder / "family.yaml"
-    config_path.write_text(yaml.safe_dump(MINIATURE))
+    # The search trains through a proxy file (cosine, half the training data) with two seeds per trial.
+    write_proxy_file(str(folder / "proxy.json"), ProxySettings(epochs=1, schedule="cosine"), resolution=16,
+                     width=0.25, train_fraction=0.5)
+    config = {**MINIATURE, "search": {**MINIATURE["search"], "proxy": str(folder / "proxy.json"), "seeds": 2}}
+    config_path.write_text(yaml.safe_dump(config))
     run_dir = folder / "run"
     process = subprocess.Popen(family_command(config_path, run_dir), env=ENV, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
@@ -101,6 +106,9 @@ def test_killed_run_resumes_without_retraining_the_first_variant(resumed_run):
 def test_run_produces_results_plots_and_both_report_pages(resumed_run, assert_every_number_names_its_split):
     run_dir = resumed_run[0]
     results = json.loads((run_dir / "results.json").read_text())
+    search = json.loads((run_dir / "search" / "search.json").read_text())["config"]
+    assert (search["proxy"]["schedule"], search["train_fraction"], search["seeds"]) == ("cosine", 0.5, 2)
+    assert all(len(t["accuracy_seeds"]) == 2 for t in results["search"]["trials"])
     assert [v["name"] for v in results["variants"]] == ["phi0", "phi1"]
     assert len(results["search"]["trials"]) == 2
     for variant in results["variants"]:

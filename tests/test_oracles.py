@@ -13,6 +13,7 @@ from effscale.io import read_json
 from effscale.search.oracles import RegularizedEvolutionOracle, ReinforceOracle
 from effscale.search import make_oracle
 from effscale.search.space import SearchSpace, sample_values
+from effscale.search.tabular import run_oracle
 
 SPACE = SearchSpace("tiny")
 HIDDEN = sample_values(SPACE.hyperparameters(), np.random.default_rng(12345))
@@ -26,25 +27,25 @@ def stand_in(values: dict) -> float:
 
 
 class StandInTuner(base_tuner.BaseTuner):
-    def __init__(self, oracle, directory, fail=None, **kwargs):
-        self.fail = fail
+    def __init__(self, oracle, directory, fail=None, scale=1.0, **kwargs):
+        self.fail, self.scale = fail, scale
         super().__init__(oracle=oracle, directory=str(directory), project_name="p", **kwargs)
 
     def run_trial(self, trial):
         values = trial.hyperparameters.values
         if self.fail and self.fail(values):
             raise keras_tuner.errors.FailedTrialError("rejected before training: stand-in limit")
-        return {"reward": stand_in(values)}
+        return {"reward": self.scale * stand_in(values)}
 
 
 def best_reward(oracle) -> float:
     return max(t.score for t in oracle.trials.values() if t.status == "COMPLETED")
 
 
-def run(name, seed, directory, trials=60, **options):
+def run(name, seed, directory, trials=60, scale=1.0, **options):
     oracle = make_oracle(name, trials, SPACE.hyperparameters(), seed=seed, **options)
     oracle.verbose = 0
-    tuner = StandInTuner(oracle, directory)
+    tuner = StandInTuner(oracle, directory, scale=scale)
     tuner.search()
     return oracle
 
@@ -69,6 +70,26 @@ def test_reinforce_controller_moves_towards_the_rewarded_choices(tmp_path):
     assert np.mean(gains) > 0.02  # the hidden genotype's choices gained probability on average
 
 
+def _proposals(oracle):
+    return [oracle.trials[i].hyperparameters.values for i in oracle.start_order]
+
+
+def test_reinforce_learns_the_same_from_a_fraction_and_a_percentage(tmp_path):
+    fraction = run("reinforce", 4, tmp_path / "fraction", trials=40)
+    percent = run("reinforce", 4, tmp_path / "percent", trials=40, scale=100.0)
+    assert _proposals(fraction) == _proposals(percent)  # the same search, candidate by candidate
+    for name, logits in fraction.logits.items():
+        np.testing.assert_allclose(percent.logits[name], logits, rtol=1e-9, atol=1e-12)
+    assert percent.baseline == pytest.approx(100 * fraction.baseline)
+    gains = [fraction.probabilities()[n][list(SPACE.choices(n)).index(v)] - 1 / len(SPACE.choices(n))
+             for n, v in HIDDEN.items()]
+    assert np.mean(gains) > 0  # and it learned something
+    # The raw advantage (the old update) is not scale-free: the percentage run diverges.
+    raw = run("reinforce", 4, tmp_path / "raw1", trials=15, normalize=False)
+    raw_percent = run("reinforce", 4, tmp_path / "raw100", trials=15, scale=100.0, normalize=False)
+    assert _proposals(raw) != _proposals(raw_percent)
+
+
 def test_evolution_population_ages_and_never_holds_failed_trials(tmp_path):
     oracle = make_oracle("evolution", 30, SPACE.hyperparameters(), seed=3, population_size=6, sample_size=2)
     oracle.verbose = 0
@@ -82,7 +103,11 @@ def test_evolution_population_ages_and_never_holds_failed_trials(tmp_path):
     assert all("rejected before training" in oracle.trials[i].message for i in failed)
 
 
-@pytest.mark.parametrize("name", ["evolution", "reinforce"])
+# The oracles effscale implements itself (the others are Keras Tuner's, tested upstream).
+OWN = ["evolution", "reinforce", "predictor", "bayesian-sampled"]
+
+
+@pytest.mark.parametrize("name", OWN)
 def test_state_round_trips_and_a_reloaded_oracle_proposes_the_same_next_candidates(tmp_path, name):
     oracle = run(name, 1, tmp_path / "a", trials=12)
     state = json.loads(json.dumps(oracle.get_state()))
@@ -92,15 +117,21 @@ def test_state_round_trips_and_a_reloaded_oracle_proposes_the_same_next_candidat
     twin.set_state(state)
     if name == "evolution":
         assert twin.population == oracle.population and len(twin.population) > 0
-    else:
+    elif name == "reinforce":
         assert twin.logits == oracle.logits and twin.baseline == oracle.baseline and twin.updates == 12
+    elif name == "predictor":
+        assert twin._rng.bit_generator.state == oracle._rng.bit_generator.state
+    else:
+        assert twin.num_initial_points == oracle.num_initial_points == 3  # past it: the GP proposes
+        assert twin._random_state.get_state(legacy=False)["state"]["pos"] == \
+            oracle._random_state.get_state(legacy=False)["state"]["pos"]
     oracle.max_trials = 16
     a = [oracle.populate_space(str(i))["values"] for i in range(12, 16)]
     b = [twin.populate_space(str(i))["values"] for i in range(12, 16)]
     assert a == b
 
 
-@pytest.mark.parametrize("name", ["evolution", "reinforce"])
+@pytest.mark.parametrize("name", OWN)
 def test_resume_survives_truncated_state_files(tmp_path, name):
     oracle = run(name, 2, tmp_path, trials=8)
     saved = read_json(os.path.join(tmp_path, "p", "oracle.json"))
@@ -119,15 +150,77 @@ def test_resume_survives_truncated_state_files(tmp_path, name):
     if name == "evolution":  # rebuilt from the trials: the youngest completed, trial 5 now FAILED
         expected = [m for m in saved["evolution"]["population"] if m["trial_id"] != "5"]
         assert [m["trial_id"] for m in resumed.population][-len(expected):] == [m["trial_id"] for m in expected]
-    else:  # replayed: same number of updates, trial 5 teaching the failed reward instead
+    elif name == "reinforce":  # replayed: same number of updates, trial 5 teaching the failed reward instead
         assert resumed.updates == saved["reinforce"]["updates"]
     tuner.search()
     assert len(resumed.trials) == 12 and all(t.status in ("COMPLETED", "FAILED") for t in resumed.trials.values())
     read_json(os.path.join(tmp_path, "p", "oracle.json"))  # whole again
 
 
+def test_predictor_beats_random_search_on_the_stand_in():
+    """In memory (no state files): the predictor's proposals come from a model of the stand-in."""
+    class StandIn:
+        def evaluate(self, values, reward=None):
+            return {"reward": stand_in(values)}
+
+    def best(name, seed):
+        oracle = make_oracle(name, 30, SPACE.hyperparameters(), seed=seed)
+        oracle.save, oracle._save_trial = (lambda: None), (lambda trial: None)
+        return max(r["reward"] for r in run_oracle(oracle, StandIn(), 30))
+
+    predictor = [best("predictor", s) for s in range(3)]
+    random = [best("random", s) for s in range(3)]
+    print(f"\nmean best reward, 30 trials: predictor {np.mean(predictor):.3f} random {np.mean(random):.3f}")
+    assert np.mean(predictor) > np.mean(random) + 0.05 and all(p > r for p, r in zip(predictor, random))
+
+
+@pytest.mark.parametrize("name", OWN)
+def test_chief_serves_the_oracle_to_two_workers_over_grpc(name, tmp_path, monkeypatch):
+    """Keras Tuner's gRPC chief (effscale's serve_chief) and two worker clients in threads, each
+    worker running trials against the stand-in; every trial ends COMPLETED, none repeats."""
+    import socket
+    import threading
+
+    from keras_tuner.src.distribute.oracle_client import OracleClient
+
+    from effscale.search import serve_chief
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for key, value in (("KERASTUNER_ORACLE_IP", "127.0.0.1"), ("KERASTUNER_ORACLE_PORT", str(port)),
+                       ("KERASTUNER_TUNER_ID", "tuner0")):
+        monkeypatch.setenv(key, value)
+    options = {"predictor": {"initial_points": 4}, "bayesian-sampled": {"num_initial_points": 4},
+               "evolution": {"population_size": 4, "sample_size": 2}}.get(name, {})
+    oracle = make_oracle(name, 12, SPACE.hyperparameters(), seed=7, **options)
+    oracle._set_project_dir(str(tmp_path), "p")
+    oracle.verbose = 0
+    chief = threading.Thread(target=serve_chief, args=(oracle, 30.0), kwargs={"poll_s": 0.05})
+    chief.start()
+
+    class StandIn:
+        def evaluate(self, values, reward=None):
+            return {"reward": stand_in(values)}
+
+    records = {}
+    workers = [threading.Thread(target=lambda i=i: records.setdefault(i, run_oracle(
+        OracleClient(oracle), StandIn(), 50, tuner_id=f"tuner{i}"))) for i in (1, 2)]
+    for worker in workers:
+        worker.start()
+    for thread in workers + [chief]:
+        thread.join(timeout=120)
+    assert not chief.is_alive(), "the chief did not finish"
+    assert sum(len(r) for r in records.values()) == 12 and all(records.values())  # both workers trained
+    assert len(oracle.trials) == 12
+    assert all(t.status == "COMPLETED" and t.score == stand_in(t.hyperparameters.values)
+               for t in oracle.trials.values())
+    assert len({json.dumps(t.hyperparameters.values, sort_keys=True) for t in oracle.trials.values()}) == 12
+
+
 def test_oracle_arguments_are_checked():
     from effscale.errors import UserError
+    from effscale.search.oracles import PredictorOracle, SampledBayesianOracle
 
     with pytest.raises(UserError):
         RegularizedEvolutionOracle(objective=keras_tuner.Objective("reward", "max"), population_size=1)
@@ -138,3 +231,9 @@ def test_oracle_arguments_are_checked():
         ReinforceOracle(objective=keras_tuner.Objective("reward", "max"), learning_rate=-1)
     with pytest.raises(UserError):
         make_oracle("annealing", 5, SPACE.hyperparameters())
+    with pytest.raises(UserError, match="initial_points"):
+        PredictorOracle(objective=keras_tuner.Objective("reward", "max"), initial_points=1)
+    with pytest.raises(UserError, match="exploration"):
+        PredictorOracle(objective=keras_tuner.Objective("reward", "max"), exploration=-1)
+    with pytest.raises(UserError, match="candidates"):
+        SampledBayesianOracle(objective=keras_tuner.Objective("reward", "max"), candidates=0)

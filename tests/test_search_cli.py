@@ -49,13 +49,13 @@ def _finished_trials(directory):
 
 @pytest.fixture(scope="module")
 def killed_and_resumed(tmp_path_factory):
-    """Evolution and REINFORCE searches, stopped while training their second trial (evolution by
-    SIGKILL, REINFORCE by SIGTERM), then rerun; REINFORCE's search.json is truncated in between,
+    """Searches by each effscale oracle, stopped while training their second trial (REINFORCE by
+    SIGTERM, the others by SIGKILL), then rerun; REINFORCE's search.json is truncated in between,
     so its rerun needs --repair."""
     base = tmp_path_factory.mktemp("resume")
     import keras_tuner  # noqa: F401 - import TensorFlow now, not while the searches run
     runs = {}
-    for oracle in ("evolution", "reinforce"):
+    for oracle in ("evolution", "reinforce", "predictor", "bayesian-sampled"):
         directory = base / oracle
         log = open(base / f"{oracle}-1.log", "w")
         runs[oracle] = {"dir": directory, "proc": subprocess.Popen(_command(directory, oracle), stdout=log,
@@ -70,7 +70,7 @@ def killed_and_resumed(tmp_path_factory):
             if "seen" not in run and _finished_trials(run["dir"]) and state and state["status"] == "RUNNING":
                 run["seen"] = time.monotonic()
             if "seen" in run and time.monotonic() - run["seen"] > 1.0:  # well inside the second trial
-                run["proc"].send_signal(signal.SIGKILL if oracle == "evolution" else signal.SIGTERM)
+                run["proc"].send_signal(signal.SIGTERM if oracle == "reinforce" else signal.SIGKILL)
                 run["stopped"] = run["proc"].wait(timeout=60)
                 run["stop_log"] = open(base / f"{oracle}-1.log").read()
                 pending.discard(oracle)
@@ -122,7 +122,7 @@ def test_sigkill_mid_trial_then_rerun_keeps_finished_trials(killed_and_resumed):
         assert effscale.build(best, design_variant(best), classes=10).output_shape == (None, 10)
 
 
-def test_reloaded_evolution_population_and_controller_equal_what_was_saved(killed_and_resumed):
+def test_reloaded_oracle_state_equals_what_was_saved(killed_and_resumed):
     evolution = killed_and_resumed["evolution"]
     saved = evolution["saved"]["evolution"]
     assert [m["trial_id"] for m in saved["population"]] == ["0"]
@@ -139,6 +139,16 @@ def test_reloaded_evolution_population_and_controller_equal_what_was_saved(kille
     assert reinforce["reloaded"].baseline == saved["baseline"]
     assert reinforce["reloaded"]._rng.bit_generator.state == saved["rng"]
     assert reinforce["final"].updates == 2
+
+    predictor = killed_and_resumed["predictor"]
+    assert predictor["reloaded"]._rng.bit_generator.state == predictor["saved"]["predictor"]["rng"]
+    bayesian = killed_and_resumed["bayesian-sampled"]
+    saved = bayesian["saved"]["sampled_bayesian"]["random_state"]
+    reloaded = bayesian["reloaded"]._random_state.get_state(legacy=False)
+    assert reloaded["state"]["key"].tolist() == saved["state"]["key"]
+    assert reloaded["state"]["pos"] == saved["state"]["pos"]
+    for run in (predictor, bayesian):
+        assert len(run["final"].trials) == 2
 
 
 def test_trials_command_prints_trials_and_pareto_front(killed_and_resumed, capsys):

@@ -147,8 +147,8 @@ def test_keras_tuner_random_search_over_the_hypermodel_yields_only_valid_genotyp
     from effscale.search import SearchHyperModel
 
     space = SearchSpace(MICRO)
-    hypermodel = SearchHyperModel(space, classes=10)
     x, y = _micro_data()
+    hypermodel = SearchHyperModel(space, classes=10, steps_per_epoch=-(-len(x) // 32))  # keras' batch 32
     tuner = keras_tuner.RandomSearch(hypermodel, objective=keras_tuner.Objective("reward", "max"), max_trials=2,
                                      seed=7, directory=str(tmp_path), project_name="rs")
     tuner.search(x, y, validation_data=(x[:32], y[:32]), epochs=1, verbose=0)

@@ -77,7 +77,7 @@ def train_seeds(genotype, data, recipe: dict) -> dict:
 
     settings = ProxySettings(epochs=recipe["epochs"], batch_size=recipe["batch_size"], optimizer=recipe["optimizer"],
                              learning_rate=recipe["learning_rate"], momentum=recipe["momentum"],
-                             bn_momentum=recipe["bn_momentum"])
+                             bn_momentum=recipe["bn_momentum"], schedule="constant")
     variant = f"w={recipe['width']:g},d={recipe['depth']:g},r={recipe['resolution']}"
     finals, firsts, model, train_seconds = [], [], None, None
     for seed in recipe["seeds"]:

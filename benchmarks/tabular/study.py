@@ -1,8 +1,10 @@
 """Search quality of effscale's oracles on the tabular benchmark: no training, only lookups.
 
-Each oracle (Keras Tuner's RandomSearch and BayesianOptimization, effscale's regularized
-evolution and REINFORCE, and evolution with zero-cost prescreening) runs ``--seeds`` searches of
-``--trials`` trials; every candidate is scored by :class:`effscale.search.tabular.TabularObjective`
+Each oracle (Keras Tuner's RandomSearch, effscale's sampled-acquisition Bayesian optimization,
+regularized evolution, REINFORCE and predictor-guided local search, plain and cost-aware, and
+evolution or random search with a synflow or a cost-aware predicted-reward prescreen) runs
+``--seeds`` searches of ``--trials`` trials; every candidate is scored by
+:class:`effscale.search.tabular.TabularObjective`
 (the nearest recorded architecture's reward). Written:
 
 * ``OUT/study.json``: the raw per-trial rewards of every run, the summaries below, the settings;
@@ -13,22 +15,22 @@ evolution and REINFORCE, and evolution with zero-cost prescreening) runs ``--see
     .venv/bin/python benchmarks/tabular/study.py [--table benchmarks/tabular/table.json]
         [--seeds 20] [--trials 100] [--workers 2] [--out benchmarks/tabular]
 
-The oracles are built by :func:`effscale.search.make_oracle` with its defaults (evolution:
-population 10, tournament 3; REINFORCE: learning rate 0.5, baseline decay 0.9, entropy 0.01;
-BayesianOptimization: 10 random initial points, alpha 1e-4, beta 2.6), except that (1) their
-state files are not written (nothing here needs a resume; ``benchmarks/oracle_overhead.py``
-times the oracles with them) and (2) by default BayesianOptimization maximizes its acquisition
-(GP-UCB, the stock rule) over ``--candidates`` random points of the finite space in one
-vectorized prediction, instead of 50 L-BFGS-B restarts in the continuous relaxation, and fits
-its GP's length scale without optimizer restarts (``--gp-restarts``; stock 20): the stock
-oracle takes ~1 s per proposal on this machine, ~30 min for 20 x 100 trials.
-``--bayesian-acquisition stock`` runs it unchanged.
+The oracles are built by :func:`effscale.search.make_oracle` with their defaults (evolution:
+population 10, tournament 3 drawn with replacement; REINFORCE: learning rate 0.2 per unit of
+normalized advantage, baseline decay 0.9, entropy 0.01; predictor: 10 random initial points,
+neighbours of the 10 best plus 100 random candidates, exploration 0.5; the ``bayesian`` row is
+the ``bayesian-sampled`` oracle: 10 random initial points, alpha 1e-4, beta 2.6, ``--candidates``
+sampled points per proposal, ``--gp-restarts`` GP-fit restarts). ``predictor+cost`` and the
+``+reward`` prescreens know each candidate's cost exactly (its nearest row's multiply-adds, as
+the trial will be scored) and the table's reward; the prescreens score ``--prescreen-n``
+candidates per trial. State files are not written (nothing here needs a resume;
+``benchmarks/oracle_overhead.py`` times the oracles with them). ``--bayesian-acquisition stock``
+runs Keras Tuner's own BayesianOptimization instead (over a minute per proposal at 1,000 trials).
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import os
@@ -44,107 +46,23 @@ import numpy as np  # noqa: E402
 
 from effscale.errors import UserError  # noqa: E402
 from effscale.io import write_text  # noqa: E402
+from effscale.stats import rankdata, spearman  # noqa: E402,F401 (rankdata: re-exported for callers)
 from effscale.search.tabular import TabularObjective, load_table, run_oracle  # noqa: E402
 
-ORACLES = ("random", "bayesian", "evolution", "reinforce", "evolution+prescreen")
+ORACLES = ("random", "bayesian", "evolution", "reinforce", "predictor", "predictor+cost", "evolution+prescreen",
+           "evolution+reward", "random+reward")
 BUDGETS = (10, 25, 50, 100)
 PROXY_COLUMNS = ("synflow", "grad_norm", "naswot", "params", "macs")
 DEFAULT_TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "table.json")
 DEFAULT_PLOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "img",
                             "tabular_search.png")
-MAX_GRID = 100_000  # a finite space up to this size is enumerated once, larger ones sampled per dimension
 
 
-# -- statistics in numpy (scipy is not a dependency of effscale) -----------------------------------
-def rankdata(values) -> np.ndarray:
-    """1-based ranks, ties sharing their average rank.
-
-    >>> rankdata([10, 30, 20, 20]).tolist()
-    [1.0, 4.0, 2.5, 2.5]
-    """
-    values = np.asarray(values, dtype=float)
-    order = np.argsort(values, kind="mergesort")
-    ranks = np.empty(len(values), dtype=float)
-    ranks[order] = np.arange(1, len(values) + 1)
-    for value in np.unique(values):
-        tied = values == value
-        if tied.sum() > 1:
-            ranks[tied] = ranks[tied].mean()
-    return ranks
-
-
-def spearman(x, y) -> tuple[float, int]:
-    """Spearman's rho over the pairs where both are finite (Pearson of average ranks), and n."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    keep = np.isfinite(x) & np.isfinite(y)
-    n = int(keep.sum())
-    if n < 3:
-        return math.nan, n
-    rx, ry = rankdata(x[keep]), rankdata(y[keep])
-    if rx.std() == 0 or ry.std() == 0:
-        return math.nan, n
-    return float(np.corrcoef(rx, ry)[0, 1]), n
-
-
+# -- statistics (rankdata and spearman live in effscale.stats) ----------------------------------
 def superiority(a, b) -> float:
     """P(a draw from ``a`` beats one from ``b``), ties counting half (the Mann-Whitney AUC)."""
     a, b = np.asarray(a, dtype=float)[:, None], np.asarray(b, dtype=float)[None, :]
     return float(((a > b) + 0.5 * (a == b)).mean())
-
-
-# -- Bayesian optimization with a sampled acquisition ---------------------------------------------
-class SampledAcquisition:
-    """Mixed into Keras Tuner's BayesianOptimizationOracle: after the random initial points, fit
-    the stock GP (Matern 5/2, normalized y, alpha as configured) to the finished trials and
-    propose, among ``candidates`` points of the finite space drawn at random without
-    replacement (fresh each proposal; all of them when the space is that small), the one with
-    the best upper confidence bound ``mu + beta * sigma`` (the stock rule; ties go to the first
-    drawn, i.e. at random). ``gp_restarts`` sets the GP fit's optimizer restarts."""
-
-    gp_restarts = 0
-    candidates = 1000
-
-    def _make_gpr(self):
-        gpr = super()._make_gpr()
-        gpr.n_restarts_optimizer = self.gp_restarts
-        return gpr
-
-    def _draw_candidates(self) -> np.ndarray:
-        from effscale.search.space import discrete_values
-
-        grids = [[hp.value_to_prob(v) for v in discrete_values(hp)] for hp in self._nonfixed_space()]
-        if math.prod(len(g) for g in grids) <= MAX_GRID:
-            if getattr(self, "_grid", None) is None:
-                self._grid = np.array(list(itertools.product(*grids)), dtype=float)
-            pick = self._random_state.choice(len(self._grid), size=min(self.candidates, len(self._grid)),
-                                             replace=False)
-            return self._grid[pick]
-        return np.stack([self._random_state.choice(g, size=self.candidates) for g in grids], axis=1)
-
-    def populate_space(self, trial_id):
-        completed = sum(1 for t in self.trials.values() if t.status == "COMPLETED")
-        if completed < (self.num_initial_points or max(3 * len(self.hyperparameters.space), 3)):
-            return self._random_populate_space()
-        x, y = self._vectorize_trials()  # y is negated when maximizing: smaller is better
-        self.gpr.fit(np.nan_to_num(x, posinf=0, neginf=0), np.nan_to_num(y, posinf=0, neginf=0))
-        candidates = self._draw_candidates()
-        mu, sigma = self.gpr.predict(candidates, return_std=True)
-        best = int(np.argmin(mu - self.beta * sigma))
-        return {"status": "RUNNING", "values": self._vector_to_values(candidates[best])}
-
-
-_SAMPLED: dict = {}
-
-
-def sampled_bayesian(oracle, candidates: int = 1000, gp_restarts: int = 0):
-    """Turn a Keras Tuner BayesianOptimizationOracle (as make_oracle built it) into the
-    sampled-acquisition variant, keeping its seed, initial points, alpha and beta."""
-    base = type(oracle)
-    oracle.__class__ = _SAMPLED.setdefault(base, type("Sampled" + base.__name__, (SampledAcquisition, base), {}))
-    oracle.candidates = int(candidates)
-    oracle.gp_restarts = int(gp_restarts)
-    oracle.gpr = oracle._make_gpr()
-    return oracle
 
 
 # -- one search ----------------------------------------------------------------------------------------
@@ -188,6 +106,7 @@ def build_oracle(name: str, objective: TabularObjective, trials: int, seed: int,
 
     hp = objective.space.hyperparameters()
     scored: dict[int, list] = {}
+    cost_fn = (lambda values: objective.evaluate(values)["cost"])  # the nearest row's cost, as scored
     if name == "evolution+prescreen":
         score = proxy_scorer(objective, settings["proxy"])
         holder: dict = {}
@@ -203,10 +122,20 @@ def build_oracle(name: str, objective: TabularObjective, trials: int, seed: int,
         except (TypeError, UserError) as error:
             raise UserError(f"make_oracle does not accept prescreen: {error}") from None
         holder["oracle"] = oracle
+    elif name.endswith("+reward"):
+        from effscale.search.oracles.prescreen import PredictedReward
+
+        screen = PredictedReward(hp, cost_fn, objective.reward)
+        oracle = make_oracle(name.split("+")[0], max_trials=trials, hyperparameters=hp, seed=seed,
+                             prescreen=(screen, settings["prescreen_n"]))
+    elif name == "predictor+cost":
+        oracle = make_oracle("predictor", max_trials=trials, hyperparameters=hp, seed=seed, cost_fn=cost_fn,
+                             reward=objective.reward)
+    elif name == "bayesian" and settings["bayesian_acquisition"] == "sampled":
+        oracle = make_oracle("bayesian-sampled", max_trials=trials, hyperparameters=hp, seed=seed,
+                             candidates=settings["candidates"], gp_restarts=settings["gp_restarts"])
     else:
         oracle = make_oracle(name, max_trials=trials, hyperparameters=hp, seed=seed)
-        if name == "bayesian" and settings["bayesian_acquisition"] == "sampled":
-            sampled_bayesian(oracle, settings["candidates"], settings["gp_restarts"])
     return in_memory(oracle), scored
 
 
@@ -328,7 +257,8 @@ def run_study(table, seeds: int = 20, trials: int = 100, oracles=ORACLES, worker
     settings = {"proxy": proxy, "prescreen_n": prescreen_n, "bayesian_acquisition": bayesian_acquisition,
                 "candidates": candidates, "gp_restarts": gp_restarts}
     # Longest first so that two workers finish together.
-    weight = {"bayesian": 0, "evolution+prescreen": 1}
+    weight = {"bayesian": 0, "predictor+cost": 1, "evolution+reward": 1, "random+reward": 1,
+              "evolution+prescreen": 1}
     jobs = [(name, seed, trials, settings) for name in sorted(oracles, key=lambda n: weight.get(n, 2))
             for seed in range(seeds)]
     if workers > 1:

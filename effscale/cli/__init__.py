@@ -79,7 +79,7 @@ def cmd_build(args) -> int:
 
 # Modules that add their own sub-commands: each exposes register(commands).
 _SUBCOMMAND_MODULES: tuple[str, ...] = ("effscale.cli.family", "effscale.cli.search", "effscale.cli.train",
-                                         "effscale.cli.finetune", "effscale.cli.export")
+                                         "effscale.cli.finetune", "effscale.cli.export", "effscale.cli.proxy")
 
 
 def _positive_number(text: str) -> float:

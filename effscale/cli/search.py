@@ -95,15 +95,26 @@ def cmd_search(args) -> int:
             if args.oracle != "differentiable":
                 raise UserError(f"--{key.replace('_', '-')} applies to --oracle differentiable only")
             oracle_options[key] = getattr(args, key)
+    proxy_file = None
+    if args.proxy:
+        from effscale.search.proxy import read_proxy_file
+
+        given = [f"--{k.replace('_', '-')}" for k in ("epochs", "resolution", "width", "train_fraction")
+                 if getattr(args, k) is not None]
+        if given:
+            raise UserError(f"--proxy sets the proxy training; leave out {', '.join(given)}")
+        read_proxy_file(args.proxy)  # a bad file is one line, before TensorFlow imports
+        proxy_file = args.proxy
     result = run_search(
         args.baseline, oracle=args.oracle, cost=args.cost, target=args.target, constraint=args.constraint,
-        trials=_positive_int(args.trials), epochs=_positive_int(args.epochs), dataset=args.dataset,
+        trials=_positive_int(args.trials), epochs=_positive_int(args.epochs or "1"), dataset=args.dataset,
         project_dir=args.project_dir, seed=_positive_int(args.seed), resolution=args.resolution,
-        width=_number(args.width), depth=_number(args.depth), alpha=args.alpha, beta=args.beta,
+        width=_number(args.width or "1.0"), depth=_number(args.depth), alpha=args.alpha, beta=args.beta,
         max_macs=args.max_macs, max_params=args.max_params, max_latency=args.max_latency,
         open_choices=open_choices, options=options, stages=stages, oracle_options=oracle_options,
         worker_timeout=args.worker_timeout, overwrite=args.overwrite, verbose=0 if args.quiet else 1,
-        prescreen=args.prescreen, repair=args.repair)
+        prescreen=args.prescreen, repair=args.repair, proxy=proxy_file, seeds=args.seeds, top_k=args.top_k,
+        reevaluate_seeds=args.reevaluate_seeds, train_fraction=args.train_fraction)
     if result.best_genotype is None:
         print("effscale: no trial completed; see trials.csv for the reasons")
         return 1
@@ -187,11 +198,19 @@ def register(commands) -> None:
     search.add_argument("--max-params", type=float, help="hard limit: reject candidates before training")
     search.add_argument("--max-latency", type=float, help="hard limit in s/image: reject before training")
     search.add_argument("--trials", default="10")
-    search.add_argument("--epochs", default="1", help="proxy-training epochs per candidate")
+    search.add_argument("--epochs", help="proxy-training epochs per candidate (default 1)")
     search.add_argument("--dataset", default="digits", help=SOURCES_HELP)
     add_skip_corrupt_images(search)
     search.add_argument("--resolution", type=int, help="proxy resolution (default: the baseline's, at most 64)")
-    search.add_argument("--width", default="1.0", help="proxy width multiplier")
+    search.add_argument("--width", help="proxy width multiplier (default 1.0)")
+    search.add_argument("--train-fraction", type=float,
+                        help="train candidates on this class-balanced fraction of the training split")
+    search.add_argument("--proxy", metavar="FILE",
+                        help="a proxy file from `effscale proxy`: its epochs, schedule, resolution, width, fraction")
+    search.add_argument("--seeds", type=int, default=1, help="training seeds per trial; the objective is their mean")
+    search.add_argument("--reevaluate-seeds", type=int, default=0,
+                        help="train the --top-k candidates again to this many seeds and pick by the mean (0: off)")
+    search.add_argument("--top-k", type=int, default=3, help="candidates of the re-evaluation stage")
     search.add_argument("--depth", default="1.0", help="proxy depth multiplier")
     search.add_argument("--open", help="comma list of open choices: block,kernel,expand,se,skip,repeats,filters")
     search.add_argument("--choice", action="append", help="values of a choice, e.g. kernel=3,5,7 (repeatable)")
@@ -200,7 +219,8 @@ def register(commands) -> None:
     search.add_argument("--tournament", type=int, help="evolution: tournament size S")
     search.add_argument("--prescreen", metavar="PROXY:N",
                         help="random / evolution: score N candidates per trial with a zero-cost proxy "
-                             "(synflow, grad_norm, naswot, params, macs) and train only the best")
+                             "(synflow, grad_norm, naswot, params, macs) or by predicted reward (reward: "
+                             "predicted accuracy with the exact cost) and train only the best")
     search.add_argument("--supernet-epochs", type=int, help="differentiable: supernet training epochs (default 3)")
     search.add_argument("--cost-weight", type=float, help="differentiable: weight of the expected-cost term (1.0)")
     search.add_argument("--arch-learning-rate", type=float, help="differentiable: Adam rate of the logits (0.01)")

@@ -37,7 +37,7 @@ killed worker does not stop the search.
 >>> run_search("tiny", oracle="annealing", project_dir="unused")
 Traceback (most recent call last):
 ...
-effscale.errors.UserError: unknown oracle 'annealing': expected one of evolution, reinforce, random, bayesian, hyperband, differentiable
+effscale.errors.UserError: unknown oracle 'annealing': expected one of evolution, reinforce, random, bayesian, bayesian-sampled, predictor, hyperband, differentiable
 """
 
 from effscale.search.config import SearchConfig, parse_target

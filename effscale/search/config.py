@@ -53,90 +53,20 @@ class SearchConfig:
     oracle_options: dict = field(default_factory=dict)
     latency: dict = field(default_factory=dict)
     prescreen: str | None = None
-
-
-    @classmethod
-    def create(cls, baseline="tiny", oracle: str = "evolution", cost: str = "macs", target=None,
-               constraint: str = "soft", trials: int = 10, epochs: int = 1, dataset: str = "digits", seed: int = 0,
-               resolution: int | None = None, width: float = 1.0, depth: float = 1.0, alpha: float | None = None,
-               beta: float | None = None, max_macs: float | None = None, max_params: float | None = None,
-               max_latency: float | None = None, open_choices=None, options: dict | None = None, stages=None,
-               proxy=None, oracle_options: dict | None = None, latency: dict | None = None,
-               prescreen: str | None = None) -> "SearchConfig":
-        """A validated search of the MnasNet space around ``baseline`` (bad input raises UserError).
-
-        ``cost`` is ``macs``, ``params`` or ``latency`` (seconds per image, LiteRT on this CPU),
-        all counted for the genotype at its design resolution; ``target`` T in those units
-        (default: the baseline's own cost). ``constraint`` ``soft`` (w = -0.07) or ``hard``
-        (alpha 0, beta -1); ``alpha`` / ``beta`` override. ``max_macs`` / ``max_params`` /
-        ``max_latency`` are hard limits checked before training. Candidates train ``epochs``
-        epochs on ``dataset`` at ``width`` / ``depth`` x and ``resolution`` px (default: the
-        baseline's, at most 64), with ``proxy`` (:class:`~effscale.search.proxy.ProxySettings` or
-        its dict) if given. ``open_choices`` / ``options`` / ``stages`` configure the space
-        (:class:`~effscale.search.space.SearchSpace`). ``oracle_options`` go to the oracle
-        (:func:`~effscale.search.registry.make_oracle`); ``latency`` to the latency measurement.
-        ``prescreen`` ``"PROXY:N"`` (random and evolution oracles): each trial trains the best of N
-        untried candidates by a zero-cost proxy (:mod:`effscale.search.zero_cost`).
-
-        >>> config = SearchConfig.create("tiny", oracle="random", trials=4, resolution=16)
-        >>> config.oracle, config.trials, config.resolution, config.reward["cost"]
-        ('random', 4, 16, 'macs')
-        """
-        from effscale.data import check_source
-        from effscale.scaling import Variant
-        from effscale.search.objectives import COST_KINDS, Limits, Reward, analytic_costs
-        from effscale.search.proxy import ProxySettings
-        from effscale.search.registry import check_oracle
-        from effscale.search.space import SearchSpace
-        from effscale.zoo import load_genotype
-
-        genotype = load_genotype(baseline)
-        check_oracle(oracle)
-        if cost not in COST_KINDS:
-            raise UserError(f"unknown cost {cost!r}: expected one of {', '.join(COST_KINDS)}")
-        if not (isinstance(trials, int) and not isinstance(trials, bool) and trials >= 1):
-            raise UserError(f"trials must be a positive integer, got {trials!r}")
-        if not (isinstance(seed, int) and seed >= 0):
-            raise UserError(f"seed must be a non-negative integer, got {seed!r}")
-        if prescreen is not None:
-            from effscale.search.zero_cost import parse_prescreen
-
-            prescreen = "{}:{}".format(*parse_prescreen(prescreen))
-            check_oracle(oracle, prescreen)
-        space = SearchSpace(genotype, open=open_choices, options=options, stages=stages)
-        if oracle == "differentiable":
-            from effscale.search.differentiable import check_supported
-
-            check_supported(space, cost, distributed=False)
-        resolution = int(resolution) if resolution is not None else min(genotype.resolution, 64)
-        if not 8 <= resolution <= 1024:
-            raise UserError(f"resolution must be in 8..1024, got {resolution}")
-        Variant("proxy", float(width), float(depth), resolution)  # validates width / depth
-        settings = ProxySettings.from_dict(proxy) if isinstance(proxy, dict) else proxy
-        settings = settings or ProxySettings(epochs=epochs, seed=seed)
-        if proxy is None and not (isinstance(epochs, int) and epochs >= 1):
-            raise UserError(f"epochs must be a positive integer, got {epochs!r}")
-        if target is None:
-            if cost == "latency":
-                raise UserError("cost 'latency' needs an explicit target (seconds per image)")
-            target = analytic_costs(genotype, 10)[cost]
-        reward = Reward(cost, parse_target(target), constraint, alpha, beta)
-        limits = Limits(max_macs, max_params, max_latency)
-        latency = dict(latency or {"runs": 10, "warmup": 2, "threads": 1})
-        check_source(dataset)
-        return cls(space=space.to_dict(), oracle=oracle, reward=reward.to_dict(), limits=limits.to_dict(),
-                   proxy=settings.to_dict(), dataset=str(dataset), resolution=resolution, width=float(width),
-                   depth=float(depth), trials=trials, seed=seed, oracle_options=dict(oracle_options or {}),
-                   latency=latency, prescreen=prescreen)
+    seeds: int = 1                # training seeds per trial: the objective is their mean
+    reevaluate: dict = field(default_factory=dict)  # {"top_k", "seeds"} of the re-evaluation stage
+    train_fraction: float | None = None  # class-balanced fraction of the training split
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
     def mismatch(self, saved: dict) -> str | None:
         mine = self.to_dict()
+        defaults = SearchConfig(**{k: None for k in ("space", "oracle", "reward", "limits", "proxy", "dataset",
+                                                     "resolution", "width", "depth", "trials", "seed")}).to_dict()
         for key in sorted(set(mine) | set(saved)):
-            if key == "trials":
-                continue
+            if key == "trials" or (key not in saved and _normalize(mine[key]) == _normalize(defaults.get(key))):
+                continue  # trials may grow; a key added since the project was made, at its default
             if _normalize(mine.get(key)) != _normalize(saved.get(key)):
                 return key
         return None

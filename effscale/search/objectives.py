@@ -190,3 +190,25 @@ def analytic_costs(genotype: Genotype, classes: int) -> dict:
 
     c = cost(genotype, design_variant(genotype), classes=classes)
     return {"macs": float(c.multiply_adds), "params": float(c.parameters)}
+
+
+def exact_cost_fn(space, reward: Reward, classes):
+    """``values -> cost`` of a candidate of ``space`` in the reward's units, known before training
+    (analytic multiply-adds or parameters at its design resolution); None for latency, which is
+    measured. ``classes``: a function returning the class count, called on first use.
+
+    >>> from effscale.search.space import SearchSpace
+    >>> space = SearchSpace("tiny", open=("kernel",))
+    >>> exact_cost_fn(space, Reward("macs", 1e6), lambda: 10)(space.default_values()) > 1e6
+    True
+    """
+    if reward.cost == "latency":
+        return None
+    known: dict = {}
+
+    def cost_of(values):
+        if "classes" not in known:
+            known["classes"] = classes()
+        return analytic_costs(space.to_genotype(values), known["classes"])[reward.cost]
+
+    return cost_of

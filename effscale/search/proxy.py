@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from effscale.errors import UserError
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
+SCHEDULES = ("constant", "cosine")
 
 
 class ProxyFailure(RuntimeError):
@@ -41,6 +42,7 @@ class ProxySettings:
     bn_momentum: float = 0.9
     dropout: float = 0.0
     seed: int = 0
+    schedule: str = "cosine"  # keras CosineDecay from learning_rate to 0 over the run; or "constant"
 
     def __post_init__(self):
         if not (isinstance(self.epochs, int) and 1 <= self.epochs <= 1000):
@@ -53,22 +55,59 @@ class ProxySettings:
             raise UserError(f"learning rate must be in (0, 10), got {self.learning_rate!r}")
         if not 0 < self.bn_momentum < 1:
             raise UserError(f"bn_momentum must be in (0, 1), got {self.bn_momentum!r}")
+        if self.schedule not in SCHEDULES:
+            raise UserError(f"unknown schedule {self.schedule!r}: expected one of {', '.join(SCHEDULES)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data) -> "ProxySettings":
+        if not isinstance(data, dict):
+            raise UserError(f"proxy settings must be a JSON object, got {type(data).__name__}")
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise UserError(f"unknown proxy setting(s) {unknown}: expected some of {sorted(cls.__dataclass_fields__)}")
         return cls(**data)
 
-    def make_optimizer(self):
+    def learning_rate_for(self, steps_per_epoch: int | None = None, epochs: int | None = None):
+        """The optimizer's learning rate: a number (constant) or a keras ``CosineDecay`` to 0
+        over ``epochs`` x ``steps_per_epoch`` steps (cosine needs both)."""
+        if self.schedule == "constant":
+            return self.learning_rate
+        if not steps_per_epoch:
+            raise UserError("the cosine schedule needs the number of steps per epoch")
         import keras
 
+        steps = max(1, int(steps_per_epoch) * int(epochs or self.epochs))
+        return keras.optimizers.schedules.CosineDecay(self.learning_rate, decay_steps=steps, alpha=0.0)
+
+    def make_optimizer(self, steps_per_epoch: int | None = None, epochs: int | None = None):
+        import keras
+
+        rate = self.learning_rate_for(steps_per_epoch, epochs)
         if self.optimizer == "sgd":
-            return keras.optimizers.SGD(self.learning_rate, momentum=self.momentum)
+            return keras.optimizers.SGD(rate, momentum=self.momentum)
         if self.optimizer == "adam":
-            return keras.optimizers.Adam(self.learning_rate)
-        return keras.optimizers.RMSprop(self.learning_rate, momentum=self.momentum)
+            return keras.optimizers.Adam(rate)
+        return keras.optimizers.RMSprop(rate, momentum=self.momentum)
+
+
+def steps_per_epoch(data) -> int:
+    """Batches in one pass over ``data.train``."""
+    return max(1, math.ceil(data.train_size / max(1, data.batch_size or 1)))
+
+
+def reshuffled(data, seed: int):
+    """``data`` with its training split in another seeded order (the cached images and the
+    validation split stay as they are): what a second training seed sees."""
+    import dataclasses
+
+    import tensorflow as tf
+
+    train = data.train.unbatch().shuffle(min(data.train_size, 10_000), seed=seed, reshuffle_each_iteration=True)
+    train = train.batch(data.batch_size).apply(tf.data.experimental.assert_cardinality(steps_per_epoch(data)))
+    return dataclasses.replace(data, train=train.prefetch(tf.data.AUTOTUNE))
 
 
 def _is_oom(error: BaseException) -> bool:
@@ -83,24 +122,48 @@ def _is_oom(error: BaseException) -> bool:
 
 
 def proxy_train(genotype, variant, data, settings: ProxySettings = ProxySettings(), epochs: int | None = None,
-                callbacks: list | None = None, verbose: int = 0) -> dict:
+                callbacks: list | None = None, verbose: int = 0, reuse: dict | None = None) -> dict:
     """Build ``genotype`` at ``variant`` for ``data.num_classes`` classes, train it on
     ``data.train`` and return ``{"accuracy", "val_loss", "loss", "epochs", "parameters"}``
-    (accuracy: validation accuracy after the last epoch)."""
+    (accuracy: validation accuracy after the last epoch).
+
+    ``reuse``: a dict kept between calls that differ only in ``settings.seed`` (another seed
+    of the same candidate): the compiled model is kept and gets the new seed's fresh weights
+    and a zeroed optimizer, so the traced training step is reused instead of traced again
+    (several seconds of every training on a CPU)."""
+    import dataclasses
+
     import keras
+    import numpy as np
 
     from effscale.builder import build
 
     epochs = settings.epochs if epochs is None else int(epochs)
     keras.utils.set_random_seed(settings.seed)
+    key = (genotype.encode(), str(variant), dataclasses.replace(settings, seed=0), epochs, steps_per_epoch(data),
+           data.num_classes)
     try:
         model = build(genotype, variant, classes=data.num_classes, bn_momentum=settings.bn_momentum,
                       dropout=settings.dropout)
-        model.compile(settings.make_optimizer(), "sparse_categorical_crossentropy", metrics=["accuracy"],
-                      jit_compile=False)
+        if reuse is not None and reuse.get("key") == key:
+            reuse["model"].set_weights(model.get_weights())
+            model = reuse["model"]
+            for variable in model.optimizer.variables:
+                if "learning_rate" not in variable.path:  # a constant rate is a variable too: keep it
+                    variable.assign(np.zeros(variable.shape, variable.dtype))
+        else:
+            model.compile(settings.make_optimizer(steps_per_epoch(data), epochs), "sparse_categorical_crossentropy",
+                          metrics=["accuracy"], jit_compile=False)
+            if reuse is not None:
+                reuse.clear()
+                reuse.update(key=key, model=model)
+        # Validation only after the last epoch: the accuracy returned is the last one, and on
+        # small proxies evaluating every epoch costs as much as training.
         history = model.fit(data.train, validation_data=data.validation, epochs=epochs, verbose=verbose,
-                            callbacks=[keras.callbacks.TerminateOnNaN(), *(callbacks or [])])
+                            validation_freq=epochs, callbacks=[keras.callbacks.TerminateOnNaN(), *(callbacks or [])])
     except Exception as error:  # noqa: BLE001 - only out-of-memory becomes a trial failure
+        if reuse is not None:
+            reuse.clear()
         if _is_oom(error):
             raise ProxyFailure(f"out of memory: {str(error).splitlines()[0][:200]}") from error
         raise
@@ -111,3 +174,60 @@ def proxy_train(genotype, variant, data, settings: ProxySettings = ProxySettings
         raise ProxyFailure(f"NaN loss after {len(losses)} epoch(s)")
     return {"accuracy": float(logs["val_accuracy"][-1]), "val_loss": float(logs["val_loss"][-1]),
             "loss": float(losses[-1]), "epochs": len(losses), "parameters": int(model.count_params())}
+
+
+# -- proxy files: what `effscale proxy` recommends, `effscale search --proxy FILE` reads ----------------
+PROXY_FILE_KIND = "effscale-proxy"
+
+
+@dataclass(frozen=True)
+class ProxyTaskFile:
+    """A proxy task: the training settings and the data/model reductions they run at."""
+
+    settings: ProxySettings
+    resolution: int = 0          # 0: the baseline's own, at most 64
+    width: float = 1.0
+    train_fraction: float = 1.0
+    evidence: dict | None = None  # what the check measured, for the record
+
+
+def write_proxy_file(path: str, settings: ProxySettings, resolution: int = 0, width: float = 1.0,
+                     train_fraction: float = 1.0, dataset: str = "", evidence: dict | None = None) -> None:
+    """Write a proxy file (JSON, atomically).
+
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "proxy.json")
+    >>> write_proxy_file(path, ProxySettings(epochs=2, schedule="cosine"), resolution=16, train_fraction=0.5)
+    >>> task = read_proxy_file(path)
+    >>> task.settings.epochs, task.settings.schedule, task.resolution, task.train_fraction
+    (2, 'cosine', 16, 0.5)
+    """
+    from effscale.io import write_json
+
+    write_json(path, {"kind": PROXY_FILE_KIND, "settings": settings.to_dict(), "resolution": int(resolution),
+                      "width": float(width), "train_fraction": float(train_fraction), "dataset": dataset,
+                      "evidence": evidence or {}})
+
+
+def read_proxy_file(path) -> ProxyTaskFile:
+    """Read and validate a proxy file; any problem is one :class:`UserError` naming the file."""
+    from effscale.io import read_json
+
+    try:
+        data = read_json(path)
+    except OSError as error:
+        raise UserError(f"proxy file {path!r}: {error.strerror or error}") from None
+    except ValueError:
+        raise UserError(f"proxy file {path!r} is not JSON") from None
+    if not isinstance(data, dict) or data.get("kind") != PROXY_FILE_KIND:
+        raise UserError(f"proxy file {path!r} is not an effscale proxy file (written by `effscale proxy`)")
+    try:
+        settings = ProxySettings.from_dict({k: v for k, v in data["settings"].items() if k != "seed"})
+        resolution, width, fraction = int(data["resolution"]), float(data["width"]), float(data["train_fraction"])
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise UserError(f"proxy file {path!r}: missing or bad field ({error})") from None
+    except UserError as error:
+        raise UserError(f"proxy file {path!r}: {error}") from None
+    if not (resolution == 0 or 8 <= resolution <= 1024) or not 0 < width <= 8 or not 0 < fraction <= 1:
+        raise UserError(f"proxy file {path!r}: resolution, width or train_fraction out of range")
+    return ProxyTaskFile(settings, resolution, width, fraction, data.get("evidence"))

@@ -24,6 +24,7 @@ from effscale.search.zero_cost import make_prescreen
 TUNER_FOLDER = "tuner"
 CSV_FIELDS = ("trial_id", "status", "genotype", "accuracy", "cost", "reward", "macs", "params", "latency",
               "epochs", "reason")
+SEED_FIELDS = ("accuracy_seeds", "accuracy_std")  # columns of searches with several seeds per trial
 
 
 def _last(trial, name):
@@ -57,8 +58,17 @@ def trial_records(trials, space: SearchSpace) -> list[dict]:
             "trial_id": trial.trial_id, "status": trial.status, "genotype": genotype,
             "accuracy": _last(trial, "accuracy"), "cost": _last(trial, "cost"), "reward": _last(trial, OBJECTIVE),
             "macs": _last(trial, "macs"), "params": _last(trial, "params"), "latency": _last(trial, "latency"),
-            "epochs": _last(trial, "epochs"), "reason": _reason(trial)})
+            "epochs": _last(trial, "epochs"), "reason": _reason(trial), "accuracy_seeds": _seeds(trial),
+            "accuracy_std": _last(trial, "accuracy_std")})
     return records
+
+
+def _seeds(trial) -> list[float] | None:
+    """Each seed's accuracy of a trial trained with several seeds (None with one seed)."""
+    values = []
+    while trial.metrics.exists(f"accuracy_seed{len(values)}"):
+        values.append(_last(trial, f"accuracy_seed{len(values)}"))
+    return values or None
 
 
 def _csv(rows: list[dict], fields=CSV_FIELDS) -> str:
@@ -66,8 +76,16 @@ def _csv(rows: list[dict], fields=CSV_FIELDS) -> str:
     writer = csv.DictWriter(buffer, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in fields})
+        writer.writerow({k: _cell(row.get(k)) for k in fields})
     return buffer.getvalue()
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return ";".join(repr(float(v)) for v in value)
+    return value
 
 
 def best_record(records: list[dict]) -> dict | None:
@@ -80,8 +98,9 @@ def write_outputs(project_dir: str, records: list[dict], config: SearchConfig | 
     done = [r for r in records if r["status"] == "COMPLETED"]
     front = pareto_front(done)
     best = best_record(records)
-    write_text(os.path.join(project_dir, "trials.csv"), _csv(records))
-    write_text(os.path.join(project_dir, "pareto.csv"), _csv(front))
+    fields = CSV_FIELDS + (SEED_FIELDS if any(r.get("accuracy_seeds") for r in records) else ())
+    write_text(os.path.join(project_dir, "trials.csv"), _csv(records, fields))
+    write_text(os.path.join(project_dir, "pareto.csv"), _csv(front, fields))
     if best:
         write_json(os.path.join(project_dir, "best_genotype.json"), Genotype.parse(best["genotype"]).to_dict())
     summary_path = os.path.join(project_dir, "search.json")
@@ -107,10 +126,12 @@ class SearchResult:
     pareto: list[dict]
     project_dir: str
     config: dict = field(default_factory=dict)
+    reevaluation: dict | None = None  # the re-evaluation stage's candidates, winner and verdict
 
     def to_dict(self) -> dict:
         return {"best_genotype": self.best_genotype.encode() if self.best_genotype else None, "best": self.best,
-                "trials": self.trials, "pareto": self.pareto, "project_dir": self.project_dir}
+                "trials": self.trials, "pareto": self.pareto, "project_dir": self.project_dir,
+                "reevaluation": self.reevaluation}
 
 
 def load_trials(project_dir: str):
@@ -167,9 +188,15 @@ def load_oracle(project_dir: str):
                          shuffle_seed=settings.seed)
 
     variant = f"w={config['width']:g},d={config['depth']:g},r={config['resolution']}"
-    screen = make_prescreen(config.get("prescreen"), space, variant, load, settings.seed)
+    from effscale.search.objectives import Reward, exact_cost_fn
+
+    reward = Reward.from_dict(config["reward"])
+    cost_of = exact_cost_fn(space, reward, lambda: load().num_classes)
+    screen = make_prescreen(config.get("prescreen"), space, variant, load, settings.seed, reward, cost_of)
+    cost_aware = {"cost_fn": cost_of, "reward": reward} if config["oracle"] == "predictor" and cost_of else {}
     oracle = make_oracle(config["oracle"], config["trials"], space.hyperparameters(), seed=config["seed"],
-                         epochs=config["proxy"]["epochs"], prescreen=screen, **config.get("oracle_options", {}))
+                         epochs=config["proxy"]["epochs"], prescreen=screen, **config.get("oracle_options", {}),
+                         **cost_aware)
     oracle.verbose = 0
     oracle._set_project_dir(os.fspath(project_dir), TUNER_FOLDER)
     if os.path.exists(os.path.join(os.fspath(project_dir), TUNER_FOLDER, "oracle.json")):

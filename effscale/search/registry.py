@@ -9,7 +9,7 @@ line's choices and help, and :func:`make_oracle` all read it, so a new oracle is
 >>> check_oracle("annealing")
 Traceback (most recent call last):
 ...
-effscale.errors.UserError: unknown oracle 'annealing': expected one of evolution, reinforce, random, bayesian, hyperband, differentiable
+effscale.errors.UserError: unknown oracle 'annealing': expected one of evolution, reinforce, random, bayesian, bayesian-sampled, predictor, hyperband, differentiable
 """
 
 from __future__ import annotations
@@ -94,7 +94,9 @@ def make_oracle(name: str, max_trials: int, hyperparameters, seed: int = 0, epoc
 
     ``options`` go to the oracle: ``population_size`` / ``sample_size`` (evolution),
     ``learning_rate`` / ``entropy_weight`` / ``baseline_decay`` (reinforce),
-    ``num_initial_points`` (bayesian), ``factor`` (hyperband), ``supernet_epochs`` /
+    ``num_initial_points`` (bayesian, bayesian-sampled), ``candidates`` / ``gp_restarts`` / ``beta``
+    (bayesian-sampled), ``initial_points`` / ``parents`` / ``random_candidates`` / ``exploration`` /
+    ``members`` / ``cost_fn`` / ``reward`` (predictor), ``factor`` (hyperband), ``supernet_epochs`` /
     ``arch_learning_rate`` / ``cost_weight`` / ``warmup_epochs`` / ``temperature`` (differentiable).
     ``prescreen=(score_fn, n)`` (random and evolution only): each proposal scores n untried
     candidates with ``score_fn(list of values dicts) -> list of floats`` and proposes the
@@ -128,7 +130,7 @@ def _evolution(max_trials, common, epochs, prescreen, options):
 def _reinforce(max_trials, common, epochs, prescreen, options):
     from effscale.search.oracles import ReinforceOracle
 
-    keys = ("learning_rate", "entropy_weight", "baseline_decay", "failed_reward")
+    keys = ("learning_rate", "entropy_weight", "baseline_decay", "failed_reward", "normalize")
     return ReinforceOracle(max_trials=max_trials, **{k: options[k] for k in keys if k in options}, **common)
 
 
@@ -145,6 +147,22 @@ def _bayesian(max_trials, common, epochs, prescreen, options):
 
     initial = options.get("num_initial_points", min(10, max(2, max_trials // 4)))
     return atomic_builtin_oracle("bayesian")(max_trials=max_trials, num_initial_points=initial, **common)
+
+
+def _bayesian_sampled(max_trials, common, epochs, prescreen, options):
+    from effscale.search.oracles import SampledBayesianOracle
+
+    initial = options.get("num_initial_points", min(10, max(2, max_trials // 4)))
+    keys = ("candidates", "gp_restarts", "beta")
+    return SampledBayesianOracle(max_trials=max_trials, num_initial_points=initial,
+                                 **{k: options[k] for k in keys if k in options}, **common)
+
+
+def _predictor(max_trials, common, epochs, prescreen, options):
+    from effscale.search.oracles import PredictorOracle
+
+    keys = ("initial_points", "parents", "random_candidates", "exploration", "members", "cost_fn", "reward")
+    return PredictorOracle(max_trials=max_trials, **{k: options[k] for k in keys if k in options}, **common)
 
 
 def _hyperband(max_trials, common, epochs, prescreen, options):
@@ -166,5 +184,8 @@ register_oracle("evolution", _evolution, "regularized evolution (Real et al., 20
 register_oracle("reinforce", _reinforce, "REINFORCE policy gradient over the choices (MnasNet)")
 register_oracle("random", _random, "uniform random search", prescreen=True)
 register_oracle("bayesian", _bayesian, "Keras Tuner's Gaussian-process Bayesian optimization")
+register_oracle("bayesian-sampled", _bayesian_sampled,
+                "the same GP-UCB scored over sampled points, never a tried point (fast at 1,000 trials)")
+register_oracle("predictor", _predictor, "predictor-guided local search (BANANAS-style), cost-aware")
 register_oracle("hyperband", _hyperband, "Keras Tuner's Hyperband over proxy epochs")
 register_oracle("differentiable", _differentiable, "one-shot supernet search (DARTS-style)")

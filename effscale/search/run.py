@@ -9,14 +9,15 @@ import time
 
 from effscale.errors import UserError
 from effscale.genotype import Genotype
+from effscale.zoo import load_genotype
 from effscale.io import read_json, write_json
-from effscale.search.config import SearchConfig
+from effscale.search.config import SearchConfig, parse_target
 from effscale.search.distributed import role as process_role, serve_chief
-from effscale.search.objectives import Limits, Reward, pareto_front
+from effscale.search.objectives import COST_KINDS, Limits, Reward, analytic_costs, exact_cost_fn, pareto_front
 from effscale.search.proxy import ProxySettings
 from effscale.search.records import (TUNER_FOLDER, SearchResult, best_record, load_trials, trial_records,
                                      write_outputs, write_prescreen)
-from effscale.search.registry import make_oracle
+from effscale.search.registry import check_oracle, make_oracle
 from effscale.search.space import SearchSpace
 from effscale.search.trial import TrialRunner
 from effscale.search.tuner import make_tuner_class
@@ -43,36 +44,105 @@ def check_project_dir(project_dir) -> str:
 
 
 # -- the entry point ---------------------------------------------------------------------------------
-def run_search(config: "SearchConfig | str | None" = None, project_dir: str = "effscale-search", *,
-               verbose: int = 1, stream=None, overwrite: bool = False, worker_timeout: float = 300.0,
-               repair: bool = False, **options) -> SearchResult:
-    """Run (or resume) the search ``config`` in ``project_dir`` and return a :class:`SearchResult`.
+def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", target=None,
+               constraint: str = "soft", trials: int = 10, epochs: int = 1, dataset: str = "digits",
+               project_dir: str = "effscale-search", seed: int = 0, resolution: int | None = None,
+               width: float = 1.0, depth: float = 1.0, verbose: int = 1, alpha: float | None = None,
+               beta: float | None = None, max_macs: float | None = None, max_params: float | None = None,
+               max_latency: float | None = None, open_choices=None, options: dict | None = None,
+               stages=None, proxy: ProxySettings | None = None, oracle_options: dict | None = None,
+               latency: dict | None = None, worker_timeout: float = 300.0, overwrite: bool = False,
+               stream=None, prescreen: str | None = None, repair: bool = False, seeds: int = 1, top_k: int = 3,
+               reevaluate_seeds: int = 0, train_fraction: float | None = None) -> SearchResult:
+    """Search the MnasNet space around ``baseline`` and return a :class:`SearchResult`.
 
-    ``config`` is a :class:`SearchConfig`; or, as a shorthand, a baseline genotype with the
-    keyword arguments of :meth:`SearchConfig.create` in ``options`` (``run_search("tiny",
-    oracle="random", trials=4, project_dir="p")``). The rest are runtime options: ``verbose``,
-    ``stream`` (progress lines, default stdout), ``overwrite`` (start over instead of resuming)
-    ``worker_timeout`` (distributed: a silent worker's trial is ended FAILED after it) and
-    ``repair`` (rebuild a damaged or missing ``search.json`` from the config and the trials on
-    disk; none is lost).
+    ``cost`` is ``macs``, ``params`` or ``latency`` (seconds per image, LiteRT on this CPU), all
+    counted for the genotype at its design resolution; ``target`` T in those units (default: the
+    baseline's own cost). ``constraint`` ``soft`` (w = -0.07) or ``hard`` (alpha 0, beta -1);
+    ``alpha`` / ``beta`` override. ``max_macs`` / ``max_params`` / ``max_latency`` are hard limits
+    checked before training. Candidates train ``epochs`` epochs on ``dataset`` at
+    ``width`` / ``depth`` x and ``resolution`` px (default: the baseline's, at most 64).
+    ``open_choices`` / ``options`` / ``stages`` configure the space (:class:`SearchSpace`).
+    ``prescreen`` ``"PROXY:N"`` (random and evolution oracles): each trial trains the best of N
+    untried candidates by a zero-cost proxy (:mod:`effscale.search.zero_cost`) on the first validation
+    batch at the proxy variant; DIR/prescreen.json records every prescreen, and each trial gets
+    its candidate's ``proxy_score`` metric. ``repair`` rebuilds a damaged or missing
+    ``search.json`` from this call's configuration and the trials on disk (none is lost).
+    ``proxy`` is :class:`ProxySettings` or the path of a proxy file written by ``effscale proxy``
+    (its epochs, schedule, resolution, width and training fraction then replace ``epochs``,
+    ``resolution``, ``width`` and ``train_fraction``). ``train_fraction`` trains candidates on a
+    class-balanced fraction of the training split.
+    ``seeds`` trains every candidate that many times (seeds ``seed``, ``seed + 1``, ...); the
+    objective is the mean accuracy's reward and each seed's accuracy is recorded. With
+    ``reevaluate_seeds`` >= 2 the ``top_k`` candidates are trained again to that many seeds at
+    the end (their trial seeds reused) and the winner is chosen by the mean over seeds; when the
+    best are within noise of each other (:mod:`effscale.search.reevaluate`), the cheapest wins.
+    DIR/reevaluation.json records it and ``best_genotype.json`` is the winner.
     All input is validated before the project dir is touched; bad input raises UserError.
     """
     stream = stream or sys.stdout
     role = process_role()
+    genotype = load_genotype(baseline)
+    check_oracle(oracle)
+    if cost not in COST_KINDS:
+        raise UserError(f"unknown cost {cost!r}: expected one of {', '.join(COST_KINDS)}")
+    if not (isinstance(trials, int) and not isinstance(trials, bool) and trials >= 1):
+        raise UserError(f"trials must be a positive integer, got {trials!r}")
+    if not (isinstance(seed, int) and seed >= 0):
+        raise UserError(f"seed must be a non-negative integer, got {seed!r}")
     if not (isinstance(worker_timeout, (int, float)) and worker_timeout > 0):
         raise UserError(f"worker_timeout must be positive, got {worker_timeout!r}")
-    if not isinstance(config, SearchConfig):
-        config = SearchConfig.create(options.pop("baseline", "tiny") if config is None else config, **options)
-    elif options:
-        raise UserError(f"run_search: give a SearchConfig or options, not both ({', '.join(sorted(options))})")
-    space = SearchSpace.from_dict(config.space)
-    reward, limits = Reward.from_dict(config.reward), Limits.from_dict(config.limits)
-    settings = ProxySettings.from_dict(config.proxy)
-    oracle, cost, trials, seed, prescreen = config.oracle, reward.cost, config.trials, config.seed, config.prescreen
+    if prescreen is not None:
+        from effscale.search.zero_cost import parse_prescreen
+
+        prescreen = "{}:{}".format(*parse_prescreen(prescreen))
+        check_oracle(oracle, prescreen)
+        if prescreen.startswith("reward:") and cost == "latency":
+            raise UserError("prescreen reward needs a cost known before training: --cost macs or params")
+    for name, value, low in (("seeds", seeds, 1), ("top_k", top_k, 1)):
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
+            raise UserError(f"{name} must be a positive integer, got {value!r}")
+    if not (isinstance(reevaluate_seeds, int) and (reevaluate_seeds == 0 or reevaluate_seeds >= 2)):
+        raise UserError(f"reevaluate_seeds must be 0 (no re-evaluation) or at least 2, got {reevaluate_seeds!r}")
+    if isinstance(proxy, (str, os.PathLike)):
+        import dataclasses
+
+        from effscale.search.proxy import read_proxy_file
+
+        task = read_proxy_file(proxy)
+        proxy = dataclasses.replace(task.settings, seed=seed)
+        resolution, width, train_fraction = task.resolution or resolution, task.width, task.train_fraction
+    if train_fraction is not None and not (isinstance(train_fraction, (int, float)) and 0 < train_fraction <= 1):
+        raise UserError(f"train_fraction must be in (0, 1], got {train_fraction!r}")
+    if train_fraction == 1:
+        train_fraction = None
+    space = SearchSpace(genotype, open=open_choices, options=options, stages=stages)
     if oracle == "differentiable":
         from effscale.search.differentiable import check_supported
 
         check_supported(space, cost, distributed=role is not None)
+    resolution = int(resolution) if resolution is not None else min(genotype.resolution, 64)
+    if not 8 <= resolution <= 1024:
+        raise UserError(f"resolution must be in 8..1024, got {resolution}")
+    from effscale.scaling import Variant
+
+    Variant("proxy", float(width), float(depth), resolution)  # validates width / depth
+    settings = proxy or ProxySettings(epochs=epochs, seed=seed)
+    if proxy is None and not (isinstance(epochs, int) and epochs >= 1):
+        raise UserError(f"epochs must be a positive integer, got {epochs!r}")
+    if target is None:
+        if cost == "latency":
+            raise UserError("cost 'latency' needs an explicit target (seconds per image)")
+        target = analytic_costs(genotype, 10)[cost]
+    reward = Reward(cost, parse_target(target), constraint, alpha, beta)
+    limits = Limits(max_macs, max_params, max_latency)
+    latency = dict(latency or {"runs": 10, "warmup": 2, "threads": 1})
+    config = SearchConfig(space=space.to_dict(), oracle=oracle, reward=reward.to_dict(), limits=limits.to_dict(),
+                          proxy=settings.to_dict(), dataset=str(dataset), resolution=resolution,
+                          width=float(width), depth=float(depth), trials=trials, seed=seed,
+                          oracle_options=dict(oracle_options or {}), latency=latency, prescreen=prescreen,
+                          seeds=seeds, reevaluate={"top_k": top_k, "seeds": reevaluate_seeds} if reevaluate_seeds else {},
+                          train_fraction=None if train_fraction is None else float(train_fraction))
     path = check_project_dir(project_dir)
     config_path = os.path.join(path, "search.json")
     damaged = _damaged_project(path, config_path) if not overwrite and role != "worker" else None
@@ -81,6 +151,14 @@ def run_search(config: "SearchConfig | str | None" = None, project_dir: str = "e
                         "which are kept")
     if os.path.exists(config_path) and not overwrite and role != "worker" and not damaged:
         saved = read_json(config_path).get("config", {})
+        if proxy is None and "schedule" not in (saved.get("proxy") or {"schedule": None}):
+            # A project started before the schedule was a setting trained at a constant rate: it
+            # resumes with the recipe it started with, whatever today's default.
+            import dataclasses
+
+            settings = dataclasses.replace(settings, schedule="constant")
+            config = dataclasses.replace(config, proxy={k: v for k, v in settings.to_dict().items()
+                                                        if k != "schedule"})
         key = config.mismatch(saved)
         if key:
             raise UserError(f"project dir {project_dir!r} holds a different search ({key} differs); "
@@ -88,10 +166,13 @@ def run_search(config: "SearchConfig | str | None" = None, project_dir: str = "e
     elif not os.path.exists(config_path) and os.path.isdir(path) and os.listdir(path) and role != "worker" \
             and not damaged:
         raise UserError(f"project dir {project_dir!r} is not empty and is not an effscale search project")
-    if os.path.isdir(str(config.dataset)):  # every image decodes (or is skipped on request) before any trial
+    from effscale.data import check_source
+
+    check_source(dataset)
+    if os.path.isdir(str(dataset)):  # every image decodes (or is skipped on request) before any trial
         from effscale.preflight import check_dataset
 
-        check_dataset(str(config.dataset))
+        check_dataset(str(dataset))
 
     # -- from here on the project dir is written --------------------------------------------------
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -108,11 +189,14 @@ def run_search(config: "SearchConfig | str | None" = None, project_dir: str = "e
             if verbose:
                 print(f"repaired {config_path} from this command and the {len(kept)} trial(s) on disk",
                       file=stream, flush=True)
-    runner = TrialRunner(space, reward, limits, settings, config.dataset, config.resolution, config.width, config.depth,
-                         os.path.join(path, "latency"), config.latency, heartbeat_s=max(0.5, min(10.0, worker_timeout / 4)))
-    screen = make_prescreen(prescreen, space, runner.variant, lambda: runner.data, settings.seed)
+    runner = TrialRunner(space, reward, limits, settings, str(dataset), resolution, float(width), float(depth),
+                         os.path.join(path, "latency"), latency, heartbeat_s=max(0.5, min(10.0, worker_timeout / 4)),
+                         seeds=seeds, trainings_dir=os.path.join(path, "trainings"), train_fraction=train_fraction)
+    cost_of = exact_cost_fn(space, reward, lambda: runner.data.num_classes)
+    screen = make_prescreen(prescreen, space, runner.variant, lambda: runner.data, settings.seed, reward, cost_of)
+    cost_aware = {"cost_fn": cost_of, "reward": reward} if oracle == "predictor" and cost_of else {}
     keras_oracle = make_oracle(oracle, trials, space.hyperparameters(), seed=seed, epochs=settings.epochs,
-                               prescreen=screen, **config.oracle_options)
+                               prescreen=screen, **(oracle_options or {}), **cost_aware)
     if screen:
         from effscale.search.oracles.prescreen import proxy_score_of
 
@@ -166,8 +250,14 @@ def run_search(config: "SearchConfig | str | None" = None, project_dir: str = "e
         write_prescreen(path, keras_oracle, prescreen)
     best = best_record(records)
     done = [r for r in records if r["status"] == "COMPLETED"]
+    reevaluation = None
+    if reevaluate_seeds and best and role != "worker":
+        from effscale.search.reevaluate import run_reevaluation
+
+        reevaluation = run_reevaluation(path, records, runner, top_k, reevaluate_seeds, say)
+        best = next(r for r in records if r["trial_id"] == reevaluation["winner"]["trial_id"])
     result = SearchResult(Genotype.parse(best["genotype"]) if best else None, best, records, pareto_front(done),
-                          path, config.to_dict())
+                          path, config.to_dict(), reevaluation)
     if best:
         say(f"best: trial {best['trial_id']} reward {best['reward']:.4f} accuracy {best['accuracy']:.4f} "
             f"{cost} {_fmt_cost(best['cost'], cost)}: {best['genotype']}")
@@ -194,10 +284,11 @@ def _damaged_project(path: str, config_path: str) -> str | None:
 def _clear_project(path: str) -> None:
     import shutil
 
-    for name in ("search.json", "trials.csv", "pareto.csv", "best_genotype.json", "prescreen.json"):
+    for name in ("search.json", "trials.csv", "pareto.csv", "best_genotype.json", "prescreen.json",
+                 "reevaluation.json"):
         if os.path.exists(os.path.join(path, name)):
             os.unlink(os.path.join(path, name))
-    for name in (TUNER_FOLDER, "latency", "supernet"):
+    for name in (TUNER_FOLDER, "latency", "supernet", "trainings"):
         if os.path.isdir(os.path.join(path, name)):
             shutil.rmtree(os.path.join(path, name))
 

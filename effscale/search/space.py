@@ -30,6 +30,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 from effscale.errors import UserError
+from effscale.conventions import CONVENTIONS
 from effscale.genotype import Genotype, Stage
 from effscale.zoo import load_genotype
 from effscale.scaling import round_filters
@@ -170,7 +171,8 @@ class SearchSpace:
         if "filters" in self.open:
             values = {ref.filters}
             for multiplier in self.options["filters"]:
-                values.add(ref.filters if multiplier == 1 else round_filters(ref.filters, multiplier))
+                values.add(ref.filters if multiplier == 1 else round_filters(
+                    ref.filters, multiplier, guard=CONVENTIONS[self.reference.convention].filter_round_up_guard))
             out[prefix + "filters"] = (tuple(sorted(values)), ref.filters, None)
         return out
 
@@ -426,9 +428,36 @@ def mutate_values(hyperparameters, values: Mapping, rng) -> dict:
     if not mutable:
         return child
     hp = mutable[int(rng.integers(len(mutable)))]
-    others = [v for v in discrete_values(hp) if not (v == values.get(hp.name)
-                                                      and isinstance(v, bool) == isinstance(values.get(hp.name), bool))]
+    others = _others(hp, values.get(hp.name))
     child[hp.name] = others[int(rng.integers(len(others)))]
+    return _settle(hyperparameters, child, rng)
+
+
+def neighbours(hyperparameters, values: Mapping, rng) -> list[dict]:
+    """Every one-choice mutation of ``values`` (each active choice set to each of its other
+    values; choices that become active get random values), the neighbourhood a local search
+    explores.
+
+    >>> import numpy as np
+    >>> space = SearchSpace("tiny", open=("kernel",), stages=(1, 2))
+    >>> [sorted(n.values()) for n in neighbours(space.hyperparameters(), space.default_values(), np.random.default_rng(0))]
+    [[3, 5], [3, 5]]
+    """
+    out = []
+    for hp in hyperparameters.space:
+        if not _active(hp, values):
+            continue
+        for value in _others(hp, values.get(hp.name)):
+            out.append(_settle(hyperparameters, dict(values, **{hp.name: value}), rng))
+    return out
+
+
+def _others(hp, value) -> list:
+    return [v for v in discrete_values(hp) if not (v == value and isinstance(v, bool) == isinstance(value, bool))]
+
+
+def _settle(hyperparameters, child: Mapping, rng) -> dict:
+    """``child`` with the choices it made inactive dropped and those it made active drawn."""
     fixed: dict = {}
     for item in hyperparameters.space:
         if not _active(item, fixed):

@@ -28,6 +28,7 @@ A candidate outside the sub-space, or any unrecorded one with ``nearest=False``,
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -106,6 +107,25 @@ def load_table(table) -> dict:
     return table
 
 
+class NearestRows:
+    """The recorded row with the fewest differing codes (one integer per hyperparameter, -1 when
+    inactive); ties go to the smallest key, so the answer does not depend on the row order.
+
+    >>> NearestRows(np.array([[0, 1], [1, 1], [0, 0]]), ["c", "b", "a"]).find(np.array([1, 0]))  # "b" and "a" differ by one
+    (2, 1)
+    """
+
+    def __init__(self, codes: np.ndarray, keys):
+        self._order = np.array(sorted(range(len(keys)), key=lambda i: keys[i]), dtype=np.int64)
+        self._sorted_codes = np.asarray(codes)[self._order]
+
+    def find(self, code: np.ndarray) -> tuple[int, int]:
+        """(row index, number of differing codes)."""
+        differ = (self._sorted_codes != code).sum(axis=1)
+        best = int(np.argmin(differ))
+        return int(self._order[best]), int(differ[best])
+
+
 class TabularObjective:
     """Look architectures up in a table (a path or a loaded dict; see the module docstring).
 
@@ -134,9 +154,7 @@ class TabularObjective:
                 raise UserError(f"table row {i}: key {row['key']} appears twice")
             self._index[row["key"]] = i
             codes[i] = self._codes(values)
-        # Rows sorted by key: argmin over this order breaks distance ties by the smallest key.
-        self._order = np.array(sorted(range(len(self.rows)), key=lambda i: self.rows[i]["key"]), dtype=np.int64)
-        self._sorted_codes = codes[self._order]
+        self._nearest = NearestRows(codes, [row["key"] for row in self.rows])
         self._cache: dict = {}
         self._rewards: dict[Reward, np.ndarray] = {}
 
@@ -191,9 +209,7 @@ class TabularObjective:
             if index is not None:
                 cached = (index, 0, genotype.key)
             else:
-                differ = (self._sorted_codes != self._codes(values)).sum(axis=1)
-                best = int(np.argmin(differ))
-                cached = (int(self._order[best]), int(differ[best]), genotype.key)
+                cached = self._nearest.find(self._codes(values)) + (genotype.key,)
             if hashable is not None:
                 self._cache[hashable] = cached
         if cached[1] and not nearest:
@@ -257,12 +273,133 @@ class TabularObjective:
         return dict(self.rows[index], reward=float(rewards[index]))
 
 
-def run_oracle(oracle, objective: TabularObjective, trials: int, reward: Reward | None = None,
-               tuner_id: str = "tabular", quiet: bool = True) -> list[dict]:
+class HyperparameterTable:
+    """A table over any finite Keras Tuner space (not only effscale's), so any oracle can be
+    replayed on a public NAS benchmark table: each row gives a value for every active
+    hyperparameter and the ``metric`` column is what a trial reports (the oracle's objective,
+    maximized or minimized as that objective says).
+
+    ``table``: a ``.csv`` path (a column per hyperparameter, empty where inactive, plus metric
+    columns), a ``.json`` path holding a list of rows or ``{"rows": [...]}`` (each row flat or
+    with a ``values`` dict), or such a list. Cells are matched to the hyperparameter's own
+    values (``"32"`` -> 32, ``"true"`` -> True). Lookups are by the values of the active
+    hyperparameters; an unrecorded candidate gets the nearest row (fewest differing values)
+    unless ``nearest=False``. :func:`run_oracle` drives any oracle against it.
+
+    >>> import keras_tuner
+    >>> hp = keras_tuner.HyperParameters()
+    >>> _ = hp.Choice("units", [16, 32]), hp.Boolean("dropout")
+    >>> rows = [{"units": "16", "dropout": "false", "val_accuracy": "0.8"},
+    ...         {"units": "32", "dropout": "true", "val_accuracy": "0.9"}]
+    >>> table = HyperparameterTable(hp, rows, metric="val_accuracy")
+    >>> table.evaluate({"units": 32, "dropout": True})["reward"], table.evaluate({"units": 32, "dropout": False})["distance"]
+    (0.9, 1)
+    """
+
+    def __init__(self, hyperparameters, table, metric: str = "score", cost: str | None = None):
+        from effscale.search.space import discrete_values
+
+        self.hyperparameters, self.metric, self.cost = hyperparameters, metric, cost
+        self.space = list(hyperparameters.space)
+        self._choices = {hp.name: discrete_values(hp) for hp in self.space}
+        self.rows = []
+        codes, self._index = [], {}
+        for i, raw in enumerate(_read_rows(table)):
+            values = self._parse(raw.get("values", raw), i)
+            if math.isnan(_float(raw.get(metric))):
+                raise UserError(f"table row {i} has no number in its {metric!r} column")
+            key = self.key(values)
+            if key in self._index:
+                raise UserError(f"table row {i}: {key} appears twice")
+            self._index[key] = len(self.rows)
+            self.rows.append(dict(raw, values=values, key=key))
+            codes.append(self._codes(values))
+        if not self.rows:
+            raise UserError("the table has no rows")
+        self._nearest = NearestRows(np.array(codes), [row["key"] for row in self.rows])
+
+    def _parse(self, cells: Mapping, index: int) -> dict:
+        values: dict = {}
+        for hp in self.space:
+            if not all(condition.is_active(values) for condition in hp.conditions):
+                continue
+            cell = cells.get(hp.name)
+            match = [c for c in self._choices[hp.name] if _cell_is(cell, c)]
+            if not match:
+                raise UserError(f"table row {index}: {hp.name} = {cell!r} is not one of "
+                                f"{list(self._choices[hp.name])}")
+            values[hp.name] = match[0]
+        return values
+
+    def key(self, values: Mapping) -> str:
+        """The canonical key of the active values (how rows are looked up)."""
+        return json.dumps({k: values[k] for k in sorted(values)}, sort_keys=True)
+
+    def _codes(self, values: Mapping) -> np.ndarray:
+        return np.array([next((k for k, c in enumerate(self._choices[hp.name]) if hp.name in values
+                               and _same(c, values[hp.name])), -1) for hp in self.space], dtype=np.int32)
+
+    def lookup(self, values: Mapping, nearest: bool = True) -> dict:
+        """The row of ``values`` plus ``distance`` and ``exact`` (see the class docstring)."""
+        values = self._parse(values, -1)
+        index = self._index.get(self.key(values))
+        distance = 0
+        if index is None:
+            if not nearest:
+                raise NotInTable(f"{self.key(values)} is not recorded in the table ({len(self.rows)} rows)")
+            index, distance = self._nearest.find(self._codes(values))
+        return dict(self.rows[index], distance=distance, exact=distance == 0)
+
+    def rewards(self, reward=None) -> np.ndarray:
+        """The metric of every row."""
+        return np.array([_float(row[self.metric]) for row in self.rows])
+
+    def evaluate(self, values: Mapping, reward=None) -> dict:
+        """What a trial of ``values`` reports: ``reward`` (the metric), ``cost`` (the ``cost``
+        column, if any), ``train_seconds`` (if the table has it), ``distance`` and ``key``."""
+        row = self.lookup(values)
+        return {"reward": _float(row[self.metric]), "cost": _float(row.get(self.cost), None) if self.cost else None,
+                "train_seconds": _float(row.get("train_seconds"), None), "distance": row["distance"],
+                "key": row["key"]}
+
+
+def _cell_is(cell, choice) -> bool:
+    if not isinstance(cell, str):
+        return _same(cell, choice)
+    text = cell.strip()
+    if isinstance(choice, bool):
+        return text.lower() in (("true", "1", "yes") if choice else ("false", "0", "no"))
+    if isinstance(choice, (int, float)):
+        return _float(text) == choice
+    return text == str(choice)
+
+
+def _read_rows(table) -> list:
+    if isinstance(table, (str, os.PathLike)):
+        path = os.fspath(table)
+        try:
+            with open(path, newline="") as handle:
+                if path.lower().endswith(".csv"):
+                    return list(csv.DictReader(handle))
+                table = json.load(handle)
+        except OSError as error:
+            raise UserError(f"cannot read table {path!r}: {error.strerror}") from None
+        except ValueError as error:
+            raise UserError(f"table {path!r} is neither CSV nor JSON: {error}") from None
+    if isinstance(table, Mapping):
+        table = table.get("rows")
+    if not isinstance(table, list) or not all(isinstance(row, Mapping) for row in table):
+        raise UserError("a table is a list of rows (dicts), {\"rows\": [...]}, or a CSV file")
+    return table
+
+
+def run_oracle(oracle, objective: "TabularObjective | HyperparameterTable", trials: int,
+               reward: Reward | None = None, tuner_id: str = "tabular", quiet: bool = True) -> list[dict]:
     """Drive a Keras Tuner ``oracle`` for up to ``trials`` trials, each scored by looking its
     candidate up in ``objective`` instead of training it: ``create_trial`` -> evaluate ->
     ``update_trial`` with the oracle's objective -> ``end_trial`` (COMPLETED). Stops early when
-    the oracle stops (space exhausted). One record per trial: :meth:`TabularObjective.evaluate`'s
+    the oracle stops (space exhausted). ``objective`` is a :class:`TabularObjective` or a
+    :class:`HyperparameterTable` (any Keras Tuner space). One record per trial: its ``evaluate``
     result plus ``trial_id``, ``values`` and the seconds spent in ``create_seconds`` (the
     proposal) and ``end_seconds`` (``update_trial`` + ``end_trial``). ``quiet`` silences the
     oracle's per-trial display (``oracle.verbose = 0``).

@@ -5,6 +5,7 @@ limits -> proxy training -> metrics), and the ``keras_tuner.HyperModel`` over a 
 from __future__ import annotations
 
 import math
+import os
 
 from effscale.genotype import Genotype
 from effscale.search.objectives import OBJECTIVE, Limits, Reward, analytic_costs, design_variant
@@ -22,12 +23,15 @@ class TrialRunner:
 
     def __init__(self, space: SearchSpace, reward: Reward, limits: Limits, settings: ProxySettings,
                  dataset: str, resolution: int, width: float, depth: float, latency_dir: str,
-                 latency: dict, heartbeat_s: float):
+                 latency: dict, heartbeat_s: float, seeds: int = 1, trainings_dir: str | None = None,
+                 train_fraction: float | None = None):
         self.space, self.reward, self.limits, self.settings = space, reward, limits, settings
         self.dataset, self.resolution, self.width, self.depth = dataset, resolution, width, depth
         self.latency_dir, self.latency = latency_dir, latency
         self.heartbeat_s = heartbeat_s
+        self.seeds, self.trainings_dir, self.train_fraction = seeds, trainings_dir, train_fraction
         self._data = None
+        self._reuse: dict = {}  # the last compiled model: another seed of it reuses its traced step
         self.extra_metrics = None  # optional: values -> dict of more metrics for the trial
 
     @property
@@ -40,8 +44,38 @@ class TrialRunner:
             from effscale.data import load_data
 
             self._data = load_data(self.dataset, resolution=self.resolution, batch_size=self.settings.batch_size,
-                                   shuffle_seed=self.settings.seed)  # the splits stay those of every run
+                                   shuffle_seed=self.settings.seed,  # the splits stay those of every run
+                                   train_fraction=self.train_fraction)
         return self._data
+
+    def train(self, genotype: Genotype, seed_index: int = 0, epochs: int | None = None) -> dict:
+        """One proxy training of ``genotype`` with seed ``settings.seed + seed_index`` (seed 0: the
+        data order of ``settings.seed``; others: a reshuffle of the same training split). Stored
+        in ``trainings_dir`` as ``KEY-eEPOCHS-sSEED.json`` when it finishes, and read from there
+        when it already did, so a killed trial or stage loses no finished training."""
+        import dataclasses
+
+        from effscale.io import read_json, write_json
+        from effscale.search.proxy import proxy_train, reshuffled
+
+        epochs = int(epochs or self.settings.epochs)
+        path = None
+        if self.trainings_dir:
+            path = os.path.join(self.trainings_dir, f"{genotype.key}-e{epochs}-s{seed_index}.json")
+            try:
+                stored = read_json(path)
+                if stored.get("genotype") == genotype.encode():
+                    return stored
+            except (OSError, ValueError):
+                pass
+        data = self.data if seed_index == 0 else reshuffled(self.data, self.settings.seed * 1000 + seed_index)
+        settings = dataclasses.replace(self.settings, seed=self.settings.seed + seed_index)
+        out = proxy_train(genotype, self.variant, data, settings, epochs=epochs, reuse=self._reuse)
+        record = {"genotype": genotype.encode(), "seed": settings.seed, **out}
+        if path:
+            os.makedirs(self.trainings_dir, exist_ok=True)
+            write_json(path, record)
+        return record
 
     def costs(self, genotype: Genotype) -> dict:
         costs = analytic_costs(genotype, self.data.num_classes)
@@ -59,15 +93,23 @@ class TrialRunner:
         return costs
 
     def run(self, values: dict) -> dict:
-        from effscale.search.proxy import proxy_train
+        """Train the candidate once per seed; its accuracy (and so the objective) is the mean,
+        each seed's accuracy is the metric ``accuracy_seedN`` and their spread ``accuracy_std``."""
+        import numpy as np
 
         genotype = self.space.to_genotype(values)
         costs = self.costs(genotype)
         epochs = int(values.get("tuner/epochs", self.settings.epochs))
-        out = proxy_train(genotype, self.variant, self.data, self.settings, epochs=epochs)
+        outs = [self.train(genotype, s, epochs) for s in range(self.seeds)]
+        accuracies = [o["accuracy"] for o in outs]
+        accuracy = float(np.mean(accuracies))
         cost = costs[self.reward.cost]
-        metrics = {OBJECTIVE: self.reward(out["accuracy"], cost), "accuracy": out["accuracy"], "cost": cost,
-                   "val_loss": out["val_loss"], "epochs": float(out["epochs"]), **costs}
+        metrics = {OBJECTIVE: self.reward(accuracy, cost), "accuracy": accuracy, "cost": cost,
+                   "val_loss": float(np.mean([o["val_loss"] for o in outs])), "epochs": float(outs[0]["epochs"]),
+                   **costs}
+        if self.seeds > 1:
+            metrics.update({f"accuracy_seed{s}": a for s, a in enumerate(accuracies)},
+                           accuracy_std=float(np.std(accuracies, ddof=1)))
         if self.extra_metrics:
             metrics.update(self.extra_metrics(values))
         return metrics
@@ -92,17 +134,21 @@ class _RewardCallback:
 
 
 def SearchHyperModel(space: SearchSpace, classes: int, variant: str | None = None, reward: Reward | None = None,
-                     limits: Limits | None = None, settings: ProxySettings = ProxySettings()):
+                     limits: Limits | None = None, settings: ProxySettings = ProxySettings(),
+                     steps_per_epoch: int | None = None):
     """A ``keras_tuner.HyperModel`` over ``space``: Keras Tuner's own RandomSearch,
     BayesianOptimization, GridSearch and Hyperband tuners search it unchanged.
 
     ``build(hp)`` declares the space and returns the compiled candidate (built at ``variant``,
     default the reference's design resolution, BN momentum 0.9); ``fit`` rejects a candidate
     over a hard limit before training (``FailedTrialError``) and logs ``reward`` and ``cost``
-    each epoch, so ``objective=keras_tuner.Objective("reward", "max")`` works.
+    each epoch, so ``objective=keras_tuner.Objective("reward", "max")`` works. The cosine
+    schedule (``settings.schedule``) decays over ``settings.epochs`` x ``steps_per_epoch`` steps,
+    so it needs ``steps_per_epoch`` (batches per epoch of the data ``tuner.search`` gets).
 
     >>> import keras_tuner
-    >>> hm = SearchHyperModel(SearchSpace("tiny", open=("kernel",)), classes=10, variant="w=0.25,d=0.5,r=16")
+    >>> hm = SearchHyperModel(SearchSpace("tiny", open=("kernel",)), classes=10, variant="w=0.25,d=0.5,r=16",
+    ...                       steps_per_epoch=20)
     >>> hp = keras_tuner.HyperParameters()
     >>> hm.build(hp).output_shape, sorted(hp.values)[:2]
     ((None, 10), ['stage1/kernel', 'stage2/kernel'])
@@ -112,6 +158,11 @@ def SearchHyperModel(space: SearchSpace, classes: int, variant: str | None = Non
 
     reward = reward or Reward("macs", analytic_costs(space.reference, classes)["macs"])
     limits = limits or Limits()
+    if settings.schedule != "constant" and not steps_per_epoch:
+        from effscale.errors import UserError
+
+        raise UserError(f"the {settings.schedule} schedule needs steps_per_epoch= (batches per epoch), "
+                        "or use ProxySettings(schedule='constant')")
 
     class _SearchHyperModel(keras_tuner.HyperModel):
         def __init__(self):
@@ -131,7 +182,7 @@ def SearchHyperModel(space: SearchSpace, classes: int, variant: str | None = Non
             genotype = self.space.declare(hp)
             model = build(genotype, self.variant or design_variant(genotype), classes=self.classes,
                           bn_momentum=self.settings.bn_momentum, dropout=self.settings.dropout)
-            model.compile(self.settings.make_optimizer(), "sparse_categorical_crossentropy",
+            model.compile(self.settings.make_optimizer(steps_per_epoch), "sparse_categorical_crossentropy",
                           metrics=["accuracy"], jit_compile=False)
             return model
 

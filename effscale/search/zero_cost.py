@@ -43,14 +43,15 @@ _NEEDS_BATCH = ("grad_norm", "naswot")
 
 
 def parse_prescreen(text) -> tuple[str, int]:
-    """``"PROXY:N"`` -> ``(proxy, n)``: score N candidates with PROXY, train the best.
+    """``"PROXY:N"`` -> ``(proxy, n)``: score N candidates with PROXY, train the best. ``reward``
+    is the cost-aware score (:class:`effscale.oracles.prescreen.PredictedReward`), not a proxy.
 
     >>> parse_prescreen(" naswot:5 ")
     ('naswot', 5)
     >>> parse_prescreen("flops:5")
     Traceback (most recent call last):
     ...
-    effscale.errors.UserError: prescreen 'flops:5': unknown proxy 'flops', expected one of synflow, grad_norm, naswot, params, macs
+    effscale.errors.UserError: prescreen 'flops:5': unknown proxy 'flops', expected one of synflow, grad_norm, naswot, params, macs or reward (predicted accuracy with the exact cost)
     >>> parse_prescreen("synflow")
     Traceback (most recent call last):
     ...
@@ -60,8 +61,9 @@ def parse_prescreen(text) -> tuple[str, int]:
     if not match:
         raise UserError(f"prescreen {text!r}: expected PROXY:N, e.g. synflow:20 (N candidates scored per trial)")
     proxy, n = match.group(1).lower(), int(match.group(2))
-    if proxy not in PROXIES:
-        raise UserError(f"prescreen {text!r}: unknown proxy {proxy!r}, expected one of {', '.join(PROXIES)}")
+    if proxy not in PROXIES + ("reward",):
+        raise UserError(f"prescreen {text!r}: unknown proxy {proxy!r}, expected one of {', '.join(PROXIES)} "
+                        "or reward (predicted accuracy with the exact cost)")
     if not 1 <= n <= 10_000:
         raise UserError(f"prescreen {text!r}: N must be in 1..10000, got {n}")
     return proxy, n
@@ -224,11 +226,16 @@ def _naswot(model, images) -> float:
     return float(logdet)
 
 
-def make_prescreen(text, space, variant, load, seed: int):
+def make_prescreen(text, space, variant, load, seed: int, reward=None, cost_of=None):
     """``(score_fn, n)`` for :func:`~effscale.search.registry.make_oracle` from ``"PROXY:N"``
     (None for None): zero-cost scores on the first validation batch of ``load()``, called on the
-    first prescreen."""
+    first prescreen, or for ``reward:N`` the predicted reward of ``reward`` with the exact cost
+    ``cost_of(values)`` (:class:`~effscale.search.oracles.prescreen.PredictedReward`)."""
     if not text:
         return None
     proxy, n = parse_prescreen(text)
+    if proxy == "reward":
+        from effscale.search.oracles.prescreen import PredictedReward
+
+        return PredictedReward(space.hyperparameters(), cost_of, reward), n
     return make_score_fn(space, proxy, load, variant, seed=seed), n

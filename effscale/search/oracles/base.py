@@ -114,4 +114,23 @@ def atomic_builtin_oracle(name: str):
 _ATOMIC: dict = {}
 
 
+def finished_trials(oracle) -> tuple[list[dict], list[float]]:
+    """(values, scores) of the oracle's COMPLETED trials with a finite score; scores are
+    negated for a minimized objective, so higher is always better."""
+    import math
+
+    values, scores = [], []
+    sign = 1.0 if oracle.objective.direction == "max" else -1.0
+    cache = oracle.__dict__.setdefault("_finished_cache", {})  # a finished trial never changes
+    for trial_id, trial in oracle.trials.items():
+        if trial_id not in cache:
+            if trial.status != "COMPLETED" or trial.score is None or not math.isfinite(trial.score):
+                continue
+            cache[trial_id] = ({k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")},
+                               sign * float(trial.score))
+        values.append(cache[trial_id][0])
+        scores.append(cache[trial_id][1])
+    return values, scores
+
+
 jsonable = plain_json  # a JSON round-trippable copy (numpy scalars and arrays to Python)

@@ -1,8 +1,9 @@
 """Regularized (aging) evolution as a Keras Tuner oracle (Real et al., arXiv 1802.01548).
 
 The first ``population_size`` trials are random. After that each new candidate is a mutation
-of one choice of the best of ``sample_size`` population members drawn at random (a
-tournament); when a trial completes it joins the population and the *oldest* member leaves.
+of one choice of the best of ``sample_size`` population members drawn uniformly at random with
+replacement (a tournament, as in the paper's Algorithm 1); when a trial completes it joins the
+population and the *oldest* member leaves.
 Failed trials never join. The population and the random generator's state are oracle state:
 saved with the tuner and restored on resume.
 
@@ -37,16 +38,18 @@ from effscale.search.space import mutate_values, sample_values
 
 
 def tournament(population: list[dict], sample_size: int, rng, maximize: bool = True) -> dict:
-    """The best of ``sample_size`` members drawn without replacement.
+    """The best of ``sample_size`` members drawn uniformly with replacement (Real et al.,
+    Algorithm 1: a member may be drawn twice, so even a tournament as large as the population
+    does not always return the best member).
 
     >>> pop = [{"trial_id": str(i), "score": s, "values": {}} for i, s in enumerate([0.1, 0.9, 0.5])]
-    >>> tournament(pop, 3, np.random.default_rng(0))["trial_id"]
-    '1'
+    >>> rng = np.random.default_rng(0)
+    >>> tournament(pop, 1, rng)["trial_id"], tournament(pop, 50, rng)["trial_id"]
+    ('2', '1')
     """
     if not population:
         raise ValueError("empty population")
-    size = min(sample_size, len(population))
-    picks = rng.choice(len(population), size=size, replace=False)
+    picks = rng.integers(len(population), size=sample_size)
     members = [population[int(i)] for i in sorted(picks)]
     key = (lambda m: m["score"]) if maximize else (lambda m: -m["score"])
     return max(members, key=key)
@@ -57,7 +60,7 @@ class RegularizedEvolutionOracle(PrescreenMixin, AtomicStateMixin, keras_tuner.O
 
     Args:
         population_size: P, the number of members kept (the oldest leaves first).
-        sample_size: S, the tournament size (S <= P).
+        sample_size: S, the tournament size (S <= P), drawn with replacement.
         max_collisions: mutations tried before falling back to a random candidate when every
             child was tried already.
         prescreen: ``(score_fn, n)`` to prescreen each proposal (see the module docstring).

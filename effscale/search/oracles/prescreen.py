@@ -22,10 +22,12 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
+
 from effscale.search import _keras_tuner as trial_module
 
 from effscale.errors import UserError
-from effscale.search.oracles.base import atomic_builtin_oracle, jsonable
+from effscale.search.oracles.base import atomic_builtin_oracle, finished_trials, jsonable
 
 
 def values_key(values) -> str:
@@ -75,6 +77,45 @@ def check_prescreen(prescreen):
     return score_fn, n
 
 
+class PredictedReward:
+    """A cost-aware prescreen score: ``reward(predicted accuracy, exact cost)`` of each
+    candidate, instead of a zero-cost proxy that grows with size while the reward penalizes
+    cost. The cost is known before training (``cost_fn(values)``, e.g. analytic multiply-adds);
+    the accuracy is predicted by :class:`~effscale.search.oracles.predictor.RewardModel` fitted to the
+    finished trials (their accuracy recovered from reward and cost), and until ``min_trials``
+    have finished it is their mean (or 1), so the candidates are ranked by the cost term alone.
+    The prescreening oracle calls :meth:`observe` with the finished trials before each prescreen.
+
+    >>> import keras_tuner
+    >>> from effscale.search.objectives import Reward
+    >>> hp = keras_tuner.HyperParameters()
+    >>> _ = hp.Choice("units", [8, 16, 32, 64])
+    >>> score = PredictedReward(hp, cost_fn=lambda v: v["units"] * 1e3, reward=Reward("macs", 16e3, "hard"))
+    >>> [round(s, 3) for s in score([{"units": 8}, {"units": 16}, {"units": 64}])]
+    [1.0, 1.0, 0.25]
+    """
+
+    def __init__(self, hyperparameters, cost_fn, reward, min_trials: int = 5):
+        from effscale.search.oracles.predictor import RewardModel
+
+        self.model = RewardModel(hyperparameters, cost_fn, reward)
+        self.min_trials = min_trials
+        self.fitted = False
+        self.accuracy = 1.0
+
+    def observe(self, values_list, scores) -> None:
+        self.fitted = len(values_list) >= self.min_trials and len(set(scores)) > 1
+        if self.fitted:
+            self.model.fit(values_list, scores, seed=len(values_list))
+        elif values_list:
+            self.accuracy = float((np.asarray(scores) / self.model.factor(values_list)).mean())
+
+    def __call__(self, values_list) -> list[float]:
+        if self.fitted:
+            return self.model.predict(values_list)[0].tolist()
+        return (self.accuracy * self.model.factor(values_list)).tolist()
+
+
 class PrescreenMixin:
     """Adds ``prescreen=(score_fn, n)`` to a ``keras_tuner.Oracle`` subclass.
 
@@ -104,6 +145,8 @@ class PrescreenMixin:
         candidates = self.prescreen_candidates(n)
         if not candidates:
             return {"status": trial_module.TrialStatus.STOPPED, "values": None}
+        if hasattr(score_fn, "observe"):  # a score that learns from the finished trials
+            score_fn.observe(*finished_trials(self))
         scores = [float(s) for s in score_fn([dict(c) for c in candidates])]
         if len(scores) != len(candidates):
             raise ValueError(f"prescreen score_fn returned {len(scores)} scores for {len(candidates)} candidates")
