@@ -145,6 +145,9 @@ class FamilyConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     # Points drawn beside the family in the report: name -> {multiply_adds: N, top1: 0..1}.
     reference_points: dict = field(default_factory=dict)
+    # Also scale and train the un-searched baseline exactly like the searched one, so the
+    # report shows whether the search helped (no effect when the search is off).
+    reference_family: bool = True
 
     def check(self) -> "FamilyConfig":
         if not isinstance(self.dataset, str) or not self.dataset.strip():

@@ -50,10 +50,12 @@ def interpreter(flatbuffer: bytes, threads: int = 1):
         import tensorflow as tf
 
         Interpreter = tf.lite.Interpreter
-    with warnings.catch_warnings():
+    from effscale.console import native_logs_quieted
+
+    with warnings.catch_warnings(), native_logs_quieted():  # LiteRT prints "INFO: Created ... delegate"
         warnings.simplefilter("ignore")
         result = Interpreter(model_content=flatbuffer, num_threads=threads)
-    result.allocate_tensors()
+        result.allocate_tensors()
     return result
 
 
