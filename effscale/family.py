@@ -245,7 +245,7 @@ REFERENCE_PREFIX = "reference-"
 
 def _reference_base(run, config: FamilyConfig):
     """The un-searched baseline scaled to the family's base, when a reference family is trained."""
-    from effscale.genotype import load_genotype
+    from effscale.zoo import load_genotype
 
     if not (config.reference_family and run.stage("search").get("source") == "search"):
         return None
