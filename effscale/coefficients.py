@@ -83,7 +83,7 @@ def search_coefficients(genotype, dataset: str = "digits", project_dir: str = "c
         def fit(self, hp, model, *args, **kwargs):
             alpha, beta, gamma = _decode(hp.get("coefficients"))
             splits = data_for(phi_variant(1, genotype, alpha, beta, gamma).resolution)
-            return model.fit(splits.train, validation_data=splits.validation, epochs=epochs,
+            return model.fit(splits.train, validation_data=splits.validation, epochs=epochs, shuffle=False,
                              verbose=verbose, callbacks=kwargs.get("callbacks", []))
 
     os.makedirs(project_dir, exist_ok=True)

@@ -160,7 +160,8 @@ def proxy_train(genotype, variant, data, settings: ProxySettings = ProxySettings
         # Validation only after the last epoch: the accuracy returned is the last one, and on
         # small proxies evaluating every epoch costs as much as training.
         history = model.fit(data.train, validation_data=data.validation, epochs=epochs, verbose=verbose,
-                            validation_freq=epochs, callbacks=[keras.callbacks.TerminateOnNaN(), *(callbacks or [])])
+                            validation_freq=epochs, shuffle=False,  # the dataset shuffles itself
+                            callbacks=[keras.callbacks.TerminateOnNaN(), *(callbacks or [])])
     except Exception as error:  # noqa: BLE001 - only out-of-memory becomes a trial failure
         if reuse is not None:
             reuse.clear()
