@@ -56,7 +56,7 @@ def search_coefficients(genotype, dataset: str = "digits", project_dir: str = "c
 
     from effscale.builder import build
     from effscale.data import load_data
-    from effscale.genotype import load_genotype
+    from effscale.zoo import load_genotype
     from effscale.scaling import phi_variant
 
     genotype = load_genotype(genotype)

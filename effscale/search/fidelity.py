@@ -182,7 +182,7 @@ def run_proxy_check(baseline="tiny", dataset: str = "digits", project_dir: str =
 
     ``shard`` ``"I/N"`` trains only architectures I, I + N, I + 2N, ... so N processes can share
     the work on one project dir (each writes the summary of what is finished when it ends)."""
-    from effscale.genotype import load_genotype
+    from effscale.zoo import load_genotype
     from effscale.search.run import check_project_dir
     from effscale.search.space import SearchSpace
 
