@@ -160,7 +160,7 @@ class FamilyConfig:
             check_source(self.dataset, self.data_dir or None)
         except UserError as error:
             raise UserError(f"config key 'dataset': {error}") from None
-        from effscale.genotype import load_genotype
+        from effscale.zoo import load_genotype
 
         try:
             load_genotype(self.baseline)
@@ -178,8 +178,8 @@ class FamilyConfig:
         return self
 
     def _check_scaling(self) -> None:
-        from effscale.genotype import load_genotype
-        from effscale.scaling import resolve_family, resolve_variant
+        from effscale.zoo import load_genotype
+        from effscale.variants import resolve_family, resolve_variant
 
         genotype = load_genotype(self.baseline)
         try:

@@ -196,7 +196,8 @@ def run_family(config, out_dir: str = "effscale-run", verbose: int = 1, progress
 
 
 def _baseline_stage(run: RunDirectory, config: FamilyConfig, progress, keras_verbose):
-    from effscale.genotype import Genotype, load_genotype
+    from effscale.genotype import Genotype
+    from effscale.zoo import load_genotype
 
     if run.is_done("search"):
         progress.skip("search")
@@ -244,7 +245,7 @@ REFERENCE_PREFIX = "reference-"
 
 def _reference_base(run, config: FamilyConfig):
     """The un-searched baseline scaled to the family's base, when a reference family is trained."""
-    from effscale.genotype import load_genotype
+    from effscale.zoo import load_genotype
 
     if not (config.reference_family and run.stage("search").get("source") == "search"):
         return None
@@ -290,7 +291,8 @@ def _family_spec(config: FamilyConfig, coefficients: dict) -> str:
 
 
 def _scaling_stage(run, config: FamilyConfig, baseline, coefficients: dict, progress):
-    from effscale.scaling import Variant, resolve_family
+    from effscale.scaling import Variant
+    from effscale.variants import resolve_family
 
     if run.is_done("scaling"):
         return [Variant.from_dict(v) for v in run.stage("scaling")["variants"]]
@@ -411,19 +413,9 @@ def best_member(results: dict) -> dict | None:
 
 def _plain(value):
     """JSON-safe copy: numpy scalars to Python numbers, dataclasses and tuples to plain data."""
-    import dataclasses
+    from effscale.io import plain_json
 
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _plain(dataclasses.asdict(value))
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):
-        return value.item()
-    if hasattr(value, "encode") and hasattr(value, "stages"):
-        return value.encode()
-    return value
+    return plain_json(value)
 
 
 def status_rows(out_dir: str) -> list[dict]:

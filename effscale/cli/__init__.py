@@ -39,8 +39,8 @@ def cmd_zoo(args) -> int:
 
 def cmd_describe(args) -> int:
     from effscale.describe import describe_family, describe_variant
-    from effscale.genotype import load_genotype
-    from effscale.scaling import resolve_family, resolve_variant
+    from effscale.zoo import load_genotype
+    from effscale.variants import resolve_family, resolve_variant
 
     genotype = load_genotype(args.genotype)
     if args.family:
@@ -53,9 +53,9 @@ def cmd_describe(args) -> int:
 
 
 def cmd_build(args) -> int:
-    from effscale.genotype import load_genotype
+    from effscale.zoo import load_genotype
     from effscale.io import atomic_path
-    from effscale.scaling import resolve_variant
+    from effscale.variants import resolve_variant
 
     genotype = load_genotype(args.genotype)
     variant = resolve_variant(args.variant, genotype)

@@ -8,7 +8,8 @@ import sys
 import time
 
 from effscale.errors import UserError
-from effscale.genotype import Genotype, load_genotype
+from effscale.genotype import Genotype
+from effscale.zoo import load_genotype
 from effscale.io import read_json, write_json
 from effscale.search.config import SearchConfig, parse_target
 from effscale.search.distributed import role as process_role, serve_chief
