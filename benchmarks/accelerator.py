@@ -184,8 +184,7 @@ def measure_pipeline(settings: dict, training_rows: list[dict], budget: Budget, 
         result["folder_written_seconds"] = time.perf_counter() - start
         from_folder = load_data(folder, resolution=size, batch_size=batch, augment=True, drop_remainder=True,
                                 cache=False)
-        batches = min(settings["pipeline_batches"], max(1, int(settings["folder_images"] * 0.5) // batch))
-        result["folder"] = _pipeline_speed(from_folder.train, batches, batch)
+        result["folder"] = _pipeline_speed(from_folder.train, settings["pipeline_batches"], batch)
         result["folder"]["images"] = settings["folder_images"]
         result["folder"]["source_size"] = settings["folder_source_size"]
     else:
@@ -246,7 +245,7 @@ def measure_custom_loop(settings: dict, work_dir: str) -> dict:
                            mixed_precision="float16", verbose=0, latency_runs=0)
     checkpoint = glob.glob(os.path.join(work_dir, "custom-loop", "checkpoint", "*.weights.h5"))
     return {"mixed_precision": record["mixed_precision"], "loop": record["strategy"]["loop"],
-            "top1": record["top1"], "train_losses": [epoch["loss"] for epoch in record["history"]],
+            "test_top1": record["test_top1"], "train_losses": [epoch["train_loss"] for epoch in record["history"]],
             **loss_scale_state(checkpoint[0]), "seconds": time.perf_counter() - start}
 
 
@@ -275,7 +274,7 @@ def measure_family(settings: dict, work_dir: str) -> dict:
     start = time.perf_counter()
     results = run_family({"dataset": "digits", "baseline": "tiny", **settings["family"]},
                          os.path.join(work_dir, "family"), verbose=0)
-    members = [{"name": v["name"], "top1": v.get("top1"), "train_seconds": v.get("train_seconds"),
+    members = [{"name": v["name"], "test_top1": v.get("test_top1"), "train_seconds": v.get("train_seconds"),
                 "images_per_second": v.get("images_per_second")} for v in results["variants"]]
     return {"seconds": time.perf_counter() - start, "members": members}
 
@@ -316,10 +315,11 @@ def markdown(record: dict) -> str:
         elif key == "custom_loop" and part:
             lines.append(f"\nCustom loop, {part['mixed_precision']}: training loss per epoch "
                          f"{', '.join(f'{v:.3f}' for v in part['train_losses'])}, dynamic loss scale "
-                         f"{part['dynamic_loss_scale']}, top-1 {part['top1']:.3f}.")
+                         f"{part['dynamic_loss_scale']}, test top-1 {part['test_top1']:.3f}.")
         elif key == "family" and part:
             lines.append(f"\nTiny family end to end: {part['seconds']:.0f} s; " + ", ".join(
-                f"{m['name']} top-1 {m['top1']:.3f}" for m in part["members"] if m["top1"] is not None) + ".")
+                f"{m['name']} test top-1 {m['test_top1']:.3f}" for m in part["members"] if m["test_top1"] is not None)
+                + ".")
     return "\n".join(lines) + "\n"
 
 

@@ -91,8 +91,8 @@ def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     from effscale.finetune import FineTuneConfig, finetune
-    from effscale.genotype import load_genotype
-    from effscale.scaling import resolve_family
+    from effscale.zoo import load_genotype
+    from effscale.variants import resolve_family
     from effscale.train import train_variant
 
     genotype = load_genotype(args.genotype)

@@ -8,8 +8,10 @@ True
 from effscale.builder import build
 from effscale.errors import UserError
 from effscale.family import run_family
-from effscale.genotype import Genotype, Stage, load_genotype
-from effscale.scaling import Variant, resolve_family, resolve_variant
+from effscale.genotype import Genotype, Stage
+from effscale.zoo import load_genotype
+from effscale.scaling import Variant
+from effscale.variants import resolve_family, resolve_variant
 from effscale.weights import load_weights
 from effscale.zoo import REGISTRY, get_genotype
 

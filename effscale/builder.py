@@ -17,10 +17,12 @@ import numpy as np
 from effscale.conventions import CONVENTIONS
 from effscale.cost import plan_cost
 from effscale.errors import UserError
-from effscale.genotype import Genotype, load_genotype
+from effscale.genotype import Genotype
 from effscale.limits import check_cost
+from effscale.zoo import load_genotype
 from effscale.plan import DEFAULT_DROP_CONNECT, network_plan
-from effscale.scaling import Variant, resolve_variant
+from effscale.scaling import Variant
+from effscale.variants import resolve_variant
 
 # ImageNet statistics of inputs scaled to [0, 1] (keras.applications EfficientNet).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -47,7 +49,7 @@ def build(
     """A functional ``keras.Model`` of ``genotype`` scaled by ``variant``.
 
     ``genotype`` is a Genotype, a registered name, a genotype string or a JSON file path;
-    ``variant`` any spelling :func:`effscale.scaling.resolve_variant` accepts. Inputs are
+    ``variant`` any spelling :func:`effscale.variants.resolve_variant` accepts. Inputs are
     pixels in [0, 255]: the model rescales and normalizes inside, as keras.applications
     EfficientNet and EfficientNetV2 do (the genotype's ``inputs``: ImageNet-normalized, or
     [-1, 1] for EfficientNetV2-S/M/L). ``dropout`` defaults to the variant's.

@@ -56,7 +56,7 @@ def search_coefficients(genotype, dataset: str = "digits", project_dir: str = "c
 
     from effscale.builder import build
     from effscale.data import load_data
-    from effscale.genotype import load_genotype
+    from effscale.zoo import load_genotype
     from effscale.scaling import phi_variant
 
     genotype = load_genotype(genotype)
@@ -83,7 +83,7 @@ def search_coefficients(genotype, dataset: str = "digits", project_dir: str = "c
         def fit(self, hp, model, *args, **kwargs):
             alpha, beta, gamma = _decode(hp.get("coefficients"))
             splits = data_for(phi_variant(1, genotype, alpha, beta, gamma).resolution)
-            return model.fit(splits.train, validation_data=splits.validation, epochs=epochs,
+            return model.fit(splits.train, validation_data=splits.validation, epochs=epochs, shuffle=False,
                              verbose=verbose, callbacks=kwargs.get("callbacks", []))
 
     os.makedirs(project_dir, exist_ok=True)

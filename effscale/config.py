@@ -145,6 +145,9 @@ class FamilyConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     # Points drawn beside the family in the report: name -> {multiply_adds: N, top1: 0..1}.
     reference_points: dict = field(default_factory=dict)
+    # Also scale and train the un-searched baseline exactly like the searched one, so the
+    # report shows whether the search helped (no effect when the search is off).
+    reference_family: bool = True
 
     def check(self) -> "FamilyConfig":
         if not isinstance(self.dataset, str) or not self.dataset.strip():
@@ -157,7 +160,7 @@ class FamilyConfig:
             check_source(self.dataset, self.data_dir or None)
         except UserError as error:
             raise UserError(f"config key 'dataset': {error}") from None
-        from effscale.genotype import load_genotype
+        from effscale.zoo import load_genotype
 
         try:
             load_genotype(self.baseline)
@@ -175,8 +178,8 @@ class FamilyConfig:
         return self
 
     def _check_scaling(self) -> None:
-        from effscale.genotype import load_genotype
-        from effscale.scaling import resolve_family, resolve_variant
+        from effscale.zoo import load_genotype
+        from effscale.variants import resolve_family, resolve_variant
 
         genotype = load_genotype(self.baseline)
         try:

@@ -51,21 +51,68 @@ def stderr_descriptor_to_file():
             os.close(saved)
 
 
-def quiet_tensorflow() -> None:
-    """Import TensorFlow without its start-up lines and keep its later INFO/WARNING lines off.
+def native_logs_quieted():
+    """Inside the block, native (C++) lines to file descriptor 2 are held back, unless the user
+    asked for TensorFlow's logs (``TF_CPP_MIN_LOG_LEVEL`` unset or below 3)."""
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "3":
+        return stderr_descriptor_to_file()
+    return contextlib.nullcontext()
 
-    >>> quiet_tensorflow()
-    >>> import logging; logging.getLogger("tensorflow").level == logging.ERROR
-    True
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if "tensorflow" not in sys.modules:
+
+class _QuietLoader:
+    """Runs the real loader of ``tensorflow`` with descriptor 2 held back, then quiets its loggers."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
         with stderr_descriptor_to_file():
-            import tensorflow  # noqa: F401
-            import keras  # noqa: F401
+            self.loader.exec_module(module)
+        _quiet_python_loggers()
+
+
+class _QuietTensorFlowFinder:
+    """A meta path finder that hands ``import tensorflow`` (whoever asks first) to _QuietLoader."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        import importlib.machinery
+
+        self.remove()
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+    def remove(self):
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+
+
+def _quiet_python_loggers() -> None:
     import logging
 
     import absl.logging
 
     absl.logging.set_verbosity(absl.logging.ERROR)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+def quiet_tensorflow() -> None:
+    """Keep TensorFlow's start-up lines and later INFO/WARNING lines off the console. TensorFlow
+    is not imported here: whichever import comes first runs quietly (commands that fail on bad
+    input stay fast).
+
+    >>> quiet_tensorflow()
+    >>> import logging, tensorflow; logging.getLogger("tensorflow").level == logging.ERROR
+    True
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" in sys.modules:
+        _quiet_python_loggers()
+    elif not any(isinstance(finder, _QuietTensorFlowFinder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlowFinder())

@@ -6,7 +6,7 @@ Multiply-adds count every convolution (including SE's 1x1 convolutions) and the 
 layer, as the EfficientNet and MnasNet papers' "FLOPS" do.
 
 >>> from effscale.zoo import get_genotype
->>> from effscale.scaling import resolve_variant
+>>> from effscale.variants import resolve_variant
 >>> g = get_genotype("efficientnet-b0")
 >>> parameter_count(g, resolve_variant("b0", g))
 5330571
@@ -20,9 +20,10 @@ import math
 from dataclasses import dataclass
 
 from effscale.conventions import CONVENTIONS
-from effscale.genotype import Genotype, load_genotype
+from effscale.genotype import Genotype
+from effscale.zoo import load_genotype
 from effscale.plan import BlockPlan, NetworkPlan, network_plan
-from effscale.scaling import Variant, resolve_variant
+from effscale.scaling import Variant, parse_variant
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ def cost(genotype: "Genotype | str", variant: "Variant | str" = "b0", classes: i
     3504872
     """
     genotype = load_genotype(genotype)
-    return plan_cost(network_plan(genotype, resolve_variant(variant, genotype)), classes, include_top)
+    return plan_cost(network_plan(genotype, parse_variant(variant, genotype)), classes, include_top)
 
 
 def parameter_count(genotype: "Genotype | str", variant: "Variant | str" = "b0", classes: int = 1000,

@@ -1,7 +1,7 @@
 """Human-readable and JSON descriptions of a scaled genotype or a family.
 
 >>> from effscale.zoo import get_genotype
->>> from effscale.scaling import resolve_variant
+>>> from effscale.variants import resolve_variant
 >>> g = get_genotype("efficientnet-b0")
 >>> print(describe_variant(g, resolve_variant("b0", g)).splitlines()[-1])
 parameters 5,330,571 (trainable 5,288,548)  multiply-adds 0.386 G  resolution 224

@@ -47,7 +47,10 @@ def evaluate_dataset(model, dataset, num_classes: int | None = None) -> dict:
     classes = num_classes or int(model.output_shape[-1])
     k = min(5, classes)
 
-    @tf.function(reduce_retracing=True)
+    # One trace per call: a batch dimension of None covers the last, smaller batch.
+    signature = [tf.TensorSpec([None, *spec.shape[1:]], spec.dtype) for spec in dataset.element_spec[:2]]
+
+    @tf.function(input_signature=signature)
     def batch_stats(images, labels):
         probs = tf.cast(model(images, training=False), tf.float32)
         labels = tf.cast(labels, tf.int32)

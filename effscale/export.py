@@ -57,13 +57,10 @@ def tflite_flatbuffer(model, quantize: str | None = None, representative=None) -
     """The model as a LiteRT flatbuffer (batch 1). ``representative``: an array of training
     images (N, H, W, 3), or an iterable of such batches, used to calibrate ``int8``."""
     import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32)
-    concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
-    # Converting the unfrozen function loses Keras 3 variables (outputs come back NaN).
-    frozen = convert_variables_to_constants_v2(concrete)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+    from effscale.latency import litert_converter
+
+    converter = litert_converter(model, batch_size=1)
     if quantize is not None:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "float16":

@@ -11,9 +11,16 @@ Layout of a run directory::
     search/            the Keras Tuner project of the baseline search
     coefficients/      the Keras Tuner project of the coefficient grid search
     variants/NAME/     each member: model.keras, results.json, epoch backups
+    variants/reference-NAME/   the reference family's members (the un-searched baseline)
     logs/NAME/         TensorBoard logs of every member under one log dir
     results.json       everything the report shows
-    report.md, report.html, accuracy_vs_macs.png, search_history.png
+    report.md, report.html (self-contained), accuracy_vs_macs.png, search_candidates.png,
+    search_history.png, training_curves.png
+
+With the search on, a *reference family* is trained too (``reference_family: false`` turns it
+off): the un-searched baseline, scaled to the same base with the same variants and
+coefficients and trained with the same data and recipe, so the report shows whether the
+search helped.
 """
 
 from __future__ import annotations
@@ -154,18 +161,26 @@ def run_family(config, out_dir: str = "effscale-run", verbose: int = 1, progress
 
     base = Genotype.parse(run.stage("scaling")["base_genotype"])
     macs = {v.name: multiply_adds(base, v, classes=10) for v in variants}
+    reference = _reference_base(run, config)
+    if reference is not None:
+        macs.update({REFERENCE_PREFIX + v.name: multiply_adds(reference, v, classes=10) for v in variants})
     smallest = min(macs.values())
     progress.plan_training({name: config.training.epochs * (1 + m / smallest) for name, m in macs.items()})
-    for variant in variants:
-        stage = f"train:{variant.name}"
+    reference_base = _reference_base(run, config)
+    members = [(variant.name, base, variant) for variant in variants]
+    if reference_base is not None:
+        members += [(REFERENCE_PREFIX + variant.name, reference_base, variant) for variant in variants]
+    for name, genotype, variant in members:
+        stage = f"train:{name}"
         if run.is_done(stage):
-            progress.skip("train", variant.name)
+            progress.skip("train", name)
             continue
-        progress.start("train", variant.name)
-        run.begin(stage)
-        record = _train_variant(run, config, baseline, variant, keras_verbose)
-        run.complete(stage, results=record)
-        progress.finish("train", variant.name, f"test top-1 {record.get('test_top1', float('nan')):.4f}")
+        progress.start("train", name)
+        record = run.begin(stage)
+        trained = _train_variant(run, config, genotype, variant, keras_verbose, name)
+        seconds = time.time() - record["started"]
+        run.complete(stage, results=trained, seconds=seconds)
+        progress.finish("train", name, f"test top-1 {trained.get('test_top1', float('nan')):.4f}", seconds=seconds)
         results = _results(run, config, baseline, coefficients, variants)
         write_json(run.join("results.json"), results)
 
@@ -174,15 +189,15 @@ def run_family(config, out_dir: str = "effscale-run", verbose: int = 1, progress
     write_report(run.path)
     if not run.is_done("report"):
         run.complete("report")
-    best = best_member(results)
-    if best:
-        progress.say(f"family done: best on validation {best['name']}, test top-1 {best['test_top1']:.4f}; "
-                     f"report in {run.join('report.html')}")
+    from effscale.report import recommendation_line
+
+    progress.say(f"family done. {recommendation_line(results).replace('`', '')} Report: {run.join('report.html')}")
     return results
 
 
 def _baseline_stage(run: RunDirectory, config: FamilyConfig, progress, keras_verbose):
-    from effscale.genotype import Genotype, load_genotype
+    from effscale.genotype import Genotype
+    from effscale.zoo import load_genotype
 
     if run.is_done("search"):
         progress.skip("search")
@@ -195,7 +210,7 @@ def _baseline_stage(run: RunDirectory, config: FamilyConfig, progress, keras_ver
 
     search = config.search
     progress.start("search", f"({search.oracle}, {search.trials} trials, {search.cost} target {search.target:g})")
-    run.begin("search")
+    started = run.begin("search")["started"]
     result = run_search(
         config.baseline, oracle=search.oracle, cost=search.cost, target=search.target,
         constraint=search.constraint, trials=search.trials, epochs=search.epochs, dataset=config.dataset,
@@ -204,9 +219,37 @@ def _baseline_stage(run: RunDirectory, config: FamilyConfig, progress, keras_ver
         top_k=search.top_k, reevaluate_seeds=search.reevaluate_seeds)
     genotype = result.best_genotype
     run.complete("search", genotype=genotype.encode(), source="search", cost=search.cost,
-                 trials=_plain(result.trials), pareto=_plain(result.pareto))
-    progress.finish("search", summary=f"best {genotype.key}")
+                 trials=_plain(result.trials), pareto=_plain(result.pareto), setup=_search_setup(result.config),
+                 seconds=time.time() - started)
+    progress.finish("search", summary=f"best {genotype.key}", seconds=run.stage("search")["seconds"])
     return genotype
+
+
+def _search_setup(search_config: dict) -> dict:
+    """What the report says about the search: oracle, space and its size, proxy, reward."""
+    from effscale.search.objectives import exponents
+    from effscale.search.space import SearchSpace
+
+    space = search_config.get("space") or {}
+    reward = search_config.get("reward") or {}
+    setup = {key: search_config.get(key) for key in ("oracle", "resolution", "width", "depth", "trials", "seed")}
+    under, over = exponents(reward.get("constraint", "soft"), reward.get("alpha"), reward.get("beta"))
+    setup.update(space_reference=space.get("reference"), space_size=SearchSpace.from_dict(space).size if space else None,
+                 proxy=search_config.get("proxy"), reward=dict(reward, exponent_under=under, exponent_over=over),
+                 cost=reward.get("cost"), target=reward.get("target"), constraint=reward.get("constraint"))
+    return _plain(setup)
+
+
+REFERENCE_PREFIX = "reference-"
+
+
+def _reference_base(run, config: FamilyConfig):
+    """The un-searched baseline scaled to the family's base, when a reference family is trained."""
+    from effscale.zoo import load_genotype
+
+    if not (config.reference_family and run.stage("search").get("source") == "search"):
+        return None
+    return _scaled_base(config, load_genotype(config.baseline))
 
 
 def _coefficient_stage(run, config: FamilyConfig, baseline, progress, keras_verbose) -> dict:
@@ -248,7 +291,8 @@ def _family_spec(config: FamilyConfig, coefficients: dict) -> str:
 
 
 def _scaling_stage(run, config: FamilyConfig, baseline, coefficients: dict, progress):
-    from effscale.scaling import Variant, resolve_family
+    from effscale.scaling import Variant
+    from effscale.variants import resolve_family
 
     if run.is_done("scaling"):
         return [Variant.from_dict(v) for v in run.stage("scaling")["variants"]]
@@ -263,11 +307,10 @@ def _scaling_stage(run, config: FamilyConfig, baseline, coefficients: dict, prog
     return variants
 
 
-def _train_variant(run, config: FamilyConfig, baseline, variant, keras_verbose) -> dict:
-    from effscale.genotype import Genotype
+def _train_variant(run, config: FamilyConfig, base, variant, keras_verbose, name: str) -> dict:
+    """Train one member (searched or reference: the same recipe, data and variant)."""
     from effscale.train import train_variant
 
-    base = Genotype.parse(run.stage("scaling")["base_genotype"])
     training = config.training
     recipe = None
     if training.recipe:
@@ -276,39 +319,70 @@ def _train_variant(run, config: FamilyConfig, baseline, variant, keras_verbose) 
         recipe = Recipe.from_dict(dict(training.recipe))
     return _plain(train_variant(
         base, variant, dataset=config.dataset, recipe=recipe, strategy=training.strategy,
-        out_dir=run.join("variants", variant.name), epochs=training.epochs, batch_size=training.batch_size,
+        out_dir=run.join("variants", name), epochs=training.epochs, batch_size=training.batch_size,
         mixed_precision=training.mixed_precision, augment=training.augment, seed=config.seed,
         data_dir=config.data_dir or None, validation_fraction=config.validation_fraction,
-        verbose=keras_verbose, log_dir=run.join("logs", variant.name)))
+        verbose=keras_verbose, log_dir=run.join("logs", name)))
+
+
+def _member_row(run, name: str, variant) -> dict:
+    """One member's line of results.json: its variant, numbers, curves and files."""
+    record = {**variant.to_dict(), "name": name}
+    stage = run.stage(f"train:{name}")
+    trained = stage.get("results") or {}
+    record.update({
+        "status": stage["status"],
+        "attempts": stage["attempts"],
+        "parameters": trained.get("params"),
+        "multiply_adds": trained.get("multiply_adds"),
+        "latency_ms": None if trained.get("latency_seconds") is None else 1000 * trained["latency_seconds"],
+        **{f"{split}_{metric}": trained.get(f"{split}_{metric}")
+           for split in ("test", "validation") for metric in ("top1", "top5", "loss", "examples")},
+        "train_seconds": trained.get("train_seconds"),
+        "wall_seconds": stage.get("seconds"),
+        "images_per_second": trained.get("train_images_per_second"),
+        "epochs": trained.get("epochs_done"),
+        "resumed_from_epochs": trained.get("resumed_from_epochs"),
+        "history": trained.get("history", []),
+        "files": _member_files(run, name, trained),
+    })
+    return record
+
+
+def _member_files(run, name: str, trained: dict) -> dict:
+    """Paths, relative to the run folder, of a member's model, exports and TensorBoard log."""
+    import glob
+
+    folder = os.path.join("variants", name)
+    files = {"model": None, "exports": [], "logs": None}
+    if trained.get("model") and os.path.isfile(run.join(folder, trained["model"])):
+        files["model"] = os.path.join(folder, trained["model"])
+    for pattern in ("*.tflite", "*.savedmodel", "saved_model*", "*.onnx"):
+        files["exports"] += sorted(os.path.relpath(p, run.path) for p in glob.glob(run.join(folder, pattern)))
+    if os.path.isdir(run.join("logs", name)):
+        files["logs"] = os.path.join("logs", name)
+    return files
 
 
 def _results(run, config: FamilyConfig, baseline, coefficients: dict, variants) -> dict:
     from effscale.describe import stage_rows
     from effscale.genotype import Genotype
+    from effscale.recommend import annotate
     from effscale.scaling import Variant
 
     base = Genotype.parse(run.stage("scaling")["base_genotype"])
     search = run.stage("search")
-    rows = []
-    for variant in variants:
-        record = {**variant.to_dict()}
-        stage = run.stage(f"train:{variant.name}")
-        trained = stage.get("results") or {}
-        record.update({
-            "status": stage["status"],
-            "attempts": stage["attempts"],
-            "parameters": trained.get("params"),
-            "multiply_adds": trained.get("multiply_adds"),
-            "latency_ms": None if trained.get("latency_seconds") is None else 1000 * trained["latency_seconds"],
-            **{f"{split}_{metric}": trained.get(f"{split}_{metric}")
-               for split in ("test", "validation") for metric in ("top1", "top5", "loss", "examples")},
-            "train_seconds": trained.get("train_seconds"),
-            "images_per_second": trained.get("train_images_per_second"),
-            "epochs": trained.get("epochs_done"),
-            "resumed_from_epochs": trained.get("resumed_from_epochs"),
-        })
-        rows.append(record)
-    return {
+    reference_base = _reference_base(run, config)
+    if reference_base is not None:
+        reference = {"genotype": config.baseline, "scaled_base": reference_base.encode(),
+                     "variants": [_member_row(run, REFERENCE_PREFIX + v.name, v) for v in variants]}
+        for member in reference["variants"]:
+            member["name"] = member["name"][len(REFERENCE_PREFIX):]
+    elif not config.reference_family:
+        reference = {"note": "Reference family off (config reference_family: false)."}
+    else:
+        reference = {"note": "No reference family: the search was off, so the family is the baseline's own."}
+    return annotate({
         "dataset": config.dataset,
         "config": config.to_dict(),
         "baseline": {"genotype": search.get("genotype"), "source": search.get("source"),
@@ -316,12 +390,14 @@ def _results(run, config: FamilyConfig, baseline, coefficients: dict, variants) 
                      "stages": stage_rows(base, Variant("base", 1.0, 1.0, base.resolution))},
         "coefficients": dict(coefficients, split="validation") if coefficients.get("searched") else coefficients,
         "search": {"cost": search.get("cost"), "split": "validation", "trials": search.get("trials", []),
-                   "pareto": search.get("pareto", [])},
-        "splits": {"selection": "validation: the search, the coefficient search and the best member",
+                   "pareto": search.get("pareto", []), "setup": search.get("setup"),
+                   "seconds": search.get("seconds")},
+        "splits": {"selection": "validation: the search, the coefficient search and the recommended member",
                    "results": "test: every member's test_* numbers; nothing is selected on it"},
-        "variants": rows,
+        "variants": [_member_row(run, v.name, v) for v in variants],
+        "reference": reference,
         "reference_points": config.reference_points,
-    }
+    })
 
 
 def best_member(results: dict) -> dict | None:
@@ -337,40 +413,49 @@ def best_member(results: dict) -> dict | None:
 
 def _plain(value):
     """JSON-safe copy: numpy scalars to Python numbers, dataclasses and tuples to plain data."""
-    import dataclasses
+    from effscale.io import plain_json
 
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _plain(dataclasses.asdict(value))
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):
-        return value.item()
-    if hasattr(value, "encode") and hasattr(value, "stages"):
-        return value.encode()
-    return value
+    return plain_json(value)
 
 
-def run_status(out_dir: str) -> str:
-    """A readable table of where a family run stands (``effscale status DIR``)."""
-    from effscale.describe import format_table
-
+def status_rows(out_dir: str) -> list[dict]:
+    """Where a family run stands: one record per stage, planned members included."""
     run = RunDirectory(out_dir)
     if run.state is None:
         raise UserError(f"{out_dir!r} holds no effscale family run (no state.json)")
     rows = []
     for name, record in run.state["stages"].items():
-        spent = ""
-        if record.get("started") and record.get("finished"):
-            spent = f"{record['finished'] - record['started']:.0f} s"
+        seconds = record.get("seconds")
+        if seconds is None and record.get("started") and record.get("finished"):
+            seconds = record["finished"] - record["started"]
         result = record.get("results") or {}
         detail = f"test top-1 {result['test_top1']:.4f}" if result.get("test_top1") is not None \
             else record.get("genotype", "")[:60]
-        rows.append([name, record["status"], record["attempts"], spent, detail])
-    scaling = run.state["stages"].get("scaling", {})
-    planned = [v["name"] for v in scaling.get("variants", [])]
+        rows.append({"stage": name, "status": record["status"], "attempts": record["attempts"], "seconds": seconds,
+                     "detail": detail})
+    planned = [v["name"] for v in run.state["stages"].get("scaling", {}).get("variants", [])]
+    searched = run.state["stages"].get("search", {}).get("source") == "search"
+    if searched and run.state["config"].get("reference_family", True):
+        planned += [REFERENCE_PREFIX + name for name in planned]
     for name in planned:
         if f"train:{name}" not in run.state["stages"]:
-            rows.append([f"train:{name}", "pending", 0, "", ""])
-    return format_table(["stage", "status", "attempts", "time", "detail"], rows)
+            rows.append({"stage": f"train:{name}", "status": "pending", "attempts": 0, "seconds": None, "detail": ""})
+    return rows
+
+
+def run_status(out_dir: str, as_json: bool = False) -> str:
+    """A readable table (or JSON) of where a family run stands (``effscale status DIR [--json]``).
+
+    Times are written as the console writes them (``1:05``).
+    """
+    import json
+
+    from effscale.describe import format_table
+    from effscale.progress import format_seconds
+
+    rows = status_rows(out_dir)
+    if as_json:
+        return json.dumps({"run": os.path.abspath(out_dir), "stages": rows}, indent=2)
+    return format_table(["stage", "status", "attempts", "time", "detail"],
+                        [[r["stage"], r["status"], r["attempts"],
+                          "" if r["seconds"] is None else format_seconds(r["seconds"]), r["detail"]] for r in rows])

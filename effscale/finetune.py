@@ -28,7 +28,6 @@ effscale.errors.UserError: fine-tune unfreeze must be -1 (all) or a number of st
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -37,7 +36,7 @@ from dataclasses import dataclass
 
 from effscale.errors import UserError
 from effscale.evaluate import HISTORY_NAMES, evaluate_dataset, split_metrics
-from effscale.io import atomic_path, read_json, write_json
+from effscale.io import JsonSettings, atomic_path, read_json, write_json
 
 MODEL_FILE = "model.keras"
 RECORD_FILE = "finetune.json"
@@ -46,9 +45,11 @@ HEAD_LAYERS = ("predictions",)
 
 
 @dataclass(frozen=True)
-class FineTuneConfig:
+class FineTuneConfig(JsonSettings):
     """How to fine-tune (see the module docstring). ``steps_per_epoch`` and
     ``validation_steps`` cap an epoch (None: the whole split), e.g. for a smoke run."""
+
+    _json_name = "fine-tune config"
 
     head_epochs: int = 3
     head_learning_rate: float = 1e-3
@@ -89,32 +90,6 @@ class FineTuneConfig:
         for name in ("steps_per_epoch", "validation_steps"):
             value = getattr(self, name)
             check(value is None or (integer(value) and value >= 1), f"{name} must be None or >= 1, got {value!r}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "FineTuneConfig":
-        if not isinstance(data, dict):
-            raise UserError(f"a fine-tune config must be a JSON object, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise UserError(f"unknown fine-tune config key(s) {unknown}: expected some of {sorted(known)}")
-        return cls(**data)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "FineTuneConfig":
-        try:
-            return cls.from_dict(json.loads(text))
-        except json.JSONDecodeError as error:
-            raise UserError(f"fine-tune config JSON does not parse: {error}") from None
-
-    def replace(self, **changes) -> "FineTuneConfig":
-        return dataclasses.replace(self, **changes)
 
 
 # -- freezing -------------------------------------------------------------------------------
@@ -173,8 +148,8 @@ def _resolve_base(base, variant, weights):
     """(genotype, variant, weights, loaded model or None) of what the user named."""
     import keras
 
-    from effscale.genotype import load_genotype
-    from effscale.scaling import resolve_variant
+    from effscale.zoo import load_genotype
+    from effscale.variants import resolve_variant
 
     if isinstance(base, keras.Model):
         return None, None, weights, base
@@ -206,7 +181,8 @@ def _resolve_base(base, variant, weights):
 
 
 def _variant_from_record(data, genotype):
-    from effscale.scaling import Variant, resolve_variant
+    from effscale.scaling import Variant
+    from effscale.variants import resolve_variant
 
     if isinstance(data, dict):
         try:

@@ -82,3 +82,77 @@ def write_json(path: str, data) -> None:
 def read_json(path: str):
     with open(path) as handle:
         return json.load(handle)
+
+
+def plain_json(value):
+    """A JSON round-trippable copy of ``value`` (the one normaliser): dataclasses become dicts,
+    tuples lists, numpy scalars and arrays Python numbers and lists, anything else its ``str``.
+
+    >>> import numpy as np
+    >>> plain_json({"a": (1, np.float32(0.5)), "b": np.arange(2), 3: None})
+    {'a': [1, 0.5], 'b': [0, 1], '3': None}
+    """
+    import dataclasses
+
+    def default(item):
+        if dataclasses.is_dataclass(item) and not isinstance(item, type):
+            return dataclasses.asdict(item)
+        return item.tolist() if hasattr(item, "tolist") else str(item)
+
+    return json.loads(json.dumps(value, default=default))
+
+
+class JsonSettings:
+    """``to_dict`` / ``from_dict`` / ``to_json`` / ``from_json`` / ``replace`` for a frozen
+    dataclass of settings; ``from_dict`` refuses unknown keys. ``_json_name`` names it in errors.
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass(frozen=True)
+    ... class Demo(JsonSettings):
+    ...     _json_name = "demo"
+    ...     size: int = 1
+    >>> Demo.from_json(Demo(size=3).to_json()), Demo().replace(size=2).size
+    (Demo(size=3), 2)
+    >>> Demo.from_dict({"sise": 3})
+    Traceback (most recent call last):
+    ...
+    effscale.errors.UserError: unknown demo key(s) ['sise']: expected some of ['size']
+    """
+
+    _json_name = "settings"
+
+    def to_dict(self) -> dict:
+        import dataclasses
+
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        import dataclasses
+
+        from effscale.errors import UserError
+
+        if not isinstance(data, dict):
+            raise UserError(f"a {cls._json_name} must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UserError(f"unknown {cls._json_name} key(s) {unknown}: expected some of {sorted(known)}")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str):
+        from effscale.errors import UserError
+
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as error:
+            raise UserError(f"{cls._json_name} JSON does not parse: {error}") from None
+
+    def replace(self, **changes):
+        import dataclasses
+
+        return dataclasses.replace(self, **changes)

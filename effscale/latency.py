@@ -24,8 +24,9 @@ import numpy as np
 from effscale.io import atomic_path
 
 
-def to_litert(model, batch_size: int = 1) -> bytes:
-    """Convert a Keras model to a LiteRT flatbuffer (float32, no quantization)."""
+def litert_converter(model, batch_size: int = 1):
+    """The one LiteRT (TFLite) converter of a Keras model, for latency and export alike; set its
+    quantization options, then ``convert()``."""
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
@@ -33,7 +34,12 @@ def to_litert(model, batch_size: int = 1) -> bytes:
     concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
     # Converting the unfrozen function loses Keras 3 variables (outputs come back NaN).
     frozen = convert_variables_to_constants_v2(concrete)
-    return tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert()
+    return tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+
+
+def to_litert(model, batch_size: int = 1) -> bytes:
+    """Convert a Keras model to a LiteRT flatbuffer (float32, no quantization)."""
+    return litert_converter(model, batch_size).convert()
 
 
 def interpreter(flatbuffer: bytes, threads: int = 1):
@@ -44,10 +50,12 @@ def interpreter(flatbuffer: bytes, threads: int = 1):
         import tensorflow as tf
 
         Interpreter = tf.lite.Interpreter
-    with warnings.catch_warnings():
+    from effscale.console import native_logs_quieted
+
+    with warnings.catch_warnings(), native_logs_quieted():  # LiteRT prints "INFO: Created ... delegate"
         warnings.simplefilter("ignore")
         result = Interpreter(model_content=flatbuffer, num_threads=threads)
-    result.allocate_tensors()
+        result.allocate_tensors()
     return result
 
 
@@ -85,8 +93,8 @@ def cached_latency(genotype, variant, cache_dir: str, classes: int = 1000, runs:
     True
     """
     from effscale.builder import build
-    from effscale.genotype import load_genotype
-    from effscale.scaling import resolve_variant
+    from effscale.zoo import load_genotype
+    from effscale.variants import resolve_variant
 
     genotype = load_genotype(genotype)
     variant = resolve_variant(variant, genotype)

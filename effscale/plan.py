@@ -4,7 +4,7 @@ Both the Keras builder and the analytic cost model walk this one plan, so a cost
 always describes exactly the model that :func:`effscale.build` returns.
 
 >>> from effscale.zoo import get_genotype
->>> from effscale.scaling import resolve_variant
+>>> from effscale.variants import resolve_variant
 >>> p = network_plan(get_genotype("efficientnet-b0"), resolve_variant("b2", get_genotype("efficientnet-b0")))
 >>> p.stem_filters, p.head_filters, len(p.blocks), p.blocks[0].name
 (32, 1408, 23, 'block1a')

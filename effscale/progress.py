@@ -70,9 +70,11 @@ class FamilyProgress:
             self.finished.add(name)
         self.say(f"{stage} {name}".rstrip() + ": already done, skipped")
 
-    def finish(self, stage: str, name: str = "", summary: str = "") -> None:
+    def finish(self, stage: str, name: str = "", summary: str = "", seconds: float | None = None) -> None:
+        """Say a stage is done and how long it took (``seconds`` as recorded, so that the report
+        shows the very time printed here; else measured since :meth:`start`)."""
         started = self._current[2] if self._current else self.clock()
-        spent = self.clock() - started
+        spent = self.clock() - started if seconds is None else seconds
         if stage == "train":
             self.finished.add(name)
             self.done_work += self.work.get(name, 0.0)

@@ -9,7 +9,7 @@ of the weights with decay 0.9999 over 350 epochs. :meth:`Recipe.efficientnet` re
 The defaults of :class:`Recipe` are for short runs (a few epochs on small data): EfficientNet's RMSprop and
 learning rate (linearly scaled), one warm-up epoch, cosine decay, BatchNormalization momentum
 0.9 (0.99 leaves the moving statistics unconverged after a few hundred steps and a short run
-evaluates at chance, see REFERENCE.md) and no EMA.
+evaluates at chance: measured on the bundled digits, see docs/training.md) and no EMA.
 
 >>> r = Recipe(epochs=3, optimizer="sgd")
 >>> Recipe.from_dict(r.to_dict()) == r
@@ -28,21 +28,23 @@ effscale.errors.UserError: recipe optimizer 'lamb': expected one of rmsprop, sgd
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
 
 from effscale.errors import UserError
+from effscale.io import JsonSettings
 
 OPTIMIZERS = ("rmsprop", "sgd", "adam")
 SCHEDULES = ("cosine", "exponential", "constant")
 
 
 @dataclass(frozen=True)
-class Recipe:
+class Recipe(JsonSettings):
     """How to train a variant. ``learning_rate`` is per ``base_batch`` images and scales
     linearly with the global batch; ``batch_size`` is per replica unless ``batch_scope`` is
     ``'global'``; ``weight_decay`` is decoupled (Keras optimizers' ``weight_decay``)."""
+
+    _json_name = "recipe"
 
     epochs: int = 10
     batch_size: int = 64
@@ -114,16 +116,6 @@ class Recipe:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Recipe":
-        if not isinstance(data, dict):
-            raise UserError(f"a recipe must be a JSON object, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise UserError(f"unknown recipe key(s) {unknown}: expected some of {sorted(known)}")
-        return cls(**data)
-
-    @classmethod
     def completed(cls, saved):
         """A recipe dict saved by an older effscale, with the defaults of the keys added since.
 
@@ -133,19 +125,6 @@ class Recipe:
         if not isinstance(saved, dict):
             return saved
         return {**{k: v for k, v in cls().to_dict().items() if k != "epochs"}, **saved}
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "Recipe":
-        try:
-            return cls.from_dict(json.loads(text))
-        except json.JSONDecodeError as error:
-            raise UserError(f"recipe JSON does not parse: {error}") from None
-
-    def replace(self, **changes) -> "Recipe":
-        return dataclasses.replace(self, **changes)
 
     @classmethod
     def efficientnet(cls, **changes) -> "Recipe":

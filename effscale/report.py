@@ -1,221 +1,315 @@
-"""The family report: Markdown and HTML pages with tables and matplotlib plots.
+"""The family report: which member to ship, what was searched, and how the family compares with
+the un-searched reference family, as Markdown and as one self-contained HTML file.
 
-Everything is drawn from a run's ``results.json``, so ``effscale report DIR`` can redraw a
-report at any time, and the numbers on the pages are the numbers in the JSON.
+Everything is drawn from a run's ``results.json`` (``effscale report DIR`` redraws it at any
+time), so the numbers on the pages are the numbers in the JSON. Plots (PNG, one per row at page
+width; embedded in the HTML, linked from the Markdown): ``accuracy_vs_macs.png`` (test top-1
+with 95% intervals against multiply-adds, searched and reference family),
+``search_candidates.png`` (each candidate's cost against the target), ``search_history.png``
+(reward per trial) and ``training_curves.png`` (every member's validation accuracy and
+training loss per epoch, the numbers its TensorBoard log holds).
 
-Plots (PNG): ``accuracy_vs_macs.png`` (top-1 against multiply-adds for the family, like
-Figure 1 of the EfficientNet paper, beside the search's Pareto front of accuracy and cost) and ``search_history.png`` (reward per trial and best so far).
+>>> format_cell({"name": "phi0", "test_top1": 0.9, "test_examples": 100}, "test_top1")
+'90.0% (82.6-94.5)'
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import os
+import re
 
 from effscale.errors import UserError
 from effscale.io import read_json, write_text
+from effscale.progress import format_seconds
+from effscale.recommend import annotate, split_interval
+from effscale.report_plots import (_cost_unit, _numbered, cost_text, plot_accuracy_vs_macs, plot_search_candidates,
+                                   plot_search_history, plot_training_curves)
 
-VARIANT_COLUMNS = [
-    ("variant", "name", "{}"), ("width", "width", "{:g}"), ("depth", "depth", "{:g}"),
-    ("resolution", "resolution", "{}"), ("parameters", "parameters", "{:,}"),
-    ("multiply-adds (M)", "multiply_adds", "{:,.2f}"), ("latency (ms)", "latency_ms", "{:.3f}"),
-    ("test top-1", "test_top1", "{:.4f}"), ("test top-5", "test_top5", "{:.4f}"),
-    ("validation top-1", "validation_top1", "{:.4f}"), ("training time (s)", "train_seconds", "{:.1f}"),
+PLOTS = ("accuracy_vs_macs.png", "search_candidates.png", "search_history.png", "training_curves.png")
+MEMBER_COLUMNS = [
+    ("member", "name"), ("width", "width"), ("depth", "depth"), ("resolution", "resolution"),
+    ("parameters", "parameters"), ("multiply-adds (M)", "multiply_adds"),
+    ("test top-1 (95% interval)", "test_top1"), ("test top-5", "test_top5"), ("validation top-1", "validation_top1"),
+    ("Pareto-efficient", "pareto_efficient"), ("top-1 points per extra M multiply-adds", "gain_per_extra_million_macs"),
+    ("latency (ms)", "latency_ms"), ("training wall time", "wall_seconds"), ("files", "files"),
 ]
 STAGE_COLUMNS = ["stage", "block", "kernel", "stride", "expand", "se", "skip", "repeats", "filters_in",
                  "filters_out", "output_size"]
+_CODE = re.compile(r"`([^`]+)`")
 
 
-def _cell(record: dict, key: str, pattern: str) -> str:
-    value = record.get(key)
+# -- cells ----------------------------------------------------------------------------------------
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def format_cell(member: dict, key: str) -> str:
+    """The text of one member-table cell (links are drawn by the page writers)."""
+    value = member.get(key)
+    if key in ("test_top1", "validation_top1"):
+        if value is None:
+            return "-"
+        interval = split_interval(member, key.split("_")[0])
+        text = _percent(value)
+        if key == "test_top1" and interval is not None and interval != (value, value):
+            text += f" ({100 * interval[0]:.1f}-{100 * interval[1]:.1f})"
+        return text
     if value is None:
         return "-"
+    if key == "test_top5":
+        return _percent(value)
+    if key == "pareto_efficient":
+        return "yes" if value else "no"
     if key == "multiply_adds":
-        value = value / 1e6
-    return pattern.format(value)
+        return f"{value / 1e6:,.2f}"
+    if key == "parameters":
+        return f"{value:,}"
+    if key == "gain_per_extra_million_macs":
+        return f"{value:+.2f}"
+    if key == "latency_ms":
+        return f"{value:.3f}"
+    if key == "wall_seconds":
+        return format_seconds(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
-def variant_rows(results: dict) -> list[list[str]]:
-    return [[_cell(v, key, pattern) for _, key, pattern in VARIANT_COLUMNS] for v in results.get("variants", [])]
+def member_links(member: dict) -> list[tuple[str, str]]:
+    """(label, path relative to the run folder) of a member's model, exports and TensorBoard log."""
+    files = member.get("files") or {}
+    links = []
+    if files.get("model"):
+        links.append(("model", files["model"]))
+    for path in files.get("exports", []):
+        links.append((os.path.basename(path), path))
+    if files.get("logs"):
+        links.append(("TensorBoard log", files["logs"]))
+    return links
 
 
-def _markdown_table(headers: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+# -- page content ---------------------------------------------------------------------------------
 
-
-def _html_table(headers: list[str], rows: list[list]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _plain_log_axis(axes) -> None:
-    from matplotlib.ticker import FuncFormatter, LogLocator
-
-    axes.set_xscale("log")
-    axes.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    axes.xaxis.set_minor_formatter(FuncFormatter(lambda value, _: ""))
-
-
-def plot_accuracy_vs_macs(results: dict, path: str) -> None:
-    """Family accuracy against multiply-adds; the search's Pareto front in a panel of its own,
-    since its candidates were measured on the proxy task at their own size."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _search_summary(results: dict) -> tuple[list[str], list[tuple[str, str]], list[list[str]]]:
+    """(sentences, setup rows, candidate rows) of what was searched and where candidates sat."""
     search = results.get("search") or {}
-    pareto = [p for p in search.get("pareto", []) if p.get("cost") is not None and p.get("accuracy") is not None]
-    panels = 2 if pareto else 1
-    figure, axes_list = plt.subplots(1, panels, figsize=(6.4 * panels, 4.4), dpi=110, squeeze=False)
-    axes = axes_list[0][0]
-    variants = [v for v in results.get("variants", []) if v.get("test_top1") is not None]
-    if variants:
-        macs = [v["multiply_adds"] / 1e6 for v in variants]
-        top1 = [100 * v["test_top1"] for v in variants]
-        axes.plot(macs, top1, "o-", color="tab:red", label="effscale family")
-        for v, x, y in zip(variants, macs, top1):
-            axes.annotate(v["name"], (x, y), textcoords="offset points", xytext=(5, -12), fontsize=8)
-    for name, point in (results.get("reference_points") or {}).items():
-        axes.plot(point["multiply_adds"] / 1e6, 100 * point["top1"], "^", color="grey")
-        axes.annotate(name, (point["multiply_adds"] / 1e6, 100 * point["top1"]), fontsize=8)
-    _plain_log_axis(axes)
-    axes.margins(x=0.15, y=0.1)
-    axes.set_xlabel("multiply-adds (millions, log scale)")
-    axes.set_ylabel("test top-1 accuracy (%)")
-    axes.set_title(f"Family: accuracy against compute on {results.get('dataset', '?')}")
-    axes.grid(True, which="both", alpha=0.3)
-    axes.legend(loc="lower right", fontsize=8)
-    if pareto:
-        front = axes_list[0][1]
-        trials = [t for t in search.get("trials", []) if t.get("cost") is not None and t.get("accuracy") is not None]
-        scale, unit = {"macs": (1e6, "multiply-adds (millions)"), "params": (1e6, "parameters (millions)"),
-                       "latency": (1e-3, "latency (ms)")}.get(search.get("cost"), (1.0, "cost"))
-        front.scatter([t["cost"] / scale for t in trials], [100 * t["accuracy"] for t in trials], s=14,
-                      color="tab:blue", alpha=0.4, label="trials")
-        ordered = sorted(pareto, key=lambda p: p["cost"])
-        front.plot([p["cost"] / scale for p in ordered], [100 * p["accuracy"] for p in ordered], "s-",
-                   color="tab:blue", label="Pareto front")
-        _plain_log_axis(front)
-        front.margins(x=0.15, y=0.1)
-        front.set_xlabel(f"{unit}, log scale")
-        front.set_ylabel("proxy-task accuracy (%)")
-        front.set_title("Search: accuracy against cost (proxy task)")
-        front.grid(True, which="both", alpha=0.3)
-        front.legend(loc="lower right", fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-
-
-def plot_search_history(results: dict, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    trials = [t for t in (results.get("search") or {}).get("trials", []) if t.get("reward") is not None]
-    figure, axes = plt.subplots(figsize=(6.4, 4.0), dpi=110)
-    if trials:
-        numbers = list(range(1, len(trials) + 1))
-        rewards = [t["reward"] for t in trials]
-        best, best_so_far = float("-inf"), []
-        for reward in rewards:
-            best = max(best, reward)
-            best_so_far.append(best)
-        axes.scatter(numbers, rewards, s=18, color="tab:blue", label="reward of the trial")
-        axes.step(numbers, best_so_far, where="post", color="tab:red", label="best so far")
-        axes.legend(loc="lower right", fontsize=8)
-    else:
-        axes.text(0.5, 0.5, "no search in this run", ha="center", va="center", transform=axes.transAxes)
-    axes.set_xlabel("trial (in order of completion)")
-    axes.set_ylabel("reward")
-    axes.set_title("Search history")
-    axes.grid(True, alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-
-
-def write_report(run_dir: str) -> dict:
-    """Write report.md, report.html and both PNG plots for ``run_dir``; return their paths."""
-    results_path = os.path.join(run_dir, "results.json")
-    if not os.path.isfile(results_path):
-        raise UserError(f"{run_dir!r} holds no results.json: is it a finished or running effscale family run?")
-    results = read_json(results_path)
-    paths = {name: os.path.join(run_dir, name) for name in
-             ("report.md", "report.html", "accuracy_vs_macs.png", "search_history.png")}
-    plot_accuracy_vs_macs(results, paths["accuracy_vs_macs.png"])
-    plot_search_history(results, paths["search_history.png"])
-    sections = _sections(results)
-    write_text(paths["report.md"], _markdown(results, sections))
-    write_text(paths["report.html"], _html(results, sections))
-    return paths
-
-
-def _sections(results: dict) -> list[tuple[str, list[str], list[list]]]:
+    setup = search.get("setup") or {}
     baseline = results.get("baseline", {})
-    search = results.get("search") or {}
-    trials = search.get("trials", [])
-    sections = [("Family", [c[0] for c in VARIANT_COLUMNS], variant_rows(results))]
-    if trials:
-        best = float("-inf")
-        rows = []
-        for number, trial in enumerate(trials, start=1):
-            if trial.get("reward") is not None:
-                best = max(best, trial["reward"])
-            rows.append([number, trial.get("trial_id", "-"), trial.get("status", "-"),
-                         _fmt(trial.get("accuracy")), _fmt(trial.get("cost")), _fmt(trial.get("reward")),
-                         _fmt(best if best > float("-inf") else None)])
-        sections.append(("Search history", ["#", "trial", "status", "accuracy", "cost", "reward", "best so far"], rows))
-    stages = baseline.get("stages", [])
-    if stages:
-        sections.append(("Baseline stages", STAGE_COLUMNS, [[s.get(c, "-") for c in STAGE_COLUMNS] for s in stages]))
-    return sections
+    if not setup:
+        return ([f"No search: the family scales the baseline `{baseline.get('genotype', '?')}` as it is."], [], [])
+    scale, unit = _cost_unit(setup.get("cost"))
+    target = setup.get("target")
+    reward = setup.get("reward") or {}
+    proxy = setup.get("proxy") or {}
+    rows = [("oracle", setup.get("oracle", "?")),
+            ("search space", f"MBConv stages around `{setup.get('space_reference', '?')}`, "
+                             f"{setup.get('space_size', 0):,} genotypes"),
+            ("proxy task", f"{proxy.get('epochs', '?')} epochs at {setup.get('resolution', '?')} px, width "
+                           f"{setup.get('width', '?')}, on {results.get('dataset', '?')} (validation split)"),
+            ("cost", f"{setup.get('cost', '?')} ({unit})"),
+            ("target", cost_text(target, setup.get("cost"))),
+            ("reward", f"accuracy x (cost / target)^w (MnasNet), w = {reward.get('exponent_under', '?')} at or "
+                       f"under the target, {reward.get('exponent_over', '?')} over it"),
+            ("constraint", setup.get("constraint", "?")),
+            ("trials", str(len(search.get("trials", []))))]
+    if search.get("seconds") is not None:
+        rows.append(("search wall time", format_seconds(search["seconds"])))
+    candidates, ratios = [], []
+    for number, trial in _numbered(search.get("trials", [])):
+        cost = trial.get("cost")
+        ratio = cost / target if (cost is not None and target) else None
+        if ratio is not None:
+            ratios.append(ratio)
+        candidates.append([str(number), trial.get("status", "-"), _fmt_percent(trial.get("accuracy")),
+                           "-" if cost is None else f"{cost / scale:,.3g}", _distance(ratio),
+                           _fmt(trial.get("reward")), f"`{trial.get('genotype', '-')}`"])
+    sentences = []
+    if ratios and target:
+        over = [r for r in ratios if r > 1]
+        target_text = f"{cost_text(target, setup.get('cost'))} target"
+        if len(over) == len(ratios):
+            sentences.append(f"All {len(ratios)} candidates were over the {target_text} "
+                             f"({min(ratios):.2f}x to {max(ratios):.2f}x).")
+        elif not over:
+            sentences.append(f"All {len(ratios)} candidates were at or under the {target_text} "
+                             f"({min(ratios):.2f}x to {max(ratios):.2f}x).")
+        else:
+            sentences.append(f"{len(over)} of {len(ratios)} candidates were over the {target_text}; "
+                             f"costs ran from {min(ratios):.2f}x to {max(ratios):.2f}x of it.")
+    return sentences, rows, candidates
+
+
+def _distance(ratio: float | None) -> str:
+    if ratio is None:
+        return "-"
+    if abs(ratio - 1) < 0.005:
+        return "at the target"
+    return f"{ratio:.2f}x ({'over' if ratio > 1 else 'under'})"
 
 
 def _fmt(value) -> str:
     if value is None:
         return "-"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _summary_lines(results: dict) -> list[str]:
+def _fmt_percent(value) -> str:
+    return "-" if value is None else _percent(value)
+
+
+def recommendation_line(results: dict) -> str:
+    """The plain recommendation sentence the report opens with."""
+    choice = results.get("recommendation")
+    if not choice:
+        return "No recommendation yet: no member has finished training."
+    member = next(m for m in results.get("variants", []) if m["name"] == choice["name"])
+    return (f"Recommendation: ship `{choice['name']}` ({member['multiply_adds'] / 1e6:,.2f}M multiply-adds, "
+            f"test top-1 {format_cell(member, 'test_top1')}): the cheapest member within noise of the best, "
+            f"because {choice['reason']}.")
+
+
+def _member_rows(members: list[dict]) -> list[list]:
+    rows = []
+    for member in members:
+        row = [format_cell(member, key) for _, key in MEMBER_COLUMNS[:-1]]
+        rows.append(row + [member_links(member)])
+    return rows
+
+
+def _sections(results: dict) -> list[dict]:
+    """Ordered page sections: title, text paragraphs, optional table, optional plot."""
+    sentences, setup_rows, candidates = _search_summary(results)
     baseline = results.get("baseline", {})
-    coefficients = results.get("coefficients", {})
-    lines = [f"Dataset: {results.get('dataset', '?')}",
-             f"Baseline genotype ({baseline.get('source', '?')}): `{baseline.get('genotype', '?')}`"]
-    if coefficients:
-        lines.append(f"Compound coefficients: alpha {coefficients.get('alpha')}, beta {coefficients.get('beta')}, "
-                     f"gamma {coefficients.get('gamma')}"
-                     + (" (grid-searched at phi = 1)" if coefficients.get("searched") else ""))
-    return lines
+    reference = results.get("reference") or {}
+    headers = [title for title, _ in MEMBER_COLUMNS]
+    sections = [
+        {"title": "What was searched", "text": sentences,
+         "table": (["setting", "value"], [list(r) for r in setup_rows]) if setup_rows else None},
+    ]
+    if candidates:
+        sections.append({"title": "Candidates against the target", "text": [],
+                         "table": (["#", "status", "proxy accuracy", "cost", "cost / target", "reward", "genotype"],
+                                   candidates), "plot": "search_candidates.png"})
+    family_text = [f"Searched genotype ({baseline.get('source', '?')}): `{baseline.get('genotype', '?')}`, "
+                   f"scaled to the base `{baseline.get('scaled_base', '?')}`. Compound coefficients: "
+                   + _coefficients(results.get("coefficients") or {}) + ".",
+                   "Test top-1 with its 95% interval (binomial, Wilson, over the test images; a spread over "
+                   "seeds where members were trained with several). Pareto-efficient: no other member has "
+                   "more test top-1 for fewer multiply-adds. Training wall time is the time the console printed."]
+    sections.append({"title": "Family", "text": family_text, "table": (headers, _member_rows(results.get("variants", []))),
+                     "plot": "accuracy_vs_macs.png"})
+    if reference.get("variants"):
+        comparison = [[row["name"], _percent(row["searched"]), _percent(row["reference"]),
+                       f"{100 * row['difference']:+.1f} points", row["verdict"]]
+                      for row in reference.get("comparison", [])]
+        sections.append({"title": "Reference family (not searched)",
+                         "text": [f"The reference genotype `{reference.get('genotype', '?')}` (the search's starting "
+                                  f"point), scaled to `{reference.get('scaled_base', '?')}` and trained exactly like "
+                                  "the searched family (same variants, coefficients, data and recipe)."],
+                         "table": (headers, _member_rows(reference["variants"]))})
+        if comparison:
+            sections.append({"title": "Did the search help?", "text": [
+                "Test top-1 of each searched member against the reference member of the same name; a "
+                "difference inside both 95% intervals is a tie."],
+                "table": (["member", "searched", "reference", "difference", "verdict"], comparison)})
+    elif reference.get("note"):
+        sections.append({"title": "Reference family (not searched)", "text": [reference["note"]]})
+    sections.append({"title": "Training curves", "text": [], "plot": "training_curves.png"})
+    if candidates:
+        sections.append({"title": "Search history", "text": [], "plot": "search_history.png"})
+    stages = baseline.get("stages", [])
+    if stages:
+        sections.append({"title": "Stages of the scaled base",
+                         "text": [f"`{baseline.get('scaled_base', '?')}` as the builder makes it."],
+                         "table": (STAGE_COLUMNS, [[str(s.get(c, "-")) for c in STAGE_COLUMNS] for s in stages])})
+    return sections
+
+
+def _coefficients(coefficients: dict) -> str:
+    text = (f"alpha {coefficients.get('alpha')}, beta {coefficients.get('beta')}, "
+            f"gamma {coefficients.get('gamma')}")
+    return text + (" (grid-searched at phi = 1)" if coefficients.get("searched") else "")
+
+
+# -- writers --------------------------------------------------------------------------------------
+
+def write_report(run_dir: str) -> dict:
+    """Write report.md, report.html and the plots for ``run_dir``; return their paths."""
+    results_path = os.path.join(run_dir, "results.json")
+    if not os.path.isfile(results_path):
+        raise UserError(f"{run_dir!r} holds no results.json: is it a finished or running effscale family run?")
+    results = annotate(read_json(results_path))
+    paths = {name: os.path.join(run_dir, name) for name in ("report.md", "report.html", *PLOTS)}
+    for name, draw in zip(PLOTS, (plot_accuracy_vs_macs, plot_search_candidates, plot_search_history,
+                                  plot_training_curves)):
+        draw(results, paths[name])
+    sections = _sections(results)
+    write_text(paths["report.md"], _markdown(results, sections))
+    write_text(paths["report.html"], _html(results, sections, run_dir))
+    return paths
+
+
+def _markdown_cell(cell) -> str:
+    if isinstance(cell, list):  # links
+        return ", ".join(f"[{label}]({path})" for label, path in cell) or "-"
+    return str(cell).replace("|", "\\|")
 
 
 def _markdown(results: dict, sections) -> str:
-    parts = ["# effscale family report", ""] + [f"- {line}" for line in _summary_lines(results)] + [""]
-    parts += ["![accuracy against multiply-adds](accuracy_vs_macs.png)", "",
-              "![search history](search_history.png)", ""]
-    for title, headers, rows in sections:
-        parts += [f"## {title}", "", _markdown_table(headers, rows), ""]
+    parts = ["# effscale family report", "", f"**{recommendation_line(results)}**", "",
+             f"Dataset: {results.get('dataset', '?')}.", ""]
+    for section in sections:
+        parts += [f"## {section['title']}", ""]
+        for line in section["text"]:
+            parts += [line, ""]
+        if section.get("plot"):
+            parts += [f"![{section['title']}]({section['plot']})", ""]
+        if section.get("table"):
+            headers, rows = section["table"]
+            parts.append("| " + " | ".join(headers) + " |")
+            parts.append("|" + "---|" * len(headers))
+            parts += ["| " + " | ".join(_markdown_cell(c) for c in row) + " |" for row in rows]
+            parts.append("")
     return "\n".join(parts)
 
 
-def _html(results: dict, sections) -> str:
-    style = ("body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse;margin:1em 0}"
-             "td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}th{background:#f3f3f3}"
-             "img{max-width:48%;margin-right:1%}code{font-size:90%}")
-    summary = "".join(f"<li>{html.escape(line)}</li>" for line in _summary_lines(results))
-    body = [f"<h1>effscale family report</h1><ul>{summary}</ul>",
-            '<img src="accuracy_vs_macs.png" alt="accuracy against multiply-adds">'
-            '<img src="search_history.png" alt="search history">']
-    for title, headers, rows in sections:
-        body.append(f"<h2>{html.escape(title)}</h2>{_html_table(headers, rows)}")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>effscale family report</title>"
+def _inline(text: str) -> str:
+    """HTML of a sentence whose `backticked` parts are code."""
+    return _CODE.sub(lambda m: f"<code>{m.group(1)}</code>", html.escape(str(text), quote=False))
+
+
+def _html_cell(cell) -> str:
+    if isinstance(cell, list):
+        return ", ".join(f'<a href="{html.escape(path)}">{html.escape(label)}</a>' for label, path in cell) or "-"
+    return _inline(cell)
+
+
+def _embedded(run_dir: str, name: str) -> str:
+    with open(os.path.join(run_dir, name), "rb") as handle:
+        return "data:image/png;base64," + base64.b64encode(handle.read()).decode("ascii")
+
+
+def _html(results: dict, sections, run_dir: str) -> str:
+    style = ("body{font-family:sans-serif;margin:2em auto;max-width:72em;padding:0 1em}"
+             "table{border-collapse:collapse;margin:1em 0;font-size:90%}"
+             "td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}"
+             "th{background:#f3f3f3}img{display:block;width:100%;height:auto;margin:1em 0}"
+             "code{font-size:90%;word-break:break-all}p.recommendation{font-size:115%;font-weight:bold}")
+    body = ["<h1>effscale family report</h1>",
+            f'<p class="recommendation" id="recommendation">{_inline(recommendation_line(results))}</p>',
+            f"<p>Dataset: {_inline(results.get('dataset', '?'))}.</p>"]
+    for section in sections:
+        body.append(f"<h2>{html.escape(section['title'])}</h2>")
+        body += [f"<p>{_inline(line)}</p>" for line in section["text"]]
+        if section.get("plot"):
+            body.append(f'<img src="{_embedded(run_dir, section["plot"])}" alt="{html.escape(section["title"])}">')
+        if section.get("table"):
+            headers, rows = section["table"]
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+            rows_html = "".join("<tr>" + "".join(f"<td>{_html_cell(c)}</td>" for c in row) + "</tr>" for row in rows)
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows_html}</tbody></table>")
+    return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>effscale family report</title>"
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")

@@ -312,9 +312,9 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
     from effscale.cost import cost
     from effscale.data import load_data
     from effscale.evaluate import MODEL_FILE, RESULTS_FILE, evaluate_dataset, summary_line, weights_digest
-    from effscale.genotype import load_genotype
+    from effscale.zoo import load_genotype
     from effscale.recipe import Recipe
-    from effscale.scaling import resolve_variant
+    from effscale.variants import resolve_variant
     from effscale.strategy import (device_kind, dtype_policy, global_batch_size, is_chief, is_multiworker,
                                    mixed_precision_policy, resolve_strategy, strategy_name)
 

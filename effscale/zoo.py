@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from effscale.errors import UserError
 from effscale.genotype import Genotype
@@ -111,3 +113,37 @@ def get_genotype(name: str) -> Genotype:
         return REGISTRY[name].genotype
     except KeyError:
         raise UserError(f"unknown baseline {name!r}: expected one of {', '.join(REGISTRY)}") from None
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise UserError(message)
+
+
+def load_genotype(source: "str | Genotype | Path") -> Genotype:
+    """A Genotype from a registered name, a genotype string, or a JSON file path.
+
+    >>> load_genotype("mnasnet-a1").activation
+    'relu'
+    """
+    if isinstance(source, Genotype):
+        return source
+    text = str(source).strip()
+    _require(text != "", "empty genotype: expected a registered name, a genotype string or a JSON file")
+    if text in REGISTRY:
+        return REGISTRY[text].genotype
+    if text.endswith(".json") or Path(text).is_file():
+        path = Path(text)
+        _require(path.is_file(), f"genotype file {text!r} does not exist")
+        data = path.read_text()
+        if data.lstrip().startswith("{"):
+            return Genotype.from_json(data)
+        return Genotype.parse(data)
+    member = re.match(r"^(efficientnet(?:v2)?)-(b\d)$", text)
+    if member and f"{member.group(1)}-b0" in REGISTRY:
+        raise UserError(f"{text!r} is genotype {member.group(1)}-b0 at variant {member.group(2)}: "
+                        f"give the genotype {member.group(1)}-b0 and the variant {member.group(2)}")
+    if "_" not in text:
+        raise UserError(f"unknown genotype {text!r}: expected a registered name ({', '.join(REGISTRY)}), "
+                        "a genotype string or a JSON file")
+    return Genotype.parse(text)

@@ -4,7 +4,8 @@ import pytest
 
 from effscale.config import FamilyConfig, set_dotted
 from effscale.errors import UserError
-from effscale.scaling import Variant, resolve_family
+from effscale.scaling import Variant
+from effscale.variants import resolve_family
 from effscale.zoo import get_genotype
 
 

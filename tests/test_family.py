@@ -5,9 +5,11 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
+from html.parser import HTMLParser
 
 import pytest
 import yaml
@@ -26,7 +28,7 @@ MINIATURE = {
     "search": {"oracle": "evolution", "cost": "macs", "target": 1.0e6, "trials": 2, "epochs": 1,
                "resolution": 16, "width": 0.25},
     "scaling": {"family": "phi=0;phi=1", "base": "w=0.5,d=0.5,r=16"},
-    "training": {"epochs": 3, "batch_size": 64},
+    "training": {"epochs": 2, "batch_size": 64},
 }
 
 
@@ -67,7 +69,7 @@ def resumed_run(tmp_path_factory):
     config_path.write_text(yaml.safe_dump(config))
     run_dir = folder / "run"
     process = subprocess.Popen(family_command(config_path, run_dir), env=ENV, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, umask=0o022)
     deadline = time.time() + 600
     killed_state = None
     while time.time() < deadline and process.poll() is None:
@@ -82,9 +84,11 @@ def resumed_run(tmp_path_factory):
             break
         time.sleep(0.5)
     assert killed_state is not None, f"never saw the second variant training: {process.stderr.read()[-2000:]}"
-    finished = subprocess.run(family_command(config_path, run_dir), env=ENV, capture_output=True, text=True,
-                              timeout=900)
+    # Not quiet: the report's times are compared with the ones this rerun prints.
+    finished = subprocess.run(family_command(config_path, run_dir)[:-1], env=ENV, capture_output=True, text=True,
+                              timeout=900, umask=0o022)
     assert finished.returncode == 0, finished.stderr[-3000:]
+    (folder / "console.txt").write_text(finished.stdout)
     return run_dir, killed_state, read_state(run_dir)
 
 
@@ -118,7 +122,7 @@ def test_run_produces_results_plots_and_both_report_pages(resumed_run, assert_ev
     assert_every_number_names_its_split(results)
     from PIL import Image
 
-    for plot in ("accuracy_vs_macs.png", "search_history.png"):
+    for plot in ("accuracy_vs_macs.png", "search_candidates.png", "search_history.png", "training_curves.png"):
         with Image.open(run_dir / plot) as image:
             assert image.format == "PNG" and image.size[0] > 100 and image.size[1] > 100
             assert len(set(image.convert("L").getdata())) > 10  # something is drawn
@@ -138,8 +142,8 @@ def test_report_numbers_equal_the_results_json(resumed_run):
         assert cells[0] == variant["name"]
         assert int(cells[4].replace(",", "")) == variant["parameters"]
         assert float(cells[5].replace(",", "")) == pytest.approx(variant["multiply_adds"] / 1e6, abs=0.005)
-        assert float(cells[7]) == pytest.approx(variant["test_top1"], abs=5e-5)
-        assert f"{variant['test_top1']:.4f}" in page and f"{variant['parameters']:,}" in page
+        assert float(cells[6].split("%")[0]) == pytest.approx(100 * variant["test_top1"], abs=0.05)
+        assert cells[6].split(" ")[0] in page and f"{variant['parameters']:,}" in page
     assert results["baseline"]["genotype"] in markdown
 
 
@@ -151,11 +155,23 @@ def test_status_reports_every_stage(resumed_run, capsys):
         assert re.search(rf"^{re.escape(stage)}\s+done", out, re.MULTILINE), out
 
 
+def test_status_json_lists_every_stage_with_its_state(resumed_run, capsys):
+    run_dir = resumed_run[0]
+    assert cli.main(["status", str(run_dir), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    state = read_state(run_dir)
+    stages = {row["stage"]: row for row in status["stages"]}
+    assert set(stages) == set(state["stages"])
+    for name in ("train:phi0", "train:phi1", "train:reference-phi0", "train:reference-phi1"):
+        assert stages[name]["status"] == "done" and stages[name]["seconds"] == state["stages"][name]["seconds"]
+
+
 def test_finished_run_reruns_without_training(resumed_run):
     run_dir = resumed_run[0]
     before = read_state(run_dir)
     started = time.time()
-    results = run_family(MINIATURE, str(run_dir), verbose=0)
+    config = json.loads((run_dir / "config.json").read_text())  # the run's own: proxy file and seeds too
+    results = run_family(config, str(run_dir), verbose=0)
     assert time.time() - started < 60
     after = read_state(run_dir)
     assert {k: v["attempts"] for k, v in after["stages"].items()} == {
@@ -209,3 +225,177 @@ def test_toml_config_and_flags(tmp_path):
         FamilyConfig.load(str(tmp_path / "broken.toml"))
     with pytest.raises(UserError, match="no effscale family run"):
         run_status(str(tmp_path))
+
+
+# -- the report: recommendation, search setup, reference family, intervals, links ----------------
+
+class _Page(HTMLParser):
+    """The report page as the tests read it: text by section, tables, links, images."""
+
+    def __init__(self):
+        super().__init__()
+        self.sections, self.links, self.images, self.recommendation = {}, [], [], ""
+        self._title, self._tag_stack, self._table, self._row, self._cell = "", [], None, None, None
+        self.tables = {}
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self._tag_stack.append((tag, attrs))
+        if tag == "a":
+            self.links.append(attrs["href"])
+        elif tag == "img":
+            self.images.append(attrs["src"])
+        elif tag == "table":
+            self._table = []
+        elif tag == "tr":
+            self._row = []
+        elif tag in ("td", "th"):
+            self._cell = ""
+
+    def handle_endtag(self, tag):
+        self._tag_stack.pop()
+        if tag in ("td", "th"):
+            self._row.append(self._cell.strip())
+            self._cell = None
+        elif tag == "tr":
+            self._table.append(self._row)
+        elif tag == "table":
+            self.tables.setdefault(self._title, []).append(self._table)
+            self._table = None
+
+    def handle_data(self, data):
+        tag, attrs = self._tag_stack[-1] if self._tag_stack else ("", {})
+        if tag == "h2":
+            self._title = data.strip()
+        if attrs.get("id") == "recommendation" or (self._tag_stack and any(
+                a.get("id") == "recommendation" for _, a in self._tag_stack)):
+            self.recommendation += data
+        if self._cell is not None:
+            self._cell += data
+        self.sections[self._title] = self.sections.get(self._title, "") + data
+
+
+def _page(run_dir) -> _Page:
+    page = _Page()
+    page.feed((run_dir / "report.html").read_text())
+    return page
+
+
+def _wilson(accuracy: float, examples: int) -> tuple[float, float]:
+    """scipy's Wilson score interval of ``accuracy`` over ``examples`` images."""
+    from scipy.stats import binomtest
+
+    interval = binomtest(round(accuracy * examples), examples).proportion_ci(0.95, method="wilson")
+    return interval.low, interval.high
+
+
+def _member_results(run_dir, folder: str) -> dict:
+    return json.loads((run_dir / "variants" / folder / "results.json").read_text())
+
+
+def test_report_recommends_the_cheapest_member_within_noise_of_the_best(resumed_run):
+    run_dir = resumed_run[0]
+    members = {name: _member_results(run_dir, name) for name in ("phi0", "phi1")}
+    intervals = {name: _wilson(m["validation_top1"], m["validation_examples"]) for name, m in members.items()}
+    best = max(members, key=lambda n: members[n]["validation_top1"])
+    tied = [n for n in members if intervals[n][0] <= intervals[best][1] and intervals[best][0] <= intervals[n][1]]
+    expected = min(tied, key=lambda n: members[n]["multiply_adds"])
+    page = _page(run_dir)
+    assert page.recommendation.startswith(f"Recommendation: ship {expected} ")
+    assert "cheapest member within noise of the best" in page.recommendation
+    assert f"**Recommendation: ship `{expected}`" in (run_dir / "report.md").read_text()
+
+
+def test_report_says_what_was_searched_and_how_far_each_candidate_sat_from_the_target(resumed_run):
+    run_dir = resumed_run[0]
+    page = _page(run_dir)
+    [setup] = page.tables["What was searched"]
+    settings = dict(row for row in setup[1:])
+    assert settings["oracle"] == "evolution" and settings["constraint"] == "soft"
+    assert settings["target"] == "1M multiply-adds"
+    assert "genotypes" in settings["search space"] and "1 epochs at 16 px, width 0.25" in settings["proxy task"]
+    trials = read_state(run_dir)["stages"]["search"]["trials"]
+    [candidates] = page.tables["Candidates against the target"]
+    assert len(candidates) == 1 + len(trials)
+    for row, trial in zip(candidates[1:], trials):
+        ratio = trial["cost"] / MINIATURE["search"]["target"]
+        assert row[4] == f"{ratio:.2f}x ({'over' if ratio > 1 else 'under'})"
+        assert row[6] == trial["genotype"]
+    assert re.search(r"candidates were (over|at or under) the 1M multiply-adds target|of 2 candidates were over",
+                     page.sections["What was searched"])
+
+
+def test_reference_family_is_trained_exactly_like_the_searched_one(resumed_run):
+    from effscale.genotype import load_genotype
+    from effscale.scaling import scale_genotype
+
+    run_dir = resumed_run[0]
+    expected_genotype = scale_genotype(load_genotype("tiny"), MINIATURE["scaling"]["base"]).encode()
+    for name in ("phi0", "phi1"):
+        searched, reference = _member_results(run_dir, name), _member_results(run_dir, "reference-" + name)
+        assert reference["genotype"] == expected_genotype != searched["genotype"]
+        for key in ("recipe", "data", "variant", "epochs_done", "global_batch", "mixed_precision", "strategy"):
+            assert reference[key] == searched[key], key
+    page = _page(run_dir)
+    [table] = page.tables["Reference family (not searched)"]
+    assert [row[0] for row in table[1:]] == ["phi0", "phi1"]
+    [comparison] = page.tables["Did the search help?"]
+    assert [row[0] for row in comparison[1:]] == ["phi0", "phi1"]
+
+
+def test_family_tables_show_test_top1_with_its_interval_and_mark_the_pareto_members(resumed_run):
+    run_dir = resumed_run[0]
+    page = _page(run_dir)
+    [table] = page.tables["Family"]
+    header, rows = table[0], table[1:]
+    column = header.index("test top-1 (95% interval)")
+    members = {name: _member_results(run_dir, name) for name in ("phi0", "phi1")}
+    for row in rows:
+        member = members[row[0]]
+        low, high = _wilson(member["test_top1"], member["test_examples"])
+        assert row[column] == f"{100 * member['test_top1']:.1f}% ({100 * low:.1f}-{100 * high:.1f})"
+    efficient = {n for n, m in members.items() if not any(
+        o["multiply_adds"] <= m["multiply_adds"] and o["test_top1"] >= m["test_top1"] and o is not m
+        and (o["multiply_adds"] < m["multiply_adds"] or o["test_top1"] > m["test_top1"]) for o in members.values())}
+    pareto = header.index("Pareto-efficient")
+    assert {row[0] for row in rows if row[pareto] == "yes"} == efficient
+
+
+def test_report_links_resolve_and_the_html_is_one_self_contained_file(resumed_run):
+    import base64
+
+    run_dir = resumed_run[0]
+    page = _page(run_dir)
+    for name in ("phi0", "phi1", "reference-phi0", "reference-phi1"):
+        assert f"variants/{name}/model.keras" in page.links and f"logs/{name}" in page.links
+    for link in page.links:
+        assert (run_dir / link).exists(), link
+    assert len(page.images) == 4
+    for source in page.images:
+        assert source.startswith("data:image/png;base64,")
+        assert base64.b64decode(source.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    text = (run_dir / "report.html").read_text()
+    assert "<script" not in text and "<link" not in text and "`" not in text  # code is <code>, not backticks
+
+
+def test_report_times_are_the_times_the_console_printed(resumed_run):
+    run_dir = resumed_run[0]
+    console = (run_dir.parent / "console.txt").read_text()
+    printed = dict(re.findall(r"train (\S+) done in (\d+:\d\d)", console))
+    assert "phi1" in printed and "reference-phi1" in printed, console[-2000:]
+    page = _page(run_dir)
+    for title, prefix in (("Family", ""), ("Reference family (not searched)", "reference-")):
+        [table] = page.tables[title]
+        column = table[0].index("training wall time")
+        for row in table[1:]:
+            if prefix + row[0] in printed:
+                assert row[column] == printed[prefix + row[0]]
+
+
+def test_output_files_honour_the_umask(resumed_run):
+    run_dir = resumed_run[0]
+    for root, folders, files in os.walk(run_dir):
+        for name in files:
+            assert stat.S_IMODE(os.stat(os.path.join(root, name)).st_mode) == 0o644, os.path.join(root, name)
+        for name in folders:
+            assert stat.S_IMODE(os.stat(os.path.join(root, name)).st_mode) == 0o755, os.path.join(root, name)

@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from effscale.errors import UserError
-from effscale.genotype import ACTIVATIONS, BLOCK_TYPES, Genotype, Stage, load_genotype
+from effscale.genotype import ACTIVATIONS, BLOCK_TYPES, Genotype, Stage
+from effscale.zoo import load_genotype
 from effscale.zoo import REGISTRY
 
 B0 = REGISTRY["efficientnet-b0"].genotype

@@ -8,8 +8,10 @@ import effscale
 from effscale import cost
 from effscale.weights import canonical_layers, transfer_weights
 
-# Published numbers (REFERENCE.md): keras.applications parameter counts, the paper's Table 2
-# multiply-adds, and TensorFlow's profiler on the keras models (float ops / 2).
+# Published numbers: keras.applications parameter counts (keras/src/applications/efficientnet.py,
+# EfficientNetB0..B7 with include_top and 1000 classes, reproduced on keras 3.15.1), the paper's
+# Table 2 multiply-adds (Tan & Le 2019, arXiv 1905.11946), and TensorFlow's graph profiler
+# (float_operation) on those keras models, divided by 2 (docs/efficientnet-family.md).
 KERAS_PARAMS = [5_330_571, 7_856_239, 9_177_569, 12_320_535, 19_466_823, 30_562_527, 43_265_143, 66_658_687]
 PAPER_MACS = [0.39e9, 0.70e9, 1.0e9, 1.8e9, 4.2e9, 9.9e9, 19e9, 37e9]
 KERAS_PROFILER_HALF_FLOPS = [0.4015e9, 0.7124e9, 1.026e9, 1.883e9, 4.510e9, 10.50e9, 19.46e9, 38.43e9]

@@ -7,7 +7,7 @@ import os
 import keras_tuner
 import numpy as np
 import pytest
-from keras_tuner.src.engine import base_tuner
+from keras_tuner.engine import base_tuner
 
 from effscale.io import read_json
 from effscale.search.oracles import RegularizedEvolutionOracle, ReinforceOracle

@@ -7,7 +7,7 @@ import os
 
 import keras_tuner
 import pytest
-from keras_tuner.src.engine import base_tuner
+from keras_tuner.engine import base_tuner
 
 from effscale.cost import cost
 from effscale.errors import UserError

@@ -6,8 +6,8 @@ import pytest
 
 from effscale import cost
 from effscale.errors import UserError
-from effscale.scaling import (PUBLISHED, phi_variant, resolve_family, resolve_variant, round_filters,
-                              round_repeats)
+from effscale.scaling import PUBLISHED, phi_variant, round_filters, round_repeats
+from effscale.variants import resolve_family, resolve_variant
 from effscale.zoo import get_genotype
 
 B0 = get_genotype("efficientnet-b0")

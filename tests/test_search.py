@@ -6,7 +6,7 @@ import os
 import pytest
 
 import effscale
-from effscale.genotype import load_genotype
+from effscale.zoo import load_genotype
 from effscale.search import ORACLES, design_variant, run_search
 
 MICRO = "stem8_head32_res16_relu-mb_r1_k3_s2_e2_c8-mb_r1_k3_s2_e2_c16"

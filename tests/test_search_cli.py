@@ -14,7 +14,7 @@ import pytest
 
 import effscale
 from effscale.cli import main
-from effscale.genotype import load_genotype
+from effscale.zoo import load_genotype
 from effscale.search import design_variant
 from effscale.io import read_json
 from effscale.search import load_oracle

@@ -39,8 +39,8 @@ def cmd_zoo(args) -> int:
 
 def cmd_describe(args) -> int:
     from effscale.describe import describe_family, describe_variant
-    from effscale.genotype import load_genotype
-    from effscale.scaling import resolve_family, resolve_variant
+    from effscale.zoo import load_genotype
+    from effscale.variants import resolve_family, resolve_variant
 
     genotype = load_genotype(args.genotype)
     if args.family:
@@ -53,9 +53,9 @@ def cmd_describe(args) -> int:
 
 
 def cmd_build(args) -> int:
-    from effscale.genotype import load_genotype
+    from effscale.zoo import load_genotype
     from effscale.io import atomic_path
-    from effscale.scaling import resolve_variant
+    from effscale.variants import resolve_variant
 
     genotype = load_genotype(args.genotype)
     variant = resolve_variant(args.variant, genotype)
@@ -92,10 +92,16 @@ def _positive_number(text: str) -> float:
     return value
 
 
+# Commands that never start TensorFlow: no need to import it quietly first.
+_LIGHT_COMMANDS = frozenset({"zoo", "describe", "status", "report", "trials"})
+
+
 def make_parser() -> argparse.ArgumentParser:
+    from effscale import __version__
     from effscale.limits import LIMITS
 
     parser = _Parser(prog="effscale", description="Neural architecture search into model families, for Keras.")
+    parser.add_argument("--version", action="version", version=f"effscale {__version__}")
     for name, (variable, default, noun, option) in LIMITS.items():
         parser.add_argument(option, type=_positive_number, metavar="N",
                             help=f"refuse to build more than N {noun} (default {default:g}; also {variable})")
@@ -142,9 +148,19 @@ def _command_environment(args) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Bare ``effscale`` prints the usage; TensorFlow's start-up logging is
+    kept off the console unless ``--verbose`` (bare or 2) asks for everything."""
+    from effscale.console import quiet_tensorflow, wants_verbose_logs
     from effscale.interrupt import MESSAGE, Interrupted, interruptible, scoped_environment
 
-    args = make_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = make_parser()
+    if not argv:
+        parser.print_help()
+        return 0
+    args = parser.parse_args(argv)
+    if args.command not in _LIGHT_COMMANDS and not wants_verbose_logs(argv):
+        quiet_tensorflow()
     try:
         with interruptible(), scoped_environment(_command_environment(args)):
             return args.func(args)

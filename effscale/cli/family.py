@@ -20,7 +20,7 @@ _FAMILY_FLAGS = {
     "dataset": ("dataset", str), "baseline": ("baseline", str), "oracle": ("search.oracle", str),
     "cost": ("search.cost", str), "target": ("search.target", float), "constraint": ("search.constraint", str),
     "trials": ("search.trials", int), "proxy_epochs": ("search.epochs", int), "family": ("scaling.family", str),
-    "base": ("scaling.base", str), "epochs": ("training.epochs", int), "batch_size": ("training.batch_size", int),
+    "base": ("scaling.base", str), "train_epochs": ("training.epochs", int), "batch_size": ("training.batch_size", int),
     "strategy": ("training.strategy", str), "mixed_precision": ("training.mixed_precision", str),
     "seed": ("seed", int),
 }
@@ -47,22 +47,20 @@ def cmd_family(args) -> int:
 
 def cmd_demo(args) -> int:
     from effscale.config import FamilyConfig
-    from effscale.family import best_member, run_family
+    from effscale.family import run_family
+    from effscale.report import recommendation_line
 
     config = copy.deepcopy(DEMO_CONFIG)
     print(f"effscale demo: search, scale and train a family on the bundled digits; results in {args.out}/")
     results = run_family(FamilyConfig.from_dict(config), args.out, verbose=_verbosity(args))
-    best = best_member(results)
-    print(f"demo finished: best member on validation {best['name']} reached test top-1 {best['test_top1']:.4f} "
-          "on held-out digits; "
-          f"open {args.out}/report.html")
+    print(f"demo finished. {recommendation_line(results).replace('`', '')} Open {args.out}/report.html")
     return 0
 
 
 def cmd_status(args) -> int:
     from effscale.family import run_status
 
-    print(run_status(args.dir))
+    print(run_status(args.dir, as_json=args.json))
     return 0
 
 
@@ -96,13 +94,14 @@ def register(commands) -> None:
     family.add_argument("--target", type=float)
     family.add_argument("--constraint")
     family.add_argument("--trials", type=int)
-    family.add_argument("--proxy-epochs", type=int)
+    family.add_argument("--proxy-epochs", type=int, help="epochs of each search trial's proxy training")
     family.add_argument("--no-search", action="store_true", help="scale the baseline as it is")
     family.add_argument("--search-coefficients", action="store_true",
                         help="grid-search alpha, beta, gamma at phi = 1 first")
     family.add_argument("--family", help="b0-b7, phi=0..3, b0,b2,b4 or a ;-separated list")
     family.add_argument("--base", help="rescale the baseline before deriving the family, e.g. w=0.5,d=0.5,r=32")
-    family.add_argument("--epochs", type=int)
+    family.add_argument("--train-epochs", "--epochs", dest="train_epochs", type=int,
+                        help="epochs of each member's training (--epochs is the old name)")
     family.add_argument("--batch-size", type=int)
     family.add_argument("--strategy")
     family.add_argument("--mixed-precision")
@@ -117,6 +116,7 @@ def register(commands) -> None:
 
     status = commands.add_parser("status", help="where a family run stands")
     status.add_argument("dir")
+    status.add_argument("--json", action="store_true", help="the stages as JSON")
     status.set_defaults(func=cmd_status)
 
     report = commands.add_parser("report", help="(re)write a family run's Markdown and HTML report")

@@ -39,8 +39,8 @@ def _config(args):
 
 
 def cmd_finetune(args) -> int:
-    from effscale.genotype import load_genotype
-    from effscale.scaling import resolve_variant
+    from effscale.zoo import load_genotype
+    from effscale.variants import resolve_variant
 
     config = _config(args)
     base = args.base

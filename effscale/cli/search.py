@@ -163,12 +163,15 @@ def cmd_trials(args) -> int:
 
         print(json.dumps({"trials": rows, "pareto": pareto}, indent=2))
         return 0
-    columns = ["trial_id", "status", "reward", "accuracy", "cost", "genotype"]
+    from effscale.search.run import trial_number
+
+    columns = ["trial", "status", "reward", "accuracy", "cost", "genotype"]
     print(f"trials ({len(rows)}):")
-    print(_table([dict(r, genotype=r["genotype"] if r["status"] == "COMPLETED" else r["reason"]) for r in rows],
-                 columns))
+    print(_table([dict(r, trial=trial_number(r["trial_id"]),
+                       genotype=r["genotype"] if r["status"] == "COMPLETED" else r["reason"]) for r in rows], columns))
     print(f"\nPareto front of (accuracy, cost) ({len(pareto)}):")
-    print(_table(pareto, ["trial_id", "accuracy", "cost", "reward", "genotype"]))
+    print(_table([dict(p, trial=trial_number(p["trial_id"])) for p in pareto],
+                 ["trial", "accuracy", "cost", "reward", "genotype"]))
     summary = os.path.join(directory, "search.json")
     if os.path.isfile(summary):
         try:
@@ -176,7 +179,7 @@ def cmd_trials(args) -> int:
         except (OSError, ValueError, AttributeError):
             raise UserError(f"{summary} is damaged; rerun the search command with --repair to rebuild it") from None
         if best:
-            print(f"\nbest: trial {best['trial_id']} reward {best['reward']:.4f}: {best['genotype']}")
+            print(f"\nbest: trial {trial_number(best['trial_id'])} reward {best['reward']:.4f}: {best['genotype']}")
     return 0
 
 

@@ -43,8 +43,8 @@ def _load_recipe(path: str | None):
 
 
 def cmd_train(args) -> int:
-    from effscale.genotype import load_genotype
-    from effscale.scaling import resolve_variant
+    from effscale.zoo import load_genotype
+    from effscale.variants import resolve_variant
     from effscale.strategy import STRATEGIES
 
     from effscale.data import check_source

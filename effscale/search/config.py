@@ -73,6 +73,6 @@ class SearchConfig:
 
 
 def _normalize(value):
-    import json
+    from effscale.io import plain_json
 
-    return json.loads(json.dumps(value, sort_keys=True))
+    return plain_json(value)

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from effscale.errors import UserError
-from effscale.io import atomic_path, read_json, write_json
+from effscale.io import atomic_path, plain_json, read_json, write_json
 from effscale.search.objectives import Reward
 from effscale.search.proxy import ProxySettings
 from effscale.search.space import SearchSpace
@@ -176,8 +176,8 @@ def argmax_values(space: SearchSpace, probabilities: dict) -> dict:
 
 
 def _config(space, variant, reward, settings, seed, options) -> dict:
-    return json.loads(json.dumps({"space": space.to_dict(), "variant": str(variant), "reward": reward.to_dict(),
-                                  "proxy": settings.to_dict(), "seed": seed, **options}, sort_keys=True))
+    return plain_json({"space": space.to_dict(), "variant": str(variant), "reward": reward.to_dict(),
+                       "proxy": settings.to_dict(), "seed": seed, **options})
 
 
 def load_logits(path: str) -> list[dict]:

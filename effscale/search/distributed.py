@@ -64,10 +64,9 @@ def serve_chief(oracle, worker_timeout: float, on_trial_end=None, poll_s: float 
     from concurrent import futures
 
     import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute import oracle_chief
+    from effscale.search._keras_tuner import add_servicer_to_server, oracle_servicer
 
-    class Servicer(oracle_chief.OracleServicer):
+    class Servicer(oracle_servicer()):
         def __init__(self, oracle):
             super().__init__(oracle)
             self.last_seen: dict[str, float] = {}
@@ -96,7 +95,7 @@ def serve_chief(oracle, worker_timeout: float, on_trial_end=None, poll_s: float 
     address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     servicer = Servicer(oracle)
-    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    add_servicer_to_server(servicer, server)
     if server.add_insecure_port(address) == 0:
         raise UserError(f"cannot listen on {address}")
     server.start()
@@ -123,7 +122,7 @@ def _synchronized(func):
 
 
 def _reap(oracle, last_seen, timeout, started):
-    from keras_tuner.src.engine import trial as trial_module
+    from effscale.search import _keras_tuner as trial_module
 
     @_synchronized
     def reap(oracle):

@@ -182,7 +182,7 @@ def run_proxy_check(baseline="tiny", dataset: str = "digits", project_dir: str =
 
     ``shard`` ``"I/N"`` trains only architectures I, I + N, I + 2N, ... so N processes can share
     the work on one project dir (each writes the summary of what is finished when it ends)."""
-    from effscale.genotype import load_genotype
+    from effscale.zoo import load_genotype
     from effscale.search.run import check_project_dir
     from effscale.search.space import SearchSpace
 
@@ -206,7 +206,7 @@ def run_proxy_check(baseline="tiny", dataset: str = "digits", project_dir: str =
     space = SearchSpace(genotype, open=open_choices)
     archs = sample_architectures(space, architectures, seed)
     config = {"baseline": genotype.encode(), "dataset": str(dataset), "architectures": archs, "seeds": seeds,
-              "seed": seed, "full": asdict(full_task), "base": base.to_dict(), "space": space.to_dict()}
+              "seed": seed, "full": asdict(full_task), "base": _recipe(base.to_dict()), "space": space.to_dict()}
     path = check_project_dir(project_dir)
     summary_path = os.path.join(path, "proxy_check.json")
     if os.path.exists(summary_path):
@@ -215,7 +215,8 @@ def run_proxy_check(baseline="tiny", dataset: str = "digits", project_dir: str =
         except ValueError:
             raise UserError(f"{summary_path} does not parse; use a new project dir") from None
         for key in sorted(config):
-            if _plain(saved.get(key)) != _plain(config[key]):
+            mine, theirs = (config[key], saved.get(key)) if key != "base" else (config[key], _recipe(saved.get(key)))
+            if _plain(theirs) != _plain(mine):
                 raise UserError(f"project dir {project_dir!r} holds a different proxy check ({key} differs); "
                                 "use a new project dir")
     elif os.path.isdir(path) and os.listdir(path):
@@ -251,6 +252,11 @@ def run_proxy_check(baseline="tiny", dataset: str = "digits", project_dir: str =
     say(format_table(summary))
     say(summary["message"])
     return summary
+
+
+def _recipe(base) -> dict:
+    """The shared training settings of a check: epochs and schedule belong to each setting."""
+    return {k: v for k, v in (base or {}).items() if k not in ("epochs", "schedule")}
 
 
 def _parse_shard(text) -> tuple[int, int]:

@@ -1,8 +1,9 @@
 """Proxy training: a few epochs of a candidate at a reduced width and resolution, settings chosen
 so that the accuracy it reports means something.
 
-Short runs need BatchNormalization momentum 0.9 (REFERENCE.md: with keras's 0.99 the moving
-statistics do not converge in a few hundred steps and validation accuracy stays at chance).
+Short runs need BatchNormalization momentum 0.9 (with keras's 0.99 the moving statistics do not
+converge in a few hundred steps and validation accuracy stays at chance; measured on the bundled
+digits, see docs/training.md).
 XLA is off (on CPU it compiles slowly and runs slower). A run whose loss goes NaN, or that runs
 out of memory, raises :class:`ProxyFailure` with the reason; the search marks the trial FAILED.
 
@@ -159,7 +160,8 @@ def proxy_train(genotype, variant, data, settings: ProxySettings = ProxySettings
         # Validation only after the last epoch: the accuracy returned is the last one, and on
         # small proxies evaluating every epoch costs as much as training.
         history = model.fit(data.train, validation_data=data.validation, epochs=epochs, verbose=verbose,
-                            validation_freq=epochs, callbacks=[keras.callbacks.TerminateOnNaN(), *(callbacks or [])])
+                            validation_freq=epochs, shuffle=False,  # the dataset shuffles itself
+                            callbacks=[keras.callbacks.TerminateOnNaN(), *(callbacks or [])])
     except Exception as error:  # noqa: BLE001 - only out-of-memory becomes a trial failure
         if reuse is not None:
             reuse.clear()

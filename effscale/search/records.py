@@ -136,7 +136,7 @@ class SearchResult:
 
 def load_trials(project_dir: str):
     """Keras Tuner trials read from ``DIR/tuner/trial_*/trial.json`` (unreadable files skipped)."""
-    from keras_tuner.src.engine import trial as trial_module
+    from effscale.search import _keras_tuner as trial_module
 
     trials = []
     for fname in glob.glob(os.path.join(project_dir, TUNER_FOLDER, "trial_*", "trial.json")):

@@ -8,7 +8,8 @@ import sys
 import time
 
 from effscale.errors import UserError
-from effscale.genotype import Genotype, load_genotype
+from effscale.genotype import Genotype
+from effscale.zoo import load_genotype
 from effscale.io import read_json, write_json
 from effscale.search.config import SearchConfig, parse_target
 from effscale.search.distributed import role as process_role, serve_chief
@@ -258,7 +259,7 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
     result = SearchResult(Genotype.parse(best["genotype"]) if best else None, best, records, pareto_front(done),
                           path, config.to_dict(), reevaluation)
     if best:
-        say(f"best: trial {best['trial_id']} reward {best['reward']:.4f} accuracy {best['accuracy']:.4f} "
+        say(f"best: trial {trial_number(best['trial_id'])} reward {best['reward']:.4f} accuracy {best['accuracy']:.4f} "
             f"{cost} {_fmt_cost(best['cost'], cost)}: {best['genotype']}")
     return result
 
@@ -303,13 +304,22 @@ def _fmt_cost(value, kind: str) -> str:
     return f"{value:g}"
 
 
+def trial_number(trial_id) -> "int | str":
+    """The number a trial is shown with everywhere: Keras Tuner's id plus one ("trial 1/6" is id 0).
+
+    >>> trial_number("0"), trial_number("custom")
+    (1, 'custom')
+    """
+    return int(trial_id) + 1 if str(trial_id).isdigit() else trial_id
+
+
 def _progress_line(row: dict, total: int, reward: Reward, best: dict | None, seconds: float) -> str:
-    number = int(row["trial_id"]) + 1 if str(row["trial_id"]).isdigit() else row["trial_id"]
+    number = trial_number(row["trial_id"])
     head = f"trial {number}/{total} {row['status']:<9}"
     if row["status"] == "COMPLETED":
         body = (f"reward {row['reward']:.4f} accuracy {row['accuracy']:.4f} "
                 f"{reward.cost} {_fmt_cost(row['cost'], reward.cost)}")
     else:
         body = row["reason"] or "-"
-    tail = f" | best {best['reward']:.4f} (trial {best['trial_id']})" if best else ""
+    tail = f" | best {best['reward']:.4f} (trial {trial_number(best['trial_id'])})" if best else ""
     return f"{head} {body} [{seconds:.1f}s]{tail} {row['genotype']}"

@@ -30,8 +30,9 @@ import math
 from collections.abc import Mapping, Sequence
 
 from effscale.errors import UserError
-from effscale.genotype import Genotype, Stage, load_genotype
 from effscale.conventions import CONVENTIONS
+from effscale.genotype import Genotype, Stage
+from effscale.zoo import load_genotype
 from effscale.scaling import round_filters
 
 CHOICES = ("block", "kernel", "expand", "se", "skip", "repeats", "filters")

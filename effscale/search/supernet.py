@@ -89,7 +89,7 @@ class BlockSpec:
 def block_specs(space: SearchSpace, variant) -> list[BlockSpec]:
     """The supernet's layers for ``space`` at ``variant`` (a Variant or its spelling)."""
     from effscale.plan import network_plan
-    from effscale.scaling import resolve_variant
+    from effscale.variants import resolve_variant
 
     check_space(space)
     biggest = max_genotype(space)
@@ -118,7 +118,8 @@ def block_specs(space: SearchSpace, variant) -> list[BlockSpec]:
 def repeat_gates(space: SearchSpace, variant) -> dict:
     """``{(stage, layer index): [indices of the repeats choices that include the layer]}`` for
     the layers a repeats choice can drop (at ``variant``'s depth)."""
-    from effscale.scaling import resolve_variant, round_repeats
+    from effscale.scaling import round_repeats
+    from effscale.variants import resolve_variant
 
     depth = resolve_variant(variant, space.reference).depth
     gates = {}
@@ -276,7 +277,7 @@ def Supernet(space: SearchSpace, variant, classes: int, bn_momentum: float = 0.9
 
     from effscale.builder import IMAGENET_MEAN, IMAGENET_STDDEV
     from effscale.plan import network_plan
-    from effscale.scaling import resolve_variant
+    from effscale.variants import resolve_variant
 
     specs = block_specs(space, variant)
     gates = repeat_gates(space, variant)

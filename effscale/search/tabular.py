@@ -39,7 +39,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from effscale.errors import UserError
-from effscale.genotype import Genotype, load_genotype
+from effscale.genotype import Genotype
+from effscale.zoo import load_genotype
 from effscale.search.objectives import Reward
 from effscale.search.space import SearchSpace
 

@@ -199,6 +199,10 @@ def SearchHyperModel(space: SearchSpace, classes: int, variant: str | None = Non
                 raise keras_tuner.errors.FailedTrialError(f"rejected before training: {violation}")
             callbacks = [_RewardCallback(self.reward, costs[self.reward.cost]), keras.callbacks.TerminateOnNaN(),
                          *(callbacks or [])]
+            import tensorflow as tf
+
+            if isinstance(args[0] if args else kwargs.get("x"), tf.data.Dataset):
+                kwargs.setdefault("shuffle", False)  # a tf.data input shuffles itself; True only makes Keras warn
             return model.fit(*args, callbacks=callbacks, **kwargs)
 
     return _SearchHyperModel()

@@ -13,9 +13,9 @@ from effscale.search.trial import Rejected, TrialRunner
 
 def make_tuner_class():
     import keras_tuner
-    from keras_tuner.src.engine import base_tuner
+    from effscale.search._keras_tuner import BaseTuner
 
-    class SearchTuner(base_tuner.BaseTuner):
+    class SearchTuner(BaseTuner):
         """Runs each trial: limits, proxy training, reward. State files are written atomically."""
 
         def __init__(self, oracle, runner: "TrialRunner", directory, project_name, progress=None):

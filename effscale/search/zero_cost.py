@@ -35,8 +35,8 @@ import re
 import numpy as np
 
 from effscale.errors import UserError
-from effscale.genotype import load_genotype
-from effscale.scaling import resolve_variant
+from effscale.zoo import load_genotype
+from effscale.variants import resolve_variant
 
 PROXIES = ("synflow", "grad_norm", "naswot", "params", "macs")
 _NEEDS_BATCH = ("grad_norm", "naswot")

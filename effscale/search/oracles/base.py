@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import collections
 import glob
-import json
 import os
 import sys
 
-from effscale.io import read_json, write_json
+from effscale.io import plain_json, read_json, write_json
 
 
 class AtomicStateMixin:
@@ -36,7 +35,7 @@ class AtomicStateMixin:
         write_json(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"), trial.get_state())
 
     def reload(self):
-        from keras_tuner.src.engine import trial as trial_module
+        from effscale.search import _keras_tuner as trial_module
 
         self.repaired = []
         for fname in sorted(glob.glob(os.path.join(self._project_dir, "trial_*", "trial.json"))):
@@ -134,6 +133,4 @@ def finished_trials(oracle) -> tuple[list[dict], list[float]]:
     return values, scores
 
 
-def jsonable(value):
-    """A JSON round-trippable copy (numpy scalars and arrays to Python)."""
-    return json.loads(json.dumps(value, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+jsonable = plain_json  # a JSON round-trippable copy (numpy scalars and arrays to Python)

@@ -26,7 +26,7 @@ with :func:`effscale.search.differentiable.run_differentiable_search`).
 from __future__ import annotations
 
 import keras_tuner
-from keras_tuner.src.engine import trial as trial_module
+from effscale.search import _keras_tuner as trial_module
 
 from effscale.errors import UserError
 from effscale.search.oracles.base import AtomicStateMixin, jsonable

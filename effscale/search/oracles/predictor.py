@@ -35,7 +35,7 @@ import math
 
 import numpy as np
 import keras_tuner
-from keras_tuner.src.engine import trial as trial_module
+from effscale.search import _keras_tuner as trial_module
 
 from effscale.errors import UserError
 from effscale.search.oracles.base import AtomicStateMixin, finished_trials, jsonable

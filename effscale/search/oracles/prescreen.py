@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from keras_tuner.src.engine import trial as trial_module
+from effscale.search import _keras_tuner as trial_module
 
 from effscale.errors import UserError
 from effscale.search.oracles.base import atomic_builtin_oracle, finished_trials, jsonable
