@@ -15,6 +15,7 @@ from pathlib import Path
 
 from effscale.errors import UserError
 from effscale.genotype import Genotype
+from effscale.scaling import published_table
 
 
 @dataclass(frozen=True)
@@ -141,8 +142,10 @@ def load_genotype(source: "str | Genotype | Path") -> Genotype:
         return Genotype.parse(data)
     member = re.match(r"^(efficientnet(?:v2)?)-(b\d)$", text)
     if member and f"{member.group(1)}-b0" in REGISTRY:
-        raise UserError(f"{text!r} is genotype {member.group(1)}-b0 at variant {member.group(2)}: "
-                        f"give the genotype {member.group(1)}-b0 and the variant {member.group(2)}")
+        base = REGISTRY[f"{member.group(1)}-b0"].genotype
+        if member.group(2) in published_table(base):
+            raise UserError(f"{text!r} is genotype {member.group(1)}-b0 at variant {member.group(2)}: "
+                            f"give the genotype {member.group(1)}-b0 and the variant {member.group(2)}")
     if "_" not in text:
         raise UserError(f"unknown genotype {text!r}: expected a registered name ({', '.join(REGISTRY)}), "
                         "a genotype string or a JSON file")
