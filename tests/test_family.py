@@ -326,7 +326,7 @@ def test_report_says_what_was_searched_and_how_far_each_candidate_sat_from_the_t
 
 
 def test_reference_family_is_trained_exactly_like_the_searched_one(resumed_run):
-    from effscale.genotype import load_genotype
+    from effscale.zoo import load_genotype
     from effscale.scaling import scale_genotype
 
     run_dir = resumed_run[0]
