@@ -8,7 +8,7 @@ seconds per trial, the Spearman rank correlation of the seed-mean accuracies wit
 training, the seed-to-seed Spearman (seed 0 against seed 1: the noise ceiling of any
 correlation at that setting), and the spread of accuracy across architectures against the
 seed noise. It recommends the cheapest setting whose Spearman with full training reaches
-``threshold`` and writes it as a proxy file (:func:`effscale.proxy.read_proxy_file`) that
+``threshold`` and writes it as a proxy file (:func:`effscale.search.proxy.read_proxy_file`) that
 ``effscale search --proxy FILE`` and the family config's ``search.proxy`` accept.
 
 A setting is written ``epochs=2,fraction=0.5,resolution=16,width=0.5,schedule=cosine`` (every

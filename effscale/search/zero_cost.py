@@ -44,7 +44,7 @@ _NEEDS_BATCH = ("grad_norm", "naswot")
 
 def parse_prescreen(text) -> tuple[str, int]:
     """``"PROXY:N"`` -> ``(proxy, n)``: score N candidates with PROXY, train the best. ``reward``
-    is the cost-aware score (:class:`effscale.oracles.prescreen.PredictedReward`), not a proxy.
+    is the cost-aware score (:class:`effscale.search.oracles.prescreen.PredictedReward`), not a proxy.
 
     >>> parse_prescreen(" naswot:5 ")
     ('naswot', 5)
