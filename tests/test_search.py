@@ -10,11 +10,14 @@ from effscale.zoo import load_genotype
 from effscale.search import ORACLES, design_variant, run_search
 
 MICRO = "stem8_head32_res16_relu-mb_r1_k3_s2_e2_c8-mb_r1_k3_s2_e2_c16"
-TRIALS = {"evolution": 1, "reinforce": 1, "random": 1, "bayesian": 2, "hyperband": 3}
+TRIALS = {"evolution": 1, "reinforce": 1, "random": 1, "bayesian": 2, "bayesian-sampled": 2, "predictor": 3,
+          "hyperband": 3}
 # (3-trial evolution and REINFORCE searches on digits also run in tests/test_search_cli.py.)
-# Bayesian: one random point, then the Gaussian process proposes. Hyperband: max 2 epochs, factor 2
+# Bayesian (both): one random point, then the Gaussian process proposes. Predictor: two random
+# points (its minimum), then the fitted ensemble proposes. Hyperband: max 2 epochs, factor 2
 # -> two 1-epoch candidates, then the better one promoted to 2 epochs.
-OPTIONS = {"bayesian": {"num_initial_points": 1}, "hyperband": {"factor": 2}}
+OPTIONS = {"bayesian": {"num_initial_points": 1}, "bayesian-sampled": {"num_initial_points": 1},
+           "predictor": {"initial_points": 2}, "hyperband": {"factor": 2}}
 
 
 def _rows(path):
