@@ -26,7 +26,7 @@ def test_search_picks_a_grid_triple_by_accuracy_and_resumes(tmp_path):
     grid = coefficient_grid(count=2)
     assert (found["alpha"], found["beta"], found["gamma"]) in grid
     assert len(found["trials"]) == 2
-    best = max(found["trials"], key=lambda t: t["accuracy"])
+    best = max(found["trials"], key=lambda t: t["validation_accuracy"])
     assert (best["alpha"], best["beta"], best["gamma"]) == (found["alpha"], found["beta"], found["gamma"])
     started = time.time()
     again = search_coefficients(base, dataset="digits", project_dir=str(tmp_path), epochs=1, max_trials=2)

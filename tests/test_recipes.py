@@ -108,7 +108,7 @@ def test_image_folder_recipe_fine_tunes_new_classes_in_two_phases(tmp_path, pret
 
     # what was written is the fine-tuned model
     saved = json.loads((out / "finetune.json").read_text())
-    assert saved["top1"] == phase2 and saved["config"]["unfreeze"] == 2
+    assert saved["validation_top1"] == phase2 and saved["config"]["unfreeze"] == 2
     reloaded = keras.saving.load_model(out / "model.keras")
     probe = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype("float32")
     np.testing.assert_allclose(np.asarray(reloaded(probe)), np.asarray(model(probe)), atol=1e-5)
@@ -180,6 +180,6 @@ def test_tfds_recipe_runs_one_step_on_a_local_stand_in(tmp_path, name):
     assert record["data"]["num_classes"] == classes
     assert [p["name"] for p in record["phases"]] == ["head", "finetune"]
     assert [h["phase"] for h in record["history"]] == ["head", "finetune"]
-    assert np.isfinite(record["history"][-1]["loss"])
+    assert np.isfinite(record["history"][-1]["train_loss"])
     assert record["_model"].output_shape == (None, classes)
     assert (out / "model.keras").is_file() and (out / "finetune.json").is_file()

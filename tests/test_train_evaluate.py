@@ -34,6 +34,9 @@ def test_weights_digest_sees_every_weight():
 
 
 def test_mixed_precision_model_is_measured_through_a_float32_copy():
+    import keras
+
+    keras.utils.set_random_seed(0)  # unseeded initial weights made the output spread below flaky
     with dtype_policy("mixed_bfloat16"):
         model = effscale.build("tiny", "w=0.25,d=0.25,r=8", classes=4)
     rng = np.random.default_rng(2)
