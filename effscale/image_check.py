@@ -27,7 +27,6 @@ True
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import sys
@@ -35,6 +34,7 @@ import sys
 import numpy as np
 
 from effscale.errors import UserError
+from effscale.io import read_json_cache, write_json
 
 SKIP_VARIABLE = "EFFSCALE_SKIP_CORRUPT_IMAGES"
 _SHOWN = 3  # corrupt files named in the message; the rest are counted
@@ -51,18 +51,9 @@ def _cache_path(folder: str) -> str:
     return os.path.join(root, "effscale", "image-check", f"{digest}.json")
 
 
-def _read_cache(path: str) -> dict:
-    try:
-        with open(path) as handle:
-            data = json.load(handle)
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
 
 
 def _write_cache(path: str, entries: dict) -> None:
-    from effscale.io import write_json
-
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         write_json(path, entries)
@@ -87,7 +78,7 @@ def _decode_error(path: str) -> str | None:
 def find_corrupt(folder: str, files: list[str]) -> dict[str, str]:
     """{file: reason} of the ``files`` that do not decode, using and refreshing the cache."""
     cache_path = _cache_path(folder)
-    cache = _read_cache(cache_path)
+    cache = read_json_cache(cache_path)
     fresh, corrupt = {}, {}
     for path in files:
         try:

@@ -84,6 +84,20 @@ def read_json(path: str):
         return json.load(handle)
 
 
+def read_json_cache(path: str) -> dict:
+    """A JSON object cache file's contents, or {} when it is missing, unreadable or not an object
+    (a cache is rebuilt, never trusted).
+
+    >>> read_json_cache("/nonexistent/cache.json")
+    {}
+    """
+    try:
+        data = read_json(path)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def plain_json(value):
     """A JSON round-trippable copy of ``value`` (the one normaliser): dataclasses become dicts,
     tuples lists, numpy scalars and arrays Python numbers and lists, anything else its ``str``.

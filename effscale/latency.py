@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from effscale.io import atomic_path
+from effscale.io import atomic_path, read_json_cache
 
 
 def litert_converter(model, batch_size: int = 1):
@@ -102,20 +102,13 @@ def cached_latency(genotype, variant, cache_dir: str, classes: int = 1000, runs:
            f"|t{threads}|n{runs}")
     os.makedirs(cache_dir, exist_ok=True)
     path = os.path.join(cache_dir, "latency.json")
-    cache = _read_cache(path)
+    cache = read_json_cache(path)
     if key not in cache:
         cache[key] = measure_latency(build(genotype, variant, classes=classes), runs, warmup, threads)
-        fresh = _read_cache(path)  # another process may have added entries meanwhile
+        fresh = read_json_cache(path)  # another process may have added entries meanwhile
         fresh.update(cache)
         with atomic_path(path) as temporary, open(temporary, "w") as handle:
             json.dump(fresh, handle, indent=1, sort_keys=True)
     return cache[key]
 
 
-def _read_cache(path: str) -> dict:
-    try:
-        with open(path) as handle:
-            data = json.load(handle)
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
