@@ -314,13 +314,14 @@ class _Trainer:
 
     def train(self, genotype: str, task: ProxyTask, seed: int) -> dict:
         from effscale.genotype import Genotype
+        from effscale.scaling import Variant
         from effscale.search.proxy import ProxyFailure, proxy_train
 
         data = self.data(task, seed)
         settings = replace(self.base, epochs=task.epochs, schedule=task.schedule, seed=self.base.seed + seed)
         started = time.monotonic()
         try:
-            out = proxy_train(Genotype.parse(genotype), f"w={task.width:g},d=1,r={task.resolution}", data, settings,
+            out = proxy_train(Genotype.parse(genotype), Variant.explicit(task.width, 1.0, task.resolution), data, settings,
                               reuse=self.reuse)
             accuracy, reason = out["accuracy"], ""
         except ProxyFailure as error:  # a diverged run counts as chance accuracy, and says so

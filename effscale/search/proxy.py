@@ -21,6 +21,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from effscale.errors import UserError
+from effscale.scaling import variant_spec
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 SCHEDULES = ("constant", "cosine")
@@ -140,7 +141,7 @@ def proxy_train(genotype, variant, data, settings: ProxySettings = ProxySettings
 
     epochs = settings.epochs if epochs is None else int(epochs)
     keras.utils.set_random_seed(settings.seed)
-    key = (genotype.encode(), str(variant), dataclasses.replace(settings, seed=0), epochs, steps_per_epoch(data),
+    key = (genotype.encode(), variant_spec(variant), dataclasses.replace(settings, seed=0), epochs, steps_per_epoch(data),
            data.num_classes)
     try:
         model = build(genotype, variant, classes=data.num_classes, bn_momentum=settings.bn_momentum,
