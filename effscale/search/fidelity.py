@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from effscale.errors import UserError
-from effscale.io import read_json, write_json
+from effscale.io import plain_json, read_json, write_json
 from effscale.search.proxy import SCHEDULES, ProxySettings
 from effscale.stats import spearman
 
@@ -216,7 +216,7 @@ def run_proxy_check(baseline="tiny", dataset: str = "digits", project_dir: str =
             raise UserError(f"{summary_path} does not parse; use a new project dir") from None
         for key in sorted(config):
             mine, theirs = (config[key], saved.get(key)) if key != "base" else (config[key], _recipe(saved.get(key)))
-            if _plain(theirs) != _plain(mine):
+            if plain_json(theirs) != plain_json(mine):
                 raise UserError(f"project dir {project_dir!r} holds a different proxy check ({key} differs); "
                                 "use a new project dir")
     elif os.path.isdir(path) and os.listdir(path):
@@ -271,12 +271,6 @@ def _parse_shard(text) -> tuple[int, int]:
     if not (sep and index.isdigit() and count.isdigit() and 0 <= int(index) < int(count)):
         raise UserError(f"shard {text!r}: expected I/N with 0 <= I < N, e.g. 0/2")
     return int(index), int(count)
-
-
-def _plain(value):
-    import json
-
-    return json.loads(json.dumps(value, sort_keys=True))
 
 
 def _load_training(path: str, name: str, arch: int, seed: int, genotype: str) -> dict | None:
