@@ -32,3 +32,18 @@ def assert_every_number_names_its_split():
     """Every accuracy or loss in a results record is named by its split (``test_top1``,
     ``validation_loss``, ``train_accuracy``) or sits in a block that says its ``split``."""
     return lambda record: _check_split_names(record, "record", False)
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """``load_benchmark("tabular/generate.py")``: a script under benchmarks/ imported as a module."""
+    import importlib.util
+
+    def load(relative: str):
+        path = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", relative)
+        spec = importlib.util.spec_from_file_location(relative.replace("/", "_").removesuffix(".py"), path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -2,26 +2,15 @@
 multiply-adds matching of the hand-designed families, the keras.applications baseline, the
 verdicts, the written files and the resume."""
 
-import importlib.util
 import json
-import os
 
 import pytest
 
-SCRIPT = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "family_vs_baselines.py")
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("family_vs_baselines", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
+def smoke(tmp_path_factory, load_benchmark):
     folder = tmp_path_factory.mktemp("fvb")
-    script = _load_script()
+    script = load_benchmark("family_vs_baselines.py")
     args = ["--smoke", "--work", str(folder / "work"), "--out", str(folder / "out")]
     assert script.main(args) == 0
     with open(folder / "out" / "results.json") as handle:
@@ -79,8 +68,8 @@ def test_a_rerun_trains_nothing_and_reports_the_same_numbers(smoke):
     assert second["families"] == first["families"] and second["applications"] == first["applications"]
 
 
-def test_verdict_is_a_tie_inside_seed_noise_and_a_win_outside():
-    script = _load_script()
+def test_verdict_is_a_tie_inside_seed_noise_and_a_win_outside(load_benchmark):
+    script = load_benchmark("family_vs_baselines.py")
     # paired differences 0.01, -0.01, 0.00: the 95% interval holds 0
     assert script.verdict([0.81, 0.80, 0.82], [0.80, 0.81, 0.82]) == "tie"
     assert script.verdict([0.90, 0.91, 0.92], [0.80, 0.82, 0.81]) == "above"

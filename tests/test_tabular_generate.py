@@ -1,6 +1,5 @@
 """The tabular benchmark's generation script, in its smoke mode: it trains, records and resumes."""
 
-import importlib.util
 import json
 import os
 
@@ -9,18 +8,13 @@ import pytest
 SCRIPT = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "tabular", "generate.py")
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("tabular_generate", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
+def smoke(tmp_path_factory, load_benchmark):
     folder = tmp_path_factory.mktemp("tabular")
     out, work = str(folder / "table.json"), str(folder / "work")
-    script = _load_script()
+    script = load_benchmark("tabular/generate.py")
     common = ["--count", "6", "--epochs", "1", "--seeds", "0", "--resolution", "8", "--no-latency",
               "--out", out, "--work", work]
     assert script.main(["--limit", "5", *common]) == 0
@@ -84,7 +78,7 @@ def _write_idx_dataset(folder):
 
 
 @pytest.fixture(scope="module")
-def fashion(tmp_path_factory):
+def fashion(tmp_path_factory, load_benchmark):
     import signal
     import subprocess
     import sys
@@ -108,7 +102,7 @@ def fashion(tmp_path_factory):
     process.wait()
     with open(log) as handle:
         killed = [json.loads(line) for line in handle if line.strip()]
-    script = _load_script()
+    script = load_benchmark("tabular/generate.py")
     assert script.main(common) == 0
     assert script.main([*common, "--full", "--full-count", "3"]) == 0
     assert script.main([*common, "--proxies"]) == 0
