@@ -185,9 +185,22 @@ def _run_one(job) -> dict:
 
 
 # -- the study -------------------------------------------------------------------------------------------
-def summarize(runs: list[dict], budgets, threshold: float, optimum: float, random_best=None) -> dict:
+def trials_to_reach(curves: np.ndarray, target: float) -> int | None:
+    """The first trial count at which the seed-mean best-so-far reaches ``target`` (None: never).
+
+    >>> trials_to_reach(np.array([[0.1, 0.5, 0.9], [0.3, 0.3, 0.7]]), 0.4)
+    2
+    """
+    hit = np.nonzero(curves.mean(axis=0) >= target - 1e-12)[0]
+    return int(hit[0]) + 1 if len(hit) else None
+
+
+def summarize(runs: list[dict], budgets, threshold: float, optimum: float, random_best=None,
+              random_final: float | None = None) -> dict:
     curves = np.maximum.accumulate(np.array([r["rewards"] for r in runs], dtype=float), axis=1)
     out = {"budgets": {}, "threshold": {}}
+    if random_final is not None:  # random search's mean best after its last trial
+        out["trials_to_random_best"] = trials_to_reach(curves, random_final)
     for budget in budgets:
         if budget > curves.shape[1]:
             continue
@@ -276,17 +289,19 @@ def run_study(table, seeds: int = 20, trials: int = 100, oracles=ORACLES, worker
     threshold = float(np.nanpercentile(rewards, threshold_percentile))
     results = {"oracles": {}, "order": list(oracles)}
     by_name = {name: sorted([r for r in runs if r["oracle"] == name], key=lambda r: r["seed"]) for name in oracles}
-    random_best = None
+    random_best = random_final = None
     if "random" in by_name and all(r["available"] for r in by_name["random"]):
         curves = np.maximum.accumulate(np.array([r["rewards"] for r in by_name["random"]]), axis=1)
         random_best = {b: curves[:, b - 1] for b in budgets if b <= curves.shape[1]}
+        random_final = float(curves[:, -1].mean())
     for name in oracles:
         group = by_name[name]
         missing = [r for r in group if not r["available"]]
         if missing:
             results["oracles"][name] = {"available": False, "reason": missing[0]["reason"]}
             continue
-        summary = summarize(group, budgets, threshold, optimum["reward"], None if name == "random" else random_best)
+        summary = summarize(group, budgets, threshold, optimum["reward"], None if name == "random" else random_best,
+                            random_final)
         results["oracles"][name] = {"available": True, "summary": summary,
                                     "runs": [{k: r[k] for k in ("seed", "rewards", "keys", "distance", "scored")}
                                              for r in group]}
@@ -349,6 +364,15 @@ def markdown(results: dict) -> str:
             vs = entry["summary"]["budgets"][str(b)].get("vs_random")
             cells.append(f"{vs['difference']:+.4f}, P {vs['p_superior']:.2f}" if vs else "n/a")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    finals = [e["summary"].get("trials_to_random_best") for e in results["oracles"].values() if e["available"]]
+    if any(f is not None for f in finals):
+        lines += ["", f"Trials until the seed-mean best reaches random search's {results['settings']['trials']}-trial "
+                  "mean best (n/a: never within the budget):", "", "| oracle | trials |", "|---|---|"]
+        for name in results["order"]:
+            entry = results["oracles"][name]
+            if entry["available"]:
+                value = entry["summary"].get("trials_to_random_best")
+                lines.append(f"| {name} | {'n/a' if value is None else value} |")
     threshold = results["threshold"]
     lines += ["", f"Simulated search cost to reach reward {threshold['reward']:.4f} (the table's "
               f"{threshold['percentile']:g}th percentile): summed one-training seconds of the trials run "
