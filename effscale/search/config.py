@@ -372,7 +372,11 @@ class SearchRecord:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
     def mismatch(self, saved: dict) -> str | None:
-        mine = self.to_dict()
+        """The first key in which ``saved`` (a search.json ``config``) differs, or None."""
+        mine, saved = self.to_dict(), dict(saved)
+        for record in (mine, saved):  # projects made before the schedule was a setting trained constant
+            if isinstance(record.get("proxy"), dict):
+                record["proxy"] = {"schedule": "constant", **record["proxy"]}
         defaults = SearchRecord(**{k: None for k in ("space", "oracle", "reward", "limits", "proxy", "dataset",
                                                      "resolution", "width", "depth", "trials", "seed")}).to_dict()
         for key in sorted(set(mine) | set(saved)):
