@@ -168,11 +168,8 @@ class SearchConfig:
         _checked("constraint", exponents, self.constraint, self.alpha, self.beta)
         for key in ("max_macs", "max_params", "max_latency"):
             _checked(key, Limits, **{key: getattr(self, key)})
-        if not isinstance(self.dataset, str) or not self.dataset.strip():
+        if not isinstance(self.dataset, str) or not self.dataset.strip():  # installed? run_search checks
             raise option_error("dataset", f"dataset must be a dataset name or folder, got {self.dataset!r}")
-        from effscale.data import check_source
-
-        _checked("dataset", check_source, self.dataset)
         for key in ("oracle_options", "latency"):
             if not isinstance(getattr(self, key), Mapping):
                 raise option_error(key, f"{key} must be a mapping, got {getattr(self, key)!r}")

@@ -120,6 +120,9 @@ def run_search(config=None, project_dir: str = "effscale-search", *, verbose: in
     elif not os.path.exists(config_path) and os.path.isdir(path) and os.listdir(path) and role != "worker" \
             and not damaged:
         raise UserError(f"project dir {project_dir!r} is not empty and is not an effscale search project")
+    from effscale.data import check_source
+
+    check_source(dataset)
     if os.path.isdir(str(dataset)):  # every image decodes (or is skipped on request) before any trial
         from effscale.preflight import check_dataset
 
