@@ -125,6 +125,9 @@ class SearchConfig:
         def put(key, value):
             object.__setattr__(self, key, value)
 
+        for key in ("oracle", "cost", "constraint") + (("prescreen",) if self.prescreen is not None else ()):
+            if not isinstance(getattr(self, key), str):
+                raise option_error(key, f"{key} must be text, got {getattr(self, key)!r}")
         genotype = _checked("baseline", load_genotype, self.baseline)
         _checked("oracle", check_oracle, self.oracle)
         if self.cost not in COST_KINDS:
@@ -195,9 +198,11 @@ class SearchConfig:
         opened, stages = self.open_choices, self.stages
         if isinstance(opened, str):
             opened = [c.strip() for c in opened.split(",") if c.strip()]
-        for key, value in (("open_choices", opened), ("stages", stages)):
-            if value is not None and (isinstance(value, (str, Mapping)) or not hasattr(value, "__iter__")):
-                raise option_error(key, f"{key} must be a list, got {value!r}")
+        for key, value, kind in (("open_choices", opened, str), ("stages", stages, int)):
+            if value is not None and (isinstance(value, (str, Mapping)) or not hasattr(value, "__iter__") or not all(
+                    isinstance(v, kind) and not isinstance(v, bool) for v in value)):
+                what = "choice names" if kind is str else "stage numbers"
+                raise option_error(key, f"{key} must be a list of {what}, got {value!r}")
         if not isinstance(self.options, Mapping) or not all(
                 isinstance(v, (list, tuple)) for v in self.options.values()):
             raise option_error("options", f"options must map a choice to its values, got {self.options!r}")
