@@ -152,6 +152,8 @@ class SearchConfig:
             raise option_error("train_fraction", f"train_fraction must be in (0, 1], got {self.train_fraction!r}")
         put("train_fraction", fraction)
         self._check_space(genotype)
+        if isinstance(self.resolution, float) and self.resolution.is_integer():
+            put("resolution", int(self.resolution))
         if self.resolution is not None:
             _integer("resolution", self.resolution, 0, "an integer")
             if not 8 <= self.resolution <= 1024:
@@ -173,7 +175,9 @@ class SearchConfig:
             _checked(key, Limits, **{key: getattr(self, key)})
         if not isinstance(self.dataset, str) or not self.dataset.strip():  # installed? run_search checks
             raise option_error("dataset", f"dataset must be a dataset name or folder, got {self.dataset!r}")
-        for key in ("oracle_options", "latency"):
+        for key, default in (("oracle_options", {}), ("latency", DEFAULT_LATENCY)):
+            if getattr(self, key) is None:  # the older keyword form's "the default"
+                put(key, dict(default))
             if not isinstance(getattr(self, key), Mapping):
                 raise option_error(key, f"{key} must be a mapping, got {getattr(self, key)!r}")
             put(key, dict(getattr(self, key)))
@@ -196,6 +200,8 @@ class SearchConfig:
         from effscale.search.space import SearchSpace
 
         opened, stages = self.open_choices, self.stages
+        if self.options is None:
+            object.__setattr__(self, "options", {})
         if isinstance(opened, str):
             opened = [c.strip() for c in opened.split(",") if c.strip()]
         for key, value, kind in (("open_choices", opened, str), ("stages", stages, int)):
