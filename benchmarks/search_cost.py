@@ -37,13 +37,14 @@ def trial_and_score_seconds(objective, recipe: dict, proxy: str, samples: int = 
     from effscale.search import zero_cost
     from effscale.data import load_data
     from effscale.genotype import Genotype
+    from effscale.scaling import Variant
     from effscale.search.proxy import ProxySettings, proxy_train
 
     data = load_data("digits", resolution=recipe["resolution"], batch_size=recipe["batch_size"], seed=0)
     settings = ProxySettings(epochs=recipe["epochs"], batch_size=recipe["batch_size"],
                              learning_rate=recipe["learning_rate"], bn_momentum=recipe["bn_momentum"],
                              schedule="constant")  # the tabular table's recipe
-    variant = f"w={recipe['width']:g},d={recipe['depth']:g},r={recipe['resolution']}"
+    variant = Variant.explicit(recipe["width"], recipe["depth"], recipe["resolution"])
     batch = zero_cost.first_batch(data)
     trains, scores = [], []
     for row in objective.rows[:samples]:

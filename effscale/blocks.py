@@ -3,15 +3,20 @@
 Layer names follow keras.applications EfficientNet (``block2a_expand_conv``,
 ``block2a_dwconv``, ``block2a_se_reduce``, ``block2a_project_bn``, ...), so weights move
 between effscale models and keras.applications models by name. A block's convention
-(:mod:`effscale.conventions`) picks V1's or V2's padding and depthwise layer name.
+(:mod:`effscale.conventions`) picks V1's or V2's padding and depthwise layer name. The table in
+:mod:`effscale.block_types` names each block type's builder here.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from keras import layers
 
 from effscale.conventions import CONVENTIONS
-from effscale.plan import BlockPlan
+
+if TYPE_CHECKING:  # effscale.block_types builds with these functions, and plan reads block_types
+    from effscale.plan import BlockPlan
 
 # keras.applications EfficientNet initializers (fan-out variance scaling).
 CONV_INIT = {"class_name": "VarianceScaling",
@@ -127,11 +132,4 @@ def depthwise_separable(inputs, block: BlockPlan, bn: dict):
     x = conv_bn_act(x, block.filters_out, 1, 1, name, bn, block.activation,
                     "project_conv", "project_bn", "project_activation")
     return residual(x, inputs, block)
-
-
-BLOCK_BUILDERS = {"mbconv": mbconv, "fused": fused_mbconv, "dsconv": depthwise_separable}
-
-
-def apply_block(x, block: BlockPlan, bn: dict):
-    return BLOCK_BUILDERS[block.block](x, block, bn)
 

@@ -84,7 +84,8 @@ def build(
     import keras
     from keras import layers
 
-    from effscale.blocks import CONV_INIT, DENSE_INIT, apply_block, conv_bn_act
+    from effscale.block_types import build_block
+    from effscale.blocks import DENSE_INIT, conv_bn_act
 
     if input_shape is None and input_tensor is not None:
         input_shape = tuple(input_tensor.shape[1:])
@@ -109,7 +110,7 @@ def build(
     x = conv_bn_act(x, plan.stem_filters, 3, 2, "stem_", bn, plan.activation,
                     explicit_padding=convention.explicit_padding)
     for block in plan.blocks:
-        x = apply_block(x, block, bn)
+        x = build_block(x, block, bn)
     x = conv_bn_act(x, plan.head_filters, 1, 1, "top_", bn, plan.activation)
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)

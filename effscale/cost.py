@@ -19,10 +19,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from effscale.block_cost import bn_weights as _bn
+from effscale.block_types import block_type
 from effscale.conventions import CONVENTIONS
 from effscale.genotype import Genotype
 from effscale.zoo import load_genotype
-from effscale.plan import BlockPlan, NetworkPlan, network_plan
+from effscale.plan import NetworkPlan, network_plan
 from effscale.scaling import Variant, parse_variant
 
 
@@ -44,62 +46,6 @@ def _out_size(size: int, stride: int) -> int:
     return math.ceil(size / stride)
 
 
-def _bn(channels: int) -> tuple[int, int]:
-    """(trainable, non-trainable) weights of a BatchNormalization layer."""
-    return 2 * channels, 2 * channels
-
-
-def _se(block: BlockPlan, channels: int) -> tuple[int, int]:
-    """(parameters, multiply-adds) of a squeeze-and-excitation unit on ``channels``."""
-    if not block.se_filters:
-        return 0, 0
-    macs = 2 * channels * block.se_filters
-    return macs + block.se_filters + channels, macs
-
-
-def _block_cost(block: BlockPlan, size: int) -> tuple[int, int, int, int]:
-    """(trainable, non-trainable, multiply-adds, output size) of one block."""
-    out = _out_size(size, block.stride)
-    k2 = block.kernel * block.kernel
-    trainable = non_trainable = macs = 0
-
-    def conv(cin, cout, kernel_area, spatial):
-        nonlocal trainable, non_trainable, macs
-        trainable += kernel_area * cin * cout
-        macs += kernel_area * cin * cout * spatial * spatial
-        t, n = _bn(cout)
-        trainable += t
-        non_trainable += n
-
-    def depthwise(channels):
-        nonlocal trainable, non_trainable, macs
-        trainable += k2 * channels
-        macs += k2 * channels * out * out
-        t, n = _bn(channels)
-        trainable += t
-        non_trainable += n
-
-    if block.block == "mbconv":
-        if block.has_expansion:
-            conv(block.filters_in, block.expanded, 1, size)
-        depthwise(block.expanded)
-        se_channels = block.expanded
-        conv(block.expanded, block.filters_out, 1, out)
-    elif block.block == "fused":
-        if block.has_expansion:
-            conv(block.filters_in, block.expanded, k2, out)
-            conv(block.expanded, block.filters_out, 1, out)
-        else:
-            conv(block.filters_in, block.filters_out, k2, out)
-        se_channels = block.expanded
-    else:  # dsconv
-        depthwise(block.filters_in)
-        se_channels = block.filters_in
-        conv(block.filters_in, block.filters_out, 1, out)
-    se_params, se_macs = _se(block, se_channels)
-    return trainable + se_params, non_trainable, macs + se_macs, out
-
-
 def plan_cost(plan: NetworkPlan, classes: int = 1000, include_top: bool = True,
               include_preprocessing: bool = True) -> Cost:
     size = _out_size(plan.resolution, 2)
@@ -107,9 +53,10 @@ def plan_cost(plan: NetworkPlan, classes: int = 1000, include_top: bool = True,
     normalization = CONVENTIONS[plan.convention].normalization_weights if plan.inputs == "imagenet" else 0
     non_trainable = _bn(plan.stem_filters)[1] + (normalization if include_preprocessing else 0)
     macs = 9 * 3 * plan.stem_filters * size * size
-    for block in plan.blocks:
-        t, n, m, size = _block_cost(block, size)
-        trainable, non_trainable, macs = trainable + t, non_trainable + n, macs + m
+    for block in plan.blocks:  # each block type's own cost function (effscale.block_cost)
+        out = _out_size(size, block.stride)
+        t, n, m = block_type(block.block).cost(block, size, out)
+        trainable, non_trainable, macs, size = trainable + t, non_trainable + n, macs + m, out
     last = plan.blocks[-1].filters_out
     trainable += last * plan.head_filters + _bn(plan.head_filters)[0]
     non_trainable += _bn(plan.head_filters)[1]

@@ -30,7 +30,7 @@ import time
 
 from effscale.config import FamilyConfig
 from effscale.errors import UserError
-from effscale.io import read_json, write_json, write_text
+from effscale.io import plain_json, read_json, write_json, write_text
 from effscale.progress import FamilyProgress
 
 
@@ -215,7 +215,7 @@ def _baseline_stage(run: RunDirectory, config: FamilyConfig, progress, keras_ver
     result = run_search(search.search_config(), run.join("search"), verbose=keras_verbose)
     genotype = result.best_genotype
     run.complete("search", genotype=genotype.encode(), source="search", cost=search.cost,
-                 trials=_plain(result.trials), pareto=_plain(result.pareto), setup=_search_setup(result.config),
+                 trials=plain_json(result.trials), pareto=plain_json(result.pareto), setup=_search_setup(result.config),
                  seconds=time.time() - started)
     progress.finish("search", summary=f"best {genotype.key}", seconds=run.stage("search")["seconds"])
     return genotype
@@ -233,7 +233,7 @@ def _search_setup(search_config: dict) -> dict:
     setup.update(space_reference=space.get("reference"), space_size=SearchSpace.from_dict(space).size if space else None,
                  proxy=search_config.get("proxy"), reward=dict(reward, exponent_under=under, exponent_over=over),
                  cost=reward.get("cost"), target=reward.get("target"), constraint=reward.get("constraint"))
-    return _plain(setup)
+    return plain_json(setup)
 
 
 REFERENCE_PREFIX = "reference-"
@@ -313,7 +313,7 @@ def _train_variant(run, config: FamilyConfig, base, variant, keras_verbose, name
         from effscale.recipe import Recipe
 
         recipe = Recipe.from_dict(dict(training.recipe))
-    return _plain(train_variant(
+    return plain_json(train_variant(
         base, variant, dataset=config.dataset, recipe=recipe, strategy=training.strategy,
         out_dir=run.join("variants", name), epochs=training.epochs, batch_size=training.batch_size,
         mixed_precision=training.mixed_precision, augment=training.augment, seed=config.seed,
@@ -405,13 +405,6 @@ def best_member(results: dict) -> dict | None:
     """
     done = [v for v in results.get("variants", []) if v.get("validation_top1") is not None]
     return max(done, key=lambda v: v["validation_top1"], default=None)
-
-
-def _plain(value):
-    """JSON-safe copy: numpy scalars to Python numbers, dataclasses and tuples to plain data."""
-    from effscale.io import plain_json
-
-    return plain_json(value)
 
 
 def status_rows(out_dir: str) -> list[dict]:

@@ -188,7 +188,7 @@ def _variant_from_record(data, genotype):
         try:
             return Variant.from_dict(data)
         except Exception:
-            return resolve_variant(f"w={data['width']},d={data['depth']},r={data['resolution']}", genotype)
+            return Variant.explicit(data["width"], data["depth"], data["resolution"])
     return resolve_variant(str(data), genotype)
 
 

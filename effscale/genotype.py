@@ -17,7 +17,8 @@ resolution the genotype was designed at, the activation name, and two optional t
 ``v2`` for EfficientNetV2's implementation conventions (Keras 'same' padding, ``dwconv2``
 layer names, V2's channel rounding; see :mod:`effscale.conventions`) and ``signed`` for
 inputs scaled to [-1, 1] instead of ImageNet-normalized (EfficientNetV2-S/M/L). Stage tokens: the
-block type first (``mb`` MBConv, ``fmb`` Fused-MBConv, ``ds`` depthwise-separable), then
+block type first (``mb`` MBConv, ``fmb`` Fused-MBConv, ``ds`` depthwise-separable, or any token
+registered in :mod:`effscale.block_types`), then
 ``r`` repeats, ``k`` kernel, ``s`` stride, ``e`` expand ratio, ``c`` output filters,
 optional ``se<ratio>`` (of the block's input channels), ``noskip`` to turn off the
 identity residual, and an activation name to override the network's for that stage.
@@ -42,12 +43,11 @@ import json
 import re
 from dataclasses import dataclass
 
+from effscale.block_types import BUILT_IN, block_type, from_token
 from effscale.conventions import CONVENTIONS, INPUTS
 from effscale.errors import UserError
 
-BLOCK_TYPES = ("mbconv", "fused", "dsconv")
-_BLOCK_TOKENS = {"mb": "mbconv", "fmb": "fused", "ds": "dsconv"}
-_BLOCK_PREFIX = {v: k for k, v in _BLOCK_TOKENS.items()}
+BLOCK_TYPES = BUILT_IN  # the built-in block types; every registered one: effscale.block_types.names()
 
 # token -> keras activation name. Tokens contain no "_" so they fit the string form.
 ACTIVATIONS = {
@@ -100,7 +100,7 @@ class Stage:
     activation: str | None = None
 
     def __post_init__(self):
-        _check(self.block in BLOCK_TYPES, f"block type {self.block!r}: expected one of {', '.join(BLOCK_TYPES)}")
+        kind = block_type(self.block)
         for field in ("repeats", "kernel", "stride", "filters"):
             value = getattr(self, field)
             _check(isinstance(value, int) and not isinstance(value, bool), f"{field} must be an integer, got {value!r}")
@@ -111,8 +111,7 @@ class Stage:
         _check(isinstance(self.expand, (int, float)) and not isinstance(self.expand, bool),
                f"expand ratio must be a number, got {self.expand!r}")
         _check(1 <= self.expand <= 16, f"expand ratio must be in 1..16, got {self.expand}")
-        _check(self.block != "dsconv" or self.expand == 1,
-               f"a depthwise-separable stage has expand ratio 1, got {self.expand}")
+        _check(kind.expands or self.expand == 1, f"a {kind.title} stage has expand ratio 1, got {self.expand}")
         _check(1 <= self.filters <= 100_000, f"filters must be in 1..100000, got {self.filters}")
         _check(isinstance(self.se, (int, float)) and not isinstance(self.se, bool) and 0 <= self.se <= 1,
                f"SE ratio must be a number in 0..1, got {self.se!r}")
@@ -121,7 +120,7 @@ class Stage:
                f"activation {self.activation!r}: expected one of {', '.join(ACTIVATIONS)}")
 
     def encode(self) -> str:
-        tokens = [_BLOCK_PREFIX[self.block], f"r{self.repeats}", f"k{self.kernel}", f"s{self.stride}",
+        tokens = [block_type(self.block).token, f"r{self.repeats}", f"k{self.kernel}", f"s{self.stride}",
                   f"e{_fmt(self.expand)}", f"c{self.filters}"]
         if self.se:
             tokens.append(f"se{_fmt(self.se)}")
@@ -135,9 +134,7 @@ class Stage:
     def parse(cls, text: str) -> "Stage":
         """Parse one stage section such as ``mb_r2_k3_s2_e6_c24_se0.25``."""
         tokens = text.split("_")
-        block = _BLOCK_TOKENS.get(tokens[0])
-        _check(block is not None,
-               f"token {tokens[0]!r}: expected a block type first ({', '.join(_BLOCK_TOKENS)})")
+        block = from_token(tokens[0]).name
         fields: dict[str, object] = {}
         for token in tokens[1:]:
             key, value = _parse_stage_token(token)

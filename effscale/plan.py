@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from effscale.block_types import block_type
 from effscale.conventions import CONVENTIONS
 from effscale.genotype import ACTIVATIONS, Genotype
 from effscale.limits import check_blocks
@@ -25,7 +26,7 @@ DEFAULT_DROP_CONNECT = 0.2
 @dataclass(frozen=True)
 class BlockPlan:
     name: str            # keras.applications-style prefix, e.g. "block2a"
-    block: str           # mbconv | fused | dsconv
+    block: str           # a block type's name (effscale.block_types): mbconv | fused | dsconv | ...
     kernel: int
     stride: int
     filters_in: int
@@ -78,9 +79,9 @@ def network_plan(genotype: Genotype, variant: Variant, drop_connect: float = DEF
     for stage_number, (stage, count) in enumerate(zip(genotype.stages, repeats), start=1):
         filters_out = round_filters(stage.filters, width, guard=guard)
         activation = ACTIVATIONS[stage.activation or genotype.activation]
+        expand = stage.expand if block_type(stage.block).expands else 1
         for j in range(count):
             stride = stage.stride if j == 0 else 1
-            expand = 1 if stage.block == "dsconv" else stage.expand
             blocks.append(BlockPlan(
                 name=f"block{stage_number}{block_letters(j)}",
                 block=stage.block,

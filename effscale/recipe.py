@@ -143,8 +143,14 @@ class Recipe(JsonSettings):
         return scale_learning_rate(self.learning_rate, global_batch, self.base_batch)
 
     def learning_rate_schedule(self, global_batch: int, steps_per_epoch: int, epochs: int | None = None):
-        """A Keras schedule: linear warm-up to the peak, then cosine or exponential decay."""
-        return warmup_schedule_class()(
+        """A Keras schedule: linear warm-up to the peak, then cosine or exponential decay (see
+        :func:`warmup_schedule`).
+
+        >>> schedule = Recipe(learning_rate=0.016, warmup_epochs=1, epochs=3).learning_rate_schedule(256, 4)
+        >>> [round(float(schedule(step)), 4) for step in (0, 2, 4, 8, 12)]
+        [0.004, 0.01, 0.016, 0.008, 0.0]
+        """
+        return warmup_schedule(
             peak=self.peak_learning_rate(global_batch), warmup_steps=int(round(self.warmup_epochs * steps_per_epoch)),
             total_steps=max(1, (epochs or self.epochs) * steps_per_epoch), schedule=self.schedule,
             decay_steps=max(1.0, self.decay_epochs * steps_per_epoch), decay_rate=self.decay_rate,
@@ -164,51 +170,84 @@ class Recipe(JsonSettings):
         return keras.optimizers.Adam(epsilon=self.epsilon, **common)
 
 
-_SCHEDULE_CLASS = []
+def warmup_schedule(peak: float, warmup_steps: int, total_steps: int, schedule: str = "cosine",
+                    decay_steps: float = 1.0, decay_rate: float = 0.97, min_ratio: float = 0.0):
+    """Keras' own schedules: ``cosine`` is ``keras.optimizers.schedules.CosineDecay`` (to
+    ``min_ratio * peak`` at ``total_steps``), ``constant`` the same with ``alpha=1``, and
+    ``exponential`` ``ExponentialDecay`` (``decay_rate`` every ``decay_steps``, staircase)
+    behind the same warm-up.
+
+    The warm-up is Keras': linear from ``peak / warmup_steps`` at step 0 to ``peak`` at step
+    ``warmup_steps``, where the decay starts. effscale's own ``WarmupSchedule`` (until this
+    change) gave ``peak * (step + 1) / warmup_steps``: the same at step 0 and from step
+    ``warmup_steps`` on, but it reached the peak one step early and held it for two steps; in
+    between it was higher by ``peak * step / warmup_steps**2`` (at most ``peak / warmup_steps``).
+    Configs naming ``effscale>WarmupSchedule`` still load, as this schedule.
+
+    >>> rates = warmup_schedule(1.0, warmup_steps=4, total_steps=8)
+    >>> [round(float(rates(step)), 4) for step in range(9)]
+    [0.25, 0.4375, 0.625, 0.8125, 1.0, 0.8536, 0.5, 0.1464, 0.0]
+    >>> rates = warmup_schedule(1.0, 2, 10, schedule="exponential", decay_steps=3, decay_rate=0.5)
+    >>> [float(rates(step)) for step in (0, 1, 2, 4, 5, 8)]
+    [0.5, 0.75, 1.0, 1.0, 0.5, 0.25]
+    """
+    import keras
+
+    exponential_class = _schedule_classes()
+    peak, warmup_steps = float(peak), int(warmup_steps)
+    start = peak / warmup_steps if warmup_steps > 0 else peak
+    if schedule == "exponential":
+        if warmup_steps <= 0:
+            return keras.optimizers.schedules.ExponentialDecay(peak, float(decay_steps), float(decay_rate),
+                                                               staircase=True)
+        return exponential_class(peak, float(decay_steps), float(decay_rate), staircase=True,
+                                 warmup_steps=warmup_steps, warmup_start=start)
+    return keras.optimizers.schedules.CosineDecay(
+        start, decay_steps=max(int(total_steps) - warmup_steps, 1),
+        alpha=1.0 if schedule == "constant" else float(min_ratio),
+        warmup_target=peak if warmup_steps > 0 else None, warmup_steps=max(warmup_steps, 0))
 
 
-def warmup_schedule_class():
-    """The Keras ``LearningRateSchedule`` class of recipes (made on first use, so importing
-    this module does not import Keras)."""
-    if _SCHEDULE_CLASS:
-        return _SCHEDULE_CLASS[0]
+_SCHEDULE_CLASSES = []
+
+
+def _schedule_classes():
+    """Register (on first use, so importing this module does not import Keras) the one schedule
+    Keras lacks, exponential decay after a warm-up, and the name of the old one; returns the
+    first."""
+    if _SCHEDULE_CLASSES:
+        return _SCHEDULE_CLASSES[0]
     import keras
 
     @keras.saving.register_keras_serializable(package="effscale")
-    class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
-        """Linear warm-up from 0 to ``peak`` over ``warmup_steps``, then cosine decay to
-        ``min_ratio * peak`` at ``total_steps``, exponential decay (``decay_rate`` every
-        ``decay_steps``, staircase), or constant."""
+    class WarmupExponentialDecay(keras.optimizers.schedules.ExponentialDecay):
+        """``ExponentialDecay`` counted from ``warmup_steps``, after CosineDecay's linear warm-up
+        from ``warmup_start`` to ``initial_learning_rate``."""
 
-        def __init__(self, peak, warmup_steps, total_steps, schedule="cosine", decay_steps=1.0, decay_rate=0.97,
-                     min_ratio=0.0):
-            self.peak, self.warmup_steps, self.total_steps = float(peak), int(warmup_steps), int(total_steps)
-            self.schedule, self.decay_steps, self.decay_rate = schedule, float(decay_steps), float(decay_rate)
-            self.min_ratio = float(min_ratio)
+        def __init__(self, *args, warmup_steps=0, warmup_start=0.0, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.warmup_steps, self.warmup_start = int(warmup_steps), float(warmup_start)
 
         def __call__(self, step):
             from keras import ops
 
             step = ops.cast(step, "float32")
-            warmup = float(max(self.warmup_steps, 1))
-            after = ops.maximum(step - self.warmup_steps, 0.0)
-            if self.schedule == "cosine":
-                span = float(max(self.total_steps - self.warmup_steps, 1))
-                progress = ops.minimum(after / span, 1.0)
-                ratio = self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + ops.cos(math.pi * progress))
-            elif self.schedule == "exponential":
-                ratio = ops.power(self.decay_rate, ops.floor(after / self.decay_steps))
-            else:
-                ratio = ops.ones_like(step)
-            decayed = self.peak * ratio
-            if self.warmup_steps <= 0:
-                return decayed
-            return ops.where(step < self.warmup_steps, self.peak * (step + 1) / warmup, decayed)
+            ramp = self.warmup_start + (self.initial_learning_rate - self.warmup_start) * step / self.warmup_steps
+            decayed = super().__call__(ops.maximum(step - self.warmup_steps, 0.0))
+            return ops.where(step < self.warmup_steps, ramp, decayed)
 
         def get_config(self):
-            return {"peak": self.peak, "warmup_steps": self.warmup_steps, "total_steps": self.total_steps,
-                    "schedule": self.schedule, "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
-                    "min_ratio": self.min_ratio}
+            return {**super().get_config(), "warmup_steps": self.warmup_steps, "warmup_start": self.warmup_start}
 
-    _SCHEDULE_CLASS.append(WarmupSchedule)
-    return WarmupSchedule
+    @keras.saving.register_keras_serializable(package="effscale", name="WarmupSchedule")
+    class _OldWarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
+        """What an ``effscale>WarmupSchedule`` config loads as (see :func:`warmup_schedule`)."""
+
+        @classmethod
+        def from_config(cls, config):
+            return warmup_schedule(config["peak"], config["warmup_steps"], config["total_steps"],
+                                   config.get("schedule", "cosine"), config.get("decay_steps", 1.0),
+                                   config.get("decay_rate", 0.97), config.get("min_ratio", 0.0))
+
+    _SCHEDULE_CLASSES.append(WarmupExponentialDecay)
+    return WarmupExponentialDecay

@@ -123,6 +123,37 @@ class Variant:
     def from_dict(cls, data: dict) -> "Variant":
         return cls(**data)
 
+    @classmethod
+    def explicit(cls, width: float, depth: float, resolution: int, dropout: float = 0.2) -> "Variant":
+        """The variant of explicit coefficients, named as :func:`parse_variant` names ``w=..,d=..,r=..``.
+
+        >>> from effscale.zoo import get_genotype
+        >>> Variant.explicit(0.5, 1, 32) == parse_variant("w=0.5,d=1,r=32", get_genotype("tiny"))
+        True
+        """
+        return cls(f"w{_short(width)}-d{_short(depth)}-r{resolution}", float(width), float(depth), resolution,
+                   dropout)
+
+    @property
+    def spec(self) -> str:
+        """The ``w=..,d=..,r=..`` spelling of the coefficients (``,dropout=..`` unless 0.2), the
+        text saved files key a variant by; :func:`parse_variant` reads it back.
+
+        >>> Variant.explicit(0.25, 1.0, 16).spec, Variant.explicit(1, 2, 8, dropout=0.1).spec
+        ('w=0.25,d=1,r=16', 'w=1,d=2,r=8,dropout=0.1')
+        """
+        extra = "" if self.dropout == 0.2 else f",dropout={_short(self.dropout)}"
+        return f"w={_short(self.width)},d={_short(self.depth)},r={self.resolution}{extra}"
+
+
+def variant_spec(variant: "str | Variant") -> str:
+    """A variant's text key: a spelling as given, a :class:`Variant` as :attr:`Variant.spec`.
+
+    >>> variant_spec("b0"), variant_spec(Variant.explicit(0.5, 0.5, 32))
+    ('b0', 'w=0.5,d=0.5,r=32')
+    """
+    return variant.spec if isinstance(variant, Variant) else str(variant)
+
 
 def round_resolution(pixels: float, base: int) -> int:
     """Round a scaled resolution to a multiple of 8 (of 4 for bases under 64 px)."""
@@ -215,8 +246,7 @@ def parse_variant(spec: "str | Variant", genotype: Genotype) -> Variant:
         missing = [k for k in ("w", "d", "r") if k not in values]
         if missing:
             raise UserError(f"variant {spec!r}: missing {', '.join(k + '=' for k in missing)}")
-        name = f"w{_short(values['w'])}-d{_short(values['d'])}-r{values['r']}"
-        return Variant(name, values["w"], values["d"], values["r"], values.get("dropout", 0.2))
+        return Variant.explicit(values["w"], values["d"], values["r"], values.get("dropout", 0.2))
     raise UserError(f"unknown variant {spec!r}: expected a published name ({', '.join(PUBLISHED)}), "
                     "phi=X, macs=N, params=N or w=..,d=..,r=..")
 

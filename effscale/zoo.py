@@ -121,6 +121,15 @@ def _require(condition: bool, message: str) -> None:
         raise UserError(message)
 
 
+def _is_file(text: str) -> bool:
+    """Whether ``text`` names an existing file; False for text no file system takes as a name
+    (a genotype string longer than a file name may be: OSError "File name too long")."""
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def load_genotype(source: "str | Genotype | Path") -> Genotype:
     """A Genotype from a registered name, a genotype string, or a JSON file path.
 
@@ -133,7 +142,7 @@ def load_genotype(source: "str | Genotype | Path") -> Genotype:
     _require(text != "", "empty genotype: expected a registered name, a genotype string or a JSON file")
     if text in REGISTRY:
         return REGISTRY[text].genotype
-    if text.endswith(".json") or Path(text).is_file():
+    if text.endswith(".json") or _is_file(text):
         path = Path(text)
         _require(path.is_file(), f"genotype file {text!r} does not exist")
         data = path.read_text()

@@ -100,3 +100,14 @@ def test_cli_finetune_then_bad_input_is_one_line_and_writes_nothing(tmp_path, ca
         err = capsys.readouterr().err.strip()
         assert err.startswith("effscale: error:") and "\n" not in err and message in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "run", "source.weights.h5"]
+
+
+def test_a_record_variant_without_a_name_reads_as_its_coefficients():
+    from effscale.finetune import _variant_from_record
+    from effscale.variants import resolve_variant
+    from effscale.zoo import get_genotype
+
+    tiny = get_genotype("tiny")
+    assert _variant_from_record({"width": 0.5, "depth": 0.75, "resolution": 32}, tiny) == \
+        resolve_variant("w=0.5,d=0.75,r=32", tiny)
+    assert _variant_from_record("b1", tiny) == resolve_variant("b1", tiny)

@@ -92,6 +92,15 @@ def test_load_genotype_accepts_name_string_and_files(tmp_path):
     assert load_genotype(str(text_file)) == B0
 
 
+def test_load_genotype_takes_a_string_longer_than_a_file_name():
+    # Twelve stages make over 300 characters, more than a file name may have (255 on Linux): the file
+    # check must not raise OSError "File name too long" before the string is parsed.
+    text = "stem16_head64_res32_relu-" + "-".join(["mb_r1_k3_s1_e4_c24_se0.25"] * 12)
+    assert len(text) > 255
+    genotype = load_genotype(text)
+    assert len(genotype.stages) == 12 and genotype.encode() == text
+
+
 GOOD_STAGE = "mb_r1_k3_s1_e1_c16"
 HEADER = "stem32_head1280_res224_swish"
 MALFORMED = [

@@ -124,3 +124,25 @@ def test_published_names_keep_resolution_ratios_for_other_design_resolutions():
     assert tiny.resolution == 32
     assert [resolve_variant(n, tiny).resolution for n in ("b0", "b3", "b7")] == [32, 44, 84]  # 32*300/224=42.9
     assert resolve_variant("b3", tiny).width == 1.2
+
+
+def test_explicit_variants_are_what_their_spelling_parses_to_and_keep_its_text_key():
+    from effscale.scaling import Variant, parse_variant, variant_spec
+    from effscale.search.differentiable import _config
+    from effscale.search.objectives import Reward, design_variant
+    from effscale.search.proxy import ProxySettings
+    from effscale.search.space import SearchSpace
+
+    for width, depth, resolution in [(0.25, 1, 8), (1, 1, 224), (0.5, 0.75, 32), (1.1, 1.2, 240), (2, 3.1, 600)]:
+        spelled = f"w={width:g},d={depth:g},r={resolution}"  # how the search spelled its variants before
+        variant = Variant.explicit(width, depth, resolution)
+        assert variant == parse_variant(spelled, B0) and variant.spec == variant_spec(variant) == spelled
+        assert isinstance(variant.width, float) and variant.to_dict() == parse_variant(spelled, B0).to_dict()
+    thinner = Variant.explicit(0.5, 0.5, 32, dropout=0.3)
+    assert parse_variant(thinner.spec, B0) == thinner and thinner.spec == "w=0.5,d=0.5,r=32,dropout=0.3"
+    assert variant_spec("b0") == "b0" and design_variant(B0).spec == "w=1,d=1,r=224"
+    # a differentiable search's saved config (what a resume compares) is the same for both spellings
+    space, reward = SearchSpace("tiny", open=("kernel",)), Reward(cost="macs", target=1e6)
+    assert _config(space, Variant.explicit(0.25, 1, 8), reward, ProxySettings(), 0, {}) == \
+        _config(space, "w=0.25,d=1,r=8", reward, ProxySettings(), 0, {})
+    assert _config(space, Variant.explicit(0.25, 1, 8), reward, ProxySettings(), 0, {})["variant"] == "w=0.25,d=1,r=8"

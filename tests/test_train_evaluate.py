@@ -24,6 +24,26 @@ def test_metrics_match_a_count_by_hand():
     assert abs(metrics["loss"] - np.mean(-np.log(probs[np.arange(23), labels]))) < 1e-4
 
 
+def test_evaluation_leaves_the_model_as_it_was_and_refuses_empty_data():
+    import keras
+    import pytest
+
+    from effscale.errors import UserError
+
+    model = effscale.build("tiny", "w=0.25,d=0.25,r=8", classes=4)
+    data = tf.data.Dataset.from_tensor_slices((np.full((6, 8, 8, 3), 7.0, "float32"), np.arange(6) % 4)).batch(4)
+    first = evaluate_dataset(model, data, 4)
+    assert not model.compiled                          # evaluated through a compiled copy
+    model.compile(optimizer="sgd", loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1), metrics=["mae"])
+    assert evaluate_dataset(model, data, 4) == first   # not the model's own loss and metrics
+    assert model.loss.label_smoothing == 0.1 and model.optimizer.name == "sgd"
+    bias = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)][-1].bias
+    bias.assign(bias.numpy() + np.arange(4) * 50.0)  # the copy shares the weights:
+    assert evaluate_dataset(model, data, 4)["top1"] == 1 / 6  # every image now predicts class 3 (labels 0 1 2 3 0 1)
+    with pytest.raises(UserError, match="empty"):
+        evaluate_dataset(model, data.take(0), 4)
+
+
 def test_weights_digest_sees_every_weight():
     model = effscale.build("tiny", "w=0.25,d=0.25,r=8", classes=3)
     before = weights_digest(model)

@@ -60,8 +60,11 @@ def test_warmup_then_cosine():
     schedule = recipe.learning_rate_schedule(global_batch=128, steps_per_epoch=10)
     peak = 0.016  # linear scaling to batch 128
     rates = _rates(schedule, range(50))
-    assert rates[0] == pytest.approx(peak / 10) and rates[9] == pytest.approx(peak)
+    # Keras' warm-up: linear from peak / 10 at step 0 to the peak at step 10 (effscale's own
+    # schedule before CosineDecay reached it at step 9: rates[9] was the peak)
+    assert rates[0] == pytest.approx(peak / 10) and rates[9] == pytest.approx(peak * (0.1 + 0.9 * 0.9))
     assert np.all(np.diff(rates[:10]) > 0)           # warm-up rises
+    assert np.allclose(np.diff(rates[:11]), peak * 0.9 / 10)  # ... linearly
     assert rates[10] == pytest.approx(peak)           # cosine starts at the peak
     assert np.all(np.diff(rates[10:]) < 0)            # ... and falls
     assert float(schedule(50)) == pytest.approx(0.0, abs=1e-9)
@@ -75,6 +78,29 @@ def test_warmup_then_exponential_staircase():
     assert float(schedule(48)) == pytest.approx(0.016 * 0.97 ** 2)
     constant = Recipe(schedule="constant", warmup_epochs=0).learning_rate_schedule(256, 10)
     assert float(constant(0)) == float(constant(1000)) == pytest.approx(0.016)
+
+
+def test_warmup_then_exponential_staircase_after_warmup():
+    recipe = Recipe(learning_rate=0.016, warmup_epochs=1, schedule="exponential", decay_epochs=2.4, decay_rate=0.97)
+    schedule = recipe.learning_rate_schedule(global_batch=256, steps_per_epoch=10)
+    rates = _rates(schedule, range(11))
+    assert rates[0] == pytest.approx(0.0016) and np.allclose(np.diff(rates), 0.0016 * 0.9)
+    assert float(schedule(33)) == pytest.approx(0.016) and float(schedule(34)) == pytest.approx(0.016 * 0.97)
+    again = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
+    assert type(again) is type(schedule) and float(again(5)) == pytest.approx(float(schedule(5)))
+
+
+def test_configs_naming_the_old_schedule_still_load():
+    recipe = Recipe(learning_rate=0.032, warmup_epochs=1, epochs=5, min_learning_rate_ratio=0.1)
+    recipe.make_optimizer(global_batch=128, steps_per_epoch=10)  # registers effscale's schedule names
+    old = {"module": None, "class_name": "WarmupSchedule", "registered_name": "effscale>WarmupSchedule",
+           "config": {"peak": 0.016, "warmup_steps": 10, "total_steps": 50, "schedule": "cosine",
+                      "decay_steps": 24.0, "decay_rate": 0.97, "min_ratio": 0.1}}
+    loaded = keras.optimizers.schedules.deserialize(old)
+    now = recipe.learning_rate_schedule(global_batch=128, steps_per_epoch=10)
+    assert isinstance(loaded, keras.optimizers.schedules.CosineDecay)
+    assert np.allclose(_rates(loaded, range(60)), _rates(now, range(60)))
+    assert float(loaded(50)) == pytest.approx(0.0016)  # the floor: min_ratio * peak
 
 
 def test_schedule_serializes_with_the_optimizer():

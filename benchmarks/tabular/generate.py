@@ -8,7 +8,7 @@ Two presets (``PRESETS``; ``--preset``):
   baseline with stages 2-4 open at kernel {3, 5}, expand ratio {3, 6}, squeeze-excite {0, 0.25} and
   stage 3 one block fewer or not; 4 epochs at 16 px on the bundled digits, constant learning rate.
   Its proxy accuracy is mostly seed noise (docs/benchmarks.md): the noise case.
-- ``fashion_mnist`` (``fashion_mnist/table.json``): 300 of 4.7M genotypes, ``tiny``'s stages 2-4 with
+- ``fashion_mnist`` (``fashion_mnist/table.json``): 300 of 10.1M genotypes, ``tiny``'s stages 2-4 with
   block type, kernel, expand ratio, squeeze-excite, repeats and filters open at effscale's default
   options; trained at the setting ``effscale proxy`` recommends on Fashion-MNIST (1 epoch, 10% of
   the training split, 28 px, cosine), and the first 30 also fully trained (``--full``: 2 epochs on
@@ -66,7 +66,7 @@ PRESETS = {
                    "bn_momentum": 0.9, "seeds": [0, 1]},
     },
     # tiny's stages 2-4 with block type, kernel, expand ratio, squeeze-excite, repeats and filters
-    # open at effscale's default options (4.7M genotypes); the recipe is the setting `effscale proxy`
+    # open at effscale's default options (10.1M genotypes); the recipe is the setting `effscale proxy`
     # recommends on Fashion-MNIST (docs/benchmarks.md: 1 epoch, 10% of the training split, 28 px,
     # cosine); "full" is 2 epochs on half the training split, scored on validation and test.
     "fashion_mnist": {

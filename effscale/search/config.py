@@ -347,9 +347,11 @@ class ResolvedSearch:
     record: "SearchRecord"
 
     @property
-    def variant(self) -> str:
-        """The proxy variant, e.g. ``w=0.5,d=1,r=16``."""
-        return f"w={self.width:g},d={self.depth:g},r={self.resolution}"
+    def variant(self):
+        """The proxy :class:`~effscale.scaling.Variant` every candidate trains at."""
+        from effscale.scaling import Variant
+
+        return Variant.explicit(self.width, self.depth, self.resolution)
 
 
 @dataclass(frozen=True)

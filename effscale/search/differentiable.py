@@ -52,6 +52,7 @@ import numpy as np
 
 from effscale.errors import UserError
 from effscale.io import atomic_path, plain_json, read_json, write_json
+from effscale.scaling import Variant, variant_spec
 from effscale.search.objectives import Reward
 from effscale.search.proxy import ProxySettings
 from effscale.search.space import SearchSpace
@@ -176,7 +177,7 @@ def argmax_values(space: SearchSpace, probabilities: dict) -> dict:
 
 
 def _config(space, variant, reward, settings, seed, options) -> dict:
-    return plain_json({"space": space.to_dict(), "variant": str(variant), "reward": reward.to_dict(),
+    return plain_json({"space": space.to_dict(), "variant": variant_spec(variant), "reward": reward.to_dict(),
                        "proxy": settings.to_dict(), "seed": seed, **options})
 
 
@@ -260,13 +261,14 @@ def _read_meta(path) -> dict | None:
         raise UserError(f"{path} does not load ({type(error).__name__}); delete it to start over") from None
 
 
-def run_differentiable_search(space: SearchSpace, data, variant: str, reward: "Reward | dict",
+def run_differentiable_search(space: SearchSpace, data, variant: "str | Variant", reward: "Reward | dict",
                               epochs: int = 3, directory: str = "supernet", seed: int = 0,
                               settings: ProxySettings | None = None, arch_learning_rate: float = 0.01,
                               cost_weight: float = 1.0, warmup_epochs: int = 0, temperature: float = 1.0,
                               verbose: int = 0, stream=None) -> DifferentiableResult:
     """Search ``space`` with a supernet trained on ``data`` (a :class:`~effscale.data.DataSplits`)
-    at ``variant`` (e.g. ``"w=0.25,d=1,r=8"``) for ``epochs`` epochs, steering the expected
+    at ``variant`` (e.g. ``"w=0.25,d=1,r=8"`` or a :class:`~effscale.scaling.Variant`; saved as its
+    :func:`~effscale.scaling.variant_spec`) for ``epochs`` epochs, steering the expected
     ``reward.cost`` (macs or params, at the design variant) to ``reward.target``.
 
     Weights: ``settings`` (batch size is the data's; optimizer SGD at its learning rate and
@@ -352,7 +354,7 @@ def _trainer(space, data, variant, reward, settings, seed, options) -> "_Trainer
     """A fresh trainer, or a cached one reset to its initial state: tracing the supernet's steps
     costs far more than an epoch on small data, and a target or cost weight change needs no
     retrace (both are variables in the traced steps)."""
-    key = json.dumps([space.to_dict(), str(variant), reward.cost, reward.constraint, settings.to_dict(), seed,
+    key = json.dumps([space.to_dict(), variant_spec(variant), reward.cost, reward.constraint, settings.to_dict(), seed,
                       data.num_classes, {k: v for k, v in options.items() if k != "cost_weight"}], sort_keys=True)
     trainer = _TRAINERS.pop(key, None)
     if trainer is None:

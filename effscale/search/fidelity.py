@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from effscale.errors import UserError
-from effscale.io import read_json, write_json
+from effscale.io import plain_json, read_json, write_json
 from effscale.search.proxy import SCHEDULES, ProxySettings
 from effscale.stats import spearman
 
@@ -216,7 +216,7 @@ def run_proxy_check(baseline="tiny", dataset: str = "digits", project_dir: str =
             raise UserError(f"{summary_path} does not parse; use a new project dir") from None
         for key in sorted(config):
             mine, theirs = (config[key], saved.get(key)) if key != "base" else (config[key], _recipe(saved.get(key)))
-            if _plain(theirs) != _plain(mine):
+            if plain_json(theirs) != plain_json(mine):
                 raise UserError(f"project dir {project_dir!r} holds a different proxy check ({key} differs); "
                                 "use a new project dir")
     elif os.path.isdir(path) and os.listdir(path):
@@ -273,12 +273,6 @@ def _parse_shard(text) -> tuple[int, int]:
     return int(index), int(count)
 
 
-def _plain(value):
-    import json
-
-    return json.loads(json.dumps(value, sort_keys=True))
-
-
 def _load_training(path: str, name: str, arch: int, seed: int, genotype: str) -> dict | None:
     file = os.path.join(path, "trainings", name, f"a{arch:02d}-s{seed}.json")
     try:
@@ -314,13 +308,14 @@ class _Trainer:
 
     def train(self, genotype: str, task: ProxyTask, seed: int) -> dict:
         from effscale.genotype import Genotype
+        from effscale.scaling import Variant
         from effscale.search.proxy import ProxyFailure, proxy_train
 
         data = self.data(task, seed)
         settings = replace(self.base, epochs=task.epochs, schedule=task.schedule, seed=self.base.seed + seed)
         started = time.monotonic()
         try:
-            out = proxy_train(Genotype.parse(genotype), f"w={task.width:g},d=1,r={task.resolution}", data, settings,
+            out = proxy_train(Genotype.parse(genotype), Variant.explicit(task.width, 1.0, task.resolution), data, settings,
                               reuse=self.reuse)
             accuracy, reason = out["accuracy"], ""
         except ProxyFailure as error:  # a diverged run counts as chance accuracy, and says so

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from effscale.errors import UserError
+from effscale.scaling import Variant
 
 if TYPE_CHECKING:
     from effscale.genotype import Genotype
@@ -180,9 +181,14 @@ def pareto_front(points: Iterable[Mapping], accuracy: str = "accuracy", cost: st
 OBJECTIVE = "reward"  # the metric every oracle maximizes
 
 
-def design_variant(genotype: Genotype) -> str:
-    """The variant costs are counted at: the genotype itself, at its design resolution."""
-    return f"w=1,d=1,r={genotype.resolution}"
+def design_variant(genotype: Genotype) -> Variant:
+    """The variant costs are counted at: the genotype itself, at its design resolution.
+
+    >>> from effscale.zoo import get_genotype
+    >>> design_variant(get_genotype("efficientnet-b0")).spec
+    'w=1,d=1,r=224'
+    """
+    return Variant.explicit(1.0, 1.0, genotype.resolution)
 
 
 def analytic_costs(genotype: Genotype, classes: int) -> dict:

@@ -19,7 +19,7 @@ class OneShotTask:
 
     space: SearchSpace
     reward: Reward
-    variant: str                  # the proxy variant, e.g. "w=0.5,d=1,r=16"
+    variant: object               # the proxy Variant (or its spelling, e.g. "w=0.5,d=1,r=16")
     settings: ProxySettings       # the proxy training's batch size, optimizer, ...
     data: object                  # () -> the search's effscale.data.Data, loaded on first call
     directory: str                # the supernet's state: checkpoint, logits

@@ -18,9 +18,11 @@ effscale.errors.UserError: unknown optimizer 'lamb': expected one of sgd, adam, 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from effscale.errors import UserError
+from effscale.io import JsonSettings
+from effscale.scaling import variant_spec
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 SCHEDULES = ("constant", "cosine")
@@ -31,8 +33,18 @@ class ProxyFailure(RuntimeError):
 
 
 @dataclass(frozen=True)
-class ProxySettings:
-    """How each candidate is trained. ``epochs`` may be overridden per trial (Hyperband)."""
+class ProxySettings(JsonSettings):
+    """How each candidate is trained. ``epochs`` may be overridden per trial (Hyperband).
+
+    >>> ProxySettings.from_json(ProxySettings(epochs=2).to_json()).epochs
+    2
+    >>> ProxySettings.from_dict({"epoch": 2})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    effscale.errors.UserError: unknown proxy setting key(s) ['epoch']: expected some of [...]
+    """
+
+    _json_name = "proxy setting"
 
     epochs: int = 1
     batch_size: int = 64
@@ -57,18 +69,6 @@ class ProxySettings:
             raise UserError(f"bn_momentum must be in (0, 1), got {self.bn_momentum!r}")
         if self.schedule not in SCHEDULES:
             raise UserError(f"unknown schedule {self.schedule!r}: expected one of {', '.join(SCHEDULES)}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data) -> "ProxySettings":
-        if not isinstance(data, dict):
-            raise UserError(f"proxy settings must be a JSON object, got {type(data).__name__}")
-        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise UserError(f"unknown proxy setting(s) {unknown}: expected some of {sorted(cls.__dataclass_fields__)}")
-        return cls(**data)
 
     def learning_rate_for(self, steps_per_epoch: int | None = None, epochs: int | None = None):
         """The optimizer's learning rate: a number (constant) or a keras ``CosineDecay`` to 0
@@ -140,7 +140,7 @@ def proxy_train(genotype, variant, data, settings: ProxySettings = ProxySettings
 
     epochs = settings.epochs if epochs is None else int(epochs)
     keras.utils.set_random_seed(settings.seed)
-    key = (genotype.encode(), str(variant), dataclasses.replace(settings, seed=0), epochs, steps_per_epoch(data),
+    key = (genotype.encode(), variant_spec(variant), dataclasses.replace(settings, seed=0), epochs, steps_per_epoch(data),
            data.num_classes)
     try:
         model = build(genotype, variant, classes=data.num_classes, bn_momentum=settings.bn_momentum,

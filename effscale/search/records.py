@@ -187,8 +187,10 @@ def load_oracle(project_dir: str):
         return load_data(config["dataset"], resolution=config["resolution"], batch_size=settings.batch_size,
                          shuffle_seed=settings.seed)
 
-    variant = f"w={config['width']:g},d={config['depth']:g},r={config['resolution']}"
+    from effscale.scaling import Variant
     from effscale.search.objectives import Reward, exact_cost_fn
+
+    variant = Variant.explicit(config["width"], config["depth"], config["resolution"])
 
     reward = Reward.from_dict(config["reward"])
     cost_of = exact_cost_fn(space, reward, lambda: load().num_classes)

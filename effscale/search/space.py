@@ -1,8 +1,8 @@
 """The MnasNet factorized hierarchical search space around a reference genotype.
 
 Each stage of the reference is searched on its own (MnasNet, arXiv 1807.11626): all blocks of a
-stage share one block type (MBConv / Fused-MBConv / depthwise-separable), kernel, expand ratio,
-SE ratio and skip op, and the stage may have one block less or more than the reference and
+stage share one block type (MBConv / Fused-MBConv / depthwise-separable / any registered in
+:mod:`effscale.block_types`), kernel, expand ratio, SE ratio and skip op, and the stage may have one block less or more than the reference and
 0.75x / 1x / 1.25x its output filters (rounded to 8). Strides, activations and the stem / head
 stay the reference's. Which choices are open, and their values, are configurable.
 
@@ -29,6 +29,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+from effscale.block_types import block_type, names as block_names
+# The generic helpers over Keras Tuner HyperParameters, importable from here as before.
+from effscale.search.hp_values import discrete_values, mutate_values, neighbours, sample_values, space_size  # noqa: F401
 from effscale.errors import UserError
 from effscale.conventions import CONVENTIONS
 from effscale.genotype import Genotype, Stage
@@ -38,9 +41,9 @@ from effscale.scaling import round_filters
 CHOICES = ("block", "kernel", "expand", "se", "skip", "repeats", "filters")
 
 # Default values of each choice. "repeats" are offsets from the reference's repeats and
-# "filters" multipliers of the reference's output filters; the rest are literal values.
+# "filters" multipliers of the reference's output filters; the rest are literal values. The
+# block choices default to every registered block type (effscale.block_types.names()).
 DEFAULT_OPTIONS: dict[str, tuple] = {
-    "block": ("mbconv", "fused", "dsconv"),
     "kernel": (3, 5),
     "expand": (1, 3, 4, 6),
     "se": (0.0, 0.25),
@@ -57,15 +60,15 @@ def _as_tuple(name: str, values) -> tuple:
 
 
 def _check_options(options: Mapping) -> dict[str, tuple]:
-    merged = dict(DEFAULT_OPTIONS)
+    merged = dict(DEFAULT_OPTIONS, block=block_names())
     for name, values in (options or {}).items():
         if name not in CHOICES:
             raise UserError(f"unknown choice {name!r}: expected one of {', '.join(CHOICES)}")
         values = _as_tuple(name, values)
         if name == "block":
-            bad = [v for v in values if v not in DEFAULT_OPTIONS["block"]]
+            bad = [v for v in values if v not in block_names()]
             if bad:
-                raise UserError(f"block choice {bad[0]!r}: expected one of {', '.join(DEFAULT_OPTIONS['block'])}")
+                raise UserError(f"block choice {bad[0]!r}: expected one of {', '.join(block_names())}")
         elif name == "kernel":
             if not all(isinstance(v, int) and v >= 1 and v % 2 == 1 for v in values):
                 raise UserError(f"kernel choices must be odd positive integers, got {values}")
@@ -149,16 +152,17 @@ class SearchSpace:
         blocks = (ref.block,)
         if "block" in self.open:
             blocks = _unique((ref.block,) + self.options["block"])
-            blocks = tuple(b for b in DEFAULT_OPTIONS["block"] if b in blocks)
+            blocks = tuple(b for b in block_names() if b in blocks)
             out[prefix + "block"] = (blocks, ref.block, None)
         if "kernel" in self.open:
             out[prefix + "kernel"] = (tuple(sorted(_unique(self.options["kernel"] + (ref.kernel,)))), ref.kernel, None)
-        expanding = tuple(b for b in blocks if b != "dsconv")
+        expanding = tuple(b for b in blocks if block_type(b).expands)
         if "expand" in self.open and expanding:
-            values = _numbers(sorted(_unique(self.options["expand"] + ((ref.expand,) if ref.block != "dsconv" else ()))))
-            default = ref.expand if ref.block != "dsconv" else (1 if 1 in values else values[0])
+            ref_expands = block_type(ref.block).expands
+            values = _numbers(sorted(_unique(self.options["expand"] + ((ref.expand,) if ref_expands else ()))))
+            default = ref.expand if ref_expands else (1 if 1 in values else values[0])
             default = _numbers((default,))[0] if isinstance(values[0], int) else float(default)
-            condition = (prefix + "block", expanding) if "dsconv" in blocks else None
+            condition = (prefix + "block", expanding) if len(expanding) < len(blocks) else None
             out[prefix + "expand"] = (values, default, condition)
         if "se" in self.open:
             out[prefix + "se"] = (tuple(sorted(_unique(tuple(float(v) for v in self.options["se"]) + (float(ref.se),)))),
@@ -206,7 +210,7 @@ class SearchSpace:
             ref = self.reference.stages[number - 1]
             blocks = self.choices(prefix + "block") if prefix + "block" in self._decisions else (ref.block,)
             expand = len(self.choices(prefix + "expand")) if prefix + "expand" in self._decisions else 1
-            total *= per_block * sum(1 if b == "dsconv" else expand for b in blocks)
+            total *= per_block * sum(expand if block_type(b).expands else 1 for b in blocks)
         return total
 
     def default_values(self) -> dict:
@@ -286,11 +290,11 @@ class SearchSpace:
                     raise UserError(f"{name} = {value!r} is not in the space: expected one of {list(allowed)}")
                 fields[choice] = value
             block = fields.get("block", ref.block)
-            if block == "dsconv":
+            if not block_type(block).expands:
                 expand = 1
             elif "expand" in fields:
                 expand = fields["expand"]
-            elif ref.block == "dsconv":  # block opened away from dsconv, expand closed
+            elif not block_type(ref.block).expands:  # block opened away from e.g. dsconv, expand closed
                 expand = 1
             else:
                 expand = ref.expand
@@ -328,8 +332,8 @@ class SearchSpace:
                 value = getattr(stage, choice)
                 if name not in self._decisions:
                     closed = getattr(ref_stage, choice)
-                    if choice == "expand" and (stage.block == "dsconv" or
-                                               (ref_stage.block == "dsconv" and value == 1)):
+                    if choice == "expand" and (not block_type(stage.block).expands or
+                                               (not block_type(ref_stage.block).expands and value == 1)):
                         continue
                     if value != closed:
                         raise UserError(f"genotype is not in the space: stage {number} {choice} "
@@ -371,123 +375,6 @@ class SearchSpace:
 
     def __repr__(self) -> str:
         return f"SearchSpace({self.reference.encode()!r}, open={self.open}, stages={self.stages})"
-
-
-# -- generic helpers over Keras Tuner HyperParameters ----------------------------------------------
-def discrete_values(hp) -> tuple:
-    """The finite list of values of a Keras Tuner hyperparameter (Choice, Boolean, Fixed, Int).
-
-    Raises UserError for a Float or an unbounded Int: the effscale oracles search finite spaces.
-    """
-    kind = type(hp).__name__
-    if kind == "Choice":
-        return tuple(hp.values)
-    if kind == "Boolean":
-        return (True, False)
-    if kind == "Fixed":
-        return (hp.value,)
-    if kind == "Int" and getattr(hp, "sampling", "linear") in (None, "linear"):
-        step = hp.step or 1
-        return tuple(range(hp.min_value, hp.max_value + 1, step))
-    raise UserError(f"hyperparameter {hp.name!r} ({kind}): the effscale oracles need finite "
-                    "choices (Choice, Boolean, Fixed or linear Int)")
-
-
-def _active(hp, values: Mapping) -> bool:
-    return all(condition.is_active(values) for condition in hp.conditions)
-
-
-def sample_values(hyperparameters, rng, pick=None) -> dict:
-    """Values for every active hyperparameter, in declaration order so that parents are set
-    before the choices that depend on them. ``pick(hp, choices, rng)`` returns one of
-    ``choices``; the default is uniform."""
-    values: dict = {}
-    for hp in hyperparameters.space:
-        if not _active(hp, values):
-            continue
-        choices = discrete_values(hp)
-        values[hp.name] = pick(hp, choices, rng) if pick else choices[int(rng.integers(len(choices)))]
-    return values
-
-
-def mutate_values(hyperparameters, values: Mapping, rng) -> dict:
-    """Change exactly one active choice of ``values`` to a different value (uniformly), then
-    fill choices that became active with random values and drop those that became inactive
-    (Real et al. 2019 mutate one choice of the parent).
-
-    >>> import numpy as np
-    >>> space = SearchSpace("tiny", open=("kernel", "se"))
-    >>> parent = space.default_values()
-    >>> child = mutate_values(space.hyperparameters(), parent, np.random.default_rng(1))
-    >>> sum(parent[k] != child[k] for k in parent)
-    1
-    """
-    mutable = [hp for hp in hyperparameters.space
-               if _active(hp, values) and len(discrete_values(hp)) > 1]
-    child = dict(values)
-    if not mutable:
-        return child
-    hp = mutable[int(rng.integers(len(mutable)))]
-    others = _others(hp, values.get(hp.name))
-    child[hp.name] = others[int(rng.integers(len(others)))]
-    return _settle(hyperparameters, child, rng)
-
-
-def neighbours(hyperparameters, values: Mapping, rng) -> list[dict]:
-    """Every one-choice mutation of ``values`` (each active choice set to each of its other
-    values; choices that become active get random values), the neighbourhood a local search
-    explores.
-
-    >>> import numpy as np
-    >>> space = SearchSpace("tiny", open=("kernel",), stages=(1, 2))
-    >>> [sorted(n.values()) for n in neighbours(space.hyperparameters(), space.default_values(), np.random.default_rng(0))]
-    [[3, 5], [3, 5]]
-    """
-    out = []
-    for hp in hyperparameters.space:
-        if not _active(hp, values):
-            continue
-        for value in _others(hp, values.get(hp.name)):
-            out.append(_settle(hyperparameters, dict(values, **{hp.name: value}), rng))
-    return out
-
-
-def _others(hp, value) -> list:
-    return [v for v in discrete_values(hp) if not (v == value and isinstance(v, bool) == isinstance(value, bool))]
-
-
-def _settle(hyperparameters, child: Mapping, rng) -> dict:
-    """``child`` with the choices it made inactive dropped and those it made active drawn."""
-    fixed: dict = {}
-    for item in hyperparameters.space:
-        if not _active(item, fixed):
-            continue
-        if item.name in child:
-            fixed[item.name] = child[item.name]
-        else:
-            choices = discrete_values(item)
-            fixed[item.name] = choices[int(rng.integers(len(choices)))]
-    return fixed
-
-
-def space_size(hyperparameters) -> int:
-    """Number of distinct active-value assignments of a Keras Tuner space (brute force over
-    conditional parents; fine for the small spaces of tests)."""
-    return sum(1 for _ in _enumerate(list(hyperparameters.space), {}))
-
-
-def _enumerate(items, values):
-    if not items:
-        yield dict(values)
-        return
-    hp, rest = items[0], items[1:]
-    if not _active(hp, values):
-        yield from _enumerate(rest, values)
-        return
-    for value in discrete_values(hp):
-        values[hp.name] = value
-        yield from _enumerate(rest, values)
-        del values[hp.name]
 
 
 def log10_size(space: SearchSpace) -> float:

@@ -20,8 +20,9 @@ on it, so memory stays at one max-size path per layer whatever the number of can
 sampled sub-network runs exactly) with the softmax's gradient in the backward pass.
 
 Limits: block type and output filters must be closed (stages are then independent, which makes
-the expected cost exact, see :mod:`effscale.search.differentiable`); Fused-MBConv stages are not
-supported. Strided convolutions pad 'same' (the built model pads like keras.applications): the
+the expected cost exact, see :mod:`effscale.search.differentiable`); only block types registered
+as ``mixable`` (:mod:`effscale.block_types`: MBConv and depthwise-separable) are supported, so
+Fused-MBConv stages are not. Strided convolutions pad 'same' (the built model pads like keras.applications): the
 supernet only ranks choices; the derived genotype is retrained from scratch.
 
 >>> from effscale.search.space import SearchSpace
@@ -39,6 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from effscale.block_types import block_type, registered, titles
 from effscale.errors import UserError
 from effscale.search.space import SearchSpace
 
@@ -52,9 +54,10 @@ def check_space(space: SearchSpace) -> None:
             raise UserError(f"differentiable search does not search {choice}; close it "
                             "(--open without it)")
     for number, stage in enumerate(space.reference.stages, start=1):
-        if stage.block == "fused":
-            raise UserError(f"differentiable search supports MBConv and depthwise-separable stages; "
-                            f"stage {number} is Fused-MBConv")
+        kind = block_type(stage.block)
+        if not kind.mixable:  # BlockType.mixable: the mixed layer below computes it
+            raise UserError(f"differentiable search supports {titles(t for t in registered() if t.mixable)} "
+                            f"stages; stage {number} is {kind.title}")
 
 
 def max_genotype(space: SearchSpace):
@@ -77,7 +80,7 @@ class BlockSpec:
     filters_out: int
     stride: int
     activation: str
-    dsconv: bool
+    dsconv: bool                 # no expansion conv (the depthwise-separable form): activated projection
     kernels: tuple               # candidate kernel sizes (one when closed)
     expanded: tuple              # candidate expanded widths (one when closed)
     se_filters: tuple            # candidate SE reduced widths, 0 = no SE
@@ -102,13 +105,14 @@ def block_specs(space: SearchSpace, variant) -> list[BlockSpec]:
         kernels = space.choices(names["kernel"]) if "kernel" in names else (stage.kernel,)
         expands = space.choices(names["expand"]) if "expand" in names else (stage.expand,)
         ratios = space.choices(names["se"]) if "se" in names else (stage.se,)
+        separable = not block_type(stage.block).expands
         for j in range(count):
             block = plan.blocks[offset + j]
             cin = block.filters_in
-            expanded = (cin,) if stage.block == "dsconv" else tuple(int(round(cin * e)) for e in expands)
+            expanded = (cin,) if separable else tuple(int(round(cin * e)) for e in expands)
             se = tuple(max(1, int(cin * r)) if r > 0 else 0 for r in ratios)
             specs.append(BlockSpec(block.name, number, j, cin, block.filters_out, block.stride, block.activation,
-                                   stage.block == "dsconv", tuple(kernels), expanded, se,
+                                   separable, tuple(kernels), expanded, se,
                                    block.stride == 1 and cin == block.filters_out,
                                    space.reference.stages[number - 1].skip, names))
         offset += count

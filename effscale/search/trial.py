@@ -8,6 +8,7 @@ import math
 import os
 
 from effscale.genotype import Genotype
+from effscale.scaling import Variant
 from effscale.search.objectives import OBJECTIVE, Limits, Reward, analytic_costs, design_variant
 from effscale.search.proxy import ProxySettings
 from effscale.search.space import SearchSpace
@@ -35,8 +36,9 @@ class TrialRunner:
         self.extra_metrics = None  # optional: values -> dict of more metrics for the trial
 
     @property
-    def variant(self) -> str:
-        return f"w={self.width:g},d={self.depth:g},r={self.resolution}"
+    def variant(self) -> Variant:
+        """The proxy variant every candidate trains at (``variant_spec`` of it: the text key)."""
+        return Variant.explicit(self.width, self.depth, self.resolution)
 
     @property
     def data(self):

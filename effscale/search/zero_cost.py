@@ -35,6 +35,7 @@ import re
 import numpy as np
 
 from effscale.errors import UserError
+from effscale.scaling import variant_spec
 from effscale.zoo import load_genotype
 from effscale.variants import resolve_variant
 
@@ -104,7 +105,7 @@ def score(genotype, proxy: str, batch, variant, classes: int, seed: int = 0) -> 
     images, labels = _check_batch(batch)
     resolution = resolve_variant(variant, load_genotype(genotype)).resolution
     if images.shape[1:3] != (resolution, resolution):
-        raise UserError(f"batch images are {images.shape[1]}x{images.shape[2]} px but variant {variant} "
+        raise UserError(f"batch images are {images.shape[1]}x{images.shape[2]} px but variant {variant_spec(variant)} "
                         f"builds a {resolution} px model")
     model = _build(genotype, variant, classes, seed)
     if proxy == "grad_norm":
