@@ -9,7 +9,7 @@ dataset raises :class:`~effscale.errors.UserError` naming the key by its dotted 
 >>> FamilyConfig.from_dict({"dataset": "digits", "search": {"trails": 4}})
 Traceback (most recent call last):
 ...
-effscale.errors.UserError: config key 'search.trails' is unknown: expected one of constraint, cost, enabled, epochs, oracle, proxy, reevaluate_seeds, resolution, seed, seeds, target, top_k, trials, width
+effscale.errors.UserError: config key 'search.trails' is unknown: expected one of alpha, beta, constraint, cost, depth, enabled, epochs, latency, max_latency, max_macs, max_params, open_choices, options, oracle, oracle_options, prescreen, proxy, reevaluate_seeds, resolution, seed, seeds, stages, target, top_k, train_fraction, trials, width
 """
 
 from __future__ import annotations
@@ -22,52 +22,53 @@ import typing
 from dataclasses import dataclass, field
 
 from effscale.errors import UserError
+from effscale.search.config import SearchConfig, option_error
 
 COSTS = ("macs", "params", "latency")
 
 
 @dataclass(frozen=True)
-class SearchConfig:
-    """Search for a baseline genotype around ``FamilyConfig.baseline`` (step 0 of the paper)."""
+class FamilySearchConfig(SearchConfig):
+    """The search section (step 0 of the paper): every :class:`effscale.search.SearchConfig`
+    option by its own name, validated by it, plus ``enabled``; ``baseline`` and ``dataset`` are
+    the config's top-level keys. Family defaults: 8 trials of 2 epochs, target 2e6."""
 
-    enabled: bool = True
-    oracle: str = "evolution"
-    cost: str = "macs"
-    target: float = 2e6          # in units of ``cost``: multiply-adds, parameters or seconds
-    constraint: str = "soft"
     trials: int = 8
-    epochs: int = 2              # proxy-training epochs per trial
-    resolution: int = 0          # proxy resolution; 0 = the baseline genotype's own
-    width: float = 1.0           # proxy width multiplier
-    seed: int = 0
-    proxy: str = ""              # a proxy file from `effscale proxy`: its epochs, schedule, resolution, width
-    seeds: int = 1               # training seeds per trial; the objective is their mean
-    top_k: int = 3               # candidates re-evaluated at the end ...
-    reevaluate_seeds: int = 0    # ... with this many seeds (0: no re-evaluation stage)
+    epochs: int = 2
+    target: float | None = 2e6       # in units of ``cost``: multiply-adds, parameters or seconds
+    enabled: bool = True
 
-    def check(self) -> None:
-        from effscale.search.registry import ORACLES
+    def __post_init__(self):
+        if not isinstance(self.enabled, bool):
+            raise option_error("enabled", f"enabled must be true or false, got {self.enabled!r}")
+        super().__post_init__()
 
-        _one_of("search.oracle", self.oracle, ORACLES)
-        _one_of("search.cost", self.cost, COSTS)
-        _one_of("search.constraint", self.constraint, ("soft", "hard"))
-        _positive("search.target", self.target)
-        _at_least("search.trials", self.trials, 1)
-        _at_least("search.epochs", self.epochs, 1)
-        if self.resolution:
-            _at_least("search.resolution", self.resolution, 8)
-        _positive("search.width", self.width)
-        _at_least("search.seeds", self.seeds, 1)
-        _at_least("search.top_k", self.top_k, 1)
-        if self.reevaluate_seeds:
-            _at_least("search.reevaluate_seeds", self.reevaluate_seeds, 2)
-        if self.proxy:
-            from effscale.search.proxy import read_proxy_file
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [key for key in super().keys() if key not in ("baseline", "dataset")]
 
-            try:
-                read_proxy_file(self.proxy)
-            except UserError as error:
-                raise UserError(f"config key 'search.proxy': {error}") from None
+    @classmethod
+    def from_dict(cls, data, where: str | None = "search", baseline="tiny", dataset="digits"):
+        """The section as a config file holds it, for the run's ``baseline`` and ``dataset``."""
+        if isinstance(data, dict):
+            for key in ("baseline", "dataset"):
+                if key in data:
+                    raise UserError(f"config key '{where}.{key}' is set by the top-level key {key!r}")
+            data = dict(data)
+            if data.get("resolution") == 0:  # older configs' "the baseline's own"
+                data["resolution"] = None
+            if data.get("proxy") == "":      # older configs' "no proxy file"
+                data["proxy"] = None
+        return super().from_dict(data, where, baseline=baseline, dataset=dataset)
+
+    def section(self) -> dict:
+        """The section's plain data (without the top-level baseline and dataset)."""
+        data = self.to_dict()
+        return {key: data[key] for key in self.keys()}
+
+    def search_config(self) -> SearchConfig:
+        """The :class:`effscale.search.SearchConfig` this section runs."""
+        return SearchConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(SearchConfig)})
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ class FamilyConfig:
     data_dir: str = ""
     validation_fraction: float = 0.2
     seed: int = 0
-    search: SearchConfig = field(default_factory=SearchConfig)
+    search: FamilySearchConfig = field(default_factory=FamilySearchConfig)
     coefficients: CoefficientConfig = field(default_factory=CoefficientConfig)
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
@@ -150,6 +151,22 @@ class FamilyConfig:
     reference_family: bool = True
 
     def check(self) -> "FamilyConfig":
+        self._check_top_level()
+        if (self.search.baseline, self.search.dataset) != (self.baseline, self.dataset):
+            object.__setattr__(self, "search", FamilySearchConfig.from_dict(
+                self.search.section(), "search", baseline=self.baseline, dataset=self.dataset))
+        for section in (self.coefficients, self.scaling, self.training):
+            section.check()
+        for name, point in self.reference_points.items():
+            if not (isinstance(point, dict) and set(point) == {"multiply_adds", "top1"}
+                    and all(isinstance(v, (int, float)) and v >= 0 for v in point.values())):
+                raise UserError(f"config key 'reference_points.{name}' must be a mapping with numbers "
+                                "multiply_adds and top1 (0..1)")
+        self._check_scaling()
+        self._check_recipe()
+        return self
+
+    def _check_top_level(self) -> None:
         if not isinstance(self.dataset, str) or not self.dataset.strip():
             raise UserError("config key 'dataset' is missing: name a dataset ('digits', 'tfds:NAME' or a folder)")
         if not 0 < self.validation_fraction < 1:
@@ -166,16 +183,6 @@ class FamilyConfig:
             load_genotype(self.baseline)
         except UserError as error:
             raise UserError(f"config key 'baseline': {error}") from None
-        for section in (self.search, self.coefficients, self.scaling, self.training):
-            section.check()
-        for name, point in self.reference_points.items():
-            if not (isinstance(point, dict) and set(point) == {"multiply_adds", "top1"}
-                    and all(isinstance(v, (int, float)) and v >= 0 for v in point.values())):
-                raise UserError(f"config key 'reference_points.{name}' must be a mapping with numbers "
-                                "multiply_adds and top1 (0..1)")
-        self._check_scaling()
-        self._check_recipe()
-        return self
 
     def _check_scaling(self) -> None:
         from effscale.zoo import load_genotype
@@ -204,11 +211,21 @@ class FamilyConfig:
 
     # -- plain-data forms --------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["search"] = self.search.section()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "FamilyConfig":
-        return _build(cls, data, "").check()
+        if not isinstance(data, dict) or not isinstance(data.get("search", {}), dict):
+            return _build(cls, data, "").check()  # the one-line error naming what is not a mapping
+        rest = {key: value for key, value in data.items() if key != "search"}
+        config = _build(cls, rest, "")
+        config._check_top_level()
+        if "search" in data:
+            object.__setattr__(config, "search", FamilySearchConfig.from_dict(
+                data["search"], "search", baseline=config.baseline, dataset=config.dataset))
+        return config.check()
 
     @classmethod
     def load(cls, path: str, overrides: dict | None = None) -> "FamilyConfig":

@@ -209,14 +209,10 @@ def _baseline_stage(run: RunDirectory, config: FamilyConfig, progress, keras_ver
     from effscale.search import run_search
 
     search = config.search
-    progress.start("search", f"({search.oracle}, {search.trials} trials, {search.cost} target {search.target:g})")
+    target = f"target {search.target:g}" if search.target is not None else "target: the baseline's"
+    progress.start("search", f"({search.oracle}, {search.trials} trials, {search.cost} {target})")
     started = run.begin("search")["started"]
-    result = run_search(
-        config.baseline, oracle=search.oracle, cost=search.cost, target=search.target,
-        constraint=search.constraint, trials=search.trials, epochs=search.epochs, dataset=config.dataset,
-        project_dir=run.join("search"), seed=search.seed, resolution=search.resolution or None,
-        width=search.width, verbose=keras_verbose, proxy=search.proxy or None, seeds=search.seeds,
-        top_k=search.top_k, reevaluate_seeds=search.reevaluate_seeds)
+    result = run_search(search.search_config(), run.join("search"), verbose=keras_verbose)
     genotype = result.best_genotype
     run.complete("search", genotype=genotype.encode(), source="search", cost=search.cost,
                  trials=plain_json(result.trials), pareto=plain_json(result.pareto), setup=_search_setup(result.config),

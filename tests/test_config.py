@@ -56,3 +56,79 @@ def test_reference_points_are_checked():
     assert config.reference_points["keras B0"]["top1"] == 0.771
     with pytest.raises(UserError, match="reference_points.bad"):
         FamilyConfig.from_dict({"dataset": "digits", "reference_points": {"bad": {"top1": 0.5}}})
+
+
+# -- the search section is the search's SearchConfig, key for key ---------------------------------
+
+def test_the_search_section_sets_every_search_option_by_its_own_name():
+    from effscale.config import FamilySearchConfig
+    from effscale.search import SearchConfig
+
+    assert set(SearchConfig.keys()) - {"baseline", "dataset"} | {"enabled"} == set(FamilySearchConfig.keys())
+    section = {"oracle": "evolution", "cost": "params", "target": "50k", "constraint": "hard", "trials": 3,
+               "epochs": 2, "seed": 4, "resolution": 16, "width": 0.5, "depth": 0.75, "alpha": -0.1, "beta": -0.9,
+               "max_macs": "4e6", "max_params": 9e4, "max_latency": 0.01, "open_choices": ["kernel", "se"],
+               "options": {"kernel": [3, 5]}, "stages": [2, 3], "oracle_options": {"population_size": 3},
+               "latency": {"runs": 3, "warmup": 1, "threads": 1}, "prescreen": "params:4", "seeds": 2, "top_k": 2,
+               "reevaluate_seeds": 3, "train_fraction": 0.5}
+    config = FamilyConfig.from_dict({"dataset": "digits", "baseline": "tiny", "search": section})
+    search = config.search.search_config()
+    assert search == SearchConfig(
+        baseline="tiny", dataset="digits", oracle="evolution", cost="params", target=5e4, constraint="hard", trials=3,
+        epochs=2, seed=4, resolution=16, width=0.5, depth=0.75, alpha=-0.1, beta=-0.9, max_macs=4e6,
+        max_params=9e4, max_latency=0.01, open_choices=("kernel", "se"), options={"kernel": (3, 5)},
+        stages=(2, 3), oracle_options={"population_size": 3}, latency={"runs": 3, "warmup": 1, "threads": 1},
+        prescreen="params:4", seeds=2, top_k=2, reevaluate_seeds=3, train_fraction=0.5)
+    assert FamilyConfig.from_dict(config.to_dict()) == config
+    assert "baseline" not in config.to_dict()["search"] and config.to_dict()["search"]["stages"] == [2, 3]
+    # The family's own defaults, and the spellings older family configs saved.
+    old = FamilyConfig.from_dict({"dataset": "digits", "search": {"resolution": 0, "proxy": ""}}).search
+    assert (old.trials, old.epochs, old.target, old.resolution, old.proxy) == (8, 2, 2e6, None, None)
+
+
+@pytest.mark.parametrize("search,named", [
+    ({"max_macs": -1}, "config key 'search.max_macs': max_macs must be positive"),
+    ({"max_params": "many"}, "config key 'search.max_params': max_params must be a number"),
+    ({"prescreen": "flops:3"}, "config key 'search.prescreen': prescreen 'flops:3': unknown proxy"),
+    ({"oracle": "reinforce", "prescreen": "params:3"}, "config key 'search.prescreen': oracle 'reinforce' does not"),
+    ({"open_choices": ["wings"]}, "config key 'search.open_choices': unknown choice 'wings'"),
+    ({"stages": [9]}, "config key 'search.stages': stage 9"),
+    ({"options": {"kernel": 3}}, "config key 'search.options'"),
+    ({"seeds": 0}, "config key 'search.seeds': seeds must be a positive integer"),
+    ({"reevaluate_seeds": 1}, "config key 'search.reevaluate_seeds'"),
+    ({"train_fraction": 2}, "config key 'search.train_fraction': train_fraction must be in (0, 1]"),
+    ({"depth": 0}, "config key 'search.depth'"),
+    ({"latency": "fast"}, "config key 'search.latency': latency must be a mapping"),
+    ({"cost": "latency", "target": None}, "config key 'search.target': cost 'latency' needs an explicit target"),
+    ({"oracle": "differentiable", "open_choices": ["filters"]}, "config key 'search.oracle': differentiable"),
+    ({"baseline": "tiny"}, "config key 'search.baseline' is set by the top-level key 'baseline'"),
+    ({"proxy": "/nonexistent/proxy.json"}, "config key 'search.proxy': proxy file"),
+    ({"max_mac": 5}, "config key 'search.max_mac' is unknown: expected one of alpha, beta,"),
+])
+def test_a_bad_search_value_is_one_error_naming_its_key(search, named):
+    with pytest.raises(UserError) as caught:
+        FamilyConfig.from_dict({"dataset": "digits", "search": search})
+    assert str(caught.value).startswith(named) and "\n" not in str(caught.value), str(caught.value)
+
+
+def test_a_search_json_written_by_old_code_loads_as_a_search_config():
+    """tests/fixtures/before_package/search/ was written by `effscale search --baseline MICRO --oracle
+    evolution --cost macs --target 100k --trials 2 --epochs 1 --dataset digits --seed 5 --population 3
+    --tournament 2` at commit 4088564 (before the schedule, seeds, prescreen and limits keys)."""
+    import json
+    import os
+
+    from effscale.search import SearchConfig
+    from effscale.zoo import load_genotype
+
+    path = os.path.join(os.path.dirname(__file__), "fixtures", "before_package", "search", "search.json")
+    with open(path) as handle:
+        saved = json.load(handle)["config"]
+    config = SearchConfig.from_record(saved)
+    assert load_genotype(config.baseline).encode() == "stem8_head32_res16_relu-mb_r1_k3_s2_e2_c8-mb_r1_k3_s2_e2_c16"
+    assert (config.oracle, config.cost, config.target, config.trials, config.seed, config.dataset) == (
+        "evolution", "macs", 1e5, 2, 5, "digits")
+    assert config.oracle_options == {"population_size": 3, "sample_size": 2}
+    assert (config.proxy.epochs, config.proxy.seed, config.proxy.schedule) == (1, 5, "constant")
+    assert (config.seeds, config.reevaluate_seeds, config.prescreen, config.max_macs) == (1, 0, None, None)
+    assert config.resolve().record.mismatch(saved) is None  # it resolves to what the old code saved

@@ -399,3 +399,49 @@ def test_output_files_honour_the_umask(resumed_run):
             assert stat.S_IMODE(os.stat(os.path.join(root, name)).st_mode) == 0o644, os.path.join(root, name)
         for name in folders:
             assert stat.S_IMODE(os.stat(os.path.join(root, name)).st_mode) == 0o755, os.path.join(root, name)
+
+
+# -- every search option from the family config ------------------------------------------------------
+
+def test_search_options_of_the_family_config_reach_the_search(tmp_path):
+    """Limits, prescreen, open choices, choice values, stages, seeds and the training fraction,
+    set in the config file's search section, are what the search ran with (its search.json)."""
+    config = {"dataset": "digits", "baseline": "tiny", "reference_family": False,
+              "search": {"oracle": "random", "trials": 2, "epochs": 1, "resolution": 8, "width": 0.25,
+                         "max_macs": 5e6, "prescreen": "params:3", "open_choices": ["kernel", "se"],
+                         "options": {"kernel": [3, 5]}, "stages": [2, 3], "seeds": 2, "train_fraction": 0.5},
+              "scaling": {"family": "phi=0", "base": "w=0.25,d=0.5,r=8"},
+              "training": {"epochs": 1, "batch_size": 64}}
+    path = tmp_path / "family.yaml"
+    path.write_text(yaml.safe_dump(config))
+    done = subprocess.run(family_command(path, tmp_path / "run"), env=ENV, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    saved = json.loads((tmp_path / "run" / "search" / "search.json").read_text())["config"]
+    assert saved["limits"]["max_macs"] == 5e6 and saved["prescreen"] == "params:3"
+    assert saved["space"]["open"] == ["kernel", "se"] and saved["space"]["stages"] == [2, 3]
+    assert saved["space"]["options"]["kernel"] == [3, 5]
+    assert (saved["seeds"], saved["train_fraction"], saved["oracle"], saved["resolution"]) == (2, 0.5, "random", 8)
+    with open(tmp_path / "run" / "search" / "trials.csv") as handle:
+        import csv
+
+        rows = list(csv.DictReader(handle))
+    completed = [r for r in rows if r["status"] == "COMPLETED"]
+    assert len(rows) == 2 and completed and all(len(r["accuracy_seeds"].split(";")) == 2 for r in completed)
+    prescreen = json.loads((tmp_path / "run" / "search" / "prescreen.json").read_text())
+    assert prescreen  # each trial's candidates were scored by parameter count
+
+
+@pytest.mark.parametrize("search,named", [
+    ({"max_macs": -5}, "config key 'search.max_macs'"),
+    ({"stages": [7]}, "config key 'search.stages'"),
+    ({"open_chioces": ["kernel"]}, "config key 'search.open_chioces' is unknown"),
+])
+def test_a_bad_search_key_in_the_family_file_is_one_line_and_exit_2(search, named, tmp_path):
+    path = tmp_path / "family.yaml"
+    path.write_text(yaml.safe_dump({**MINIATURE, "search": {**MINIATURE["search"], **search}}))
+    done = subprocess.run(family_command(path, tmp_path / "run"), env=ENV, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2
+    assert named in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (tmp_path / "run").exists()

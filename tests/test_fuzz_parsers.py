@@ -157,3 +157,13 @@ def test_stages_option_of_the_search_command(tmp_path, capsys):
                                   ["--limit-params", "-1", "zoo"], ["--limit-macs", "nan", "zoo"]])
 def test_numeric_options_are_checked_by_argparse(argv, capsys):
     assert run_cli(argv, capsys) == 2
+
+
+@FAST
+@given(st.dictionaries(st.sampled_from(sorted(FamilyConfig.__dataclass_fields__["search"].default_factory().keys())),
+                       config_values, max_size=4))
+def test_every_search_key_with_any_value_is_a_config_or_one_user_error(section):
+    try:
+        FamilyConfig.from_dict({"dataset": "digits", "search": section})
+    except UserError as error:
+        assert "\n" not in str(error) and str(error).startswith("config key 'search"), str(error)

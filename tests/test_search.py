@@ -98,3 +98,30 @@ def test_nan_loss_fails_the_trial_with_its_reason(tmp_path):
     trials = list(oracle.trials.values())
     assert len(trials) == 1
     assert all(t.status == "FAILED" and "NaN loss" in t.message for t in trials)
+
+
+def test_a_search_config_and_the_keyword_form_are_the_same_search(tmp_path):
+    """``run_search(SearchConfig(...), DIR)`` and the older ``run_search(BASELINE, **options,
+    project_dir=DIR)`` build one config: the second call resumes the first's project (a different
+    search would be refused), and keywords beside a SearchConfig replace its fields."""
+    import io
+    import json
+
+    from effscale.search import SearchConfig
+
+    directory = str(tmp_path / "p")
+    config = SearchConfig(MICRO, oracle="random", trials=1, epochs=1, resolution=8, width=0.5, max_params=1e6,
+                          open_choices=["kernel"], stages=[2], seed=3)
+    first = run_search(config, directory, verbose=0)
+    assert [t["status"] for t in first.trials] == ["COMPLETED"]
+    out = io.StringIO()
+    again = run_search(MICRO, oracle="random", trials=2, epochs=1, resolution=8, width=0.5, max_params=1e6,
+                       open_choices=("kernel",), stages=(2,), seed=3, project_dir=directory, stream=out)
+    assert "resuming" in out.getvalue() and "1 finished trial(s) kept" in out.getvalue()
+    assert len(again.trials) == 2 and again.trials[0] == first.trials[0]
+    with open(os.path.join(directory, "search.json")) as handle:
+        saved = json.load(handle)["config"]
+    assert (saved["limits"]["max_params"], saved["space"]["open"], saved["space"]["stages"], saved["seed"]) == (
+        1e6, ["kernel"], [2], 3)
+    with pytest.raises(effscale.UserError, match="holds a different search"):
+        run_search(config, directory, seed=4, verbose=0)  # a keyword beside the config replaces its field

@@ -73,18 +73,10 @@ def parse_stages(text: str) -> list[int]:
 
 
 def cmd_search(args) -> int:
-    from effscale.search import run_search
-    from effscale.search.registry import check_oracle
+    from effscale.search import SearchConfig, run_search
 
-    # Cheap checks first, so bad input never waits for TensorFlow to import.
-    check_oracle(args.oracle)
-    if args.prescreen is not None:
-        from effscale.search.zero_cost import parse_prescreen
-
-        parse_prescreen(args.prescreen)
-    options = dict(_choice_option(c) for c in (args.choice or []))
-    open_choices = [c.strip() for c in args.open.split(",") if c.strip()] if args.open else None
-    stages = parse_stages(args.stages) if args.stages else None
+    # The flags become one SearchConfig, which validates them (no TensorFlow import: bad input is
+    # one line at once); what is left here is the flags' own spelling.
     oracle_options = {}
     if args.population is not None:
         oracle_options["population_size"] = args.population
@@ -95,26 +87,24 @@ def cmd_search(args) -> int:
             if args.oracle != "differentiable":
                 raise UserError(f"--{key.replace('_', '-')} applies to --oracle differentiable only")
             oracle_options[key] = getattr(args, key)
-    proxy_file = None
     if args.proxy:
-        from effscale.search.proxy import read_proxy_file
-
         given = [f"--{k.replace('_', '-')}" for k in ("epochs", "resolution", "width", "train_fraction")
                  if getattr(args, k) is not None]
         if given:
             raise UserError(f"--proxy sets the proxy training; leave out {', '.join(given)}")
-        read_proxy_file(args.proxy)  # a bad file is one line, before TensorFlow imports
-        proxy_file = args.proxy
-    result = run_search(
+    config = SearchConfig(
         args.baseline, oracle=args.oracle, cost=args.cost, target=args.target, constraint=args.constraint,
         trials=_positive_int(args.trials), epochs=_positive_int(args.epochs or "1"), dataset=args.dataset,
-        project_dir=args.project_dir, seed=_positive_int(args.seed), resolution=args.resolution,
-        width=_number(args.width or "1.0"), depth=_number(args.depth), alpha=args.alpha, beta=args.beta,
-        max_macs=args.max_macs, max_params=args.max_params, max_latency=args.max_latency,
-        open_choices=open_choices, options=options, stages=stages, oracle_options=oracle_options,
-        worker_timeout=args.worker_timeout, overwrite=args.overwrite, verbose=0 if args.quiet else 1,
-        prescreen=args.prescreen, repair=args.repair, proxy=proxy_file, seeds=args.seeds, top_k=args.top_k,
+        seed=_positive_int(args.seed), resolution=args.resolution, width=_number(args.width or "1.0"),
+        depth=_number(args.depth), alpha=args.alpha, beta=args.beta, max_macs=args.max_macs,
+        max_params=args.max_params, max_latency=args.max_latency,
+        open_choices=[c.strip() for c in args.open.split(",") if c.strip()] if args.open else None,
+        options=dict(_choice_option(c) for c in (args.choice or [])),
+        stages=parse_stages(args.stages) if args.stages else None, oracle_options=oracle_options,
+        prescreen=args.prescreen, proxy=args.proxy or None, seeds=args.seeds, top_k=args.top_k,
         reevaluate_seeds=args.reevaluate_seeds, train_fraction=args.train_fraction)
+    result = run_search(config, args.project_dir, verbose=0 if args.quiet else 1, overwrite=args.overwrite,
+                        repair=args.repair, worker_timeout=args.worker_timeout)
     if result.best_genotype is None:
         print("effscale: no trial completed; see trials.csv for the reasons")
         return 1

@@ -8,11 +8,13 @@ One job per module: :mod:`~effscale.search.config` (SearchConfig, targets),
 trial does), :mod:`~effscale.search.tuner`, :mod:`~effscale.search.records` (trials.csv,
 pareto.csv, results), :mod:`~effscale.search.distributed` (chief / worker),
 :mod:`~effscale.search.run` (:func:`run_search`), the one-shot search
-(:mod:`~effscale.search.supernet`, :mod:`~effscale.search.differentiable`), tabular replay
+(:mod:`~effscale.search.supernet`, :mod:`~effscale.search.differentiable`,
+:mod:`~effscale.search.one_shot`), tabular replay
 (:mod:`~effscale.search.tabular`) and the oracles (:mod:`effscale.search.oracles`).
 
-:func:`run_search` is the Python entry point (``effscale search`` is its command line). A
-project directory holds everything, written atomically after every trial::
+:func:`run_search` is the Python entry point (``effscale search`` is its command line): it takes
+a :class:`SearchConfig`, which holds and validates every search option, and a project directory,
+which holds everything, written atomically after every trial::
 
     DIR/search.json          the search's configuration (a rerun must match it) and summary
     DIR/trials.csv           one row per trial: id, status, genotype, accuracy, cost, reward, ...

@@ -481,17 +481,3 @@ class _Trainer:
             for i, variable in enumerate(variables):
                 variable.assign(archive[f"v{i}"])
 
-
-def attach(oracle, space: SearchSpace, runner, reward: Reward, directory: str, seed: int, verbose: int = 0,
-           stream=None) -> None:
-    """Give a :class:`~effscale.search.oracles.DifferentiableOracle` its supernet search: on ``runner``'s
-    data (the search's dataset), at its proxy variant and proxy settings, state in ``directory``."""
-
-    def search(options: dict, k: int) -> list[dict]:
-        epochs = options.pop("epochs")
-        result = run_differentiable_search(space, runner.data, runner.variant, reward, epochs=epochs,
-                                           directory=directory, seed=seed, settings=runner.settings,
-                                           verbose=verbose, stream=stream, **options)
-        return result.top_values(k)
-
-    oracle.search_fn = search

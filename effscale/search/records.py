@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from effscale.errors import UserError
 from effscale.genotype import Genotype
 from effscale.io import read_json, write_json, write_text
-from effscale.search.config import SearchConfig
+from effscale.search.config import SearchRecord
 from effscale.search.objectives import OBJECTIVE, pareto_front
 from effscale.search.proxy import ProxySettings
 from effscale.search.registry import make_oracle
@@ -93,7 +93,7 @@ def best_record(records: list[dict]) -> dict | None:
     return max(done, key=lambda r: (r["reward"], -int(r["trial_id"]) if r["trial_id"].isdigit() else 0)) if done else None
 
 
-def write_outputs(project_dir: str, records: list[dict], config: SearchConfig | None = None) -> dict:
+def write_outputs(project_dir: str, records: list[dict], config: SearchRecord | None = None) -> dict:
     """Write trials.csv, pareto.csv, best_genotype.json and search.json, each atomically."""
     done = [r for r in records if r["status"] == "COMPLETED"]
     front = pareto_front(done)

@@ -3,26 +3,23 @@ trials through the tuner (or serves them as the distributed chief) and writes th
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
 
 from effscale.errors import UserError
 from effscale.genotype import Genotype
-from effscale.zoo import load_genotype
 from effscale.io import read_json, write_json
-from effscale.search.config import SearchConfig, parse_target
+from effscale.search.config import SearchConfig
 from effscale.search.distributed import role as process_role, serve_chief
-from effscale.search.objectives import COST_KINDS, Limits, Reward, analytic_costs, exact_cost_fn, pareto_front
-from effscale.search.proxy import ProxySettings
+from effscale.search.objectives import Reward, exact_cost_fn, pareto_front
 from effscale.search.records import (TUNER_FOLDER, SearchResult, best_record, load_trials, trial_records,
                                      write_outputs, write_prescreen)
-from effscale.search.registry import check_oracle, make_oracle
-from effscale.search.space import SearchSpace
+from effscale.search.registry import make_oracle
 from effscale.search.trial import TrialRunner
 from effscale.search.tuner import make_tuner_class
 from effscale.search.zero_cost import make_prescreen
-
 
 
 def check_project_dir(project_dir) -> str:
@@ -44,17 +41,14 @@ def check_project_dir(project_dir) -> str:
 
 
 # -- the entry point ---------------------------------------------------------------------------------
-def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", target=None,
-               constraint: str = "soft", trials: int = 10, epochs: int = 1, dataset: str = "digits",
-               project_dir: str = "effscale-search", seed: int = 0, resolution: int | None = None,
-               width: float = 1.0, depth: float = 1.0, verbose: int = 1, alpha: float | None = None,
-               beta: float | None = None, max_macs: float | None = None, max_params: float | None = None,
-               max_latency: float | None = None, open_choices=None, options: dict | None = None,
-               stages=None, proxy: ProxySettings | None = None, oracle_options: dict | None = None,
-               latency: dict | None = None, worker_timeout: float = 300.0, overwrite: bool = False,
-               stream=None, prescreen: str | None = None, repair: bool = False, seeds: int = 1, top_k: int = 3,
-               reevaluate_seeds: int = 0, train_fraction: float | None = None) -> SearchResult:
-    """Search the MnasNet space around ``baseline`` and return a :class:`SearchResult`.
+def run_search(config=None, project_dir: str = "effscale-search", *, verbose: int = 1, overwrite: bool = False,
+               stream=None, repair: bool = False, worker_timeout: float = 300.0, **options) -> SearchResult:
+    """Run (or resume) the search ``config`` in ``project_dir``; return a :class:`SearchResult`.
+
+    ``config`` is a :class:`~effscale.search.config.SearchConfig`, which holds every search option
+    (keywords given beside it replace its fields), or a baseline (name, genotype string, JSON file
+    or Genotype) with the options as keywords: ``run_search("tiny", oracle="random", trials=3)``
+    is ``run_search(SearchConfig("tiny", oracle="random", trials=3))``. The options:
 
     ``cost`` is ``macs``, ``params`` or ``latency`` (seconds per image, LiteRT on this CPU), all
     counted for the genotype at its design resolution; ``target`` T in those units (default: the
@@ -66,8 +60,7 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
     ``prescreen`` ``"PROXY:N"`` (random and evolution oracles): each trial trains the best of N
     untried candidates by a zero-cost proxy (:mod:`effscale.search.zero_cost`) on the first validation
     batch at the proxy variant; DIR/prescreen.json records every prescreen, and each trial gets
-    its candidate's ``proxy_score`` metric. ``repair`` rebuilds a damaged or missing
-    ``search.json`` from this call's configuration and the trials on disk (none is lost).
+    its candidate's ``proxy_score`` metric.
     ``proxy`` is :class:`ProxySettings` or the path of a proxy file written by ``effscale proxy``
     (its epochs, schedule, resolution, width and training fraction then replace ``epochs``,
     ``resolution``, ``width`` and ``train_fraction``). ``train_fraction`` trains candidates on a
@@ -78,71 +71,33 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
     the end (their trial seeds reused) and the winner is chosen by the mean over seeds; when the
     best are within noise of each other (:mod:`effscale.search.reevaluate`), the cheapest wins.
     DIR/reevaluation.json records it and ``best_genotype.json`` is the winner.
+
+    Runtime options, not part of the search: ``verbose`` (0: no progress lines), ``stream`` (where
+    they go, default stdout), ``overwrite`` (start over), ``repair`` (rebuild a damaged or missing
+    ``search.json`` from the config and the trials on disk; none is lost) and ``worker_timeout``
+    (distributed: seconds of silence before a worker's trial is FAILED).
     All input is validated before the project dir is touched; bad input raises UserError.
+
+    >>> run_search(SearchConfig("tiny", trials=0), "unused")
+    Traceback (most recent call last):
+    ...
+    effscale.errors.UserError: trials must be a positive integer, got 0
     """
+    if isinstance(config, SearchConfig):
+        config = dataclasses.replace(config, **options) if options else config
+    else:
+        config = SearchConfig("tiny" if config is None else config, **options)
     stream = stream or sys.stdout
     role = process_role()
-    genotype = load_genotype(baseline)
-    check_oracle(oracle)
-    if cost not in COST_KINDS:
-        raise UserError(f"unknown cost {cost!r}: expected one of {', '.join(COST_KINDS)}")
-    if not (isinstance(trials, int) and not isinstance(trials, bool) and trials >= 1):
-        raise UserError(f"trials must be a positive integer, got {trials!r}")
-    if not (isinstance(seed, int) and seed >= 0):
-        raise UserError(f"seed must be a non-negative integer, got {seed!r}")
     if not (isinstance(worker_timeout, (int, float)) and worker_timeout > 0):
         raise UserError(f"worker_timeout must be positive, got {worker_timeout!r}")
-    if prescreen is not None:
-        from effscale.search.zero_cost import parse_prescreen
-
-        prescreen = "{}:{}".format(*parse_prescreen(prescreen))
-        check_oracle(oracle, prescreen)
-        if prescreen.startswith("reward:") and cost == "latency":
-            raise UserError("prescreen reward needs a cost known before training: --cost macs or params")
-    for name, value, low in (("seeds", seeds, 1), ("top_k", top_k, 1)):
-        if not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
-            raise UserError(f"{name} must be a positive integer, got {value!r}")
-    if not (isinstance(reevaluate_seeds, int) and (reevaluate_seeds == 0 or reevaluate_seeds >= 2)):
-        raise UserError(f"reevaluate_seeds must be 0 (no re-evaluation) or at least 2, got {reevaluate_seeds!r}")
-    if isinstance(proxy, (str, os.PathLike)):
-        import dataclasses
-
-        from effscale.search.proxy import read_proxy_file
-
-        task = read_proxy_file(proxy)
-        proxy = dataclasses.replace(task.settings, seed=seed)
-        resolution, width, train_fraction = task.resolution or resolution, task.width, task.train_fraction
-    if train_fraction is not None and not (isinstance(train_fraction, (int, float)) and 0 < train_fraction <= 1):
-        raise UserError(f"train_fraction must be in (0, 1], got {train_fraction!r}")
-    if train_fraction == 1:
-        train_fraction = None
-    space = SearchSpace(genotype, open=open_choices, options=options, stages=stages)
-    if oracle == "differentiable":
+    resolved = config.resolve()
+    if config.oracle == "differentiable" and role is not None:
         from effscale.search.differentiable import check_supported
 
-        check_supported(space, cost, distributed=role is not None)
-    resolution = int(resolution) if resolution is not None else min(genotype.resolution, 64)
-    if not 8 <= resolution <= 1024:
-        raise UserError(f"resolution must be in 8..1024, got {resolution}")
-    from effscale.scaling import Variant
-
-    Variant("proxy", float(width), float(depth), resolution)  # validates width / depth
-    settings = proxy or ProxySettings(epochs=epochs, seed=seed)
-    if proxy is None and not (isinstance(epochs, int) and epochs >= 1):
-        raise UserError(f"epochs must be a positive integer, got {epochs!r}")
-    if target is None:
-        if cost == "latency":
-            raise UserError("cost 'latency' needs an explicit target (seconds per image)")
-        target = analytic_costs(genotype, 10)[cost]
-    reward = Reward(cost, parse_target(target), constraint, alpha, beta)
-    limits = Limits(max_macs, max_params, max_latency)
-    latency = dict(latency or {"runs": 10, "warmup": 2, "threads": 1})
-    config = SearchConfig(space=space.to_dict(), oracle=oracle, reward=reward.to_dict(), limits=limits.to_dict(),
-                          proxy=settings.to_dict(), dataset=str(dataset), resolution=resolution,
-                          width=float(width), depth=float(depth), trials=trials, seed=seed,
-                          oracle_options=dict(oracle_options or {}), latency=latency, prescreen=prescreen,
-                          seeds=seeds, reevaluate={"top_k": top_k, "seeds": reevaluate_seeds} if reevaluate_seeds else {},
-                          train_fraction=None if train_fraction is None else float(train_fraction))
+        check_supported(resolved.space, config.cost, distributed=True)
+    space, reward, settings, record = resolved.space, resolved.reward, resolved.settings, resolved.record
+    dataset, oracle, prescreen = config.dataset, config.oracle, config.prescreen
     path = check_project_dir(project_dir)
     config_path = os.path.join(path, "search.json")
     damaged = _damaged_project(path, config_path) if not overwrite and role != "worker" else None
@@ -151,15 +106,14 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
                         "which are kept")
     if os.path.exists(config_path) and not overwrite and role != "worker" and not damaged:
         saved = read_json(config_path).get("config", {})
-        if proxy is None and "schedule" not in (saved.get("proxy") or {"schedule": None}):
+        if "schedule" not in (saved.get("proxy") or {"schedule": None}) and (
+                config.proxy is None or settings.schedule == "constant"):
             # A project started before the schedule was a setting trained at a constant rate: it
             # resumes with the recipe it started with, whatever today's default.
-            import dataclasses
-
             settings = dataclasses.replace(settings, schedule="constant")
-            config = dataclasses.replace(config, proxy={k: v for k, v in settings.to_dict().items()
+            record = dataclasses.replace(record, proxy={k: v for k, v in settings.to_dict().items()
                                                         if k != "schedule"})
-        key = config.mismatch(saved)
+        key = record.mismatch(saved)
         if key:
             raise UserError(f"project dir {project_dir!r} holds a different search ({key} differs); "
                             "use a new project dir or overwrite")
@@ -181,31 +135,37 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
     os.makedirs(path, exist_ok=True)
     if role != "worker":
         summary = read_json(config_path) if os.path.exists(config_path) and not damaged else {}
-        summary["config"] = config.to_dict()
+        summary["config"] = record.to_dict()
         write_json(config_path, summary)
         if damaged:
             kept = trial_records(load_trials(path), space)
-            write_outputs(path, kept, config)
+            write_outputs(path, kept, record)
             if verbose:
                 print(f"repaired {config_path} from this command and the {len(kept)} trial(s) on disk",
                       file=stream, flush=True)
-    runner = TrialRunner(space, reward, limits, settings, str(dataset), resolution, float(width), float(depth),
-                         os.path.join(path, "latency"), latency, heartbeat_s=max(0.5, min(10.0, worker_timeout / 4)),
-                         seeds=seeds, trainings_dir=os.path.join(path, "trainings"), train_fraction=train_fraction)
-    cost_of = exact_cost_fn(space, reward, lambda: runner.data.num_classes)
-    screen = make_prescreen(prescreen, space, runner.variant, lambda: runner.data, settings.seed, reward, cost_of)
+    runner = TrialRunner(space, reward, resolved.limits, settings, dataset, resolved.resolution, resolved.width,
+                         resolved.depth, os.path.join(path, "latency"), record.latency,
+                         heartbeat_s=max(0.5, min(10.0, worker_timeout / 4)), seeds=config.seeds,
+                         trainings_dir=os.path.join(path, "trainings"), train_fraction=resolved.train_fraction)
+
+    def data():  # the search's data, loaded once on first use (the runner keeps it)
+        return runner.data
+
+    cost_of = exact_cost_fn(space, reward, lambda: data().num_classes)
+    screen = make_prescreen(prescreen, space, resolved.variant, data, settings.seed, reward, cost_of)
     cost_aware = {"cost_fn": cost_of, "reward": reward} if oracle == "predictor" and cost_of else {}
-    keras_oracle = make_oracle(oracle, trials, space.hyperparameters(), seed=seed, epochs=settings.epochs,
-                               prescreen=screen, **(oracle_options or {}), **cost_aware)
+    keras_oracle = make_oracle(oracle, config.trials, space.hyperparameters(), seed=config.seed,
+                               epochs=settings.epochs, prescreen=screen, **config.oracle_options, **cost_aware)
     if screen:
         from effscale.search.oracles.prescreen import proxy_score_of
 
         runner.extra_metrics = lambda values: proxy_score_of(keras_oracle, values)
     keras_oracle.verbose = 0
     if oracle == "differentiable":
-        from effscale.search.differentiable import attach
+        from effscale.search.one_shot import OneShotTask, attach
 
-        attach(keras_oracle, space, runner, reward, os.path.join(path, "supernet"), seed, verbose, stream)
+        attach(keras_oracle, OneShotTask(space, reward, resolved.variant, settings, data,
+                                         os.path.join(path, "supernet"), config.seed), verbose, stream)
     started = time.monotonic()
 
     def say(text: str):
@@ -219,12 +179,13 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
             row.update({k: metrics.get(k) for k in ("reward", "accuracy", "cost")})
         if role != "worker":
             all_records = trial_records(keras_oracle.trials.values(), space)
-            summary = write_outputs(path, all_records, config)
+            summary = write_outputs(path, all_records, record)
             write_prescreen(path, keras_oracle, prescreen)
             best = summary["best"]
         else:
             best = None
-        say(_progress_line(row, trials, reward, best, seconds if seconds is not None else time.monotonic() - started))
+        seconds = seconds if seconds is not None else time.monotonic() - started
+        say(_progress_line(row, config.trials, reward, best, seconds))
 
     tuner_class = make_tuner_class()
     tuner = tuner_class(keras_oracle, runner, directory=path, project_name=TUNER_FOLDER,
@@ -246,21 +207,21 @@ def run_search(baseline="tiny", oracle: str = "evolution", cost: str = "macs", t
         records = trial_records(load_trials(path), space)
     else:
         records = trial_records(keras_oracle.trials.values(), space)
-        write_outputs(path, records, config)
+        write_outputs(path, records, record)
         write_prescreen(path, keras_oracle, prescreen)
     best = best_record(records)
     done = [r for r in records if r["status"] == "COMPLETED"]
     reevaluation = None
-    if reevaluate_seeds and best and role != "worker":
+    if config.reevaluate_seeds and best and role != "worker":
         from effscale.search.reevaluate import run_reevaluation
 
-        reevaluation = run_reevaluation(path, records, runner, top_k, reevaluate_seeds, say)
+        reevaluation = run_reevaluation(path, records, runner, config.top_k, config.reevaluate_seeds, say)
         best = next(r for r in records if r["trial_id"] == reevaluation["winner"]["trial_id"])
     result = SearchResult(Genotype.parse(best["genotype"]) if best else None, best, records, pareto_front(done),
-                          path, config.to_dict(), reevaluation)
+                          path, record.to_dict(), reevaluation)
     if best:
         say(f"best: trial {trial_number(best['trial_id'])} reward {best['reward']:.4f} accuracy {best['accuracy']:.4f} "
-            f"{cost} {_fmt_cost(best['cost'], cost)}: {best['genotype']}")
+            f"{reward.cost} {_fmt_cost(best['cost'], reward.cost)}: {best['genotype']}")
     return result
 
 
