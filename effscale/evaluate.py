@@ -71,7 +71,12 @@ def _evaluator(model, k: int):
 
     found = _EVALUATORS.setdefault(model, {})
     if k not in found:
-        evaluator = keras.Model(model.inputs, model.outputs) if getattr(model, "inputs", None) else model
+        if getattr(model, "inputs", None):
+            # float32 scores whatever the model computes in: the metrics' top-k op takes no float16
+            outputs = [keras.layers.Activation("linear", dtype="float32")(o) for o in model.outputs]
+            evaluator = keras.Model(model.inputs, outputs)
+        else:
+            evaluator = model
         top1 = keras.metrics.SparseCategoricalAccuracy(name="top1")  # its count is the number of examples
         topk = keras.metrics.SparseTopKCategoricalAccuracy(k=k, name="top5")
         evaluator.compile(loss=keras.losses.SparseCategoricalCrossentropy(), metrics=[top1, topk], jit_compile=False)
