@@ -72,7 +72,13 @@ class CostTable:
             self.names.extend(own)
 
     def expected(self, probabilities: dict):
-        """E[cost] under ``probabilities`` (name -> vector; numpy or TensorFlow, differentiable)."""
+        """E[cost] under ``probabilities`` (name -> vector; numpy or TensorFlow, differentiable).
+
+        >>> space = SearchSpace("tiny", open=("filters",), stages=(2, 3))
+        >>> table = CostTable(space, classes=10)
+        >>> table.expected({"stage2/filters": [1, 0], "stage3/filters": [0, 1, 0]}) == table.reference
+        True
+        """
         if not self.stages:
             return self.reference
         if not all(isinstance(p, (list, tuple, np.ndarray)) for p in probabilities.values()):

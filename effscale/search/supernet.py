@@ -80,7 +80,12 @@ def supernet_space(space: SearchSpace) -> tuple[SearchSpace, str | None]:
 
     Every choice is relaxed (see the module docstring) except block types that are not
     ``mixable``: they leave the block choices (the block choice is closed at the reference's
-    type when no other mixable type is left). The result's values are values of ``space``."""
+    type when no other mixable type is left). The result's values are values of ``space``.
+
+    >>> searched, note = supernet_space(SearchSpace("tiny", open=("block", "kernel"), options={"block": ("fused",)}))
+    >>> searched.open, note
+    (('kernel',), "differentiable search: Fused-MBConv is not mixable, so block is closed at the reference's")
+    """
     check_space(space)
     offered = {b for n in space.names if n.endswith("/block") for b in space.choices(n)}
     dropped = [block_type(b) for b in sorted(offered) if not block_type(b).mixable]
@@ -114,7 +119,11 @@ def complete_values(space: SearchSpace, searched: SearchSpace, values: dict) -> 
 
 
 def max_genotype(space: SearchSpace):
-    """The reference with every searched stage at its largest kernel, expansion, SE, repeats and filters."""
+    """The reference with every searched stage at its largest kernel, expansion, SE, repeats and filters.
+
+    >>> max_genotype(SearchSpace("tiny", open=("repeats", "filters"), stages=(2,))).stages[1].encode()  # e4 closed
+    'mb_r2_k3_s2_e4_c32_se0.25'
+    """
     values = space.default_values()
     for name in space.names:
         if name.rsplit("/", 1)[1] in ("kernel", "expand", "se", "repeats", "filters"):
@@ -146,12 +155,20 @@ class BlockSpec:
 
     @staticmethod
     def expanded(filters_in: int, expand) -> int:
-        """Channels after the expansion, as :func:`effscale.plan.network_plan` counts them."""
+        """Channels after the expansion, as :func:`effscale.plan.network_plan` counts them.
+
+        >>> BlockSpec.expanded(24, 6), BlockSpec.expanded(24, 1)
+        (144, 24)
+        """
         return int(round(filters_in * expand))
 
     @staticmethod
     def se_filters(filters_in: int, ratio) -> int:
-        """SE's reduced width, as :func:`effscale.plan.network_plan` counts it (0: no SE)."""
+        """SE's reduced width, as :func:`effscale.plan.network_plan` counts it (0: no SE).
+
+        >>> BlockSpec.se_filters(24, 0.25), BlockSpec.se_filters(2, 0.25), BlockSpec.se_filters(24, 0.0)
+        (6, 1, 0)
+        """
         return max(1, int(filters_in * ratio)) if ratio > 0 else 0
 
 
@@ -215,7 +232,11 @@ def block_specs(space: SearchSpace, variant) -> list[BlockSpec]:
 
 def repeat_gates(space: SearchSpace, variant) -> dict:
     """``{(stage, layer index): [indices of the repeats choices that include the layer]}`` for
-    the layers a repeats choice can drop (at ``variant``'s depth)."""
+    the layers a repeats choice can drop (at ``variant``'s depth).
+
+    >>> repeat_gates(SearchSpace("tiny", open=("repeats",), stages=(3,)), "w=1,d=1,r=32")
+    {(3, 1): [1, 2], (3, 2): [2]}
+    """
     from effscale.scaling import round_repeats
     from effscale.variants import resolve_variant
 
