@@ -17,7 +17,8 @@ import effscale
 import effscale.cli
 from effscale.cost import cost
 from effscale.data import load_data
-from effscale.search.differentiable import CHECKPOINT, CostTable, load_logits, run_differentiable_search
+from effscale.search.differentiable import (CHECKPOINT, CostTable, check_supported, load_logits,
+                                            run_differentiable_search)
 from effscale.errors import UserError
 from effscale.search.objectives import Reward
 from effscale.search import design_variant, run_search
@@ -51,10 +52,11 @@ def test_expected_cost_is_exact_one_hot_and_the_mean_over_the_space_when_uniform
 
 
 def test_unsupported_spaces_and_costs_are_user_errors(tmp_path, monkeypatch, capsys):
-    with pytest.raises(UserError, match="does not search filters"):
-        run_search("tiny", oracle="differentiable", open_choices=("kernel", "filters"), project_dir=str(tmp_path))
-    with pytest.raises(UserError, match="does not search block"):
-        run_search("tiny", oracle="differentiable", open_choices=("block",), project_dir=str(tmp_path))
+    # Filters and block are searched now (tests/test_oneshot.py); a reference stage the supernet
+    # cannot compute is still refused before anything is written.
+    check_supported(SearchSpace("tiny", open=("kernel", "filters", "block")), "macs")
+    with pytest.raises(UserError, match="supports MBConv and depthwise-separable stages; stage 1 is Fused-MBConv"):
+        run_search("efficientnetv2-b0", oracle="differentiable", open_choices=("kernel",), project_dir=str(tmp_path))
     with pytest.raises(UserError, match="cost 'latency' is not supported"):
         run_search("tiny", oracle="differentiable", cost="latency", target="5ms", open_choices=("kernel",),
                    project_dir=str(tmp_path))

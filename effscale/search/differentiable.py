@@ -13,12 +13,10 @@ The soft form pulls the expected cost to the target from both sides (TuNAS's abs
 in log space), the hard form only pushes down from above it. Both passes sample the sub-network
 with straight-through Gumbel-softmax (FBNet / ProxylessNAS), so memory is one max-size path per
 layer. E[cost] (multiply-adds or parameters at the design variant, as every other oracle
-counts them) is exact: with filters and block closed the stages are independent, so
-
-    E[cost] = cost(ref) + sum_stage sum_combo P(combo) * (cost(ref with the stage set to combo) - cost(ref))
-
-with P(combo) the product of the factor probabilities (:class:`CostTable`, precomputed with
-:func:`effscale.cost.cost`). The derived genotype is the argmax of every logit vector.
+counts them) is exact, filters and block open included
+(:class:`~effscale.search.expected_cost.CostTable`). The supernet searches
+:func:`~effscale.search.supernet.supernet_space` of the space: every choice, less the block types
+that are not mixable (said in one line). The derived genotype is the argmax of every logit vector.
 
 State, in ``directory`` (every file written atomically, after every epoch)::
 
@@ -29,13 +27,6 @@ State, in ``directory`` (every file written atomically, after every epoch)::
 A killed search rerun with the same arguments resumes after its last saved epoch.
 
 >>> from effscale.search.space import SearchSpace
->>> table = CostTable(SearchSpace("tiny", open=("kernel",), stages=(3,)), classes=10, kind="macs")
->>> table.names, int(table.reference)
-(['stage3/kernel'], 1556224)
->>> int(table.expected({"stage3/kernel": [0.0, 1.0]}))  # kernel 5 = the reference
-1556224
->>> table.expected({"stage3/kernel": [0.5, 0.5]}) < table.reference  # half on kernel 3: cheaper
-True
 """
 
 from __future__ import annotations
@@ -56,7 +47,8 @@ from effscale.scaling import Variant, variant_spec
 from effscale.search.objectives import Reward
 from effscale.search.proxy import ProxySettings
 from effscale.search.space import SearchSpace
-from effscale.search.supernet import check_space
+from effscale.search.expected_cost import CostTable
+from effscale.search.supernet import check_space, complete_values, supernet_space
 
 CHECKPOINT = "checkpoint.npz"
 LOGITS = "logits.json"
@@ -64,7 +56,9 @@ PLOT = "logits.png"
 
 
 def check_supported(space: SearchSpace, cost: str, distributed: bool = False) -> None:
-    """UserError for what the differentiable search cannot do (checked before anything runs).
+    """UserError for what the differentiable search cannot do (checked before anything runs): a
+    reference stage whose block type is not mixable, a latency cost, several processes. Open
+    choices it cannot relax are closed instead, with one line (:func:`~effscale.search.supernet.supernet_space`).
 
     >>> check_supported(SearchSpace("tiny", open=("kernel",)), "latency")
     Traceback (most recent call last):
@@ -79,52 +73,6 @@ def check_supported(space: SearchSpace, cost: str, distributed: bool = False) ->
                         "KERASTUNER_ORACLE_PORT")
 
 
-class CostTable:
-    """Exact expected cost of the factorized distribution over ``space`` (see the module docstring)."""
-
-    def __init__(self, space: SearchSpace, classes: int, kind: str = "macs"):
-        from effscale.search.objectives import analytic_costs
-
-        check_space(space)
-        self.kind = kind
-        base = space.default_values()
-        self.reference = analytic_costs(space.to_genotype(base), classes)[kind]
-        self.names: list[str] = []
-        self.stages: list[tuple[list[str], np.ndarray]] = []
-        for number in space.stages:
-            names = [n for n in space.names if n.startswith(f"stage{number}/")]
-            if not names:
-                continue
-            grid = np.zeros([len(space.choices(n)) for n in names])
-            for index in np.ndindex(grid.shape):
-                values = dict(base, **{n: space.choices(n)[i] for n, i in zip(names, index)})
-                grid[index] = analytic_costs(space.to_genotype(values), classes)[kind] - self.reference
-            self.stages.append((names, grid))
-            self.names.extend(names)
-
-    def expected(self, probabilities: dict):
-        """E[cost] under ``probabilities`` (name -> vector; numpy or TensorFlow, differentiable)."""
-        if not self.stages:
-            return self.reference
-        if not all(isinstance(p, (list, tuple, np.ndarray)) for p in probabilities.values()):
-            import tensorflow as tf
-
-            total = tf.constant(self.reference, tf.float32)
-            for names, grid in self.stages:
-                t = tf.constant(grid, tf.float32)
-                for name in names:  # contract the leading axis with that factor's probabilities
-                    t = tf.tensordot(tf.cast(probabilities[name], tf.float32), t, axes=[[0], [0]])
-                total = total + t
-            return total
-        total = float(self.reference)
-        for names, grid in self.stages:
-            t = grid
-            for name in names:
-                t = np.tensordot(np.asarray(probabilities[name], float), t, axes=([0], [0]))
-            total += float(t)
-        return total
-
-
 @dataclass
 class DifferentiableResult:
     """What a differentiable search found. ``history``: one dict per epoch (see :func:`load_logits`)."""
@@ -136,21 +84,25 @@ class DifferentiableResult:
     epochs_run: int = 0          # epochs trained by this call (0 when it only reloaded)
     resumed_from: int = 0        # the saved epoch it started after
     directory: str = ""
-    space: SearchSpace | None = field(default=None, repr=False)
+    space: SearchSpace | None = field(default=None, repr=False)     # the space searched
+    searched: SearchSpace | None = field(default=None, repr=False)  # its supernet_space
 
     def top_values(self, k: int) -> list[dict]:
         """The ``k`` most probable distinct architectures under the final probabilities, best
-        first (the first is the argmax, :attr:`values`)."""
-        return top_values(self.space, self.probabilities, k)
+        first (the first is the argmax, :attr:`values`), as values of :attr:`space`."""
+        return top_values(self.searched or self.space, self.probabilities, k, self.space)
 
 
-def top_values(space: SearchSpace, probabilities: dict, k: int) -> list[dict]:
-    """The ``k`` most probable value dicts of independent factors (best-first over index vectors).
+def top_values(space: SearchSpace, probabilities: dict, k: int, full: SearchSpace | None = None) -> list[dict]:
+    """The ``k`` most probable distinct value dicts of independent factors (best-first over index
+    vectors; inactive choices left out). ``full``: the space ``space`` is a
+    :func:`~effscale.search.supernet.supernet_space` of, whose values to return.
 
     >>> space = SearchSpace("tiny", open=("kernel", "se"), stages=(2,))
     >>> top_values(space, {"stage2/kernel": [0.3, 0.7], "stage2/se": [0.9, 0.1]}, 2)
     [{'stage2/kernel': 5, 'stage2/se': 0.0}, {'stage2/kernel': 3, 'stage2/se': 0.0}]
     """
+    full = full or space
     names = list(space.names)
     order = [np.argsort(-np.asarray(probabilities[n], float), kind="stable") for n in names]
     logp = [np.log(np.maximum(np.asarray(probabilities[n], float)[o], 1e-30)) for n, o in zip(names, order)]
@@ -162,7 +114,9 @@ def top_values(space: SearchSpace, probabilities: dict, k: int) -> list[dict]:
     heap, seen, out = [(score(start), start)], {start}, []
     while heap and len(out) < k:
         _, index = heapq.heappop(heap)
-        out.append({n: space.choices(n)[int(o[i])] for n, o, i in zip(names, order, index)})
+        values = complete_values(full, space, {n: space.choices(n)[int(o[i])] for n, o, i in zip(names, order, index)})
+        if values not in out:  # index vectors that differ only in inactive choices
+            out.append(values)
         for axis in range(len(names)):
             if index[axis] + 1 < len(order[axis]):
                 child = index[:axis] + (index[axis] + 1,) + index[axis + 1:]
@@ -172,8 +126,15 @@ def top_values(space: SearchSpace, probabilities: dict, k: int) -> list[dict]:
     return out
 
 
-def argmax_values(space: SearchSpace, probabilities: dict) -> dict:
-    return {n: space.choices(n)[int(np.argmax(probabilities[n]))] for n in space.names}
+def argmax_values(space: SearchSpace, probabilities: dict, full: SearchSpace | None = None) -> dict:
+    """The most probable value of every active choice (as values of ``full``, see :func:`top_values`).
+
+    >>> space = SearchSpace("tiny", open=("block", "expand"), stages=(2,))
+    >>> argmax_values(space, {"stage2/block": [0.2, 0.1, 0.7], "stage2/expand": [0.4, 0.3, 0.2, 0.1]})
+    {'stage2/block': 'dsconv'}
+    """
+    values = {n: space.choices(n)[int(np.argmax(probabilities[n]))] for n in space.names}
+    return complete_values(full or space, space, values)
 
 
 def _config(space, variant, reward, settings, seed, options) -> dict:
@@ -314,11 +275,15 @@ def run_differentiable_search(space: SearchSpace, data, variant: "str | Variant"
         if verbose:
             print(text, file=stream, flush=True)
 
+    searched, closed = supernet_space(space)
+    if closed:
+        say(closed)
+
     def result(run: int) -> DifferentiableResult:
         probabilities = history[-1]["probabilities"]
-        values = argmax_values(space, probabilities)
+        values = argmax_values(searched, probabilities, space)
         return DifferentiableResult(space.to_genotype(values), values, history, probabilities, run, start,
-                                    directory, space)
+                                    directory, space, searched)
 
     if start >= epochs:
         _write_views(directory, history)
@@ -326,7 +291,7 @@ def run_differentiable_search(space: SearchSpace, data, variant: "str | Variant"
         return result(0)
     if start:
         say(f"supernet: resuming {directory} after epoch {start}")
-    trainer = _trainer(space, data, variant, reward, settings, seed, options)
+    trainer = _trainer(searched, data, variant, reward, settings, seed, options)
     if meta is not None:
         trainer.restore(checkpoint, meta)
     for epoch in range(start, epochs):
