@@ -32,6 +32,24 @@ class Interrupted(BaseException):
         self.code = EXIT_CODES.get(signum, 128 + int(signum))
 
 
+_REQUESTED: list[int] = []  # signals received inside interruptible(), in order
+
+
+def reraise_if_interrupted() -> None:
+    """Raise :class:`Interrupted` again if a signal arrived inside :func:`interruptible`.
+
+    A signal that lands while TensorFlow's C++ code runs can surface as another exception
+    (seen: ``SystemError: bad argument to internal function``); code that catches errors
+    broadly (Keras Tuner marks the trial FAILED and goes on) calls this first, so the command
+    still stops and resumes instead of recording a failure.
+
+    >>> reraise_if_interrupted() is None
+    True
+    """
+    if _REQUESTED:
+        raise Interrupted(_REQUESTED[-1])
+
+
 @contextlib.contextmanager
 def interruptible():
     """Within the block, SIGINT and SIGTERM raise :class:`Interrupted` (main thread only)."""
@@ -40,14 +58,17 @@ def interruptible():
         return
 
     def stop(signum, frame):
+        _REQUESTED.append(signum)
         raise Interrupted(signum)
 
+    _REQUESTED.clear()
     previous = {number: signal.signal(number, stop) for number in EXIT_CODES}
     try:
         yield
     except KeyboardInterrupt:  # raised by code that installed Python's default handler again
         raise Interrupted(signal.SIGINT) from None
     finally:
+        _REQUESTED.clear()
         for number, handler in previous.items():
             signal.signal(number, handler)
 

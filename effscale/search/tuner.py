@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from effscale.interrupt import reraise_if_interrupted
 from effscale.io import write_json
 from effscale.search.distributed import Heartbeat
 from effscale.search.proxy import ProxyFailure
@@ -32,6 +33,9 @@ def make_tuner_class():
                 return self.last_metrics
             except (ProxyFailure, Rejected) as error:
                 raise keras_tuner.errors.FailedTrialError(str(error)) from None
+            except Exception:
+                reraise_if_interrupted()  # a signal turned into another error inside TensorFlow
+                raise
 
         def on_trial_begin(self, trial):
             self._trial_started = time.monotonic()
