@@ -100,7 +100,7 @@ def test_the_search_section_sets_every_search_option_by_its_own_name():
     ({"depth": 0}, "config key 'search.depth'"),
     ({"latency": "fast"}, "config key 'search.latency': latency must be a mapping"),
     ({"cost": "latency", "target": None}, "config key 'search.target': cost 'latency' needs an explicit target"),
-    ({"oracle": "differentiable", "open_choices": ["filters"]}, "config key 'search.oracle': differentiable"),
+    ({"oracle": "differentiable", "cost": "latency"}, "config key 'search.oracle': differentiable"),  # filters are searched now; latency is not
     ({"baseline": "tiny"}, "config key 'search.baseline' is set by the top-level key 'baseline'"),
     ({"proxy": "/nonexistent/proxy.json"}, "config key 'search.proxy': proxy file"),
     ({"max_mac": 5}, "config key 'search.max_mac' is unknown: expected one of alpha, beta,"),
