@@ -13,7 +13,12 @@ evolution or random search with a synflow or a cost-aware predicted-reward presc
 * ``--plot`` (default ``docs/img/tabular_search.png``): best-so-far against trials.
 
     .venv/bin/python benchmarks/tabular/study.py [--table benchmarks/tabular/table.json]
-        [--seeds 20] [--trials 100] [--workers 2] [--out benchmarks/tabular]
+        [--seeds 20] [--trials 100] [--workers 2] [--out benchmarks/tabular] [--work OUT/work]
+
+Resumable: every finished search is written (atomically) to ``WORK/study-FINGERPRINT/``, the
+fingerprint naming the table's contents, the trial count and the oracle settings; rerunning the
+same command after a kill or Ctrl-C reads those back and runs only the rest. ``--work ''``
+keeps nothing.
 
 The oracles are built by :func:`effscale.search.make_oracle` with their defaults (evolution:
 population 10, tournament 3 drawn with replacement; REINFORCE: learning rate 0.2 per unit of
@@ -23,14 +28,15 @@ the ``bayesian-sampled`` oracle: 10 random initial points, alpha 1e-4, beta 2.6,
 sampled points per proposal, ``--gp-restarts`` GP-fit restarts). ``predictor+cost`` and the
 ``+reward`` prescreens know each candidate's cost exactly (its nearest row's multiply-adds, as
 the trial will be scored) and the table's reward; the prescreens score ``--prescreen-n``
-candidates per trial. State files are not written (nothing here needs a resume;
-``benchmarks/oracle_overhead.py`` times the oracles with them). ``--bayesian-acquisition stock``
+candidates per trial. The oracles' own state files are not written (a search is short and is
+rerun whole; ``benchmarks/oracle_overhead.py`` times the oracles with them). ``--bayesian-acquisition stock``
 runs Keras Tuner's own BayesianOptimization instead (over a minute per proposal at 1,000 trials).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -45,7 +51,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 from effscale.errors import UserError  # noqa: E402
-from effscale.io import write_text  # noqa: E402
+from effscale.io import read_json, write_json, write_text  # noqa: E402
 from effscale.stats import rankdata, spearman  # noqa: E402,F401 (rankdata: re-exported for callers)
 from effscale.search.tabular import TabularObjective, load_table, run_oracle  # noqa: E402
 
@@ -91,7 +97,7 @@ def proxy_scorer(objective: TabularObjective, column: str):
 
 
 def in_memory(oracle):
-    """Skip the oracle's state files (the study needs no resume)."""
+    """Skip the oracle's state files (the study caches whole searches instead, see RunCache)."""
     oracle.save = lambda: None
     oracle._save_trial = lambda trial: None
     oracle._set_project_dir(tempfile.gettempdir(), "effscale-tabular-study-unused")
@@ -184,6 +190,40 @@ def _run_one(job) -> dict:
     return out
 
 
+# -- resume ----------------------------------------------------------------------------------------------
+class RunCache:
+    """Finished searches on disk, one JSON file each, so that a killed study resumes.
+
+    The folder is named by a fingerprint of everything a search's result depends on (the table's
+    rows and reward, the trial count, the oracle settings), so a changed table or setting never
+    reads stale runs. ``folder=None`` caches nothing.
+
+    >>> import tempfile
+    >>> cache = RunCache(tempfile.mkdtemp(), {"rows": []}, 10, {"proxy": "synflow"})
+    >>> cache.put({"oracle": "random", "seed": 3, "available": True, "rewards": [0.5]})
+    >>> cache.get("random", 3)["rewards"], cache.get("random", 4)
+    ([0.5], None)
+    """
+
+    def __init__(self, folder: str | None, table: dict, trials: int, settings: dict):
+        text = json.dumps({"table": table, "trials": trials, "settings": settings}, sort_keys=True, default=str)
+        self.fingerprint = hashlib.sha256(text.encode()).hexdigest()[:16]
+        self.folder = os.path.join(folder, f"study-{self.fingerprint}") if folder else None
+
+    def _path(self, oracle: str, seed: int) -> str:
+        return os.path.join(self.folder, f"{oracle}-seed{seed}.json")
+
+    def get(self, oracle: str, seed: int) -> dict | None:
+        if self.folder is None or not os.path.exists(self._path(oracle, seed)):
+            return None
+        return read_json(self._path(oracle, seed))
+
+    def put(self, run: dict) -> None:
+        if self.folder is not None:
+            os.makedirs(self.folder, exist_ok=True)
+            write_json(self._path(run["oracle"], run["seed"]), run)
+
+
 # -- the study -------------------------------------------------------------------------------------------
 def trials_to_reach(curves: np.ndarray, target: float) -> int | None:
     """The first trial count at which the seed-mean best-so-far reaches ``target`` (None: never).
@@ -254,9 +294,10 @@ def _num(value) -> float:
 def run_study(table, seeds: int = 20, trials: int = 100, oracles=ORACLES, workers: int = 1,
               budgets=BUDGETS, proxy: str = "synflow", prescreen_n: int = 10,
               bayesian_acquisition: str = "sampled", candidates: int = 1000, gp_restarts: int = 0,
-              threshold_percentile: float = 90.0) -> dict:
+              threshold_percentile: float = 90.0, work: str | None = None, verbose: int = 0) -> dict:
     """Run every oracle ``seeds`` times for ``trials`` trials against ``table`` (path or dict)
-    and return the results (what ``study.json`` holds)."""
+    and return the results (what ``study.json`` holds). With ``work``, finished searches are
+    kept there and a rerun reads them back instead of searching again (:class:`RunCache`)."""
     for name in oracles:
         if name not in ORACLES:
             raise UserError(f"unknown oracle {name!r}: expected one of {', '.join(ORACLES)}")
@@ -272,18 +313,37 @@ def run_study(table, seeds: int = 20, trials: int = 100, oracles=ORACLES, worker
     # Longest first so that two workers finish together.
     weight = {"bayesian": 0, "predictor+cost": 1, "evolution+reward": 1, "random+reward": 1,
               "evolution+prescreen": 1}
-    jobs = [(name, seed, trials, settings) for name in sorted(oracles, key=lambda n: weight.get(n, 2))
-            for seed in range(seeds)]
-    if workers > 1:
+    cache = RunCache(work, table, trials, settings)
+    jobs, runs = [], []
+    for name in sorted(oracles, key=lambda n: weight.get(n, 2)):
+        for seed in range(seeds):
+            cached = cache.get(name, seed)
+            if cached is None:
+                jobs.append((name, seed, trials, settings))
+            else:
+                runs.append(cached)
+    resumed = len(runs)
+    if verbose and resumed:
+        print(f"resuming: {resumed} finished searches read from {cache.folder}, {len(jobs)} to run", flush=True)
+
+    def finished(run):
+        cache.put(run)
+        runs.append(run)
+        if verbose:
+            print(f"[{len(runs)}/{resumed + len(jobs)}] {run['oracle']} seed {run['seed']}", flush=True)
+
+    if workers > 1 and jobs:
         import multiprocessing
 
         import keras_tuner  # noqa: F401  (imported once here: the forked workers inherit it)
 
         context = multiprocessing.get_context("fork")
         with context.Pool(workers, initializer=_init_worker, initargs=(table,)) as pool:
-            runs = list(pool.imap_unordered(run_one, jobs, chunksize=1))
+            for run in pool.imap_unordered(run_one, jobs, chunksize=1):
+                finished(run)
     else:
-        runs = [run_one(job) for job in jobs]
+        for job in jobs:
+            finished(run_one(job))
     rewards = objective.rewards()
     optimum = objective.best()
     threshold = float(np.nanpercentile(rewards, threshold_percentile))
@@ -315,7 +375,7 @@ def run_study(table, seeds: int = 20, trials: int = 100, oracles=ORACLES, worker
         "threshold": {"percentile": threshold_percentile, "reward": threshold},
         "correlations": correlations(objective),
         "settings": dict(settings, seeds=seeds, trials=trials, workers=workers, budgets=list(budgets)),
-        "wall_seconds": time.perf_counter() - started,
+        "wall_seconds": time.perf_counter() - started, "resumed_runs": resumed,
         "machine": dict(machine(), load_average_before=load_before),
     })
     return results
@@ -339,7 +399,9 @@ def markdown(results: dict) -> str:
     opt = results["optimum"]["reward"]
     lines = [f"Table: {results['table']['rows']} architectures of a {results['table']['space_size']:,}-genotype "
              f"sub-space; optimum reward {opt:.4f}; {results['settings']['seeds']} seeds x "
-             f"{results['settings']['trials']} trials per oracle; wall time {results['wall_seconds']:.1f} s.", "",
+             f"{results['settings']['trials']} trials per oracle; wall time {results['wall_seconds']:.1f} s"
+             + (f" ({results['resumed_runs']} searches read back from an earlier, interrupted run)."
+                if results.get("resumed_runs") else "."), "",
              "Best reward found after N trials: mean ± std over seeds, [10th, 90th percentile].", "",
              "| oracle | " + " | ".join(f"{b} trials" for b in budgets) + " | runs that found the optimum |",
              "|---|" + "---|" * (len(budgets) + 1)]
@@ -454,6 +516,7 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)))
     parser.add_argument("--plot", default=DEFAULT_PLOT)
+    parser.add_argument("--work", help="where finished searches are kept for a resume (default OUT/work; '' keeps none)")
     parser.add_argument("--oracles", default=",".join(ORACLES))
     parser.add_argument("--proxy", default="synflow", help="zero-cost proxy column the prescreen ranks by")
     parser.add_argument("--prescreen-n", type=int, default=10)
@@ -468,7 +531,8 @@ def main(argv=None) -> int:
         results = run_study(args.table, args.seeds, args.trials, tuple(args.oracles.split(",")), args.workers,
                             proxy=args.proxy, prescreen_n=args.prescreen_n,
                             bayesian_acquisition=args.bayesian_acquisition, candidates=args.candidates,
-                            gp_restarts=args.gp_restarts)
+                            gp_restarts=args.gp_restarts,
+                            work=os.path.join(args.out, "work") if args.work is None else args.work, verbose=1)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
