@@ -104,6 +104,11 @@ def test_the_search_section_sets_every_search_option_by_its_own_name():
     ({"baseline": "tiny"}, "config key 'search.baseline' is set by the top-level key 'baseline'"),
     ({"proxy": "/nonexistent/proxy.json"}, "config key 'search.proxy': proxy file"),
     ({"max_mac": 5}, "config key 'search.max_mac' is unknown: expected one of alpha, beta,"),
+    ({"oracle": "reinforce", "oracle_options": {"population_size": 5}},
+     "config key 'search.oracle_options': oracle 'reinforce' has no option 'population_size': its options are "
+     "learning_rate,"),
+    ({"oracle": "random", "oracle_options": {"seed": 5}}, "config key 'search.oracle_options': oracle 'random' has no "
+                                                          "option 'seed': it takes none"),
 ])
 def test_a_bad_search_value_is_one_error_naming_its_key(search, named):
     with pytest.raises(UserError) as caught:

@@ -204,3 +204,21 @@ def test_bad_input_exit_code_from_the_real_command(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("effscale: error: unknown oracle 'annealing'")
     assert not os.path.exists(tmp_path / "p")
+
+
+def test_a_bad_oracle_option_is_one_line_and_writes_nothing(tmp_path, capsys):
+    """Option values are checked by the oracle itself, which is built before the project folder
+    is touched; an option the chosen oracle does not read is refused, not silently dropped."""
+    cases = {
+        "population too small": (["--oracle", "evolution", "--population", "0"], "population_size must be"),
+        "supernet epochs zero": (["--oracle", "differentiable", "--supernet-epochs", "0"], "supernet_epochs must"),
+        "population for reinforce": (["--oracle", "reinforce", "--population", "5"],
+                                     "--population applies to --oracle evolution only"),
+    }
+    for label, (flags, message) in cases.items():
+        project = tmp_path / label.replace(" ", "-")
+        argv = ["search", "--baseline", "tiny", "--trials", "1", *flags, "--project-dir", str(project)]
+        assert main(argv) == 2, label
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("effscale: error:") and message in err and len(err.splitlines()) == 1, (label, err)
+        assert not project.exists(), label

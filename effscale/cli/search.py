@@ -78,10 +78,11 @@ def cmd_search(args) -> int:
     # The flags become one SearchConfig, which validates them (no TensorFlow import: bad input is
     # one line at once); what is left here is the flags' own spelling.
     oracle_options = {}
-    if args.population is not None:
-        oracle_options["population_size"] = args.population
-    if args.tournament is not None:
-        oracle_options["sample_size"] = args.tournament
+    for flag, key in (("population", "population_size"), ("tournament", "sample_size")):
+        if getattr(args, flag) is not None:
+            if args.oracle != "evolution":
+                raise UserError(f"--{flag} applies to --oracle evolution only")
+            oracle_options[key] = getattr(args, flag)
     for key in ("supernet_epochs", "cost_weight", "arch_learning_rate"):
         if getattr(args, key) is not None:
             if args.oracle != "differentiable":

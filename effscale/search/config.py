@@ -119,7 +119,7 @@ class SearchConfig:
 
     def __post_init__(self):
         from effscale.search.objectives import COST_KINDS, Limits, exponents
-        from effscale.search.registry import check_oracle
+        from effscale.search.registry import check_oracle, check_oracle_options
         from effscale.zoo import load_genotype
 
         def put(key, value):
@@ -181,6 +181,7 @@ class SearchConfig:
             if not isinstance(getattr(self, key), Mapping):
                 raise option_error(key, f"{key} must be a mapping, got {getattr(self, key)!r}")
             put(key, dict(getattr(self, key)))
+        _checked("oracle_options", check_oracle_options, self.oracle, self.oracle_options)
 
     def _check_proxy(self) -> None:
         from effscale.search.proxy import ProxySettings, read_proxy_file

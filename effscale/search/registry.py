@@ -27,20 +27,24 @@ SEED_SPREAD = 100_003
 class OracleEntry:
     """One registered oracle. ``build(max_trials, common, epochs, prescreen, options)`` returns
     the oracle; ``common`` holds the keyword arguments every ``keras_tuner.Oracle`` takes
-    (objective, hyperparameters, seed, ...). ``prescreen``: whether it accepts a prescreen."""
+    (objective, hyperparameters, seed, ...). ``prescreen``: whether it accepts a prescreen.
+    ``options``: the option names ``build`` reads, so that a misspelt one is refused before a
+    search starts (None: not declared, anything is passed on)."""
 
     name: str
     build: Callable
     summary: str
     prescreen: bool = False
+    options: tuple[str, ...] | None = None
 
 
 _REGISTRY: dict[str, OracleEntry] = {}
 
 
-def register_oracle(name: str, build: Callable, summary: str, prescreen: bool = False) -> OracleEntry:
+def register_oracle(name: str, build: Callable, summary: str, prescreen: bool = False,
+                    options: Sequence[str] | None = None) -> OracleEntry:
     """Add an oracle under ``name`` (replacing one of the same name) and return its entry."""
-    entry = OracleEntry(name, build, summary, prescreen)
+    entry = OracleEntry(name, build, summary, prescreen, None if options is None else tuple(options))
     _REGISTRY[name] = entry
     return entry
 
@@ -82,6 +86,23 @@ def check_oracle(name, prescreen=None) -> None:
                         f"{', '.join(PRESCREEN_ORACLES)}")
 
 
+def check_oracle_options(name, options) -> None:
+    """Raise UserError when ``options`` names an option the oracle ``name`` does not read.
+
+    >>> check_oracle_options("evolution", {"population_size": 20})
+    >>> check_oracle_options("reinforce", {"population_size": 20})
+    Traceback (most recent call last):
+    ...
+    effscale.errors.UserError: oracle 'reinforce' has no option 'population_size': its options are learning_rate, entropy_weight, baseline_decay, failed_reward, normalize
+    """
+    check_oracle(name)
+    accepted = _REGISTRY[name].options
+    unknown = [key for key in options if accepted is not None and key not in accepted]
+    if unknown:
+        known = f"its options are {', '.join(accepted)}" if accepted else "it takes none"
+        raise UserError(f"oracle {name!r} has no option {unknown[0]!r}: {known}")
+
+
 def oracle_help() -> str:
     """The registered oracles, for the command line's help: 'a, b or c'."""
     names = list(ORACLES)
@@ -105,6 +126,7 @@ def make_oracle(name: str, max_trials: int, hyperparameters, seed: int = 0, epoc
     import keras_tuner
 
     check_oracle(name, prescreen)
+    check_oracle_options(name, options)
     objective = keras_tuner.Objective(OBJECTIVE, "max")
     # keras-tuner treats seed 0 as "random", and its RandomSearch seeds draw k of a search with
     # seed + k, so nearby seeds give the same candidates shifted by one draw: spread them apart.
@@ -130,8 +152,7 @@ def _evolution(max_trials, common, epochs, prescreen, options):
 def _reinforce(max_trials, common, epochs, prescreen, options):
     from effscale.search.oracles import ReinforceOracle
 
-    keys = ("learning_rate", "entropy_weight", "baseline_decay", "failed_reward", "normalize")
-    return ReinforceOracle(max_trials=max_trials, **{k: options[k] for k in keys if k in options}, **common)
+    return ReinforceOracle(max_trials=max_trials, **options, **common)
 
 
 def _random(max_trials, common, epochs, prescreen, options):
@@ -152,17 +173,14 @@ def _bayesian(max_trials, common, epochs, prescreen, options):
 def _bayesian_sampled(max_trials, common, epochs, prescreen, options):
     from effscale.search.oracles import SampledBayesianOracle
 
-    initial = options.get("num_initial_points", min(10, max(2, max_trials // 4)))
-    keys = ("candidates", "gp_restarts", "beta")
-    return SampledBayesianOracle(max_trials=max_trials, num_initial_points=initial,
-                                 **{k: options[k] for k in keys if k in options}, **common)
+    options = {"num_initial_points": min(10, max(2, max_trials // 4)), **options}
+    return SampledBayesianOracle(max_trials=max_trials, **options, **common)
 
 
 def _predictor(max_trials, common, epochs, prescreen, options):
     from effscale.search.oracles import PredictorOracle
 
-    keys = ("initial_points", "parents", "random_candidates", "exploration", "members", "cost_fn", "reward")
-    return PredictorOracle(max_trials=max_trials, **{k: options[k] for k in keys if k in options}, **common)
+    return PredictorOracle(max_trials=max_trials, **options, **common)
 
 
 def _hyperband(max_trials, common, epochs, prescreen, options):
@@ -180,12 +198,19 @@ def _differentiable(max_trials, common, epochs, prescreen, options):
     return DifferentiableOracle(max_trials=max_trials, **options, **common)
 
 
-register_oracle("evolution", _evolution, "regularized evolution (Real et al., 2019)", prescreen=True)
-register_oracle("reinforce", _reinforce, "REINFORCE policy gradient over the choices (MnasNet)")
-register_oracle("random", _random, "uniform random search", prescreen=True)
-register_oracle("bayesian", _bayesian, "Keras Tuner's Gaussian-process Bayesian optimization")
+register_oracle("evolution", _evolution, "regularized evolution (Real et al., 2019)", prescreen=True,
+                options=("population_size", "sample_size"))
+register_oracle("reinforce", _reinforce, "REINFORCE policy gradient over the choices (MnasNet)",
+                options=("learning_rate", "entropy_weight", "baseline_decay", "failed_reward", "normalize"))
+register_oracle("random", _random, "uniform random search", prescreen=True, options=())
+register_oracle("bayesian", _bayesian, "Keras Tuner's Gaussian-process Bayesian optimization",
+                options=("num_initial_points",))
 register_oracle("bayesian-sampled", _bayesian_sampled,
-                "the same GP-UCB scored over sampled points, never a tried point (fast at 1,000 trials)")
-register_oracle("predictor", _predictor, "predictor-guided local search (BANANAS-style), cost-aware")
-register_oracle("hyperband", _hyperband, "Keras Tuner's Hyperband over proxy epochs")
-register_oracle("differentiable", _differentiable, "one-shot supernet search (DARTS-style)")
+                "the same GP-UCB scored over sampled points, never a tried point (fast at 1,000 trials)",
+                options=("num_initial_points", "candidates", "gp_restarts", "alpha", "beta"))
+register_oracle("predictor", _predictor, "predictor-guided local search (BANANAS-style), cost-aware",
+                options=("initial_points", "parents", "random_candidates", "exploration", "members", "cost_fn",
+                         "reward"))
+register_oracle("hyperband", _hyperband, "Keras Tuner's Hyperband over proxy epochs", options=("factor",))
+register_oracle("differentiable", _differentiable, "one-shot supernet search (DARTS-style)",
+                options=("supernet_epochs", "arch_learning_rate", "cost_weight", "warmup_epochs", "temperature"))

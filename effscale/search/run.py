@@ -128,21 +128,8 @@ def run_search(config=None, project_dir: str = "effscale-search", *, verbose: in
 
         check_dataset(str(dataset))
 
-    # -- from here on the project dir is written --------------------------------------------------
+    # The oracle is built before anything is written: a bad oracle option is one line, no files.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if overwrite and role != "worker":
-        _clear_project(path)
-    os.makedirs(path, exist_ok=True)
-    if role != "worker":
-        summary = read_json(config_path) if os.path.exists(config_path) and not damaged else {}
-        summary["config"] = record.to_dict()
-        write_json(config_path, summary)
-        if damaged:
-            kept = trial_records(load_trials(path), space)
-            write_outputs(path, kept, record)
-            if verbose:
-                print(f"repaired {config_path} from this command and the {len(kept)} trial(s) on disk",
-                      file=stream, flush=True)
     runner = TrialRunner(space, reward, resolved.limits, settings, dataset, resolved.resolution, resolved.width,
                          resolved.depth, os.path.join(path, "latency"), record.latency,
                          heartbeat_s=max(0.5, min(10.0, worker_timeout / 4)), seeds=config.seeds,
@@ -156,6 +143,20 @@ def run_search(config=None, project_dir: str = "effscale-search", *, verbose: in
     cost_aware = {"cost_fn": cost_of, "reward": reward} if oracle == "predictor" and cost_of else {}
     keras_oracle = make_oracle(oracle, config.trials, space.hyperparameters(), seed=config.seed,
                                epochs=settings.epochs, prescreen=screen, **config.oracle_options, **cost_aware)
+    # -- from here on the project dir is written --------------------------------------------------
+    if overwrite and role != "worker":
+        _clear_project(path)
+    os.makedirs(path, exist_ok=True)
+    if role != "worker":
+        summary = read_json(config_path) if os.path.exists(config_path) and not damaged else {}
+        summary["config"] = record.to_dict()
+        write_json(config_path, summary)
+        if damaged:
+            kept = trial_records(load_trials(path), space)
+            write_outputs(path, kept, record)
+            if verbose:
+                print(f"repaired {config_path} from this command and the {len(kept)} trial(s) on disk",
+                      file=stream, flush=True)
     if screen:
         from effscale.search.oracles.prescreen import proxy_score_of
 
