@@ -52,7 +52,7 @@ def test_the_keras_applications_baseline_and_the_written_files(smoke):
     expected = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), classes=10, alpha=0.35)
     assert app["params"] == expected.count_params() and app["macs"] > 0
     verdict = results["verdicts"][0]
-    assert verdict["verdict"] in ("above", "below", "tie") and verdict["best_baseline"] in (
+    assert verdict["verdict"] == "one seed: no verdict" and verdict["best_baseline"] in (
         "reference", "efficientnet-b0", "mobilenet-v2")
     markdown = (folder / "out" / "results.md").read_text()
     assert "| searched | phi0 |" in markdown and "keras.applications" in markdown
@@ -74,3 +74,36 @@ def test_verdict_is_a_tie_inside_seed_noise_and_a_win_outside(load_benchmark):
     assert script.verdict([0.81, 0.80, 0.82], [0.80, 0.81, 0.82]) == "tie"
     assert script.verdict([0.90, 0.91, 0.92], [0.80, 0.82, 0.81]) == "above"
     assert script.verdict([0.70, 0.71, 0.72], [0.80, 0.82, 0.81]) == "below"
+    assert script.verdict([0.90], [0.80]) == "one seed: no verdict"  # one seed measures no noise
+
+
+def test_longer_training_adds_the_member_and_its_best_baseline_and_resumes(smoke, capsys):
+    """``--longer MEMBER:EPOCHS`` reads the finished comparison (no search again), trains the
+    searched member and the verdict's best baseline at the member's variants, and keeps the
+    rest of the results; a rerun trains nothing; bad input is refused before anything is written."""
+    script, folder, args, first = smoke
+    out = folder / "out" / "results.json"
+    assert script.main([*args, "--longer", "phi0:2"]) == 0
+    results = json.loads(out.read_text())
+    (longer,) = results["longer"]
+    best = first["verdicts"][0]["best_baseline"]
+    assert (longer["member"], longer["epochs"], longer["seeds"]) == ("phi0", 2, [0])
+    assert set(longer["rows"]) == {"searched", best} and longer["verdict"] == "one seed: no verdict"
+    for family, row in longer["rows"].items():
+        record = json.loads((folder / "work" / "longer" / f"{family}-phi0-e2" / "seed0" / "results.json").read_text())
+        assert record["epochs_done"] == 2 and row["test_top1_seeds"] == [record["test_top1"]]
+        assert row["params"] == next(r for r in first["families"][family] if r["member"] == "phi0")["params"]
+    assert results["families"] == first["families"] and "Longer training: phi0 for 2 epochs" in (
+        folder / "out" / "results.md").read_text()
+    assert script.main([*args, "--longer", "phi0:2"]) == 0
+    assert json.loads(out.read_text())["longer"] == results["longer"]
+
+    before = out.read_text()
+    for bad, message in ((["--longer", "phi9:2"], "no member 'phi9'"), (["--longer", "phi0"], "MEMBER:EPOCHS"),
+                         (["--longer", "phi0:1", "--out", str(folder / "none")], "needs a finished comparison")):
+        argv = [*args, *bad]
+        with pytest.raises(SystemExit) as stopped:
+            script.main(argv)
+        assert stopped.value.code == 2 and message in capsys.readouterr().err
+    assert out.read_text() == before and not (folder / "none").exists()
+    assert not (folder / "work" / "longer" / "searched-phi9-e2").exists()
