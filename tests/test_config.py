@@ -137,3 +137,23 @@ def test_a_search_json_written_by_old_code_loads_as_a_search_config():
     assert (config.proxy.epochs, config.proxy.seed, config.proxy.schedule) == (1, 5, "constant")
     assert (config.seeds, config.reevaluate_seeds, config.prescreen, config.max_macs) == (1, 0, None, None)
     assert config.resolve().record.mismatch(saved) is None  # it resolves to what the old code saved
+
+
+def test_a_saved_search_with_evolution_options_beside_another_oracle_still_loads():
+    """The command line once stored --population / --tournament whatever the oracle (they were
+    never used by it); such a project loads and resolves to what it saved, and only a new config
+    that names them for another oracle is refused."""
+    import json
+    import os
+
+    from effscale.search import SearchConfig
+
+    path = os.path.join(os.path.dirname(__file__), "fixtures", "before_package", "search", "search.json")
+    with open(path) as handle:
+        saved = dict(json.load(handle)["config"], oracle="reinforce")
+    assert saved["oracle_options"] == {"population_size": 3, "sample_size": 2}
+    config = SearchConfig.from_record(saved)
+    assert config.oracle == "reinforce" and config.oracle_options == {}
+    assert config.resolve().record.mismatch(saved) is None
+    with pytest.raises(UserError, match="oracle 'reinforce' has no option 'population_size'"):
+        SearchConfig(config.baseline, oracle="reinforce", oracle_options={"population_size": 3})

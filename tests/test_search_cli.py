@@ -24,9 +24,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _command(directory, oracle):
+    evolution = ["--population", "3", "--tournament", "2"] if oracle == "evolution" else []
     return [sys.executable, "-m", "effscale.cli", "search", "--baseline", MICRO, "--oracle", oracle,
             "--cost", "macs", "--target", "100k", "--trials", "2", "--epochs", "1", "--dataset", "digits",
-            "--project-dir", str(directory), "--seed", "5", "--population", "3", "--tournament", "2"]
+            "--project-dir", str(directory), "--seed", "5", *evolution]
 
 
 def _env():

@@ -74,9 +74,12 @@ def parse_stages(text: str) -> list[int]:
 
 def cmd_search(args) -> int:
     from effscale.search import SearchConfig, run_search
+    from effscale.search.registry import check_oracle
 
     # The flags become one SearchConfig, which validates them (no TensorFlow import: bad input is
-    # one line at once); what is left here is the flags' own spelling.
+    # one line at once); what is left here is the flags' own spelling, checked after the oracle's
+    # name so that a misspelt oracle is named as such.
+    check_oracle(args.oracle)
     oracle_options = {}
     for flag, key in (("population", "population_size"), ("tournament", "sample_size")):
         if getattr(args, flag) is not None:

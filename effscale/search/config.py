@@ -276,6 +276,7 @@ class SearchConfig:
         True
         """
         from effscale.search.proxy import ProxySettings
+        from effscale.search.registry import read_options
 
         proxy = dict(record["proxy"])
         proxy.setdefault("schedule", "constant")  # what projects made before it was a setting trained with
@@ -287,7 +288,7 @@ class SearchConfig:
                    constraint=reward.get("constraint", "soft"), **{k: limits.get(k) for k in _LIMIT_KEYS},
                    proxy=ProxySettings.from_dict(proxy), resolution=record["resolution"],
                    width=record["width"], depth=record["depth"], trials=record["trials"], seed=record["seed"],
-                   oracle_options=record.get("oracle_options") or {},
+                   oracle_options=read_options(record["oracle"], record.get("oracle_options") or {}),
                    latency=record.get("latency") or dict(DEFAULT_LATENCY), prescreen=record.get("prescreen"),
                    seeds=record.get("seeds", 1), top_k=reevaluate.get("top_k", 3),
                    reevaluate_seeds=reevaluate.get("seeds", 0), train_fraction=record.get("train_fraction"))
@@ -384,10 +385,15 @@ class SearchRecord:
 
     def mismatch(self, saved: dict) -> str | None:
         """The first key in which ``saved`` (a search.json ``config``) differs, or None."""
+        from effscale.search.registry import ORACLES, read_options
+
         mine, saved = self.to_dict(), dict(saved)
         for record in (mine, saved):  # projects made before the schedule was a setting trained constant
             if isinstance(record.get("proxy"), dict):
                 record["proxy"] = {"schedule": "constant", **record["proxy"]}
+        if isinstance(saved.get("oracle_options"), dict) and saved.get("oracle") in ORACLES:
+            # options an older command line stored for an oracle that never read them
+            saved["oracle_options"] = read_options(saved["oracle"], saved["oracle_options"])
         defaults = SearchRecord(**{k: None for k in ("space", "oracle", "reward", "limits", "proxy", "dataset",
                                                      "resolution", "width", "depth", "trials", "seed")}).to_dict()
         for key in sorted(set(mine) | set(saved)):

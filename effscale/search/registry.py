@@ -103,6 +103,19 @@ def check_oracle_options(name, options) -> None:
         raise UserError(f"oracle {name!r} has no option {unknown[0]!r}: {known}")
 
 
+def read_options(name, options) -> dict:
+    """The part of ``options`` the oracle ``name`` reads. A project saved before options were
+    checked may hold evolution's options beside another oracle (the command line stored them
+    whatever the oracle, and they were never used); loading it keeps it loadable.
+
+    >>> read_options("reinforce", {"population_size": 3, "learning_rate": 0.5})
+    {'learning_rate': 0.5}
+    """
+    check_oracle(name)
+    accepted = _REGISTRY[name].options
+    return dict(options) if accepted is None else {k: v for k, v in options.items() if k in accepted}
+
+
 def oracle_help() -> str:
     """The registered oracles, for the command line's help: 'a, b or c'."""
     names = list(ORACLES)
