@@ -424,9 +424,11 @@ def plot(results: dict, path: str) -> None:
                           textcoords="offset points", xytext=(-20, 8), color=line[0].get_color())
     for longer in results.get("longer", []):
         for family, row in longer["rows"].items():
-            axes.errorbar([row["macs"] / 1e6], [row["test_top1"]], yerr=[row["spread"]], marker="o", markersize=9,
+            spread = [row["spread"]] if len(row["test_top1_seeds"]) > 1 else None
+            axes.errorbar([row["macs"] / 1e6], [row["test_top1"]], yerr=spread, marker="o", markersize=9,
                           markerfacecolor="none", linestyle="none", capsize=3, color=colours.get(family),
-                          label=f"{family} {longer['member']}, {longer['epochs']} epochs")
+                          label=f"{family} {longer['member']}, {longer['epochs']} epochs, "
+                                f"{len(longer['seeds'])} seed{'s' if len(longer['seeds']) > 1 else ''}")
     for goal, text in ((0.925, "goal: < 100K params"), (0.94, "goal: largest member")):
         axes.axhline(goal, color="grey", linestyle="--", linewidth=0.8)
         axes.text(0.99, goal, f"{text} {goal}", fontsize=7, va="bottom", ha="right", color="grey",
@@ -491,8 +493,9 @@ def main(argv=None) -> int:
     if args.longer:
         results = previous
         longer = train_longer(results, member, epochs, settings, args.work)
-        key = (longer["member"], longer["epochs"], longer["seeds"])
-        kept = [entry for entry in results.get("longer", []) if (entry["member"], entry["epochs"], entry["seeds"]) != key]
+        # the newest run of a member and epoch count replaces an older one (with other seeds)
+        key = (longer["member"], longer["epochs"])
+        kept = [entry for entry in results.get("longer", []) if (entry["member"], entry["epochs"]) != key]
         results["longer"] = [*kept, longer]
     else:
         results = run(settings, args.work)
@@ -503,7 +506,7 @@ def main(argv=None) -> int:
     write_json(results_path, results)
     write_text(os.path.join(args.out, "results.md"), markdown(results))
     plot_path = args.plot or (os.path.join(args.out, "plot.png") if args.smoke else
-                              os.path.join(HERE, os.pardir, "docs", "img", "family_vs_baselines.png"))
+                              os.path.join(os.path.dirname(HERE), "docs", "img", "family_vs_baselines.png"))
     plot(results, plot_path)
     print(markdown(results))
     print(f"wrote {args.out}/results.json, results.md and {plot_path}")
