@@ -497,11 +497,12 @@ def main(argv=None) -> int:
         key = (longer["member"], longer["epochs"])
         kept = [entry for entry in results.get("longer", []) if (entry["member"], entry["epochs"]) != key]
         results["longer"] = [*kept, longer]
+        # a file written before the pooled verdicts and today's goals gets them too
+        results["pooled"], results["goals"] = pooled(results["families"]), goals(results)
     else:
         results = run(settings, args.work)
         if previous and previous.get("longer") and previous["searched_genotype"] == results["searched_genotype"]:
             results["longer"] = previous["longer"]
-    results["pooled"], results["goals"] = pooled(results["families"]), goals(results)
     os.makedirs(args.out, exist_ok=True)
     write_json(results_path, results)
     write_text(os.path.join(args.out, "results.md"), markdown(results))

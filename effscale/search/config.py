@@ -276,10 +276,9 @@ class SearchConfig:
         True
         """
         from effscale.search.proxy import ProxySettings
-        from effscale.search.registry import read_options
 
-        proxy = dict(record["proxy"])
-        proxy.setdefault("schedule", "constant")  # what projects made before it was a setting trained with
+        record = saved_in_current_terms(record)
+        proxy = record["proxy"]
         space, reward, limits = record["space"], record["reward"], record.get("limits") or {}
         reevaluate = record.get("reevaluate") or {}
         return cls(baseline=space["reference"], open_choices=space.get("open"), options=space.get("options") or {},
@@ -288,7 +287,7 @@ class SearchConfig:
                    constraint=reward.get("constraint", "soft"), **{k: limits.get(k) for k in _LIMIT_KEYS},
                    proxy=ProxySettings.from_dict(proxy), resolution=record["resolution"],
                    width=record["width"], depth=record["depth"], trials=record["trials"], seed=record["seed"],
-                   oracle_options=read_options(record["oracle"], record.get("oracle_options") or {}),
+                   oracle_options=record.get("oracle_options") or {},
                    latency=record.get("latency") or dict(DEFAULT_LATENCY), prescreen=record.get("prescreen"),
                    seeds=record.get("seeds", 1), top_k=reevaluate.get("top_k", 3),
                    reevaluate_seeds=reevaluate.get("seeds", 0), train_fraction=record.get("train_fraction"))
@@ -385,15 +384,8 @@ class SearchRecord:
 
     def mismatch(self, saved: dict) -> str | None:
         """The first key in which ``saved`` (a search.json ``config``) differs, or None."""
-        from effscale.search.registry import ORACLES, read_options
-
-        mine, saved = self.to_dict(), dict(saved)
-        for record in (mine, saved):  # projects made before the schedule was a setting trained constant
-            if isinstance(record.get("proxy"), dict):
-                record["proxy"] = {"schedule": "constant", **record["proxy"]}
-        if isinstance(saved.get("oracle_options"), dict) and saved.get("oracle") in ORACLES:
-            # options an older command line stored for an oracle that never read them
-            saved["oracle_options"] = read_options(saved["oracle"], saved["oracle_options"])
+        # both sides: a resumed old project's own record leaves the schedule out as it was saved
+        mine, saved = saved_in_current_terms(self.to_dict()), saved_in_current_terms(saved)
         defaults = SearchRecord(**{k: None for k in ("space", "oracle", "reward", "limits", "proxy", "dataset",
                                                      "resolution", "width", "depth", "trials", "seed")}).to_dict()
         for key in sorted(set(mine) | set(saved)):
@@ -402,6 +394,24 @@ class SearchRecord:
             if _normalize(mine.get(key)) != _normalize(saved.get(key)):
                 return key
         return None
+
+
+def saved_in_current_terms(saved: Mapping) -> dict:
+    """A saved search.json ``config`` as today's code writes it: a proxy without a schedule
+    trained constant (projects made before it was a setting), and oracle options the oracle never
+    read (an older command line stored --population / --tournament whatever the oracle) dropped.
+
+    >>> saved_in_current_terms({"oracle": "reinforce", "oracle_options": {"population_size": 3}, "proxy": {"epochs": 1}})
+    {'oracle': 'reinforce', 'oracle_options': {}, 'proxy': {'schedule': 'constant', 'epochs': 1}}
+    """
+    from effscale.search.registry import ORACLES, read_options
+
+    saved = dict(saved)
+    if isinstance(saved.get("proxy"), Mapping):
+        saved["proxy"] = {"schedule": "constant", **saved["proxy"]}
+    if isinstance(saved.get("oracle_options"), Mapping) and saved.get("oracle") in ORACLES:
+        saved["oracle_options"] = read_options(saved["oracle"], saved["oracle_options"])
+    return saved
 
 
 def _normalize(value):

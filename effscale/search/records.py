@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from effscale.errors import UserError
 from effscale.genotype import Genotype
 from effscale.io import read_json, write_json, write_text
-from effscale.search.config import SearchRecord
+from effscale.search.config import SearchRecord, saved_in_current_terms
 from effscale.search.objectives import OBJECTIVE, pareto_front
 from effscale.search.proxy import ProxySettings
-from effscale.search.registry import make_oracle, read_options
+from effscale.search.registry import make_oracle
 from effscale.search.space import SearchSpace
 from effscale.search.zero_cost import make_prescreen
 
@@ -177,7 +177,7 @@ def load_oracle(project_dir: str):
     path = os.path.join(os.fspath(project_dir), "search.json")
     if not os.path.isfile(path):
         raise UserError(f"{project_dir!r} is not an effscale search project (no search.json)")
-    config = read_json(path)["config"]
+    config = saved_in_current_terms(read_json(path)["config"])
     space = SearchSpace.from_dict(config["space"])
     settings = ProxySettings.from_dict(config["proxy"])
 
@@ -197,8 +197,7 @@ def load_oracle(project_dir: str):
     screen = make_prescreen(config.get("prescreen"), space, variant, load, settings.seed, reward, cost_of)
     cost_aware = {"cost_fn": cost_of, "reward": reward} if config["oracle"] == "predictor" and cost_of else {}
     oracle = make_oracle(config["oracle"], config["trials"], space.hyperparameters(), seed=config["seed"],
-                         epochs=config["proxy"]["epochs"], prescreen=screen,
-                         **read_options(config["oracle"], config.get("oracle_options") or {}),
+                         epochs=config["proxy"]["epochs"], prescreen=screen, **config.get("oracle_options", {}),
                          **cost_aware)
     oracle.verbose = 0
     oracle._set_project_dir(os.fspath(project_dir), TUNER_FOLDER)

@@ -95,10 +95,9 @@ def check_oracle_options(name, options) -> None:
     ...
     effscale.errors.UserError: oracle 'reinforce' has no option 'population_size': its options are learning_rate, entropy_weight, baseline_decay, failed_reward, normalize
     """
-    check_oracle(name)
-    accepted = _REGISTRY[name].options
-    unknown = [key for key in options if accepted is not None and key not in accepted]
+    unknown = [key for key in options if key not in read_options(name, options)]
     if unknown:
+        accepted = _REGISTRY[name].options
         known = f"its options are {', '.join(accepted)}" if accepted else "it takes none"
         raise UserError(f"oracle {name!r} has no option {unknown[0]!r}: {known}")
 
