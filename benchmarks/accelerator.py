@@ -8,13 +8,13 @@ later parts are skipped, and say so, if the time budget runs out):
    SGD with momentum, sparse cross-entropy, the batch already on the device), batch 128 and 256,
    XLA (``jit_compile``) off and on; the two models alternate round by round, and the median
    round of each side and the effscale/keras ratio are reported.
-2. ``pipeline``: images/s of effscale's tf.data pipeline alone (``effscale.data.load_data``,
+2. ``pipeline``: images/s of effscale's tf.data pipeline alone (``effscale.data.pipeline.load_data``,
    augmentation on) from memory (the bundled digits, resized to 224 px and cached) and from an
    image folder of JPEG files the script writes (decoded every epoch), against the step's
    images/s from part 1: a pipeline slower than the step starves the device.
 3. ``mirrored``: effscale's B0 under ``tf.distribute.MirroredStrategy`` over every visible GPU
    (batch 128 per replica), images/s and images/s per replica.
-4. ``custom_loop``: ``effscale.train.train_variant`` with the custom loop and float16 (the
+4. ``custom_loop``: ``effscale.training.train.train_variant`` with the custom loop and float16 (the
    LossScaleOptimizer path multi-worker runs use): loss finite, loss scale, accuracy.
 5. ``family``: a tiny family (search, scaling, training, report) end to end on the device.
 
@@ -168,7 +168,7 @@ def _pipeline_speed(dataset, batches: int, batch: int) -> dict:
 
 def measure_pipeline(settings: dict, training_rows: list[dict], budget: Budget, work_dir: str) -> dict:
     """effscale's tf.data pipeline alone, from memory and from an image folder, against the step."""
-    from effscale.data import load_data
+    from effscale.data.pipeline import load_data
 
     batch = settings["batches"][-1]
     size = settings["resolution"]
@@ -205,7 +205,7 @@ def measure_mirrored(settings: dict, xla: bool) -> dict:
     import tensorflow as tf
 
     import effscale
-    from effscale.strategy import resolve_strategy
+    from effscale.training.strategy import resolve_strategy
 
     strategy = resolve_strategy("mirrored")
     replicas = strategy.num_replicas_in_sync
@@ -236,7 +236,7 @@ def measure_mirrored(settings: dict, xla: bool) -> dict:
 
 def measure_custom_loop(settings: dict, work_dir: str) -> dict:
     """The custom loop with float16 (LossScaleOptimizer): finite loss, the scale it settled on."""
-    from effscale.train import train_variant
+    from effscale.training.train import train_variant
 
     start = time.perf_counter()
     record = train_variant("tiny", "w=0.25,d=0.25,r=16", dataset="digits", epochs=settings["custom_loop_epochs"],
@@ -269,7 +269,7 @@ def loss_scale_state(weights_file: str) -> dict:
 
 
 def measure_family(settings: dict, work_dir: str) -> dict:
-    from effscale.family import run_family
+    from effscale.family.pipeline import run_family
 
     start = time.perf_counter()
     results = run_family({"dataset": "digits", "baseline": "tiny", **settings["family"]},
@@ -348,7 +348,7 @@ def run(out: str, smoke: bool | None = None, budget_seconds: float = 450.0) -> d
         for name, measure, needs in parts:
             record[name] = measure() if (smoke or budget.left() > needs) else {"skipped": "time budget"}
     record["wall_seconds"] = time.perf_counter() - wall
-    from effscale.io import write_json, write_text
+    from effscale.common.io import write_json, write_text
 
     write_json(os.path.join(out, "accelerator.json"), record)
     write_text(os.path.join(out, "accelerator.md"), markdown(record))
@@ -371,7 +371,7 @@ def main(argv=None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (the default without a GPU)")
     parser.add_argument("--budget", type=float, default=450.0, help="seconds; later parts are skipped past it")
     args = parser.parse_args(argv)
-    from effscale.console import quiet_tensorflow
+    from effscale.common.console import quiet_tensorflow
 
     quiet_tensorflow()
     record = run(args.out, smoke=True if args.smoke else None, budget_seconds=args.budget)

@@ -20,8 +20,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 
 import effscale  # noqa: E402
-from effscale import cost  # noqa: E402
-from effscale.io import write_text  # noqa: E402
+from effscale.model import cost  # noqa: E402
+from effscale.common.io import write_text  # noqa: E402
 
 PAPER = {  # Tan & Le 2019, Table 2: multiply-adds ("FLOPS") and ImageNet top-1
     "b0": (0.39e9, 77.1), "b1": (0.70e9, 79.1), "b2": (1.0e9, 80.1), "b3": (1.8e9, 81.6),

@@ -19,7 +19,7 @@ same recipe's optimizer and epochs (MobileNetV2 behind its ``preprocess_input`` 
 Reported on the test split (seed mean and spread, wall-clock per model): ``OUT/results.json``,
 ``OUT/results.md`` and a plot of test accuracy against multiply-adds. Each searched member gets a
 verdict against the best baseline at its multiply-adds: above / below, or a tie when the paired
-seed difference is inside seed noise (``effscale.stats.within_noise``).
+seed difference is inside seed noise (``effscale.common.stats.within_noise``).
 
 Resumable: every training has its own folder under ``WORK`` (``train_variant`` resumes it, a
 finished one returns its record) and the family run resumes from its state; rerun the same
@@ -77,8 +77,8 @@ def family_config(settings: dict) -> dict:
 
 
 def train_member(genotype, variant, settings: dict, folder: str, seed: int) -> dict:
-    """One training with the family run's own arguments (effscale.family trains members so)."""
-    from effscale.train import train_variant
+    """One training with the family run's own arguments (effscale.family.pipeline trains members so)."""
+    from effscale.training.train import train_variant
 
     return train_variant(genotype, variant, dataset=settings["dataset"], out_dir=folder, epochs=settings["epochs"],
                          batch_size=64, seed=seed, validation_fraction=0.2, verbose=0, latency_runs=0)
@@ -90,15 +90,15 @@ def matched_variant(genotype, member, macs: float, depths=(1.0, 0.5, 0.25)):
     (the published zoo genotypes' stems and heads are sized for 224 px ImageNet, so the narrowest
     of them can be over a small member at full depth). Returns the genotype and the Variant.
 
-    >>> from effscale.cost import multiply_adds
-    >>> from effscale.scaling import Variant
-    >>> from effscale.zoo import get_genotype
+    >>> from effscale.model.cost import multiply_adds
+    >>> from effscale.model.scaling import Variant
+    >>> from effscale.model.zoo import get_genotype
     >>> genotype, variant = matched_variant(get_genotype("mobilenet-v2"), Variant("m", 1, 1, 32), 2e6)
     >>> abs(multiply_adds(genotype, variant, 10) / 2e6 - 1) < 0.1
     True
     """
-    from effscale.cost import multiply_adds
-    from effscale.scaling import Variant
+    from effscale.model.cost import multiply_adds
+    from effscale.model.scaling import Variant
 
     resolution, best = member.resolution, None
     for depth in depths:
@@ -123,16 +123,16 @@ def train_application(name: str, settings: dict, folder: str, seed: int) -> dict
     """keras.applications ``name`` at 32 px, random weights, the recipe's optimizer (its
     constructor's keywords from ``settings["applications"]``: the smoke mode's narrow
     MobileNetV2); cached in ``folder/results.json`` once finished."""
-    from effscale.io import read_json, write_json
+    from effscale.common.io import read_json, write_json
 
     path = os.path.join(folder, "results.json")
     if os.path.exists(path):
         return read_json(path)
     import keras
 
-    from effscale.cost import profiler_flops
-    from effscale.data import load_data
-    from effscale.recipe import Recipe
+    from effscale.model.cost import profiler_flops
+    from effscale.data.pipeline import load_data
+    from effscale.training.recipe import Recipe
     from effscale.search.proxy import steps_per_epoch
 
     started = time.perf_counter()
@@ -172,7 +172,7 @@ def summarize(trainings: list) -> dict:
 def verdict(searched: list, baseline: list) -> str:
     """above / below / tie (the paired seed difference inside seed noise); one seed measures no
     noise, so it gets no verdict."""
-    from effscale.stats import within_noise
+    from effscale.common.stats import within_noise
 
     if min(len(searched), len(baseline)) < 2:
         return "one seed: no verdict"
@@ -194,7 +194,7 @@ def pooled(families: dict) -> dict:
     """
     import numpy as np
 
-    from effscale.stats import mean_interval
+    from effscale.common.stats import mean_interval
 
     out = {}
     for family, rows in families.items():
@@ -214,12 +214,12 @@ def pooled(families: dict) -> dict:
 
 def run(settings: dict, work: str, verbose: int = 1) -> dict:
     """Every training of the comparison, resumed from ``work``; the results document."""
-    from effscale.cost import multiply_adds, parameter_count
-    from effscale.family import run_family
-    from effscale.genotype import Genotype
-    from effscale.io import read_json
-    from effscale.scaling import Variant, scale_genotype
-    from effscale.zoo import get_genotype
+    from effscale.model.cost import multiply_adds, parameter_count
+    from effscale.family.pipeline import run_family
+    from effscale.model.genotype import Genotype
+    from effscale.common.io import read_json
+    from effscale.model.scaling import Variant, scale_genotype
+    from effscale.model.zoo import get_genotype
 
     def say(text):
         if verbose:
@@ -296,9 +296,9 @@ def goals(results: dict) -> dict:
 
 def member_genotype(family: str, results: dict, settings: dict):
     """The genotype a row of ``results["families"][family]`` trained (its variant is in the row)."""
-    from effscale.genotype import Genotype
-    from effscale.scaling import scale_genotype
-    from effscale.zoo import get_genotype
+    from effscale.model.genotype import Genotype
+    from effscale.model.scaling import scale_genotype
+    from effscale.model.zoo import get_genotype
 
     if family == "searched":
         return Genotype.parse(results["searched_genotype"])
@@ -324,7 +324,7 @@ def train_longer(results: dict, member: str, epochs: int, settings: dict, work: 
     """What more training buys: ``member``'s searched genotype and its best baseline (the verdict's)
     trained ``epochs`` epochs with the comparison's recipe, per seed of ``settings``; read from a
     finished comparison's ``results`` (its search is not rerun), resumable like the rest."""
-    from effscale.scaling import Variant
+    from effscale.model.scaling import Variant
 
     verdicts = {v["member"]: v for v in results["verdicts"]}
     if member not in verdicts:
@@ -488,7 +488,7 @@ def main(argv=None) -> int:
         if member not in members:
             parser.error(f"--longer: no member {member!r} in the results (members: {', '.join(members)})")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from effscale.io import write_json, write_text
+    from effscale.common.io import write_json, write_text
 
     if args.longer:
         results = previous

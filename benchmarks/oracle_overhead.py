@@ -34,8 +34,8 @@ import study  # noqa: E402  (benchmarks/tabular/study.py: its oracle builders an
 
 import numpy as np  # noqa: E402
 
-from effscale.errors import UserError  # noqa: E402
-from effscale.io import write_json  # noqa: E402
+from effscale.common.errors import UserError  # noqa: E402
+from effscale.common.io import write_json  # noqa: E402
 from effscale.search.tabular import TabularObjective, run_oracle  # noqa: E402
 
 ORACLES = ("random", "bayesian", "bayesian-sampled", "evolution", "reinforce", "predictor", "predictor+cost",

@@ -29,7 +29,7 @@ def subset_folder(train: int, test: int, seed: int) -> str:
     """Write stratified train/test subsets of the installed Fashion-MNIST as an IDX folder."""
     from sklearn.model_selection import train_test_split
 
-    from effscale.idx import read_installed, write_idx
+    from effscale.data.idx import read_installed, write_idx
 
     (images, labels), (test_images, test_labels), _ = read_installed("fashion_mnist")
     folder = tempfile.mkdtemp(prefix="fashion-subset-")
@@ -45,8 +45,8 @@ def test_accuracy_callback(source: str, start: float):
     """A Keras callback that records (wall seconds, test top-1) after each epoch."""
     import keras
 
-    from effscale.data import load_data
-    from effscale.evaluate import evaluate_dataset
+    from effscale.data.pipeline import load_data
+    from effscale.training.evaluate import evaluate_dataset
 
     class TestAccuracy(keras.callbacks.Callback):
         def __init__(self):
@@ -70,8 +70,8 @@ def test_accuracy_callback(source: str, start: float):
 
 
 def run(mode: str, args, source: str, out_root: str) -> dict:
-    from effscale.recipe import Recipe
-    from effscale.train import train_variant
+    from effscale.training.recipe import Recipe
+    from effscale.training.train import train_variant
 
     progressive = None
     if mode == "progressive":
@@ -128,7 +128,7 @@ def main() -> None:
     meta = {"machine": f"{platform.machine()} / {os.cpu_count()} CPUs", "python": platform.python_version(),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "total_seconds": round(time.time() - begin),
             "args": vars(args)}
-    from effscale.io import write_json
+    from effscale.common.io import write_json
 
     write_json(args.json, {"meta": meta, "table": table, "runs": results})
     print(f"wrote {args.json} ({meta['total_seconds']} s in all)")

@@ -35,9 +35,9 @@ def trial_and_score_seconds(objective, recipe: dict, proxy: str, samples: int = 
     """Median seconds of one from-scratch proxy training (build, trace, train) and of one
     zero-cost score, over the first ``samples`` architectures of the table."""
     from effscale.search import zero_cost
-    from effscale.data import load_data
-    from effscale.genotype import Genotype
-    from effscale.scaling import Variant
+    from effscale.data.pipeline import load_data
+    from effscale.model.genotype import Genotype
+    from effscale.model.scaling import Variant
     from effscale.search.proxy import ProxySettings, proxy_train
 
     data = load_data("digits", resolution=recipe["resolution"], batch_size=recipe["batch_size"], seed=0)
@@ -155,7 +155,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from effscale.io import write_json
+    from effscale.common.io import write_json
     from effscale.search.tabular import TabularObjective
 
     objective = TabularObjective(args.table)

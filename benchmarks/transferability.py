@@ -5,7 +5,7 @@ validation top-1 per member per dataset.
 
 Runs offline on small local data written by the script: each member is first trained on a
 source task (handwritten digits 0-6, scikit-learn's bundled scans, as PNG files), then
-fine-tuned with effscale.finetune (head phase, then the top 2 stages) on each target:
+fine-tuned with effscale.training.finetune (head phase, then the top 2 stages) on each target:
 
 * ``digits7-9``: PNGs of the digits the source never saw (new classes, same domain);
 * ``shapes``: PNGs of circles, crosses and squares drawn with random colours, sizes and places;
@@ -90,10 +90,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from effscale.finetune import FineTuneConfig, finetune
-    from effscale.zoo import load_genotype
-    from effscale.variants import resolve_family
-    from effscale.train import train_variant
+    from effscale.training.finetune import FineTuneConfig, finetune
+    from effscale.model.zoo import load_genotype
+    from effscale.model.variants import resolve_family
+    from effscale.training.train import train_variant
 
     genotype = load_genotype(args.genotype)
     members = resolve_family(args.family, genotype)
@@ -137,7 +137,7 @@ def main(argv=None) -> int:
         lines.append(f"| {row['member']} | {row['params']:,} | {row['source_top1']:.3f} | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     print("\nvalidation top-1, head phase -> after fine-tuning the top 2 stages\n" + table)
-    from effscale.io import write_json, write_text
+    from effscale.common.io import write_json, write_text
 
     os.makedirs(args.out, exist_ok=True)
     write_json(os.path.join(args.out, "transferability.json"), rows)

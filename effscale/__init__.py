@@ -5,15 +5,15 @@
 True
 """
 
-from effscale.builder import build
-from effscale.errors import UserError
-from effscale.family import run_family
-from effscale.genotype import Genotype, Stage
-from effscale.zoo import load_genotype
-from effscale.scaling import Variant
-from effscale.variants import resolve_family, resolve_variant
-from effscale.weights import load_weights
-from effscale.zoo import REGISTRY, get_genotype
+from effscale.model.builder import build
+from effscale.common.errors import UserError
+from effscale.family.pipeline import run_family
+from effscale.model.genotype import Genotype, Stage
+from effscale.model.zoo import load_genotype
+from effscale.model.scaling import Variant
+from effscale.model.variants import resolve_family, resolve_variant
+from effscale.model.weights import load_weights
+from effscale.model.zoo import REGISTRY, get_genotype
 
 __version__ = "0.1.0"
 

@@ -26,8 +26,8 @@ import time
 
 import numpy as np
 
-from effscale.errors import UserError
-from effscale.io import apply_umask, atomic_path, write_json
+from effscale.common.errors import UserError
+from effscale.common.io import apply_umask, atomic_path, write_json
 
 FORMATS = ("keras", "savedmodel", "tflite")
 QUANTIZATIONS = ("dynamic", "float16", "int8")
@@ -40,7 +40,7 @@ def check_request(format: str, quantize: str | None, representative) -> None:
     >>> check_request("keras", "int8", None)
     Traceback (most recent call last):
     ...
-    effscale.errors.UserError: --quantize int8 applies to --format tflite only, not keras
+    effscale.common.errors.UserError: --quantize int8 applies to --format tflite only, not keras
     """
     if format not in FORMATS:
         raise UserError(f"unknown export format {format!r}: expected one of {', '.join(FORMATS)}")

@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from effscale.io import atomic_path, read_json_cache
+from effscale.common.io import atomic_path, read_json_cache
 
 
 def litert_converter(model, batch_size: int = 1):
@@ -50,7 +50,7 @@ def interpreter(flatbuffer: bytes, threads: int = 1):
         import tensorflow as tf
 
         Interpreter = tf.lite.Interpreter
-    from effscale.console import native_logs_quieted
+    from effscale.common.console import native_logs_quieted
 
     with warnings.catch_warnings(), native_logs_quieted():  # LiteRT prints "INFO: Created ... delegate"
         warnings.simplefilter("ignore")
@@ -92,9 +92,9 @@ def cached_latency(genotype, variant, cache_dir: str, classes: int = 1000, runs:
     >>> cached_latency("tiny", "w=0.25,d=0.25,r=16", folder, classes=2, runs=2, warmup=0) == first
     True
     """
-    from effscale.builder import build
-    from effscale.zoo import load_genotype
-    from effscale.variants import resolve_variant
+    from effscale.model.builder import build
+    from effscale.model.zoo import load_genotype
+    from effscale.model.variants import resolve_variant
 
     genotype = load_genotype(genotype)
     variant = resolve_variant(variant, genotype)

@@ -9,7 +9,7 @@ start: EfficientNet-B0 with ImageNet weights from keras' cache (~/.keras/models/
 --weights FILE (a .keras model, .weights.h5 or keras .h5 file) or --weights none.
 """
 
-from effscale.finetune import FineTuneConfig, recipe_main
+from effscale.training.finetune import FineTuneConfig, recipe_main
 
 DATASET = "images"
 CONFIG = FineTuneConfig(head_epochs=5, head_learning_rate=1e-3, epochs=5, learning_rate=1e-4, unfreeze=2,

@@ -7,7 +7,7 @@ efficientnetb0.h5); effscale never downloads them. Any other member or searched 
 --genotype G --variant V --weights FILE|none. --smoke runs one step per phase.
 """
 
-from effscale.finetune import FineTuneConfig, recipe_main
+from effscale.training.finetune import FineTuneConfig, recipe_main
 
 DATASET = "tfds:oxford_iiit_pet"
 CONFIG = FineTuneConfig(head_epochs=3, head_learning_rate=1e-3, epochs=6, learning_rate=5e-5, unfreeze=2, gradual=True, batch_size=32, augment=True)

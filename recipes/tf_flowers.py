@@ -7,7 +7,7 @@ efficientnetb0.h5); effscale never downloads them. Any other member or searched 
 --genotype G --variant V --weights FILE|none. --smoke runs one step per phase.
 """
 
-from effscale.finetune import FineTuneConfig, recipe_main
+from effscale.training.finetune import FineTuneConfig, recipe_main
 
 DATASET = "tfds:tf_flowers"
 CONFIG = FineTuneConfig(head_epochs=3, head_learning_rate=1e-3, epochs=5, learning_rate=1e-4, unfreeze=2, batch_size=32, augment=True)

@@ -7,13 +7,13 @@ import pytest
 from keras import layers
 
 import effscale
-from effscale import block_types
-from effscale.block_types import BlockType
-from effscale.cost import cost
-from effscale.errors import UserError
-from effscale.genotype import Genotype
+from effscale.model import block_types
+from effscale.model.block_types import BlockType
+from effscale.model.cost import cost
+from effscale.common.errors import UserError
+from effscale.model.genotype import Genotype
 from effscale.search.space import SearchSpace
-from effscale.search.supernet import Supernet, check_space, sample_weights
+from effscale.search.oneshot.supernet import Supernet, check_space, sample_weights
 
 
 def plain_conv(x, block, bn):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import effscale
-from effscale.errors import UserError
+from effscale.common.errors import UserError
 
 
 def test_preprocessing_applies_imagenet_statistics_to_pixels():

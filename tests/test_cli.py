@@ -9,8 +9,10 @@ import textwrap
 import numpy as np
 import pytest
 
-from effscale import cli, cost
-from effscale.zoo import REGISTRY
+from effscale import cli
+
+from effscale.model import cost
+from effscale.model.zoo import REGISTRY
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 

@@ -4,10 +4,10 @@ import time
 
 import pytest
 
-from effscale.coefficients import coefficient_grid, search_coefficients
-from effscale.errors import UserError
-from effscale.scaling import scale_genotype
-from effscale.zoo import get_genotype
+from effscale.family.coefficients import coefficient_grid, search_coefficients
+from effscale.common.errors import UserError
+from effscale.model.scaling import scale_genotype
+from effscale.model.zoo import get_genotype
 
 
 def test_grid_keeps_the_flops_constraint_and_spreads_out():

@@ -2,11 +2,11 @@
 
 import pytest
 
-from effscale.config import FamilyConfig, set_dotted
-from effscale.errors import UserError
-from effscale.scaling import Variant
-from effscale.variants import resolve_family
-from effscale.zoo import get_genotype
+from effscale.family.config import FamilyConfig, set_dotted
+from effscale.common.errors import UserError
+from effscale.model.scaling import Variant
+from effscale.model.variants import resolve_family
+from effscale.model.zoo import get_genotype
 
 
 def test_family_config_round_trips_through_plain_data():
@@ -61,7 +61,7 @@ def test_reference_points_are_checked():
 # -- the search section is the search's SearchConfig, key for key ---------------------------------
 
 def test_the_search_section_sets_every_search_option_by_its_own_name():
-    from effscale.config import FamilySearchConfig
+    from effscale.family.config import FamilySearchConfig
     from effscale.search import SearchConfig
 
     assert set(SearchConfig.keys()) - {"baseline", "dataset"} | {"enabled"} == set(FamilySearchConfig.keys())
@@ -124,7 +124,7 @@ def test_a_search_json_written_by_old_code_loads_as_a_search_config():
     import os
 
     from effscale.search import SearchConfig
-    from effscale.zoo import load_genotype
+    from effscale.model.zoo import load_genotype
 
     path = os.path.join(os.path.dirname(__file__), "fixtures", "before_package", "search", "search.json")
     with open(path) as handle:

@@ -9,8 +9,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from effscale.data import list_image_folder, load_data, stratified_split, to_numpy
-from effscale.errors import UserError
+from effscale.data.pipeline import list_image_folder, load_data, stratified_split, to_numpy
+from effscale.common.errors import UserError
 
 
 def test_digits_shapes_ranges_and_split():

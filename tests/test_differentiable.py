@@ -15,11 +15,11 @@ import pytest
 
 import effscale
 import effscale.cli
-from effscale.cost import cost
-from effscale.data import load_data
-from effscale.search.differentiable import (CHECKPOINT, CostTable, check_supported, load_logits,
+from effscale.model.cost import cost
+from effscale.data.pipeline import load_data
+from effscale.search.oneshot.differentiable import (CHECKPOINT, CostTable, check_supported, load_logits,
                                             run_differentiable_search)
-from effscale.errors import UserError
+from effscale.common.errors import UserError
 from effscale.search.objectives import Reward
 from effscale.search import design_variant, run_search
 from effscale.search.space import SearchSpace

@@ -12,9 +12,9 @@ import pytest
 import effscale
 from effscale import UserError
 from effscale.cli import main
-from effscale.data import load_data
+from effscale.data.pipeline import load_data
 from effscale.export import export_model, tflite_flatbuffer
-from effscale.weights import refresh_normalization
+from effscale.model.weights import refresh_normalization
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,9 @@ import pytest
 import yaml
 
 from effscale import cli
-from effscale.config import FamilyConfig
-from effscale.errors import UserError
-from effscale.family import run_family, run_status
+from effscale.family.config import FamilyConfig
+from effscale.common.errors import UserError
+from effscale.family.pipeline import run_family, run_status
 from effscale.search.proxy import ProxySettings, write_proxy_file
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -326,8 +326,8 @@ def test_report_says_what_was_searched_and_how_far_each_candidate_sat_from_the_t
 
 
 def test_reference_family_is_trained_exactly_like_the_searched_one(resumed_run):
-    from effscale.zoo import load_genotype
-    from effscale.scaling import scale_genotype
+    from effscale.model.zoo import load_genotype
+    from effscale.model.scaling import scale_genotype
 
     run_dir = resumed_run[0]
     expected_genotype = scale_genotype(load_genotype("tiny"), MINIATURE["scaling"]["base"]).encode()

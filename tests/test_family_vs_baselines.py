@@ -19,10 +19,10 @@ def smoke(tmp_path_factory, load_benchmark):
 
 
 def test_every_family_is_trained_at_each_searched_members_multiply_adds(smoke):
-    from effscale.cost import multiply_adds
-    from effscale.genotype import Genotype
-    from effscale.scaling import Variant
-    from effscale.zoo import get_genotype
+    from effscale.model.cost import multiply_adds
+    from effscale.model.genotype import Genotype
+    from effscale.model.scaling import Variant
+    from effscale.model.zoo import get_genotype
 
     _, folder, _, results = smoke
     families = results["families"]

@@ -12,7 +12,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from effscale.cli import main
-from effscale.errors import UserError
+from effscale.common.errors import UserError
 from effscale.search.fidelity import recommend, sample_architectures, setting_statistics
 from effscale.search.proxy import read_proxy_file
 

@@ -10,7 +10,7 @@ import pytest
 import effscale
 from effscale import UserError
 from effscale.cli import main
-from effscale.finetune import FineTuneConfig, finetune, set_trainable, unfrozen_prefixes
+from effscale.training.finetune import FineTuneConfig, finetune, set_trainable, unfrozen_prefixes
 
 
 @pytest.fixture(autouse=True)
@@ -103,9 +103,9 @@ def test_cli_finetune_then_bad_input_is_one_line_and_writes_nothing(tmp_path, ca
 
 
 def test_a_record_variant_without_a_name_reads_as_its_coefficients():
-    from effscale.finetune import _variant_from_record
-    from effscale.variants import resolve_variant
-    from effscale.zoo import get_genotype
+    from effscale.training.finetune import _variant_from_record
+    from effscale.model.variants import resolve_variant
+    from effscale.model.zoo import get_genotype
 
     tiny = get_genotype("tiny")
     assert _variant_from_record({"width": 0.5, "depth": 0.75, "resolution": 32}, tiny) == \

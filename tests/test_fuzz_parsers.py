@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 
 from effscale import cli
 from effscale.cli.search import parse_stages
-from effscale.config import FamilyConfig
-from effscale.errors import UserError
+from effscale.family.config import FamilyConfig
+from effscale.common.errors import UserError
 from effscale.search import parse_target
 
 FAST = settings(max_examples=100, deadline=None, database=None,

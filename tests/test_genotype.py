@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from effscale.errors import UserError
-from effscale.genotype import ACTIVATIONS, BLOCK_TYPES, Genotype, Stage
-from effscale.zoo import load_genotype
-from effscale.zoo import REGISTRY
+from effscale.common.errors import UserError
+from effscale.model.genotype import ACTIVATIONS, BLOCK_TYPES, Genotype, Stage
+from effscale.model.zoo import load_genotype
+from effscale.model.zoo import REGISTRY
 
 B0 = REGISTRY["efficientnet-b0"].genotype
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from effscale import cli
-from effscale.data import load_data, split_indices, to_numpy
-from effscale.errors import UserError
-from effscale.idx import locate, read_idx, write_idx
+from effscale.data.pipeline import load_data, split_indices, to_numpy
+from effscale.common.errors import UserError
+from effscale.data.idx import locate, read_idx, write_idx
 
 SIZE = 8                 # 8x8 grey images
 CLASSES = 3
@@ -199,7 +199,7 @@ def test_the_test_split_never_reaches_the_search_or_the_coefficient_search(tmp_p
     validates on is recorded on its way in; none is a test image."""
     import keras
 
-    from effscale.coefficients import search_coefficients
+    from effscale.family.coefficients import search_coefficients
     from effscale.search import run_search
 
     if kind == "idx":

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from effscale.interrupt import Interrupted, interruptible, reraise_if_interrupted
+from effscale.common.interrupt import Interrupted, interruptible, reraise_if_interrupted
 
 
 def test_sigterm_raises_interrupted_with_the_shell_exit_code():

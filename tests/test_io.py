@@ -6,7 +6,7 @@ import stat
 import pytest
 
 import effscale
-from effscale.io import atomic_path, write_json, write_text
+from effscale.common.io import atomic_path, write_json, write_text
 
 
 @pytest.fixture

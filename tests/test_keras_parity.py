@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import effscale
-from effscale import cost
-from effscale.weights import canonical_layers, transfer_weights
+from effscale.model import cost
+from effscale.model.weights import canonical_layers, transfer_weights
 
 # Published numbers: keras.applications parameter counts (keras/src/applications/efficientnet.py,
 # EfficientNetB0..B7 with include_top and 1000 classes, reproduced on keras 3.15.1), the paper's

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 import effscale
-from effscale import cost
-from effscale.describe import describe_variant
-from effscale.errors import UserError
-from effscale.weights import transfer_weights
+from effscale.model import cost
+from effscale.model.describe import describe_variant
+from effscale.common.errors import UserError
+from effscale.model.weights import transfer_weights
 
 # name: (genotype, variant, keras.applications function, parameters with top, without top).
 V2 = {

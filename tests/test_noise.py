@@ -6,7 +6,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from effscale.search.reevaluate import choose, top_candidates
-from effscale.stats import mean_interval, spearman, t_quantile_975, within_noise
+from effscale.common.stats import mean_interval, spearman, t_quantile_975, within_noise
 
 
 def test_spearman_and_intervals_equal_scipy():

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from effscale.errors import UserError
+from effscale.common.errors import UserError
 from effscale.search.objectives import Limits, Reward, exponents, pareto_front, reward
 
 

@@ -11,13 +11,13 @@ import tensorflow as tf
 
 import effscale
 import effscale.cli
-from effscale.block_types import registered
-from effscale.cost import cost
-from effscale.genotype import Genotype
+from effscale.model.block_types import registered
+from effscale.model.cost import cost
+from effscale.model.genotype import Genotype
 from effscale.search import design_variant
-from effscale.search.differentiable import CostTable, argmax_values, top_values
+from effscale.search.oneshot.differentiable import CostTable, argmax_values, top_values
 from effscale.search.space import SearchSpace
-from effscale.search.supernet import Supernet, block_specs, supernet_space
+from effscale.search.oneshot.supernet import Supernet, block_specs, supernet_space
 
 # Stage 1 strides (8 -> 8 channels at 4 px), stage 2 does not, so its first layer's shortcut
 # exists exactly when stage 1's filters equal its own. Filters choices: stage 1 (8, 16), stage 2 (16, 24).

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from keras_tuner.engine import base_tuner
 
-from effscale.io import read_json
+from effscale.common.io import read_json
 from effscale.search.oracles import RegularizedEvolutionOracle, ReinforceOracle
 from effscale.search import make_oracle
 from effscale.search.space import SearchSpace, sample_values
@@ -219,7 +219,7 @@ def test_chief_serves_the_oracle_to_two_workers_over_grpc(name, tmp_path, monkey
 
 
 def test_oracle_arguments_are_checked():
-    from effscale.errors import UserError
+    from effscale.common.errors import UserError
     from effscale.search.oracles import PredictorOracle, SampledBayesianOracle
 
     with pytest.raises(UserError):

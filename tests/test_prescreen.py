@@ -9,8 +9,8 @@ import keras_tuner
 import pytest
 from keras_tuner.engine import base_tuner
 
-from effscale.cost import cost
-from effscale.errors import UserError
+from effscale.model.cost import cost
+from effscale.common.errors import UserError
 from effscale.search import load_oracle, load_trials, make_oracle, run_search
 from effscale.search.space import SearchSpace
 

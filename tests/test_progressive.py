@@ -15,10 +15,10 @@ import time
 import keras
 import pytest
 
-from effscale.errors import UserError
-from effscale.io import read_json
-from effscale.progressive import Progressive
-from effscale.recipe import Recipe
+from effscale.common.errors import UserError
+from effscale.common.io import read_json
+from effscale.training.progressive import Progressive
+from effscale.training.recipe import Recipe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIANT = "w=0.25,d=0.25,r=16"
@@ -36,7 +36,7 @@ def _command(out, epochs, spec=SPEC):
 
 
 def test_records_hold_the_image_size_and_dropout_each_stage_trained_with(tmp_path):
-    from effscale.train import train_variant
+    from effscale.training.train import train_variant
 
     recipe = Recipe(epochs=3, batch_size=64, batch_scope="global",
                     progressive={"stages": 3, "resolution": [8, 16], "dropout": [0.0, 0.4], "mixup": [0.0, 0.2]})

@@ -16,7 +16,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 import effscale
-from effscale.weights import refresh_normalization
+from effscale.model.weights import refresh_normalization
 
 RECIPES = pathlib.Path(__file__).resolve().parent.parent / "recipes"
 # Real datasets: (splits of the real dataset, number of classes), from their tfds definitions.

@@ -5,8 +5,8 @@ import keras_tuner
 import pytest
 
 from effscale import cli
-from effscale.config import FamilyConfig
-from effscale.errors import UserError
+from effscale.family.config import FamilyConfig
+from effscale.common.errors import UserError
 from effscale.search import make_oracle
 from effscale.search.registry import register_oracle, unregister_oracle
 from effscale.search.space import SearchSpace

@@ -16,7 +16,7 @@ import os
 import shutil
 
 from effscale import cli
-from effscale.family import run_family
+from effscale.family.pipeline import run_family
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "before_package")
 MICRO = "stem8_head32_res16_relu-mb_r1_k3_s2_e2_c8-mb_r1_k3_s2_e2_c16"

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from effscale import cli
-from effscale.errors import UserError
+from effscale.common.errors import UserError
 
 TINY = ["--variant", "w=0.25,d=0.25,r=16", "--strategy", "default", "--verbose", "0", "--latency-runs", "0"]
 
@@ -61,7 +61,7 @@ def test_what_would_be_built_is_bounded_before_building(tmp_path, capsys, monkey
                      "--variant", "w=1,d=16,r=32"])
     assert "1,600 blocks, more than the limit of 1,000" in one_line_error(capsys, code)
     # the limits are the user's to move: lowered, a tiny model is refused; raised, it builds
-    from effscale.builder import build
+    from effscale.model.builder import build
 
     monkeypatch.setenv("EFFSCALE_MAX_MULTIPLY_ADDS", "1000")
     with pytest.raises(UserError, match="multiply-adds, more than the limit of 1,000"):
@@ -105,7 +105,7 @@ def test_skip_corrupt_images_trains_on_the_rest_and_the_check_is_cached(tmp_path
     record = json.loads(captured.out)
     data = record["data"]
     assert data["train_size"] + data["validation_size"] + data["test_size"] == 12
-    from effscale import image_check
+    from effscale.data import image_check
 
     cache = json.loads(open(image_check._cache_path(str(folder))).read())
     assert len(cache) == 14 and sum(reason is not None for _, reason in cache.values()) == 2
@@ -135,7 +135,7 @@ def test_unwritable_out_is_one_line_and_creates_nothing(where, tmp_path, capsys)
 # -- damaged files ------------------------------------------------------------------------------
 
 def test_truncated_keras_file_is_not_a_valid_keras_file(tmp_path, capsys):
-    from effscale.builder import build
+    from effscale.model.builder import build
 
     path = tmp_path / "model.keras"
     build("tiny", "w=0.25,d=0.25,r=16", classes=3).save(path)
@@ -143,7 +143,7 @@ def test_truncated_keras_file_is_not_a_valid_keras_file(tmp_path, capsys):
     code = cli.main(["evaluate", str(path), "--dataset", "digits"])
     line = one_line_error(capsys, code)
     assert "is not a valid Keras file" in line and "not found" not in line.lower()
-    from effscale.weights import read_weights
+    from effscale.model.weights import read_weights
 
     with pytest.raises(UserError, match="is not a valid Keras file"):
         read_weights(str(path))
@@ -165,7 +165,7 @@ def test_corrupt_family_state_names_the_file_and_the_recovery(tmp_path, capsys):
 
 
 def test_multiworker_warns_that_tensorflow_listens_on_every_interface():
-    from effscale.strategy import _listening_warning
+    from effscale.training.strategy import _listening_warning
 
     warning = _listening_warning({"cluster": {"worker": ["127.0.0.1:4001", "127.0.0.1:4002"]},
                                   "task": {"type": "worker", "index": 0}})
@@ -176,7 +176,7 @@ def test_mirrored_on_cpu_splits_on_request_and_warns_otherwise():
     import subprocess
     import sys
 
-    script = ("import sys; from effscale.strategy import resolve_strategy; "
+    script = ("import sys; from effscale.training.strategy import resolve_strategy; "
               "print(resolve_strategy('mirrored', cpu_replicas=int(sys.argv[1]) or None).num_replicas_in_sync)")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))

@@ -4,11 +4,11 @@ import math
 
 import pytest
 
-from effscale import cost
-from effscale.errors import UserError
-from effscale.scaling import PUBLISHED, phi_variant, round_filters, round_repeats
-from effscale.variants import resolve_family, resolve_variant
-from effscale.zoo import get_genotype
+from effscale.model import cost
+from effscale.common.errors import UserError
+from effscale.model.scaling import PUBLISHED, phi_variant, round_filters, round_repeats
+from effscale.model.variants import resolve_family, resolve_variant
+from effscale.model.zoo import get_genotype
 
 B0 = get_genotype("efficientnet-b0")
 
@@ -127,8 +127,8 @@ def test_published_names_keep_resolution_ratios_for_other_design_resolutions():
 
 
 def test_explicit_variants_are_what_their_spelling_parses_to_and_keep_its_text_key():
-    from effscale.scaling import Variant, parse_variant, variant_spec
-    from effscale.search.differentiable import _config
+    from effscale.model.scaling import Variant, parse_variant, variant_spec
+    from effscale.search.oneshot.differentiable import _config
     from effscale.search.objectives import Reward, design_variant
     from effscale.search.proxy import ProxySettings
     from effscale.search.space import SearchSpace

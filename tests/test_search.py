@@ -6,7 +6,7 @@ import os
 import pytest
 
 import effscale
-from effscale.zoo import load_genotype
+from effscale.model.zoo import load_genotype
 from effscale.search import ORACLES, design_variant, run_search
 
 MICRO = "stem8_head32_res16_relu-mb_r1_k3_s2_e2_c8-mb_r1_k3_s2_e2_c16"
@@ -61,7 +61,7 @@ def test_hard_limits_fail_candidates_before_training_and_the_search_goes_on(tmp_
     statuses = [t["status"] for t in result.trials]
     assert "FAILED" in statuses and "COMPLETED" in statuses, result.trials
     for trial in result.trials:
-        params = effscale.cost.cost(trial["genotype"], design_variant(load_genotype(trial["genotype"])), 10).parameters
+        params = effscale.model.cost.cost(trial["genotype"], design_variant(load_genotype(trial["genotype"])), 10).parameters
         if trial["status"] == "FAILED":
             assert params > limit and "rejected before training" in trial["reason"]
             assert trial["accuracy"] is None  # never trained
@@ -77,7 +77,7 @@ def test_nan_loss_fails_the_trial_with_its_reason(tmp_path):
     import numpy as np
     import tensorflow as tf
 
-    from effscale.data import DataSplits
+    from effscale.data.pipeline import DataSplits
     from effscale.search.objectives import Limits, Reward
     from effscale.search.proxy import ProxySettings
     from effscale.search import TrialRunner, make_oracle

@@ -14,9 +14,9 @@ import pytest
 
 import effscale
 from effscale.cli import main
-from effscale.zoo import load_genotype
+from effscale.model.zoo import load_genotype
 from effscale.search import design_variant
-from effscale.io import read_json
+from effscale.common.io import read_json
 from effscale.search import load_oracle
 
 MICRO = "stem8_head32_res16_relu-mb_r1_k3_s2_e2_c8-mb_r1_k3_s2_e2_c16"

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from effscale.errors import UserError
-from effscale.io import read_json
+from effscale.common.errors import UserError
+from effscale.common.io import read_json
 from effscale.search.distributed import role
 
 MICRO = "stem8_head32_res16_relu-mb_r1_k3_s2_e2_c8-mb_r1_k3_s2_e2_c16"

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from effscale.errors import UserError
+from effscale.common.errors import UserError
 from effscale.search.proxy import ProxySettings, write_proxy_file
 from effscale.search import run_search
 

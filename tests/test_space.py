@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import effscale
-from effscale.errors import UserError
-from effscale.genotype import Genotype
+from effscale.common.errors import UserError
+from effscale.model.genotype import Genotype
 from effscale.search.space import DEFAULT_OPTIONS, SearchSpace, mutate_values, sample_values, space_size
 
 MICRO = "stem8_head32_res16_relu-mb_r1_k3_s2_e2_c8-mb_r1_k3_s2_e2_c16"
@@ -133,7 +133,7 @@ def test_mutation_changes_exactly_one_choice():
 
 
 def _micro_data(n=96):
-    from effscale.data import load_data
+    from effscale.data.pipeline import load_data
 
     data = load_data("digits", resolution=16, batch_size=32)
     images, labels = [], []

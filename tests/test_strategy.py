@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from effscale.errors import UserError
-from effscale.strategy import (Environment, choose_strategy, cluster_size, detect_environment, dtype_policy,
+from effscale.common.errors import UserError
+from effscale.training.strategy import (Environment, choose_strategy, cluster_size, detect_environment, dtype_policy,
                                global_batch_size, is_chief, mixed_precision_policy, read_tf_config,
                                resolve_strategy, scale_learning_rate, strategy_name)
 

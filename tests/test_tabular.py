@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from effscale.errors import UserError
-from effscale.genotype import Genotype
+from effscale.common.errors import UserError
+from effscale.model.genotype import Genotype
 from effscale.search.objectives import Reward
 from effscale.search.space import SearchSpace
 from effscale.search.tabular import NotInTable, TabularObjective, build_table

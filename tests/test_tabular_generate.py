@@ -29,8 +29,8 @@ def smoke(tmp_path_factory, load_benchmark):
 def test_limit_mode_records_five_trained_architectures(smoke):
     import keras
 
-    from effscale.builder import build
-    from effscale.genotype import Genotype
+    from effscale.model.builder import build
+    from effscale.model.genotype import Genotype
 
     script, first, _ = smoke
     assert first["meta"]["count"] == 5 and first["meta"]["complete"] is False
@@ -63,7 +63,7 @@ def _write_idx_dataset(folder):
     one epoch, and the same four IDX files Fashion-MNIST ships."""
     import numpy as np
 
-    from effscale.idx import write_idx
+    from effscale.data.idx import write_idx
 
     rng = np.random.default_rng(0)
     os.makedirs(folder)

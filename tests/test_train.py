@@ -22,7 +22,7 @@ import time
 import pytest
 
 from effscale import cli
-from effscale.io import read_json
+from effscale.common.io import read_json
 
 VARIANT = "w=0.25,d=0.25,r=16"
 EPOCHS = 4
@@ -45,7 +45,7 @@ def _train_command(out, *extra):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """An uninterrupted one-process run (default strategy, Keras fit)."""
-    from effscale.train import train_variant
+    from effscale.training.train import train_variant
 
     out = tmp_path_factory.mktemp("reference")
     record = train_variant("tiny", VARIANT, dataset="digits", strategy="default", out_dir=str(out), epochs=EPOCHS,
@@ -65,7 +65,7 @@ def test_tiny_variant_reaches_90_percent_on_digits(reference, assert_every_numbe
     assert record["strategy"] == {"name": "default", "replicas": 1, "chief": True, "loop": "fit",
                                   "synchronized_batch_norm_layers": 0}
     assert record["mixed_precision"] == "float32" and record["global_batch"] == 64
-    from effscale.cost import cost
+    from effscale.model.cost import cost
 
     analytic = cost("tiny", VARIANT, classes=10)
     assert record["params"] == analytic.parameters and record["multiply_adds"] == analytic.multiply_adds
@@ -97,7 +97,7 @@ def test_evaluate_reloads_the_model_and_reproduces_its_accuracy(reference, capsy
 
 
 def test_rerunning_a_finished_run_returns_its_record(reference):
-    from effscale.train import train_variant
+    from effscale.training.train import train_variant
 
     out, record = reference
     again = train_variant("tiny", VARIANT, out_dir=str(out), epochs=EPOCHS, batch_size=64, batch_scope="global",
@@ -145,7 +145,7 @@ def test_damaged_newest_backup_falls_back_to_the_one_before(reference, tmp_path,
     from the intact backup of the epoch before, and ends with the complete history."""
     import shutil
 
-    from effscale.train import train_variant
+    from effscale.training.train import train_variant
 
     source, record = reference
     out = tmp_path / "damaged"
@@ -175,7 +175,7 @@ def test_damaged_newest_backup_falls_back_to_the_one_before(reference, tmp_path,
 def test_ctrl_c_and_sigterm_stop_with_one_line_and_a_resumable_state(tmp_path):
     """SIGINT (Ctrl-C) and SIGTERM after the first backup: exit 130 / 143, one line, no
     traceback, and the newest backup intact for the rerun (resuming is tested above)."""
-    from effscale.train import read_state
+    from effscale.training.train import read_state
 
     runs = {}
     for number, name in ((signal.SIGINT, "interrupt"), (signal.SIGTERM, "terminate")):
@@ -207,8 +207,8 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from effscale import cli
-    from effscale.strategy import resolve_strategy, strategy_name
-    from effscale.train import train_variant
+    from effscale.training.strategy import resolve_strategy, strategy_name
+    from effscale.training.train import train_variant
     variant, out, small = sys.argv[1], sys.argv[2], sys.argv[3]
     result = {"auto": strategy_name(resolve_strategy("auto"))}  # two CPU devices, no GPU: default
     strategy = resolve_strategy("mirrored")

@@ -5,9 +5,9 @@ import numpy as np
 import tensorflow as tf
 
 import effscale
-from effscale.evaluate import evaluate_dataset, float32_copy, weights_digest
+from effscale.training.evaluate import evaluate_dataset, float32_copy, weights_digest
 from effscale.latency import measure_latency
-from effscale.strategy import dtype_policy
+from effscale.training.strategy import dtype_policy
 
 
 def test_metrics_match_a_count_by_hand():
@@ -28,7 +28,7 @@ def test_evaluation_leaves_the_model_as_it_was_and_refuses_empty_data():
     import keras
     import pytest
 
-    from effscale.errors import UserError
+    from effscale.common.errors import UserError
 
     model = effscale.build("tiny", "w=0.25,d=0.25,r=8", classes=4)
     data = tf.data.Dataset.from_tensor_slices((np.full((6, 8, 8, 3), 7.0, "float32"), np.arange(6) % 4)).batch(4)

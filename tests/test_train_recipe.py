@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from effscale.errors import UserError
-from effscale.recipe import Recipe
+from effscale.common.errors import UserError
+from effscale.training.recipe import Recipe
 
 
 def test_round_trip_through_dict_and_json():

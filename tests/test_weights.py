@@ -10,7 +10,7 @@ import pytest
 
 import effscale
 from effscale import UserError
-from effscale.weights import IMAGENET_MEAN, IMAGENET_STDDEV, refresh_normalization
+from effscale.model.weights import IMAGENET_MEAN, IMAGENET_STDDEV, refresh_normalization
 
 TINY = "stem16_head128_res32_swish-mb_r1_k3_s1_e1_c16_se0.25-mb_r1_k3_s2_e4_c24_se0.25-mb_r2_k5_s2_e4_c40_se0.25-mb_r1_k3_s1_e4_c64_se0.25"
 # A different genotype: stage 2 has kernel 5 and expand 6, stage 3 one block more, stage 4 wider.

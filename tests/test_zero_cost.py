@@ -5,9 +5,9 @@ import math
 
 import pytest
 
-from effscale.cost import cost
-from effscale.data import load_data
-from effscale.errors import UserError
+from effscale.model.cost import cost
+from effscale.data.pipeline import load_data
+from effscale.common.errors import UserError
 from effscale.search.zero_cost import PROXIES, first_batch, parse_prescreen, score, score_many
 
 # Between them every block type appears with and without SE; stages of two blocks have the

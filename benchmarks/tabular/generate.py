@@ -115,7 +115,7 @@ def train_seeds(genotype, data, recipe: dict, test: bool = False) -> dict:
     import keras
     import numpy as np
 
-    from effscale.builder import build
+    from effscale.model.builder import build
     from effscale.search.proxy import ProxySettings, reshuffled, steps_per_epoch
 
     schedule = recipe.get("schedule", "constant")
@@ -168,7 +168,7 @@ def release_models() -> None:
 
 
 def load_table_data(recipe: dict):
-    from effscale.data import load_data
+    from effscale.data.pipeline import load_data
 
     return load_data(recipe["dataset"], resolution=recipe["resolution"], batch_size=recipe["batch_size"], seed=0,
                      train_fraction=recipe.get("train_fraction"))
@@ -180,7 +180,7 @@ def table_statistics(rows: list) -> dict:
     sqrt 2, as ``effscale proxy`` reports it), and the proxy's Spearman with full training."""
     import numpy as np
 
-    from effscale.stats import spearman
+    from effscale.common.stats import spearman
 
     def seed_stats(pairs):
         if len(pairs) < 3:
@@ -240,7 +240,7 @@ def machine() -> str:
 
 def write_table(out: str, genotypes: list, rows: dict, recipe: dict, space, command: str, work: str,
                 full: dict | None = None) -> dict:
-    from effscale.io import write_json
+    from effscale.common.io import write_json
     from effscale.search.objectives import Reward
     from effscale.search import analytic_costs
 

@@ -50,9 +50,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from effscale.errors import UserError  # noqa: E402
-from effscale.io import read_json, write_json, write_text  # noqa: E402
-from effscale.stats import rankdata, spearman  # noqa: E402,F401 (rankdata: re-exported for callers)
+from effscale.common.errors import UserError  # noqa: E402
+from effscale.common.io import read_json, write_json, write_text  # noqa: E402
+from effscale.common.stats import rankdata, spearman  # noqa: E402,F401 (rankdata: re-exported for callers)
 from effscale.search.tabular import TabularObjective, load_table, run_oracle  # noqa: E402
 
 ORACLES = ("random", "bayesian", "evolution", "reinforce", "predictor", "predictor+cost", "evolution+prescreen",
@@ -64,7 +64,7 @@ DEFAULT_PLOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".
                             "tabular_search.png")
 
 
-# -- statistics (rankdata and spearman live in effscale.stats) ----------------------------------
+# -- statistics (rankdata and spearman live in effscale.common.stats) ----------------------------------
 def superiority(a, b) -> float:
     """P(a draw from ``a`` beats one from ``b``), ties counting half (the Mann-Whitney AUC)."""
     a, b = np.asarray(a, dtype=float)[:, None], np.asarray(b, dtype=float)[None, :]

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from effscale.errors import UserError
+from effscale.common.errors import UserError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -24,7 +24,7 @@ def _quiet_tensorflow() -> None:
 
 
 def cmd_zoo(args) -> int:
-    from effscale.zoo import REGISTRY
+    from effscale.model.zoo import REGISTRY
 
     if args.json:
         print(json.dumps({n: {"genotype": b.genotype.encode(), "source": b.source,
@@ -38,9 +38,9 @@ def cmd_zoo(args) -> int:
 
 
 def cmd_describe(args) -> int:
-    from effscale.describe import describe_family, describe_variant
-    from effscale.zoo import load_genotype
-    from effscale.variants import resolve_family, resolve_variant
+    from effscale.model.describe import describe_family, describe_variant
+    from effscale.model.zoo import load_genotype
+    from effscale.model.variants import resolve_family, resolve_variant
 
     genotype = load_genotype(args.genotype)
     if args.family:
@@ -53,9 +53,9 @@ def cmd_describe(args) -> int:
 
 
 def cmd_build(args) -> int:
-    from effscale.zoo import load_genotype
-    from effscale.io import atomic_path
-    from effscale.variants import resolve_variant
+    from effscale.model.zoo import load_genotype
+    from effscale.common.io import atomic_path
+    from effscale.model.variants import resolve_variant
 
     genotype = load_genotype(args.genotype)
     variant = resolve_variant(args.variant, genotype)
@@ -67,7 +67,7 @@ def cmd_build(args) -> int:
     if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
         raise UserError(f"--out {args.out!r}: folder {directory!r} does not exist or is not writable")
     _quiet_tensorflow()
-    from effscale.builder import build
+    from effscale.model.builder import build
 
     model = build(genotype, variant, classes=args.classes, include_top=not args.no_top)
     with atomic_path(args.out) as temporary:
@@ -98,7 +98,7 @@ _LIGHT_COMMANDS = frozenset({"zoo", "describe", "status", "report", "trials"})
 
 def make_parser() -> argparse.ArgumentParser:
     from effscale import __version__
-    from effscale.limits import LIMITS
+    from effscale.model.limits import LIMITS
 
     parser = _Parser(prog="effscale", description="Neural architecture search into model families, for Keras.")
     parser.add_argument("--version", action="version", version=f"effscale {__version__}")
@@ -134,8 +134,8 @@ def make_parser() -> argparse.ArgumentParser:
 
 def _command_environment(args) -> dict[str, str]:
     """Environment settings a command's options ask for (inherited by the processes it starts)."""
-    from effscale.image_check import SKIP_VARIABLE
-    from effscale.limits import LIMITS
+    from effscale.data.image_check import SKIP_VARIABLE
+    from effscale.model.limits import LIMITS
 
     values = {}
     for name, (variable, _, _, option) in LIMITS.items():
@@ -150,8 +150,8 @@ def _command_environment(args) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     """Run one command. Bare ``effscale`` prints the usage; TensorFlow's start-up logging is
     kept off the console unless ``--verbose`` (bare or 2) asks for everything."""
-    from effscale.console import quiet_tensorflow, wants_verbose_logs
-    from effscale.interrupt import MESSAGE, Interrupted, interruptible, scoped_environment
+    from effscale.common.console import quiet_tensorflow, wants_verbose_logs
+    from effscale.common.interrupt import MESSAGE, Interrupted, interruptible, scoped_environment
 
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = make_parser()

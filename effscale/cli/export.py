@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 
-from effscale.errors import UserError
+from effscale.common.errors import UserError
 
 
 def _quiet() -> None:
@@ -26,7 +26,7 @@ def _model_path(model: str) -> str:
 
 
 def _recorded_data(folder: str) -> tuple[str | None, str | None]:
-    from effscale.io import read_json
+    from effscale.common.io import read_json
 
     for name in ("finetune.json", "results.json"):
         path = os.path.join(folder, name)
@@ -58,19 +58,19 @@ def cmd_export(args) -> int:
     if args.samples < 1:
         raise UserError(f"--samples must be >= 1, got {args.samples}")
     _quiet()
-    from effscale.keras_file import load_keras_model
+    from effscale.training.keras_file import load_keras_model
 
     model = load_keras_model(path)
     sample = representative = None
     if dataset is not None:
-        from effscale.data import load_data
+        from effscale.data.pipeline import load_data
 
         splits = load_data(dataset, resolution=int(model.input_shape[1]), batch_size=32, data_dir=data_dir,
                            cache=False)
         sample = _take(splits.validation, args.samples)
         representative = _take(splits.train, args.calibration) if args.quantize == "int8" else None
     from effscale.export import export_model, summary
-    from effscale.io import write_json
+    from effscale.common.io import write_json
 
     report = export_model(model, out, args.format, args.quantize, sample=sample, representative=representative,
                           latency_runs=args.latency_runs)

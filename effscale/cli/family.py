@@ -31,8 +31,8 @@ def _verbosity(args) -> int:
 
 
 def cmd_family(args) -> int:
-    from effscale.config import FamilyConfig
-    from effscale.family import run_family
+    from effscale.family.config import FamilyConfig
+    from effscale.family.pipeline import run_family
 
     overrides = {key: getattr(args, flag) for flag, (key, _) in _FAMILY_FLAGS.items()
                  if getattr(args, flag) is not None}
@@ -46,9 +46,9 @@ def cmd_family(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from effscale.config import FamilyConfig
-    from effscale.family import run_family
-    from effscale.report import recommendation_line
+    from effscale.family.config import FamilyConfig
+    from effscale.family.pipeline import run_family
+    from effscale.family.report import recommendation_line
 
     config = copy.deepcopy(DEMO_CONFIG)
     print(f"effscale demo: search, scale and train a family on the bundled digits; results in {args.out}/")
@@ -58,14 +58,14 @@ def cmd_demo(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from effscale.family import run_status
+    from effscale.family.pipeline import run_status
 
     print(run_status(args.dir, as_json=args.json))
     return 0
 
 
 def cmd_report(args) -> int:
-    from effscale.report import write_report
+    from effscale.family.report import write_report
 
     paths = write_report(args.dir)
     for path in paths.values():
@@ -81,7 +81,7 @@ def _add_verbosity(parser) -> None:
 
 def register(commands) -> None:
     from effscale.cli.train import add_skip_corrupt_images
-    from effscale.data import SOURCES_HELP
+    from effscale.data.pipeline import SOURCES_HELP
 
     family = commands.add_parser("family", help="search, scale, train and report a whole family")
     family.add_argument("--config", help="YAML or TOML file; flags below override its keys")

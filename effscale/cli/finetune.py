@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 
-from effscale.errors import UserError
+from effscale.common.errors import UserError
 
 
 def _quiet() -> None:
@@ -20,7 +20,7 @@ def _quiet() -> None:
 
 
 def _config(args):
-    from effscale.finetune import FineTuneConfig
+    from effscale.training.finetune import FineTuneConfig
 
     config = FineTuneConfig()
     if args.config:
@@ -39,8 +39,8 @@ def _config(args):
 
 
 def cmd_finetune(args) -> int:
-    from effscale.zoo import load_genotype
-    from effscale.variants import resolve_variant
+    from effscale.model.zoo import load_genotype
+    from effscale.model.variants import resolve_variant
 
     config = _config(args)
     base = args.base
@@ -52,7 +52,7 @@ def cmd_finetune(args) -> int:
     if os.path.isfile(os.path.join(args.out, "finetune.json")):
         raise UserError(f"--out {args.out!r} already holds a fine-tuned model; use a new folder")
     _quiet()
-    from effscale.finetune import finetune, summary
+    from effscale.training.finetune import finetune, summary
 
     record = finetune(base, args.variant, args.dataset, config, weights=args.weights, out_dir=args.out,
                       data_dir=args.data_dir, download=args.download, verbose=args.verbose)
@@ -61,7 +61,7 @@ def cmd_finetune(args) -> int:
         print(json.dumps({k: v for k, v in record.items() if k != "history"}, indent=2, sort_keys=True))
         return 0
     if record["transfer"] is not None:
-        from effscale.weights import TransferReport
+        from effscale.model.weights import TransferReport
 
         transfer = TransferReport(**{k: v for k, v in record["transfer"].items() if k != "shapes"})
         print(f"weights from {transfer.source}: {transfer.summary()}")
@@ -71,7 +71,7 @@ def cmd_finetune(args) -> int:
 
 def register(commands) -> None:
     """Add ``finetune`` to the ``effscale`` sub-commands."""
-    from effscale.data import SOURCES_HELP
+    from effscale.data.pipeline import SOURCES_HELP
 
     finetune = commands.add_parser("finetune", help="fine-tune a genotype or a trained model on new data (2 phases)")
     finetune.add_argument("base", help="genotype (name, string or JSON file), a .keras model or a training output folder")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import os
 
-from effscale.errors import UserError
+from effscale.common.errors import UserError
 
 
 def _positive_int(text: str) -> int:
@@ -61,7 +61,7 @@ def parse_stages(text: str) -> list[int]:
     >>> parse_stages("2,x")
     Traceback (most recent call last):
     ...
-    effscale.errors.UserError: --stages '2,x': 'x' is not a stage number (expected e.g. 2,3,5)
+    effscale.common.errors.UserError: --stages '2,x': 'x' is not a stage number (expected e.g. 2,3,5)
     """
     numbers = []
     for part in text.split(","):
@@ -143,7 +143,7 @@ def _short(value) -> str:
 
 
 def cmd_trials(args) -> int:
-    from effscale.io import read_json
+    from effscale.common.io import read_json
 
     directory = args.project_dir
     trials_csv = os.path.join(directory, "trials.csv")
@@ -181,7 +181,7 @@ def register(commands) -> None:
     """Add ``search`` and ``trials`` to the ``effscale`` sub-command parsers."""
     from effscale.cli.train import add_skip_corrupt_images
     from effscale.search.registry import oracle_help
-    from effscale.data import SOURCES_HELP
+    from effscale.data.pipeline import SOURCES_HELP
 
     search = commands.add_parser("search", help="search a baseline cell with a Keras Tuner oracle")
     search.add_argument("--baseline", required=True, help="registered name, genotype string or JSON file")

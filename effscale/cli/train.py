@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 
-from effscale.errors import UserError
+from effscale.common.errors import UserError
 
 
 def _positive_int(text: str) -> int:
@@ -32,7 +32,7 @@ def _quiet() -> None:
 
 
 def _load_recipe(path: str | None):
-    from effscale.recipe import Recipe
+    from effscale.training.recipe import Recipe
 
     if path is None:
         return Recipe()
@@ -43,11 +43,11 @@ def _load_recipe(path: str | None):
 
 
 def cmd_train(args) -> int:
-    from effscale.zoo import load_genotype
-    from effscale.variants import resolve_variant
-    from effscale.strategy import STRATEGIES
+    from effscale.model.zoo import load_genotype
+    from effscale.model.variants import resolve_variant
+    from effscale.training.strategy import STRATEGIES
 
-    from effscale.data import check_source
+    from effscale.data.pipeline import check_source
 
     # validate what needs no TensorFlow before importing it
     check_source(args.dataset, args.data_dir)
@@ -72,12 +72,12 @@ def cmd_train(args) -> int:
     if args.epochs is not None:
         changes["epochs"] = args.epochs
     if args.progressive is not None:
-        from effscale.progressive import Progressive
+        from effscale.training.progressive import Progressive
 
         changes["progressive"] = Progressive.parse(args.progressive)
     recipe = recipe.replace(**changes) if changes else recipe
     _quiet()
-    from effscale.train import train_variant
+    from effscale.training.train import train_variant
 
     record = train_variant(genotype, args.variant, dataset=args.dataset, recipe=recipe, strategy=args.strategy,
                            out_dir=args.out, verbose=args.verbose, log_dir=args.log_dir,
@@ -88,7 +88,7 @@ def cmd_train(args) -> int:
     if args.json:
         print(json.dumps({k: v for k, v in record.items() if k != "history"}, indent=2, sort_keys=True))
     elif not args.verbose:  # train_variant prints the summary line itself when verbose
-        from effscale.evaluate import summary_line
+        from effscale.training.evaluate import summary_line
 
         print(f"{args.out}: {summary_line(record)}, {record['epochs_done']} epochs")
     return 0
@@ -98,7 +98,7 @@ def cmd_evaluate(args) -> int:
     if not os.path.exists(args.model):
         raise UserError(f"{args.model!r} does not exist: expected a training output folder or a .keras file")
     _quiet()
-    from effscale.evaluate import evaluate_model, summary_line
+    from effscale.training.evaluate import evaluate_model, summary_line
 
     result = evaluate_model(args.model, dataset=args.dataset, data_dir=args.data_dir, batch_size=args.batch_size,
                             split=args.split, latency_runs=args.latency_runs,
@@ -115,8 +115,8 @@ def add_skip_corrupt_images(parser) -> None:
 
 def register(commands) -> None:
     """Add ``train`` and ``evaluate`` to the ``effscale`` sub-commands."""
-    from effscale.data import SOURCES_HELP
-    from effscale.strategy import MIXED_PRECISION_MODES, STRATEGIES
+    from effscale.data.pipeline import SOURCES_HELP
+    from effscale.training.strategy import MIXED_PRECISION_MODES, STRATEGIES
 
     train = commands.add_parser("train", help="train a variant with tf.distribute (resumable)")
     train.add_argument("genotype", help="registered name, genotype string or JSON file")
@@ -132,7 +132,7 @@ def register(commands) -> None:
     train.add_argument("--cpu-replicas", type=_positive_int, metavar="N",
                        help="mirrored on a machine without GPUs: split the CPU into N replicas")
     train.add_argument("--mixed-precision", default="auto", choices=MIXED_PRECISION_MODES)
-    train.add_argument("--recipe", help="recipe JSON file (effscale.recipe.Recipe fields)")
+    train.add_argument("--recipe", help="recipe JSON file (effscale.training.recipe.Recipe fields)")
     train.add_argument("--optimizer", choices=("rmsprop", "sgd", "adam"))
     train.add_argument("--learning-rate", type=float, help="per 256 images; scaled with the global batch")
     train.add_argument("--label-smoothing", type=float)

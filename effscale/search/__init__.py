@@ -8,8 +8,8 @@ One job per module: :mod:`~effscale.search.config` (SearchConfig, targets),
 trial does), :mod:`~effscale.search.tuner`, :mod:`~effscale.search.records` (trials.csv,
 pareto.csv, results), :mod:`~effscale.search.distributed` (chief / worker),
 :mod:`~effscale.search.run` (:func:`run_search`), the one-shot search
-(:mod:`~effscale.search.supernet`, :mod:`~effscale.search.differentiable`,
-:mod:`~effscale.search.one_shot`), tabular replay
+(:mod:`~effscale.search.oneshot.supernet`, :mod:`~effscale.search.oneshot.differentiable`,
+:mod:`~effscale.search.oneshot.task`), tabular replay
 (:mod:`~effscale.search.tabular`) and the oracles (:mod:`effscale.search.oracles`).
 
 :func:`run_search` is the Python entry point (``effscale search`` is its command line): it takes
@@ -39,7 +39,7 @@ killed worker does not stop the search.
 >>> run_search("tiny", oracle="annealing", project_dir="unused")
 Traceback (most recent call last):
 ...
-effscale.errors.UserError: unknown oracle 'annealing': expected one of evolution, reinforce, random, bayesian, bayesian-sampled, predictor, hyperband, differentiable
+effscale.common.errors.UserError: unknown oracle 'annealing': expected one of evolution, reinforce, random, bayesian, bayesian-sampled, predictor, hyperband, differentiable
 """
 
 from effscale.search.config import SearchConfig, parse_target

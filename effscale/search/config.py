@@ -8,7 +8,7 @@ them in one place; :meth:`SearchConfig.resolve` turns it into what a search runs
 >>> SearchConfig.from_dict({"trails": 3}, where="search")
 Traceback (most recent call last):
 ...
-effscale.errors.UserError: config key 'search.trails' is unknown: expected one of alpha, baseline, beta, constraint, cost, dataset, depth, epochs, latency, max_latency, max_macs, max_params, open_choices, options, oracle, oracle_options, prescreen, proxy, reevaluate_seeds, resolution, seed, seeds, stages, target, top_k, train_fraction, trials, width
+effscale.common.errors.UserError: config key 'search.trails' is unknown: expected one of alpha, baseline, beta, constraint, cost, dataset, depth, epochs, latency, max_latency, max_macs, max_params, open_choices, options, oracle, oracle_options, prescreen, proxy, reevaluate_seeds, resolution, seed, seeds, stages, target, top_k, train_fraction, trials, width
 >>> parse_target("400M")
 400000000.0
 """
@@ -22,7 +22,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from effscale.errors import UserError
+from effscale.common.errors import UserError
 
 _SUFFIXES = {"k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "B": 1e9, "ms": 1e-3, "us": 1e-6, "s": 1.0}
 DEFAULT_LATENCY = {"runs": 10, "warmup": 2, "threads": 1}
@@ -120,7 +120,7 @@ class SearchConfig:
     def __post_init__(self):
         from effscale.search.objectives import COST_KINDS, Limits, exponents
         from effscale.search.registry import check_oracle, check_oracle_options
-        from effscale.zoo import load_genotype
+        from effscale.model.zoo import load_genotype
 
         def put(key, value):
             object.__setattr__(self, key, value)
@@ -158,7 +158,7 @@ class SearchConfig:
             _integer("resolution", self.resolution, 0, "an integer")
             if not 8 <= self.resolution <= 1024:
                 raise option_error("resolution", f"resolution must be in 8..1024, got {self.resolution}")
-        from effscale.scaling import Variant
+        from effscale.model.scaling import Variant
 
         for key in ("width", "depth"):
             put(key, _number(key, getattr(self, key), optional=False))
@@ -219,7 +219,7 @@ class SearchConfig:
         key = "stages" if self.stages is not None else "options" if self.options else "open_choices"
         space = _checked(key, SearchSpace, genotype, open=self.open_choices, options=self.options, stages=self.stages)
         if self.oracle == "differentiable":
-            from effscale.search.differentiable import check_supported
+            from effscale.search.oneshot.differentiable import check_supported
 
             _checked("oracle", check_supported, space, self.cost)
 
@@ -230,8 +230,8 @@ class SearchConfig:
         >>> SearchConfig.from_dict(SearchConfig("tiny", stages=(2,)).to_dict()) == SearchConfig("tiny", stages=(2,))
         True
         """
-        from effscale.genotype import Genotype
-        from effscale.io import plain_json
+        from effscale.model.genotype import Genotype
+        from effscale.common.io import plain_json
 
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         if isinstance(self.baseline, Genotype):
@@ -302,7 +302,7 @@ class SearchConfig:
         from effscale.search.objectives import Limits, Reward, analytic_costs
         from effscale.search.proxy import ProxySettings, read_proxy_file
         from effscale.search.space import SearchSpace
-        from effscale.zoo import load_genotype
+        from effscale.model.zoo import load_genotype
 
         genotype = load_genotype(self.baseline)
         resolution, width, fraction = self.resolution, self.width, self.train_fraction
@@ -349,8 +349,8 @@ class ResolvedSearch:
 
     @property
     def variant(self):
-        """The proxy :class:`~effscale.scaling.Variant` every candidate trains at."""
-        from effscale.scaling import Variant
+        """The proxy :class:`~effscale.model.scaling.Variant` every candidate trains at."""
+        from effscale.model.scaling import Variant
 
         return Variant.explicit(self.width, self.depth, self.resolution)
 
@@ -415,6 +415,6 @@ def saved_in_current_terms(saved: Mapping) -> dict:
 
 
 def _normalize(value):
-    from effscale.io import plain_json
+    from effscale.common.io import plain_json
 
     return plain_json(value)

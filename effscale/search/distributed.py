@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 
-from effscale.errors import UserError
+from effscale.common.errors import UserError
 
 DEFAULT_LOOPBACK = "127.0.0.1"
 

@@ -27,7 +27,7 @@ The trainings are the cost: each finished one is written atomically to
 >>> ProxyTask.parse("epocs=2")
 Traceback (most recent call last):
 ...
-effscale.errors.UserError: proxy setting 'epocs=2': unknown key 'epocs' (expected epochs, fraction, resolution, width, schedule)
+effscale.common.errors.UserError: proxy setting 'epocs=2': unknown key 'epocs' (expected epochs, fraction, resolution, width, schedule)
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from effscale.errors import UserError
-from effscale.io import plain_json, read_json, write_json
+from effscale.common.errors import UserError
+from effscale.common.io import plain_json, read_json, write_json
 from effscale.search.proxy import SCHEDULES, ProxySettings
-from effscale.stats import spearman
+from effscale.common.stats import spearman
 
 _KEYS = {"epochs": "epochs", "fraction": "train_fraction", "resolution": "resolution", "width": "width",
          "schedule": "schedule"}
@@ -182,7 +182,7 @@ def run_proxy_check(baseline="tiny", dataset: str = "digits", project_dir: str =
 
     ``shard`` ``"I/N"`` trains only architectures I, I + N, I + 2N, ... so N processes can share
     the work on one project dir (each writes the summary of what is finished when it ends)."""
-    from effscale.zoo import load_genotype
+    from effscale.model.zoo import load_genotype
     from effscale.search.run import check_project_dir
     from effscale.search.space import SearchSpace
 
@@ -299,7 +299,7 @@ class _Trainer:
 
         key = (task.resolution, task.train_fraction)
         if key not in self._data:
-            from effscale.data import load_data
+            from effscale.data.pipeline import load_data
 
             self._data[key] = load_data(self.dataset, resolution=task.resolution, batch_size=self.base.batch_size,
                                         seed=self.base.seed, train_fraction=task.train_fraction,
@@ -307,8 +307,8 @@ class _Trainer:
         return reshuffled(self._data[key], self.base.seed * 1000 + seed)
 
     def train(self, genotype: str, task: ProxyTask, seed: int) -> dict:
-        from effscale.genotype import Genotype
-        from effscale.scaling import Variant
+        from effscale.model.genotype import Genotype
+        from effscale.model.scaling import Variant
         from effscale.search.proxy import ProxyFailure, proxy_train
 
         data = self.data(task, seed)
@@ -369,7 +369,7 @@ def summarize(path: str, config: dict, tasks, threshold: float) -> dict:
     elif os.path.exists(proxy_path):
         os.unlink(proxy_path)  # an earlier, smaller check's recommendation no longer holds
     write_json(os.path.join(path, "proxy_check.json"), summary)
-    from effscale.io import write_text
+    from effscale.common.io import write_text
 
     write_text(os.path.join(path, "proxy_check.md"), format_table(summary) + "\n\n" + message + "\n")
     plot(summary, os.path.join(path, "proxy_vs_full.png"))
@@ -398,7 +398,7 @@ def plot(summary: dict, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from effscale.io import atomic_path
+    from effscale.common.io import atomic_path
 
     full = np.array([[np.nan if v is None else v for v in row] for row in summary["results"]["full"]["accuracy"]])
     proxies = [(n, r) for n, r in summary["results"].items() if not r["full"]]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from effscale.errors import UserError
+from effscale.common.errors import UserError
 
 
 def discrete_values(hp) -> tuple:

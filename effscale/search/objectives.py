@@ -24,11 +24,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from effscale.errors import UserError
-from effscale.scaling import Variant
+from effscale.common.errors import UserError
+from effscale.model.scaling import Variant
 
 if TYPE_CHECKING:
-    from effscale.genotype import Genotype
+    from effscale.model.genotype import Genotype
 
 COST_KINDS = ("macs", "params", "latency")
 CONSTRAINTS = {"soft": (-0.07, -0.07), "hard": (0.0, -1.0)}
@@ -184,7 +184,7 @@ OBJECTIVE = "reward"  # the metric every oracle maximizes
 def design_variant(genotype: Genotype) -> Variant:
     """The variant costs are counted at: the genotype itself, at its design resolution.
 
-    >>> from effscale.zoo import get_genotype
+    >>> from effscale.model.zoo import get_genotype
     >>> design_variant(get_genotype("efficientnet-b0")).spec
     'w=1,d=1,r=224'
     """
@@ -192,7 +192,7 @@ def design_variant(genotype: Genotype) -> Variant:
 
 
 def analytic_costs(genotype: Genotype, classes: int) -> dict:
-    from effscale.cost import cost
+    from effscale.model.cost import cost
 
     c = cost(genotype, design_variant(genotype), classes=classes)
     return {"macs": float(c.multiply_adds), "params": float(c.parameters)}

@@ -12,7 +12,7 @@ out of memory, raises :class:`ProxyFailure` with the reason; the search marks th
 >>> ProxySettings(optimizer="lamb")
 Traceback (most recent call last):
 ...
-effscale.errors.UserError: unknown optimizer 'lamb': expected one of sgd, adam, rmsprop
+effscale.common.errors.UserError: unknown optimizer 'lamb': expected one of sgd, adam, rmsprop
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from effscale.errors import UserError
-from effscale.io import JsonSettings
-from effscale.scaling import variant_spec
+from effscale.common.errors import UserError
+from effscale.common.io import JsonSettings
+from effscale.model.scaling import variant_spec
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 SCHEDULES = ("constant", "cosine")
@@ -41,7 +41,7 @@ class ProxySettings(JsonSettings):
     >>> ProxySettings.from_dict({"epoch": 2})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    effscale.errors.UserError: unknown proxy setting key(s) ['epoch']: expected some of [...]
+    effscale.common.errors.UserError: unknown proxy setting key(s) ['epoch']: expected some of [...]
     """
 
     _json_name = "proxy setting"
@@ -136,7 +136,7 @@ def proxy_train(genotype, variant, data, settings: ProxySettings = ProxySettings
     import keras
     import numpy as np
 
-    from effscale.builder import build
+    from effscale.model.builder import build
 
     epochs = settings.epochs if epochs is None else int(epochs)
     keras.utils.set_random_seed(settings.seed)
@@ -203,7 +203,7 @@ def write_proxy_file(path: str, settings: ProxySettings, resolution: int = 0, wi
     >>> task.settings.epochs, task.settings.schedule, task.resolution, task.train_fraction
     (2, 'cosine', 16, 0.5)
     """
-    from effscale.io import write_json
+    from effscale.common.io import write_json
 
     write_json(path, {"kind": PROXY_FILE_KIND, "settings": settings.to_dict(), "resolution": int(resolution),
                       "width": float(width), "train_fraction": float(train_fraction), "dataset": dataset,
@@ -212,7 +212,7 @@ def write_proxy_file(path: str, settings: ProxySettings, resolution: int = 0, wi
 
 def read_proxy_file(path) -> ProxyTaskFile:
     """Read and validate a proxy file; any problem is one :class:`UserError` naming the file."""
-    from effscale.io import read_json
+    from effscale.common.io import read_json
 
     try:
         data = read_json(path)

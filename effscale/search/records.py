@@ -11,9 +11,9 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from effscale.errors import UserError
-from effscale.genotype import Genotype
-from effscale.io import read_json, write_json, write_text
+from effscale.common.errors import UserError
+from effscale.model.genotype import Genotype
+from effscale.common.io import read_json, write_json, write_text
 from effscale.search.config import SearchRecord, saved_in_current_terms
 from effscale.search.objectives import OBJECTIVE, pareto_front
 from effscale.search.proxy import ProxySettings
@@ -172,7 +172,7 @@ def load_oracle(project_dir: str):
     >>> load_oracle("/nonexistent")
     Traceback (most recent call last):
     ...
-    effscale.errors.UserError: '/nonexistent' is not an effscale search project (no search.json)
+    effscale.common.errors.UserError: '/nonexistent' is not an effscale search project (no search.json)
     """
     path = os.path.join(os.fspath(project_dir), "search.json")
     if not os.path.isfile(path):
@@ -182,12 +182,12 @@ def load_oracle(project_dir: str):
     settings = ProxySettings.from_dict(config["proxy"])
 
     def load():
-        from effscale.data import load_data
+        from effscale.data.pipeline import load_data
 
         return load_data(config["dataset"], resolution=config["resolution"], batch_size=settings.batch_size,
                          shuffle_seed=settings.seed)
 
-    from effscale.scaling import Variant
+    from effscale.model.scaling import Variant
     from effscale.search.objectives import Reward, exact_cost_fn
 
     variant = Variant.explicit(config["width"], config["depth"], config["resolution"])

@@ -2,7 +2,7 @@
 the winner is chosen by the mean over seeds; when the best candidates are within noise of
 each other, the cheapest of them wins.
 
-"Within noise" (:func:`effscale.stats.within_noise`): the 95% t-interval of the mean
+"Within noise" (:func:`effscale.common.stats.within_noise`): the 95% t-interval of the mean
 per-seed difference from the best-by-mean candidate contains 0. Among the best and every
 candidate tied with it, the one with the lowest cost wins (ties in cost: the higher mean).
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from effscale.stats import mean_interval, within_noise
+from effscale.common.stats import mean_interval, within_noise
 
 
 def top_candidates(records: list[dict], k: int, key: str = "reward") -> list[dict]:
@@ -92,8 +92,8 @@ def run_reevaluation(path: str, records: list[dict], runner, top_k: int, seeds: 
     the winner to ``best_genotype.json`` and the verdict into ``search.json``."""
     import os
 
-    from effscale.genotype import Genotype
-    from effscale.io import read_json, write_json
+    from effscale.model.genotype import Genotype
+    from effscale.common.io import read_json, write_json
 
     top = top_candidates(records, top_k)
     cost_of = {r["genotype"]: r["cost"] for r in top}

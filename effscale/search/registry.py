@@ -9,7 +9,7 @@ line's choices and help, and :func:`make_oracle` all read it, so a new oracle is
 >>> check_oracle("annealing")
 Traceback (most recent call last):
 ...
-effscale.errors.UserError: unknown oracle 'annealing': expected one of evolution, reinforce, random, bayesian, bayesian-sampled, predictor, hyperband, differentiable
+effscale.common.errors.UserError: unknown oracle 'annealing': expected one of evolution, reinforce, random, bayesian, bayesian-sampled, predictor, hyperband, differentiable
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from effscale.errors import UserError
+from effscale.common.errors import UserError
 from effscale.search.objectives import OBJECTIVE
 
 SEED_SPREAD = 100_003
@@ -93,7 +93,7 @@ def check_oracle_options(name, options) -> None:
     >>> check_oracle_options("reinforce", {"population_size": 20})
     Traceback (most recent call last):
     ...
-    effscale.errors.UserError: oracle 'reinforce' has no option 'population_size': its options are learning_rate, entropy_weight, baseline_decay, failed_reward, normalize
+    effscale.common.errors.UserError: oracle 'reinforce' has no option 'population_size': its options are learning_rate, entropy_weight, baseline_decay, failed_reward, normalize
     """
     unknown = [key for key in options if key not in read_options(name, options)]
     if unknown:

@@ -8,9 +8,9 @@ import os
 import sys
 import time
 
-from effscale.errors import UserError
-from effscale.genotype import Genotype
-from effscale.io import read_json, write_json
+from effscale.common.errors import UserError
+from effscale.model.genotype import Genotype
+from effscale.common.io import read_json, write_json
 from effscale.search.config import SearchConfig
 from effscale.search.distributed import role as process_role, serve_chief
 from effscale.search.objectives import Reward, exact_cost_fn, pareto_front
@@ -81,7 +81,7 @@ def run_search(config=None, project_dir: str = "effscale-search", *, verbose: in
     >>> run_search(SearchConfig("tiny", trials=0), "unused")
     Traceback (most recent call last):
     ...
-    effscale.errors.UserError: trials must be a positive integer, got 0
+    effscale.common.errors.UserError: trials must be a positive integer, got 0
     """
     if isinstance(config, SearchConfig):
         config = dataclasses.replace(config, **options) if options else config
@@ -93,7 +93,7 @@ def run_search(config=None, project_dir: str = "effscale-search", *, verbose: in
         raise UserError(f"worker_timeout must be positive, got {worker_timeout!r}")
     resolved = config.resolve()
     if config.oracle == "differentiable" and role is not None:
-        from effscale.search.differentiable import check_supported
+        from effscale.search.oneshot.differentiable import check_supported
 
         check_supported(resolved.space, config.cost, distributed=True)
     space, reward, settings, record = resolved.space, resolved.reward, resolved.settings, resolved.record
@@ -120,11 +120,11 @@ def run_search(config=None, project_dir: str = "effscale-search", *, verbose: in
     elif not os.path.exists(config_path) and os.path.isdir(path) and os.listdir(path) and role != "worker" \
             and not damaged:
         raise UserError(f"project dir {project_dir!r} is not empty and is not an effscale search project")
-    from effscale.data import check_source
+    from effscale.data.pipeline import check_source
 
     check_source(dataset)
     if os.path.isdir(str(dataset)):  # every image decodes (or is skipped on request) before any trial
-        from effscale.preflight import check_dataset
+        from effscale.common.preflight import check_dataset
 
         check_dataset(str(dataset))
 
@@ -163,7 +163,7 @@ def run_search(config=None, project_dir: str = "effscale-search", *, verbose: in
         runner.extra_metrics = lambda values: proxy_score_of(keras_oracle, values)
     keras_oracle.verbose = 0
     if oracle == "differentiable":
-        from effscale.search.one_shot import OneShotTask, attach
+        from effscale.search.oneshot.task import OneShotTask, attach
 
         attach(keras_oracle, OneShotTask(space, reward, resolved.variant, settings, data,
                                          os.path.join(path, "supernet"), config.seed), verbose, stream)

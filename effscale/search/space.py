@@ -2,13 +2,13 @@
 
 Each stage of the reference is searched on its own (MnasNet, arXiv 1807.11626): all blocks of a
 stage share one block type (MBConv / Fused-MBConv / depthwise-separable / any registered in
-:mod:`effscale.block_types`), kernel, expand ratio, SE ratio and skip op, and the stage may have one block less or more than the reference and
+:mod:`effscale.model.block_types`), kernel, expand ratio, SE ratio and skip op, and the stage may have one block less or more than the reference and
 0.75x / 1x / 1.25x its output filters (rounded to 8). Strides, activations and the stem / head
 stay the reference's. Which choices are open, and their values, are configurable.
 
 The space is expressed as Keras Tuner ``HyperParameters`` named ``stage{i}/{choice}``; the expand
 ratio is a conditional hyperparameter, active only when the block type has an expansion (a
-depthwise-separable block has none). Values map to a :class:`~effscale.genotype.Genotype` and
+depthwise-separable block has none). Values map to a :class:`~effscale.model.genotype.Genotype` and
 back, and :attr:`SearchSpace.size` counts the distinct genotypes.
 
 >>> space = SearchSpace("tiny")
@@ -29,20 +29,20 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from effscale.block_types import block_type, names as block_names
+from effscale.model.block_types import block_type, names as block_names
 # The generic helpers over Keras Tuner HyperParameters, importable from here as before.
 from effscale.search.hp_values import discrete_values, mutate_values, neighbours, sample_values, space_size  # noqa: F401
-from effscale.errors import UserError
-from effscale.conventions import CONVENTIONS
-from effscale.genotype import Genotype, Stage
-from effscale.zoo import load_genotype
-from effscale.scaling import round_filters
+from effscale.common.errors import UserError
+from effscale.model.conventions import CONVENTIONS
+from effscale.model.genotype import Genotype, Stage
+from effscale.model.zoo import load_genotype
+from effscale.model.scaling import round_filters
 
 CHOICES = ("block", "kernel", "expand", "se", "skip", "repeats", "filters")
 
 # Default values of each choice. "repeats" are offsets from the reference's repeats and
 # "filters" multipliers of the reference's output filters; the rest are literal values. The
-# block choices default to every registered block type (effscale.block_types.names()).
+# block choices default to every registered block type (effscale.model.block_types.names()).
 DEFAULT_OPTIONS: dict[str, tuple] = {
     "kernel": (3, 5),
     "expand": (1, 3, 4, 6),

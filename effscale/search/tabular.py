@@ -11,7 +11,7 @@ A candidate that is in the sub-space but was not recorded gets the *nearest* rec
 one with the fewest differing hyperparameter values over the space's active hyperparameters
 (ties go to the smallest key, so lookups are deterministic and independent of the row order).
 A candidate outside the sub-space, or any unrecorded one with ``nearest=False``, raises
-:class:`NotInTable` (a :class:`~effscale.errors.UserError`) whose one-line message names its key.
+:class:`NotInTable` (a :class:`~effscale.common.errors.UserError`) whose one-line message names its key.
 
 >>> space = SearchSpace("tiny", open=("kernel",), stages=(2, 3))
 >>> rows = [{"values": {"stage2/kernel": k2, "stage3/kernel": k3}, "accuracy": acc, "macs": macs}
@@ -38,9 +38,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from effscale.errors import UserError
-from effscale.genotype import Genotype
-from effscale.zoo import load_genotype
+from effscale.common.errors import UserError
+from effscale.model.genotype import Genotype
+from effscale.model.zoo import load_genotype
 from effscale.search.objectives import Reward
 from effscale.search.space import SearchSpace
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 import os
 
-from effscale.genotype import Genotype
-from effscale.scaling import Variant
+from effscale.model.genotype import Genotype
+from effscale.model.scaling import Variant
 from effscale.search.objectives import OBJECTIVE, Limits, Reward, analytic_costs, design_variant
 from effscale.search.proxy import ProxySettings
 from effscale.search.space import SearchSpace
@@ -43,7 +43,7 @@ class TrialRunner:
     @property
     def data(self):
         if self._data is None:
-            from effscale.data import load_data
+            from effscale.data.pipeline import load_data
 
             self._data = load_data(self.dataset, resolution=self.resolution, batch_size=self.settings.batch_size,
                                    shuffle_seed=self.settings.seed,  # the splits stay those of every run
@@ -57,7 +57,7 @@ class TrialRunner:
         when it already did, so a killed trial or stage loses no finished training."""
         import dataclasses
 
-        from effscale.io import read_json, write_json
+        from effscale.common.io import read_json, write_json
         from effscale.search.proxy import proxy_train, reshuffled
 
         epochs = int(epochs or self.settings.epochs)
@@ -161,7 +161,7 @@ def SearchHyperModel(space: SearchSpace, classes: int, variant: str | None = Non
     reward = reward or Reward("macs", analytic_costs(space.reference, classes)["macs"])
     limits = limits or Limits()
     if settings.schedule != "constant" and not steps_per_epoch:
-        from effscale.errors import UserError
+        from effscale.common.errors import UserError
 
         raise UserError(f"the {settings.schedule} schedule needs steps_per_epoch= (batches per epoch), "
                         "or use ProxySettings(schedule='constant')")
@@ -179,7 +179,7 @@ def SearchHyperModel(space: SearchSpace, classes: int, variant: str | None = Non
             return self.space.to_genotype(hp.values)
 
         def build(self, hp):
-            from effscale.builder import build
+            from effscale.model.builder import build
 
             genotype = self.space.declare(hp)
             model = build(genotype, self.variant or design_variant(genotype), classes=self.classes,
@@ -193,7 +193,7 @@ def SearchHyperModel(space: SearchSpace, classes: int, variant: str | None = Non
             costs = analytic_costs(genotype, self.classes)
             if self.reward.cost == "latency" or self.limits.needs_latency:
                 from effscale.latency import measure_latency
-                from effscale.builder import build
+                from effscale.model.builder import build
 
                 costs["latency"] = measure_latency(build(genotype, design_variant(genotype), classes=self.classes))
             violation = self.limits.violation(costs)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-from effscale.interrupt import reraise_if_interrupted
-from effscale.io import write_json
+from effscale.common.interrupt import reraise_if_interrupted
+from effscale.common.io import write_json
 from effscale.search.distributed import Heartbeat
 from effscale.search.proxy import ProxyFailure
 from effscale.search.trial import Rejected, TrialRunner

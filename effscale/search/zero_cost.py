@@ -15,14 +15,14 @@ Every proxy returns a float where higher means "predicted to train better":
   code is the sign pattern (> 0) of the input of every activation layer (swish / relu);
   ``K[i, j]`` counts the units where images i and j agree; score = ``log|det K|`` (slogdet).
 * ``params`` and ``macs``: the parameter and multiply-add counts of the candidate at the
-  variant (:func:`effscale.cost.cost`), the plain baselines every proxy should beat (ZiCo).
+  variant (:func:`effscale.model.cost.cost`), the plain baselines every proxy should beat (ZiCo).
 
 Weights are initialized after ``keras.utils.set_random_seed(seed)``, dropout and drop-connect
 are off, so a score is a function of (genotype, variant, classes, seed, batch).
 
 >>> parse_prescreen("synflow:20")
 ('synflow', 20)
->>> from effscale.cost import cost
+>>> from effscale.model.cost import cost
 >>> score("tiny", "macs", None, "w=0.5,d=1,r=16", classes=10) == cost("tiny", "w=0.5,d=1,r=16", 10).multiply_adds
 True
 """
@@ -34,10 +34,10 @@ import re
 
 import numpy as np
 
-from effscale.errors import UserError
-from effscale.scaling import variant_spec
-from effscale.zoo import load_genotype
-from effscale.variants import resolve_variant
+from effscale.common.errors import UserError
+from effscale.model.scaling import variant_spec
+from effscale.model.zoo import load_genotype
+from effscale.model.variants import resolve_variant
 
 PROXIES = ("synflow", "grad_norm", "naswot", "params", "macs")
 _NEEDS_BATCH = ("grad_norm", "naswot")
@@ -52,11 +52,11 @@ def parse_prescreen(text) -> tuple[str, int]:
     >>> parse_prescreen("flops:5")
     Traceback (most recent call last):
     ...
-    effscale.errors.UserError: prescreen 'flops:5': unknown proxy 'flops', expected one of synflow, grad_norm, naswot, params, macs or reward (predicted accuracy with the exact cost)
+    effscale.common.errors.UserError: prescreen 'flops:5': unknown proxy 'flops', expected one of synflow, grad_norm, naswot, params, macs or reward (predicted accuracy with the exact cost)
     >>> parse_prescreen("synflow")
     Traceback (most recent call last):
     ...
-    effscale.errors.UserError: prescreen 'synflow': expected PROXY:N, e.g. synflow:20 (N candidates scored per trial)
+    effscale.common.errors.UserError: prescreen 'synflow': expected PROXY:N, e.g. synflow:20 (N candidates scored per trial)
     """
     match = re.fullmatch(r"\s*([A-Za-z_]+)\s*:\s*([0-9]+)\s*", str(text))
     if not match:
@@ -71,12 +71,12 @@ def parse_prescreen(text) -> tuple[str, int]:
 
 
 def first_batch(data, seed: int = 0):
-    """One fixed minibatch ``(images, labels)`` (numpy) of a :class:`~effscale.data.DataSplits`:
+    """One fixed minibatch ``(images, labels)`` (numpy) of a :class:`~effscale.data.pipeline.DataSplits`:
     the first batch of its validation split, which has a fixed order and no augmentation (the
     training split reshuffles on every pass, so its "first" batch depends on history).
     ``seed`` > 0 takes a seeded permutation of that batch's images instead of their order.
 
-    >>> from effscale.data import load_data
+    >>> from effscale.data.pipeline import load_data
     >>> images, labels = first_batch(load_data("digits", resolution=8, batch_size=4))
     >>> images.shape, labels.shape
     ((4, 8, 8, 3), (4,))
@@ -96,7 +96,7 @@ def score(genotype, proxy: str, batch, variant, classes: int, seed: int = 0) -> 
     if proxy not in PROXIES:
         raise UserError(f"unknown proxy {proxy!r}: expected one of {', '.join(PROXIES)}")
     if proxy in ("params", "macs"):
-        from effscale.cost import cost
+        from effscale.model.cost import cost
 
         counted = cost(genotype, variant, classes=classes)
         return float(counted.parameters if proxy == "params" else counted.multiply_adds)
@@ -164,7 +164,7 @@ def _check_batch(batch):
 def _build(genotype, variant, classes, seed, **kwargs):
     import keras
 
-    from effscale.builder import build
+    from effscale.model.builder import build
 
     keras.utils.set_random_seed(seed)
     return build(genotype, variant, classes=classes, classifier_activation=None, dropout=0.0, drop_connect=0.0,

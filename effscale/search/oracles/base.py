@@ -2,7 +2,7 @@
 
 keras-tuner writes ``oracle.json`` and ``trial_*/trial.json`` in place (``utils.save_json``), so a
 kill in the middle of a write can leave a truncated file that does not reload. Oracles that mix
-in :class:`AtomicStateMixin` write every state file through :mod:`effscale.io` (temporary file +
+in :class:`AtomicStateMixin` write every state file through :mod:`effscale.common.io` (temporary file +
 ``os.replace``) and, on reload, survive a truncated file written by anything else:
 
 * an unreadable ``trial.json`` becomes a FAILED trial with the same id (its id is never reused);
@@ -19,7 +19,7 @@ import glob
 import os
 import sys
 
-from effscale.io import plain_json, read_json, write_json
+from effscale.common.io import plain_json, read_json, write_json
 
 
 class AtomicStateMixin:

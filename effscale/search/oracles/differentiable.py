@@ -9,7 +9,7 @@ so a resumed search does not search again.
 
 The oracle needs the data and the proxy variant to search, which it does not own: the caller
 gives it a ``search_fn(options) -> list of value dicts, best first`` (``run_search`` does this
-with :func:`effscale.search.differentiable.run_differentiable_search`).
+with :func:`effscale.search.oneshot.differentiable.run_differentiable_search`).
 
 >>> import keras_tuner
 >>> from effscale.search.space import SearchSpace
@@ -28,7 +28,7 @@ from __future__ import annotations
 import keras_tuner
 from effscale.search import _keras_tuner as trial_module
 
-from effscale.errors import UserError
+from effscale.common.errors import UserError
 from effscale.search.oracles.base import AtomicStateMixin, jsonable
 
 

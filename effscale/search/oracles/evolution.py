@@ -31,7 +31,7 @@ import numpy as np
 import keras_tuner
 from effscale.search import _keras_tuner as trial_module
 
-from effscale.errors import UserError
+from effscale.common.errors import UserError
 from effscale.search.oracles.base import AtomicStateMixin, jsonable
 from effscale.search.oracles.prescreen import PrescreenMixin, distinct_candidates
 from effscale.search.space import mutate_values, sample_values

@@ -37,7 +37,7 @@ import numpy as np
 import keras_tuner
 from effscale.search import _keras_tuner as trial_module
 
-from effscale.errors import UserError
+from effscale.common.errors import UserError
 from effscale.search.oracles.base import AtomicStateMixin, finished_trials, jsonable
 from effscale.search.space import discrete_values, neighbours, sample_values
 

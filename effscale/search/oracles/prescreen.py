@@ -26,7 +26,7 @@ import numpy as np
 
 from effscale.search import _keras_tuner as trial_module
 
-from effscale.errors import UserError
+from effscale.common.errors import UserError
 from effscale.search.oracles.base import atomic_builtin_oracle, finished_trials, jsonable
 
 

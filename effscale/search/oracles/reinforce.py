@@ -30,7 +30,7 @@ import numpy as np
 import keras_tuner
 from effscale.search import _keras_tuner as trial_module
 
-from effscale.errors import UserError
+from effscale.common.errors import UserError
 from effscale.search.oracles.base import AtomicStateMixin, jsonable
 from effscale.search.space import discrete_values, sample_values
 

@@ -1,0 +1,1 @@
+"""What every stage shares: user errors, atomic writes and JSON, the console, interrupts, preflight checks, statistics."""

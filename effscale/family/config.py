@@ -1,0 +1,338 @@
+"""The family pipeline's configuration: typed sections, read from YAML or TOML, validated strictly.
+
+Every key is checked before any work starts; an unknown key, a wrong type or a missing
+dataset raises :class:`~effscale.common.errors.UserError` naming the key by its dotted path.
+
+>>> config = FamilyConfig.from_dict({"dataset": "digits", "search": {"trials": 4}})
+>>> config.search.trials, config.search.oracle, config.training.epochs
+(4, 'evolution', 10)
+>>> FamilyConfig.from_dict({"dataset": "digits", "search": {"trails": 4}})
+Traceback (most recent call last):
+...
+effscale.common.errors.UserError: config key 'search.trails' is unknown: expected one of alpha, beta, constraint, cost, depth, enabled, epochs, latency, max_latency, max_macs, max_params, open_choices, options, oracle, oracle_options, prescreen, proxy, reevaluate_seeds, resolution, seed, seeds, stages, target, top_k, train_fraction, trials, width
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import typing
+from dataclasses import dataclass, field
+
+from effscale.common.errors import UserError
+from effscale.search.config import SearchConfig, option_error
+
+COSTS = ("macs", "params", "latency")
+
+
+@dataclass(frozen=True)
+class FamilySearchConfig(SearchConfig):
+    """The search section (step 0 of the paper): every :class:`effscale.search.SearchConfig`
+    option by its own name, validated by it, plus ``enabled``; ``baseline`` and ``dataset`` are
+    the config's top-level keys. Family defaults: 8 trials of 2 epochs, target 2e6."""
+
+    trials: int = 8
+    epochs: int = 2
+    target: float | None = 2e6       # in units of ``cost``: multiply-adds, parameters or seconds
+    enabled: bool = True
+
+    def __post_init__(self):
+        if not isinstance(self.enabled, bool):
+            raise option_error("enabled", f"enabled must be true or false, got {self.enabled!r}")
+        super().__post_init__()
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [key for key in super().keys() if key not in ("baseline", "dataset")]
+
+    @classmethod
+    def from_dict(cls, data, where: str | None = "search", baseline="tiny", dataset="digits"):
+        """The section as a config file holds it, for the run's ``baseline`` and ``dataset``."""
+        if isinstance(data, dict):
+            for key in ("baseline", "dataset"):
+                if key in data:
+                    raise UserError(f"config key '{where}.{key}' is set by the top-level key {key!r}")
+            data = dict(data)
+            if data.get("resolution") == 0:  # older configs' "the baseline's own"
+                data["resolution"] = None
+            if data.get("proxy") == "":      # older configs' "no proxy file"
+                data["proxy"] = None
+        return super().from_dict(data, where, baseline=baseline, dataset=dataset)
+
+    def section(self) -> dict:
+        """The section's plain data (without the top-level baseline and dataset)."""
+        data = self.to_dict()
+        return {key: data[key] for key in self.keys()}
+
+    def search_config(self) -> SearchConfig:
+        """The :class:`effscale.search.SearchConfig` this section runs."""
+        return SearchConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(SearchConfig)})
+
+
+@dataclass(frozen=True)
+class CoefficientConfig:
+    """Compound coefficients alpha (depth), beta (width), gamma (resolution).
+
+    With ``search`` on, a Keras Tuner grid search at phi = 1 picks them on the proxy task
+    among the triples with alpha * beta^2 * gamma^2 within ``tolerance`` of 2 (paper step 1).
+    """
+
+    search: bool = False
+    alpha: float = 1.2
+    beta: float = 1.1
+    gamma: float = 1.15
+    grid_step: float = 0.05
+    tolerance: float = 0.1
+    max_trials: int = 6
+    epochs: int = 2
+
+    def check(self) -> None:
+        for key in ("alpha", "beta", "gamma"):
+            value = getattr(self, key)
+            if not 1.0 <= value <= 4.0:
+                raise UserError(f"config key 'coefficients.{key}' must be in 1..4, got {value}")
+        _positive("coefficients.grid_step", self.grid_step)
+        _positive("coefficients.tolerance", self.tolerance)
+        _at_least("coefficients.max_trials", self.max_trials, 1)
+        _at_least("coefficients.epochs", self.epochs, 1)
+
+
+@dataclass(frozen=True)
+class ScalingConfig:
+    """Which variants make the family: any spelling :func:`effscale.resolve_family` accepts.
+
+    ``base`` rescales the searched genotype first (e.g. ``w=0.5,d=0.5,r=32`` for small data);
+    family members then scale that base by their own width, depth and resolution.
+    """
+
+    family: str = "phi=0..2"
+    base: str = ""
+
+    def check(self) -> None:
+        if not isinstance(self.family, str) or not self.family.strip():
+            raise UserError("config key 'scaling.family' must be a non-empty family spec such as 'phi=0..2'")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int = 10
+    batch_size: int = 64
+    strategy: str = "auto"
+    mixed_precision: str = "auto"
+    augment: bool = False
+    recipe: dict = field(default_factory=dict)   # effscale.training.recipe.Recipe fields
+
+    def check(self) -> None:
+        _at_least("training.epochs", self.epochs, 1)
+        _at_least("training.batch_size", self.batch_size, 1)
+        _one_of("training.strategy", self.strategy, ("auto", "default", "mirrored", "multiworker", "tpu"))
+        _one_of("training.mixed_precision", self.mixed_precision, ("auto", "off"))
+
+
+@dataclass(frozen=True)
+class FamilyConfig:
+    """Everything one family run needs. ``dataset`` is required."""
+
+    dataset: str = ""
+    baseline: str = "tiny"
+    data_dir: str = ""
+    validation_fraction: float = 0.2
+    seed: int = 0
+    search: FamilySearchConfig = field(default_factory=FamilySearchConfig)
+    coefficients: CoefficientConfig = field(default_factory=CoefficientConfig)
+    scaling: ScalingConfig = field(default_factory=ScalingConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    # Points drawn beside the family in the report: name -> {multiply_adds: N, top1: 0..1}.
+    reference_points: dict = field(default_factory=dict)
+    # Also scale and train the un-searched baseline exactly like the searched one, so the
+    # report shows whether the search helped (no effect when the search is off).
+    reference_family: bool = True
+
+    def check(self) -> "FamilyConfig":
+        self._check_top_level()
+        if (self.search.baseline, self.search.dataset) != (self.baseline, self.dataset):
+            object.__setattr__(self, "search", FamilySearchConfig.from_dict(
+                self.search.section(), "search", baseline=self.baseline, dataset=self.dataset))
+        for section in (self.coefficients, self.scaling, self.training):
+            section.check()
+        for name, point in self.reference_points.items():
+            if not (isinstance(point, dict) and set(point) == {"multiply_adds", "top1"}
+                    and all(isinstance(v, (int, float)) and v >= 0 for v in point.values())):
+                raise UserError(f"config key 'reference_points.{name}' must be a mapping with numbers "
+                                "multiply_adds and top1 (0..1)")
+        self._check_scaling()
+        self._check_recipe()
+        return self
+
+    def _check_top_level(self) -> None:
+        if not isinstance(self.dataset, str) or not self.dataset.strip():
+            raise UserError("config key 'dataset' is missing: name a dataset ('digits', 'tfds:NAME' or a folder)")
+        if not 0 < self.validation_fraction < 1:
+            raise UserError(f"config key 'validation_fraction' must be in (0, 1), got {self.validation_fraction}")
+        from effscale.data.pipeline import check_source
+
+        try:
+            check_source(self.dataset, self.data_dir or None)
+        except UserError as error:
+            raise UserError(f"config key 'dataset': {error}") from None
+        from effscale.model.zoo import load_genotype
+
+        try:
+            load_genotype(self.baseline)
+        except UserError as error:
+            raise UserError(f"config key 'baseline': {error}") from None
+
+    def _check_scaling(self) -> None:
+        from effscale.model.zoo import load_genotype
+        from effscale.model.variants import resolve_family, resolve_variant
+
+        genotype = load_genotype(self.baseline)
+        try:
+            if self.scaling.base:
+                resolve_variant(self.scaling.base, genotype)
+        except UserError as error:
+            raise UserError(f"config key 'scaling.base': {error}") from None
+        try:
+            resolve_family(self.scaling.family, genotype)
+        except UserError as error:
+            raise UserError(f"config key 'scaling.family': {error}") from None
+
+    def _check_recipe(self) -> None:
+        if not self.training.recipe:
+            return
+        from effscale.training.recipe import Recipe
+
+        try:
+            Recipe.from_dict(dict(self.training.recipe))
+        except (UserError, TypeError, ValueError) as error:
+            raise UserError(f"config key 'training.recipe': {error}") from None
+
+    # -- plain-data forms --------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["search"] = self.search.section()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FamilyConfig":
+        if not isinstance(data, dict) or not isinstance(data.get("search", {}), dict):
+            return _build(cls, data, "").check()  # the one-line error naming what is not a mapping
+        rest = {key: value for key, value in data.items() if key != "search"}
+        config = _build(cls, rest, "")
+        config._check_top_level()
+        if "search" in data:
+            object.__setattr__(config, "search", FamilySearchConfig.from_dict(
+                data["search"], "search", baseline=config.baseline, dataset=config.dataset))
+        return config.check()
+
+    @classmethod
+    def load(cls, path: str, overrides: dict | None = None) -> "FamilyConfig":
+        """Read a YAML (.yaml/.yml) or TOML (.toml) file, apply dotted-key overrides, validate."""
+        data = read_config_file(path) if path else {}
+        for dotted, value in (overrides or {}).items():
+            set_dotted(data, dotted, value)
+        return cls.from_dict(data)
+
+
+def read_config_file(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise UserError(f"config file {path!r} does not exist")
+    extension = os.path.splitext(path)[1].lower()
+    try:
+        if extension in (".yaml", ".yml"):
+            import yaml
+
+            with open(path) as handle:
+                data = yaml.safe_load(handle)
+        elif extension == ".toml":
+            import tomllib
+
+            with open(path, "rb") as handle:
+                data = tomllib.load(handle)
+        elif extension == ".json":
+            with open(path) as handle:
+                data = json.load(handle)
+        else:
+            raise UserError(f"config file {path!r}: expected a .yaml, .yml, .toml or .json file")
+    except UserError:
+        raise
+    except Exception as error:  # the parsers' own error types differ; all mean "does not parse"
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"config file {path!r} does not parse: {message}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path!r} must hold a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def set_dotted(data: dict, dotted: str, value) -> None:
+    """Set ``a.b.c`` in a nested dict, creating sections on the way."""
+    keys = dotted.split(".")
+    for key in keys[:-1]:
+        data = data.setdefault(key, {})
+        if not isinstance(data, dict):
+            raise UserError(f"config key {dotted!r}: {key!r} is not a section")
+    data[keys[-1]] = value
+
+
+def _build(cls, data, path: str):
+    if not isinstance(data, dict):
+        raise UserError(f"config key {path or 'top level'!r} must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in data.items():
+        dotted = f"{path}.{key}" if path else str(key)
+        if key not in names:
+            raise UserError(f"config key {dotted!r} is unknown: expected one of {', '.join(sorted(names))}")
+        values[key] = _coerce(hints[key], value, dotted)
+    return cls(**values)
+
+
+def _coerce(kind, value, dotted: str):
+    if dataclasses.is_dataclass(kind):
+        return _build(kind, value, dotted)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif kind is float:
+        if isinstance(value, str):  # YAML reads 2e6 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return ";".join(value)  # a family given as a list of variant specs
+    elif kind is dict:
+        if isinstance(value, dict):
+            return dict(value)
+    else:  # pragma: no cover - every field type is listed above
+        raise TypeError(kind)
+    expected = {bool: "true or false", int: "an integer", float: "a number", str: "text", dict: "a mapping"}[kind]
+    raise UserError(f"config key {dotted!r} must be {expected}, got {value!r}")
+
+
+def _one_of(key: str, value, choices) -> None:
+    if value not in choices:
+        raise UserError(f"config key {key!r} is {value!r}: expected one of {', '.join(choices)}")
+
+
+def _positive(key: str, value) -> None:
+    if not value > 0:
+        raise UserError(f"config key {key!r} must be positive, got {value}")
+
+
+def _at_least(key: str, value, minimum: int) -> None:
+    if value < minimum:
+        raise UserError(f"config key {key!r} must be at least {minimum}, got {value}")
