@@ -107,3 +107,35 @@ def test_no_import_cycles_between_effscale_modules():
 def test_no_module_is_over_500_lines():
     long = {name: n for name, path in _modules().items() if (n := sum(1 for _ in open(path))) > MAX_LINES}
     assert not long, f"modules over {MAX_LINES} lines (split them by job): {long}"
+
+
+# The stages in the order a family run takes them; a module imports only its own stage and the
+# ones before it. `effscale/__init__.py` (the public API) sits above all of them.
+STAGE_ORDER = ("common", "model", "data", "latency", "export", "training", "search", "family", "cli")
+# Known exceptions, each with its reason; an entry here is a cut still to make.
+STAGE_EXCEPTIONS = {
+    # The dataset preflight check reads a data source's own check; it belongs with the data sources.
+    ("effscale.common.preflight", "effscale.data.pipeline"),
+}
+
+
+def _stage(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def test_a_stage_imports_only_the_stages_before_it():
+    backwards = []
+    for source, targets in import_graph().items():
+        for target in targets:
+            a, b = _stage(source), _stage(target)
+            if a is None or b is None or a == b or (source, target) in STAGE_EXCEPTIONS:
+                continue
+            if STAGE_ORDER.index(b) > STAGE_ORDER.index(a):
+                backwards.append(f"{source} -> {target}")
+    assert not backwards, "imports against the stage order " + " < ".join(STAGE_ORDER) + ":\n" + "\n".join(sorted(backwards))
+
+
+def test_the_stage_check_sees_a_backward_import():
+    assert STAGE_ORDER.index(_stage("effscale.training.train")) > STAGE_ORDER.index(_stage("effscale.model.cost"))
+    assert set(filter(None, map(_stage, import_graph()))) <= set(STAGE_ORDER)

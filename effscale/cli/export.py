@@ -58,7 +58,7 @@ def cmd_export(args) -> int:
     if args.samples < 1:
         raise UserError(f"--samples must be >= 1, got {args.samples}")
     _quiet()
-    from effscale.training.keras_file import load_keras_model
+    from effscale.model.keras_file import load_keras_model
 
     model = load_keras_model(path)
     sample = representative = None

@@ -206,7 +206,7 @@ def read_weights(source) -> tuple[dict, str]:
             raise UserError(f"{path!r} is a folder without model.keras: expected a .keras, .weights.h5 or .h5 file")
         path = candidate
     if path.endswith(".keras"):
-        from effscale.training.keras_file import load_keras_model
+        from effscale.model.keras_file import load_keras_model
 
         model = load_keras_model(path, "weights file")
         return read_weights(model)[0], "keras model file"

@@ -163,7 +163,7 @@ def measure_train_throughput(model, batch_size: int = 16, steps: int = 5, warmup
 
 def load_trained(model_dir: str):
     """(model, results record or None) of a training output folder."""
-    from effscale.training.keras_file import load_keras_model
+    from effscale.model.keras_file import load_keras_model
 
     path = os.path.join(model_dir, MODEL_FILE) if os.path.isdir(model_dir) else model_dir
     if not os.path.isfile(path):

@@ -174,7 +174,7 @@ def _resolve_base(base, variant, weights):
             if "genotype" in record and "variant" in record:
                 genotype = load_genotype(record["genotype"])
                 return genotype, _variant_from_record(record["variant"], genotype), weights or model_path, None
-    from effscale.training.keras_file import load_keras_model
+    from effscale.model.keras_file import load_keras_model
 
     model = load_keras_model(model_path)
     return None, None, weights, model
