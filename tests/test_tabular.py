@@ -298,20 +298,22 @@ def test_a_killed_study_resumes_and_keeps_every_finished_search(tmp_path):
     deadline = time.monotonic() + 300
     finished = []
     while time.monotonic() < deadline and process.poll() is None:
-        finished = sorted((out / "work").glob("study-*/*.json")) if (out / "work").exists() else []
+        finished = sorted((out / "work").glob("study-*/[!.]*.json")) if (out / "work").exists() else []
         if len(finished) >= 2:
             break
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL, "the study ended before it could be killed"
     assert not (out / "study.json").exists()
+    # A kill in the middle of a write leaves a hidden temporary file beside the finished runs.
     before = {path: (path.stat().st_mtime_ns, path.read_text()) for path in
-              (out / "work").glob("study-*/*.json")}
+              (out / "work").glob("study-*/[!.]*.json")}
     assert 2 <= len(before) < 24
 
     assert study.main(args) == 0
     after = {path: (path.stat().st_mtime_ns, path.read_text()) for path in (out / "work").glob("study-*/*.json")}
     assert len(after) == 24 and all(after[path] == before[path] for path in before)
+    assert not list((out / "work").glob("study-*/.tmp-*")), "the resume left a killed write's temporary file"
     resumed = json.loads((out / "study.json").read_text())
     assert resumed["resumed_runs"] == len(before)
     fresh = study.run_study(str(table), seeds=8, trials=30, oracles=("random", "evolution", "reinforce"))

@@ -209,6 +209,11 @@ class RunCache:
         text = json.dumps({"table": table, "trials": trials, "settings": settings}, sort_keys=True, default=str)
         self.fingerprint = hashlib.sha256(text.encode()).hexdigest()[:16]
         self.folder = os.path.join(folder, f"study-{self.fingerprint}") if folder else None
+        if self.folder and os.path.isdir(self.folder):
+            # A kill during a write leaves its temporary file; only the study writes here.
+            for name in os.listdir(self.folder):
+                if name.startswith(".tmp-"):
+                    os.unlink(os.path.join(self.folder, name))
 
     def _path(self, oracle: str, seed: int) -> str:
         return os.path.join(self.folder, f"{oracle}-seed{seed}.json")
