@@ -8,7 +8,9 @@ before anything else); search targets and stage lists through their parsers; and
 examples through the real ``effscale`` process.
 """
 
+import math
 import os
+import re
 import string
 import subprocess
 import sys
@@ -60,11 +62,25 @@ def run_cli(argv, capsys) -> int:
         code = cli.main(argv)
     except SystemExit as exit_:  # argparse's own usage errors
         code = exit_.code
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
     assert code in (0, 2), (argv, err)
     if code == 2:
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (argv, err)
-    return code
+        assert err.startswith(("effscale: error:", "usage:", "effscale")), (argv, err)
+    return code if code == 2 or argv[0] != "describe" else _described(argv, captured.out)
+
+
+# "parameters 329,517 (...)" for one model; a table row "... 198,529  0.002 G" per family member.
+PARAMETERS = re.compile(r"^parameters ([0-9,]+) |([0-9][0-9,]*)\s+[0-9.]+ G$", re.MULTILINE)
+
+
+def _described(argv, out: str) -> int:
+    """An accepted ``describe`` printed a model: a genotype line and a positive parameter count."""
+    assert out.startswith("genotype "), (argv, out)
+    counts = [int((match.group(1) or match.group(2)).replace(",", "")) for match in PARAMETERS.finditer(out)]
+    assert counts and all(count > 0 for count in counts), (argv, out)
+    return 0
 
 
 @FAST
@@ -113,9 +129,15 @@ def test_family_config_files(config, form):
     with open(path, "w") as handle:
         handle.write(text)
     try:
-        FamilyConfig.load(path)
-    except UserError:
-        pass
+        loaded = FamilyConfig.load(path)
+    except UserError as error:
+        message = str(error)
+        assert message and "\n" not in message and "Traceback" not in message, message
+        return
+    # Accepted: only a dictionary of known keys can be, and the loaded values are usable as read.
+    assert form != "garbage" or isinstance(config, dict)
+    assert isinstance(loaded.dataset, str) and loaded.dataset
+    assert int(loaded.search.trials) >= 1
 
 
 @FAST
@@ -123,9 +145,11 @@ def test_family_config_files(config, form):
                  st.text(max_size=12)))
 def test_search_targets(text):
     try:
-        assert parse_target(text) > 0
-    except UserError:
-        pass
+        target = parse_target(text)
+    except UserError as error:
+        assert "\n" not in str(error), str(error)
+        return
+    assert math.isfinite(target) and target > 0, (text, target)
 
 
 @FAST
