@@ -17,11 +17,31 @@ def test_spearman_and_intervals_equal_scipy():
         y[3] = y[5]  # a tie
         rho, n = spearman(x, y)
         assert n == 12 and rho == pytest.approx(scipy_stats.spearmanr(x, y).statistic)
+    # The hand table this replaced (two-sided 95%, to three decimals) still holds.
+    table = {1: 12.706, 2: 4.303, 5: 2.571, 10: 2.228, 20: 2.086, 30: 2.042}
+    for df, value in table.items():
+        assert round(t_quantile_975(df), 3) == value
     for df in (1, 2, 5, 30, 31, 60, 500):
-        assert t_quantile_975(df) == pytest.approx(scipy_stats.t.ppf(0.975, df), abs=1e-3)
+        assert t_quantile_975(df) == pytest.approx(scipy_stats.t.ppf(0.975, df), rel=1e-12)
     values = rng.normal(size=5)
     low, high = scipy_stats.t.interval(0.95, 4, loc=values.mean(), scale=scipy_stats.sem(values))
-    assert mean_interval(values) == pytest.approx((low, high), abs=1e-3)
+    assert mean_interval(values) == pytest.approx((low, high), rel=1e-12)
+
+
+def test_statistics_on_short_nan_and_constant_input():
+    import math
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no scipy ConstantInputWarning escapes
+        assert math.isnan(spearman([1, 2], [2, 1])[0]) and spearman([1, 2], [2, 1])[1] == 2
+        assert math.isnan(spearman([1, 2, 3], [4, 4, 4])[0])
+        rho, n = spearman([1, 2, float("nan"), 4, 5], [5, 4, 3, float("inf"), 1])
+        assert n == 3 and rho == pytest.approx(-1.0)
+        assert all(math.isnan(v) for v in mean_interval([0.5]))
+    with pytest.raises(ValueError, match="degrees of freedom"):
+        t_quantile_975(0)
+    assert within_noise([0.8], [0.8]) and not within_noise([0.8], [0.81])
+    assert within_noise([0.8, 0.81], [0.8, 0.81]) and not within_noise([0.8, 0.81], [0.79, 0.80])
 
 
 def _noisy(mu, sigma, rng, seeds):
