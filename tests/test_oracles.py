@@ -157,20 +157,23 @@ def test_resume_survives_truncated_state_files(tmp_path, name):
     read_json(os.path.join(tmp_path, "p", "oracle.json"))  # whole again
 
 
-def test_predictor_beats_random_search_on_the_stand_in():
-    """In memory (no state files): the predictor's proposals come from a model of the stand-in."""
+@pytest.mark.parametrize("acquisition", ["ucb", "thompson"])
+def test_predictor_beats_random_search_on_the_stand_in(acquisition):
+    """In memory (no state files): the predictor's proposals come from a model of the stand-in,
+    whichever acquisition ranks them."""
     class StandIn:
         def evaluate(self, values, reward=None):
             return {"reward": stand_in(values)}
 
-    def best(name, seed):
-        oracle = make_oracle(name, 30, SPACE.hyperparameters(), seed=seed)
+    def best(name, seed, **options):
+        oracle = make_oracle(name, 30, SPACE.hyperparameters(), seed=seed, **options)
         oracle.save, oracle._save_trial = (lambda: None), (lambda trial: None)
         return max(r["reward"] for r in run_oracle(oracle, StandIn(), 30))
 
-    predictor = [best("predictor", s) for s in range(3)]
+    predictor = [best("predictor", s, acquisition=acquisition) for s in range(3)]
     random = [best("random", s) for s in range(3)]
-    print(f"\nmean best reward, 30 trials: predictor {np.mean(predictor):.3f} random {np.mean(random):.3f}")
+    print(f"\nmean best reward, 30 trials: predictor ({acquisition}) {np.mean(predictor):.3f} "
+          f"random {np.mean(random):.3f}")
     assert np.mean(predictor) > np.mean(random) + 0.05 and all(p > r for p, r in zip(predictor, random))
 
 
@@ -235,5 +238,7 @@ def test_oracle_arguments_are_checked():
         PredictorOracle(objective=keras_tuner.Objective("reward", "max"), initial_points=1)
     with pytest.raises(UserError, match="exploration"):
         PredictorOracle(objective=keras_tuner.Objective("reward", "max"), exploration=-1)
+    with pytest.raises(UserError, match="acquisition"):
+        PredictorOracle(objective=keras_tuner.Objective("reward", "max"), acquisition="ei")
     with pytest.raises(UserError, match="candidates"):
         SampledBayesianOracle(objective=keras_tuner.Objective("reward", "max"), candidates=0)

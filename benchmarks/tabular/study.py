@@ -25,7 +25,8 @@ population 10, tournament 3 drawn with replacement; REINFORCE: learning rate 0.2
 normalized advantage, baseline decay 0.9, entropy 0.01; predictor: 10 random initial points,
 neighbours of the 10 best plus 100 random candidates, exploration 0.5; the ``bayesian`` row is
 the ``bayesian-sampled`` oracle: 10 random initial points, alpha 1e-4, beta 2.6, ``--candidates``
-sampled points per proposal, ``--gp-restarts`` GP-fit restarts). ``predictor+cost`` and the
+sampled points per proposal, ``--gp-restarts`` GP-fit restarts; ``predictor+thompson``: cost-aware with a
+Thompson-sample acquisition). ``predictor+cost``, ``predictor+thompson`` and the
 ``+reward`` prescreens know each candidate's cost exactly (its nearest row's multiply-adds, as
 the trial will be scored) and the table's reward; the prescreens score ``--prescreen-n``
 candidates per trial. The oracles' own state files are not written (a search is short and is
@@ -55,8 +56,8 @@ from effscale.common.io import read_json, write_json, write_text  # noqa: E402
 from effscale.common.stats import rankdata, spearman  # noqa: E402,F401 (rankdata: re-exported for callers)
 from effscale.search.tabular import TabularObjective, load_table, run_oracle  # noqa: E402
 
-ORACLES = ("random", "bayesian", "evolution", "reinforce", "predictor", "predictor+cost", "evolution+prescreen",
-           "evolution+reward", "random+reward")
+ORACLES = ("random", "bayesian", "evolution", "reinforce", "predictor", "predictor+cost", "predictor+thompson",
+           "evolution+prescreen", "evolution+reward", "random+reward")
 BUDGETS = (10, 25, 50, 100)
 PROXY_COLUMNS = ("synflow", "grad_norm", "naswot", "params", "macs")
 DEFAULT_TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "table.json")
@@ -134,9 +135,9 @@ def build_oracle(name: str, objective: TabularObjective, trials: int, seed: int,
         screen = PredictedReward(hp, cost_fn, objective.reward)
         oracle = make_oracle(name.split("+")[0], max_trials=trials, hyperparameters=hp, seed=seed,
                              prescreen=(screen, settings["prescreen_n"]))
-    elif name == "predictor+cost":
+    elif name in ("predictor+cost", "predictor+thompson"):
         oracle = make_oracle("predictor", max_trials=trials, hyperparameters=hp, seed=seed, cost_fn=cost_fn,
-                             reward=objective.reward)
+                             reward=objective.reward, acquisition="thompson" if name.endswith("thompson") else "ucb")
     elif name == "bayesian" and settings["bayesian_acquisition"] == "sampled":
         oracle = make_oracle("bayesian-sampled", max_trials=trials, hyperparameters=hp, seed=seed,
                              candidates=settings["candidates"], gp_restarts=settings["gp_restarts"])
@@ -316,7 +317,7 @@ def run_study(table, seeds: int = 20, trials: int = 100, oracles=ORACLES, worker
     settings = {"proxy": proxy, "prescreen_n": prescreen_n, "bayesian_acquisition": bayesian_acquisition,
                 "candidates": candidates, "gp_restarts": gp_restarts}
     # Longest first so that two workers finish together.
-    weight = {"bayesian": 0, "predictor+cost": 1, "evolution+reward": 1, "random+reward": 1,
+    weight = {"bayesian": 0, "predictor+cost": 1, "predictor+thompson": 1, "evolution+reward": 1, "random+reward": 1,
               "evolution+prescreen": 1}
     cache = RunCache(work, table, trials, settings)
     jobs, runs = [], []

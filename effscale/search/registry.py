@@ -129,7 +129,7 @@ def make_oracle(name: str, max_trials: int, hyperparameters, seed: int = 0, epoc
     ``learning_rate`` / ``entropy_weight`` / ``baseline_decay`` (reinforce),
     ``num_initial_points`` (bayesian, bayesian-sampled), ``candidates`` / ``gp_restarts`` / ``beta``
     (bayesian-sampled), ``initial_points`` / ``parents`` / ``random_candidates`` / ``exploration`` /
-    ``members`` / ``cost_fn`` / ``reward`` (predictor), ``factor`` (hyperband), ``supernet_epochs`` /
+    ``members`` / ``cost_fn`` / ``reward`` / ``acquisition`` (predictor), ``factor`` (hyperband), ``supernet_epochs`` /
     ``arch_learning_rate`` / ``cost_weight`` / ``warmup_epochs`` / ``temperature`` (differentiable).
     ``prescreen=(score_fn, n)`` (random and evolution only): each proposal scores n untried
     candidates with ``score_fn(list of values dicts) -> list of floats`` and proposes the
@@ -222,7 +222,7 @@ register_oracle("bayesian-sampled", _bayesian_sampled,
                 options=("num_initial_points", "candidates", "gp_restarts", "alpha", "beta"))
 register_oracle("predictor", _predictor, "predictor-guided local search (BANANAS-style), cost-aware",
                 options=("initial_points", "parents", "random_candidates", "exploration", "members", "cost_fn",
-                         "reward"))
+                         "reward", "acquisition"))
 register_oracle("hyperband", _hyperband, "Keras Tuner's Hyperband over proxy epochs", options=("factor",))
 register_oracle("differentiable", _differentiable, "one-shot supernet search (DARTS-style)",
                 options=("supernet_epochs", "arch_learning_rate", "cost_weight", "warmup_epochs", "temperature"))

@@ -8,9 +8,11 @@ After ``initial_points`` random trials, every proposal
 2. builds the candidates: every one-choice mutation of the ``parents`` best trials (the local
    search's neighbourhood, :func:`effscale.search.space.neighbours`) plus ``random_candidates``
    uniform samples, minus everything already tried;
-3. proposes the candidate with the highest upper confidence bound ``mean + exploration * std``
-   of the ensemble's predictions (White et al., BANANAS, arXiv 1910.11858, rank mutations of
-   the best architectures by an ensemble predictor; local search with a predictor is the
+3. proposes the best candidate by the acquisition: ``"ucb"``, the highest upper confidence
+   bound ``mean + exploration * std`` of the ensemble's predictions, or ``"thompson"``, the
+   highest prediction of one ensemble member drawn at random per proposal (a bootstrap Thompson
+   sample; White et al., BANANAS, arXiv 1910.11858, rank mutations of the best architectures by
+   an ensemble predictor and compare these acquisitions; local search with a predictor is the
    strongest simple baseline on tabular NAS benchmarks, White et al., arXiv 2005.02960).
 
 Cost-aware (``cost_fn`` and ``reward`` given, as ``run_search`` does for multiply-adds and
@@ -151,10 +153,20 @@ class RewardModel:
 
     def predict(self, values_list) -> tuple[np.ndarray, np.ndarray]:
         """Mean and standard deviation over the ensemble of each candidate's predicted reward."""
-        x = self.encoder.encode(values_list)
-        per_member = np.hstack([x, np.ones((len(x), 1))]) @ self.weights
-        factor = self.factor(values_list)
+        per_member, factor = self._per_member(values_list)
         return per_member.mean(axis=1) * factor, per_member.std(axis=1) * np.abs(factor)
+
+    def sample(self, values_list, member: int) -> np.ndarray:
+        """One ensemble member's predicted reward of each candidate (a Thompson sample)."""
+        per_member, factor = self._per_member(values_list)
+        return per_member[:, member] * factor
+
+    def _per_member(self, values_list):
+        x = self.encoder.encode(values_list)
+        return np.hstack([x, np.ones((len(x), 1))]) @ self.weights, self.factor(values_list)
+
+
+ACQUISITIONS = ("ucb", "thompson")
 
 
 class PredictorOracle(AtomicStateMixin, keras_tuner.Oracle):
@@ -164,7 +176,8 @@ class PredictorOracle(AtomicStateMixin, keras_tuner.Oracle):
         initial_points: random trials before the first fit (at least 2).
         parents: how many of the best finished trials the neighbourhood is built around.
         random_candidates: uniform samples added to the neighbourhood each proposal.
-        exploration: weight of the ensemble's standard deviation in the acquisition.
+        acquisition: ``"ucb"`` (mean + exploration * std) or ``"thompson"`` (one member's prediction).
+        exploration: weight of the ensemble's standard deviation in the UCB acquisition.
         members: ensemble size.
         cost_fn, reward: make the predictor cost-aware (both or neither).
         max_collisions: random draws tried before giving up when the space looks exhausted.
@@ -172,7 +185,8 @@ class PredictorOracle(AtomicStateMixin, keras_tuner.Oracle):
     """
 
     def __init__(self, objective=None, max_trials=20, initial_points=10, parents=10, random_candidates=100,
-                 exploration=0.5, members=16, cost_fn=None, reward=None, max_collisions=50, **kwargs):
+                 exploration=0.5, members=16, cost_fn=None, reward=None, max_collisions=50, acquisition="ucb",
+                 **kwargs):
         super().__init__(objective=objective, max_trials=max_trials, **kwargs)
         for name, value, low in (("initial_points", initial_points, 2), ("parents", parents, 1),
                                  ("random_candidates", random_candidates, 0), ("members", members, 2)):
@@ -180,6 +194,9 @@ class PredictorOracle(AtomicStateMixin, keras_tuner.Oracle):
                 raise UserError(f"{name} must be an integer >= {low}, got {value!r}")
         if not (isinstance(exploration, (int, float)) and math.isfinite(exploration) and exploration >= 0):
             raise UserError(f"exploration must be a non-negative number, got {exploration!r}")
+        if acquisition not in ACQUISITIONS:
+            raise UserError(f"acquisition must be one of {', '.join(ACQUISITIONS)}, got {acquisition!r}")
+        self.acquisition = acquisition
         self.initial_points, self.parents, self.random_candidates = initial_points, parents, random_candidates
         self.exploration, self.members, self.max_collisions = float(exploration), members, max_collisions
         self.cost_fn, self.reward = cost_fn, reward
@@ -214,8 +231,11 @@ class PredictorOracle(AtomicStateMixin, keras_tuner.Oracle):
             if pool:
                 model = RewardModel(self.hyperparameters, self.cost_fn, self.reward, self.members)
                 model.fit(finished, scores, seed=int(self._rng.integers(2**31)), memo=self._encoded)
-                mean, std = model.predict(pool)
-                best = int(np.argmax(mean + self.exploration * std))
+                if self.acquisition == "thompson":
+                    best = int(np.argmax(model.sample(pool, int(self._rng.integers(self.members)))))
+                else:
+                    mean, std = model.predict(pool)
+                    best = int(np.argmax(mean + self.exploration * std))
                 return {"status": trial_module.TrialStatus.RUNNING, "values": pool[best]}
         values = self._random()
         if values is None:
