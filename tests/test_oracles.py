@@ -42,8 +42,13 @@ def best_reward(oracle) -> float:
     return max(t.score for t in oracle.trials.values() if t.status == "COMPLETED")
 
 
+# What an oracle needs beyond its name to be more than a degenerate case: ASHA a ladder of rungs
+# (1, 2 and 4 epochs).
+LADDER = {"asha": {"epochs": 4, "eta": 2, "initial_points": 4}}
+
+
 def run(name, seed, directory, trials=60, scale=1.0, **options):
-    oracle = make_oracle(name, trials, SPACE.hyperparameters(), seed=seed, **options)
+    oracle = make_oracle(name, trials, SPACE.hyperparameters(), seed=seed, **{**LADDER.get(name, {}), **options})
     oracle.verbose = 0
     tuner = StandInTuner(oracle, directory, scale=scale)
     tuner.search()
@@ -104,14 +109,14 @@ def test_evolution_population_ages_and_never_holds_failed_trials(tmp_path):
 
 
 # The oracles effscale implements itself (the others are Keras Tuner's, tested upstream).
-OWN = ["evolution", "reinforce", "predictor", "bayesian-sampled"]
+OWN = ["evolution", "reinforce", "predictor", "asha", "bayesian-sampled"]
 
 
 @pytest.mark.parametrize("name", OWN)
 def test_state_round_trips_and_a_reloaded_oracle_proposes_the_same_next_candidates(tmp_path, name):
     oracle = run(name, 1, tmp_path / "a", trials=12)
     state = json.loads(json.dumps(oracle.get_state()))
-    twin = make_oracle(name, 16, SPACE.hyperparameters(), seed=1)
+    twin = make_oracle(name, 16, SPACE.hyperparameters(), seed=1, **LADDER.get(name, {}))
     twin._set_project_dir(str(tmp_path / "a"), "p")
     twin.trials = dict(oracle.trials)
     twin.set_state(state)
@@ -119,8 +124,11 @@ def test_state_round_trips_and_a_reloaded_oracle_proposes_the_same_next_candidat
         assert twin.population == oracle.population and len(twin.population) > 0
     elif name == "reinforce":
         assert twin.logits == oracle.logits and twin.baseline == oracle.baseline and twin.updates == 12
-    elif name == "predictor":
+    elif name in ("predictor", "asha"):
         assert twin._rng.bit_generator.state == oracle._rng.bit_generator.state
+        if name == "asha":
+            assert twin.rungs == oracle.rungs == (1, 2, 4)
+            assert {t.hyperparameters.values["tuner/rung"] for t in oracle.trials.values()} == {0, 1, 2}
     else:
         assert twin.num_initial_points == oracle.num_initial_points == 3  # past it: the GP proposes
         assert twin._random_state.get_state(legacy=False)["state"]["pos"] == \
@@ -141,7 +149,7 @@ def test_resume_survives_truncated_state_files(tmp_path, name):
             text = handle.read()
         with open(path, "w") as handle:
             handle.write(text[: len(text) // 2])
-    resumed = make_oracle(name, 12, SPACE.hyperparameters(), seed=2)
+    resumed = make_oracle(name, 12, SPACE.hyperparameters(), seed=2, **LADDER.get(name, {}))
     resumed.verbose = 0
     tuner = StandInTuner(resumed, tmp_path)
     assert len(resumed.repaired) == 2
@@ -195,7 +203,7 @@ def test_chief_serves_the_oracle_to_two_workers_over_grpc(name, tmp_path, monkey
                        ("KERASTUNER_TUNER_ID", "tuner0")):
         monkeypatch.setenv(key, value)
     options = {"predictor": {"initial_points": 4}, "bayesian-sampled": {"num_initial_points": 4},
-               "evolution": {"population_size": 4, "sample_size": 2}}.get(name, {})
+               "evolution": {"population_size": 4, "sample_size": 2}, **LADDER}.get(name, {})
     oracle = make_oracle(name, 12, SPACE.hyperparameters(), seed=7, **options)
     oracle._set_project_dir(str(tmp_path), "p")
     oracle.verbose = 0

@@ -11,13 +11,14 @@ from effscale.search import ORACLES, design_variant, run_search
 
 MICRO = "stem8_head32_res16_relu-mb_r1_k3_s2_e2_c8-mb_r1_k3_s2_e2_c16"
 TRIALS = {"evolution": 1, "reinforce": 1, "random": 1, "bayesian": 2, "bayesian-sampled": 2, "predictor": 3,
-          "hyperband": 3}
+          "hyperband": 3, "asha": 4}
 # (3-trial evolution and REINFORCE searches on digits also run in tests/test_search_cli.py.)
 # Bayesian (both): one random point, then the Gaussian process proposes. Predictor: two random
 # points (its minimum), then the fitted ensemble proposes. Hyperband: max 2 epochs, factor 2
-# -> two 1-epoch candidates, then the better one promoted to 2 epochs.
+# -> two 1-epoch candidates, then the better one promoted to 2 epochs. ASHA: rungs of 1 and 2
+# epochs (eta 2): two random 1-epoch candidates, the better promoted, then the predictor's pick.
 OPTIONS = {"bayesian": {"num_initial_points": 1}, "bayesian-sampled": {"num_initial_points": 1},
-           "predictor": {"initial_points": 2}, "hyperband": {"factor": 2}}
+           "predictor": {"initial_points": 2}, "hyperband": {"factor": 2}, "asha": {"initial_points": 2, "eta": 2}}
 
 
 def _rows(path):
@@ -28,7 +29,7 @@ def _rows(path):
 def test_each_oracle_runs_a_small_digits_search_and_returns_a_buildable_genotype(tmp_path):
     for oracle in [o for o in ORACLES if o != "differentiable"]:  # its own space: test_differentiable.py
         directory = tmp_path / oracle
-        epochs = 2 if oracle == "hyperband" else 1
+        epochs = 2 if oracle in ("hyperband", "asha") else 1
         result = run_search(MICRO, oracle=oracle, cost="macs", target=1e5, trials=TRIALS[oracle], epochs=epochs,
                             dataset="digits", project_dir=str(directory), seed=0, verbose=0,
                             oracle_options=OPTIONS.get(oracle))
@@ -46,11 +47,13 @@ def test_each_oracle_runs_a_small_digits_search_and_returns_a_buildable_genotype
         assert [r["trial_id"] for r in rows] == [t["trial_id"] for t in result.trials]
         pareto = _rows(directory / "pareto.csv")
         assert pareto and {r["trial_id"] for r in pareto} <= {r["trial_id"] for r in rows}
-        if oracle == "hyperband":
-            assert [t["epochs"] for t in result.trials] == [1, 1, 2]
+        if oracle in ("hyperband", "asha"):
+            assert [t["epochs"] for t in result.trials] == ([1, 1, 2] if oracle == "hyperband" else [1, 1, 2, 1])
             first_two = result.trials[:2]
             promoted = max(first_two, key=lambda t: t["reward"])
             assert result.trials[2]["genotype"] == promoted["genotype"]
+        if oracle == "asha":  # the predictor's new candidate is none of the ones trained before
+            assert result.trials[3]["genotype"] not in {t["genotype"] for t in result.trials[:3]}
 
 
 def test_hard_limits_fail_candidates_before_training_and_the_search_goes_on(tmp_path):

@@ -25,8 +25,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _command(directory, oracle):
     evolution = ["--population", "3", "--tournament", "2"] if oracle == "evolution" else []
+    epochs = "2" if oracle == "asha" else "1"  # ASHA: rungs of 1 and 2 epochs; its first trials train 1
     return [sys.executable, "-m", "effscale.cli", "search", "--baseline", MICRO, "--oracle", oracle,
-            "--cost", "macs", "--target", "100k", "--trials", "2", "--epochs", "1", "--dataset", "digits",
+            "--cost", "macs", "--target", "100k", "--trials", "2", "--epochs", epochs, "--dataset", "digits",
             "--project-dir", str(directory), "--seed", "5", *evolution]
 
 
@@ -56,7 +57,7 @@ def killed_and_resumed(tmp_path_factory):
     base = tmp_path_factory.mktemp("resume")
     import keras_tuner  # noqa: F401 - import TensorFlow now, not while the searches run
     runs = {}
-    for oracle in ("evolution", "reinforce", "predictor", "bayesian-sampled"):
+    for oracle in ("evolution", "reinforce", "predictor", "asha", "bayesian-sampled"):
         directory = base / oracle
         log = open(base / f"{oracle}-1.log", "w")
         runs[oracle] = {"dir": directory, "proc": subprocess.Popen(_command(directory, oracle), stdout=log,
@@ -148,7 +149,11 @@ def test_reloaded_oracle_state_equals_what_was_saved(killed_and_resumed):
     reloaded = bayesian["reloaded"]._random_state.get_state(legacy=False)
     assert reloaded["state"]["key"].tolist() == saved["state"]["key"]
     assert reloaded["state"]["pos"] == saved["state"]["pos"]
-    for run in (predictor, bayesian):
+    asha = killed_and_resumed["asha"]
+    assert asha["reloaded"]._rng.bit_generator.state == asha["saved"]["predictor"]["rng"]
+    assert asha["saved"]["halving"]["rungs"] == [1, 2] and asha["reloaded"].rungs == (1, 2)
+    assert [t.hyperparameters.values["tuner/epochs"] for t in asha["final"].trials.values()] == [1, 1]
+    for run in (predictor, asha, bayesian):
         assert len(run["final"].trials) == 2
 
 

@@ -39,7 +39,7 @@ killed worker does not stop the search.
 >>> run_search("tiny", oracle="annealing", project_dir="unused")
 Traceback (most recent call last):
 ...
-effscale.common.errors.UserError: unknown oracle 'annealing': expected one of evolution, reinforce, random, bayesian, bayesian-sampled, predictor, hyperband, differentiable
+effscale.common.errors.UserError: unknown oracle 'annealing': expected one of evolution, reinforce, random, bayesian, bayesian-sampled, predictor, asha, hyperband, differentiable
 """
 
 from effscale.search.config import SearchConfig, parse_target

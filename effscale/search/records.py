@@ -17,7 +17,7 @@ from effscale.common.io import read_json, write_json, write_text
 from effscale.search.config import SearchRecord, saved_in_current_terms
 from effscale.search.objectives import OBJECTIVE, pareto_front
 from effscale.search.proxy import ProxySettings
-from effscale.search.registry import make_oracle
+from effscale.search.registry import make_oracle, oracle_entry
 from effscale.search.space import SearchSpace
 from effscale.search.zero_cost import make_prescreen
 
@@ -195,7 +195,7 @@ def load_oracle(project_dir: str):
     reward = Reward.from_dict(config["reward"])
     cost_of = exact_cost_fn(space, reward, lambda: load().num_classes)
     screen = make_prescreen(config.get("prescreen"), space, variant, load, settings.seed, reward, cost_of)
-    cost_aware = {"cost_fn": cost_of, "reward": reward} if config["oracle"] == "predictor" and cost_of else {}
+    cost_aware = {"cost_fn": cost_of, "reward": reward} if oracle_entry(config["oracle"]).cost_aware and cost_of else {}
     oracle = make_oracle(config["oracle"], config["trials"], space.hyperparameters(), seed=config["seed"],
                          epochs=config["proxy"]["epochs"], prescreen=screen, **config.get("oracle_options", {}),
                          **cost_aware)

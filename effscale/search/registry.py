@@ -9,7 +9,7 @@ line's choices and help, and :func:`make_oracle` all read it, so a new oracle is
 >>> check_oracle("annealing")
 Traceback (most recent call last):
 ...
-effscale.common.errors.UserError: unknown oracle 'annealing': expected one of evolution, reinforce, random, bayesian, bayesian-sampled, predictor, hyperband, differentiable
+effscale.common.errors.UserError: unknown oracle 'annealing': expected one of evolution, reinforce, random, bayesian, bayesian-sampled, predictor, asha, hyperband, differentiable
 """
 
 from __future__ import annotations
@@ -29,24 +29,37 @@ class OracleEntry:
     the oracle; ``common`` holds the keyword arguments every ``keras_tuner.Oracle`` takes
     (objective, hyperparameters, seed, ...). ``prescreen``: whether it accepts a prescreen.
     ``options``: the option names ``build`` reads, so that a misspelt one is refused before a
-    search starts (None: not declared, anything is passed on)."""
+    search starts (None: not declared, anything is passed on). ``cost_aware``: ``build`` takes
+    ``cost_fn`` and ``reward`` options, which a search fills with each candidate's exact cost
+    (multiply-adds or parameters) and its reward."""
 
     name: str
     build: Callable
     summary: str
     prescreen: bool = False
     options: tuple[str, ...] | None = None
+    cost_aware: bool = False
 
 
 _REGISTRY: dict[str, OracleEntry] = {}
 
 
 def register_oracle(name: str, build: Callable, summary: str, prescreen: bool = False,
-                    options: Sequence[str] | None = None) -> OracleEntry:
+                    options: Sequence[str] | None = None, cost_aware: bool = False) -> OracleEntry:
     """Add an oracle under ``name`` (replacing one of the same name) and return its entry."""
-    entry = OracleEntry(name, build, summary, prescreen, None if options is None else tuple(options))
+    entry = OracleEntry(name, build, summary, prescreen, None if options is None else tuple(options), cost_aware)
     _REGISTRY[name] = entry
     return entry
+
+
+def oracle_entry(name: str) -> OracleEntry:
+    """The registered entry of ``name`` (UserError for an unknown one).
+
+    >>> oracle_entry("predictor").cost_aware, oracle_entry("evolution").cost_aware
+    (True, False)
+    """
+    check_oracle(name)
+    return _REGISTRY[name]
 
 
 def unregister_oracle(name: str) -> None:
@@ -129,7 +142,8 @@ def make_oracle(name: str, max_trials: int, hyperparameters, seed: int = 0, epoc
     ``learning_rate`` / ``entropy_weight`` / ``baseline_decay`` (reinforce),
     ``num_initial_points`` (bayesian, bayesian-sampled), ``candidates`` / ``gp_restarts`` / ``beta``
     (bayesian-sampled), ``initial_points`` / ``parents`` / ``random_candidates`` / ``exploration`` /
-    ``members`` / ``cost_fn`` / ``reward`` / ``acquisition`` (predictor), ``factor`` (hyperband), ``supernet_epochs`` /
+    ``members`` / ``cost_fn`` / ``reward`` / ``acquisition`` (predictor; asha too, with ``max_epochs``
+    (default ``epochs``) / ``eta`` / ``min_epochs``), ``factor`` (hyperband), ``supernet_epochs`` /
     ``arch_learning_rate`` / ``cost_weight`` / ``warmup_epochs`` / ``temperature`` (differentiable).
     ``prescreen=(score_fn, n)`` (random and evolution only): each proposal scores n untried
     candidates with ``score_fn(list of values dicts) -> list of floats`` and proposes the
@@ -195,6 +209,12 @@ def _predictor(max_trials, common, epochs, prescreen, options):
     return PredictorOracle(max_trials=max_trials, **options, **common)
 
 
+def _asha(max_trials, common, epochs, prescreen, options):
+    from effscale.search.oracles import SuccessiveHalvingOracle
+
+    return SuccessiveHalvingOracle(max_trials=max_trials, **{"max_epochs": max(1, epochs), **options}, **common)
+
+
 def _hyperband(max_trials, common, epochs, prescreen, options):
     from effscale.search.oracles import atomic_builtin_oracle
 
@@ -220,9 +240,13 @@ register_oracle("bayesian", _bayesian, "Keras Tuner's Gaussian-process Bayesian 
 register_oracle("bayesian-sampled", _bayesian_sampled,
                 "the same GP-UCB scored over sampled points, never a tried point (fast at 1,000 trials)",
                 options=("num_initial_points", "candidates", "gp_restarts", "alpha", "beta"))
+_PREDICTOR_OPTIONS = ("initial_points", "parents", "random_candidates", "exploration", "members", "cost_fn",
+                      "reward", "acquisition")
 register_oracle("predictor", _predictor, "predictor-guided local search (BANANAS-style), cost-aware",
-                options=("initial_points", "parents", "random_candidates", "exploration", "members", "cost_fn",
-                         "reward", "acquisition"))
+                options=_PREDICTOR_OPTIONS, cost_aware=True)
+register_oracle("asha", _asha, "multi-fidelity: successive halving over epochs up to --epochs (ASHA), new "
+                "candidates from the cost-aware predictor (BOHB-style)",
+                options=_PREDICTOR_OPTIONS + ("max_epochs", "eta", "min_epochs"), cost_aware=True)
 register_oracle("hyperband", _hyperband, "Keras Tuner's Hyperband over proxy epochs", options=("factor",))
 register_oracle("differentiable", _differentiable, "one-shot supernet search (DARTS-style)",
                 options=("supernet_epochs", "arch_learning_rate", "cost_weight", "warmup_epochs", "temperature"))

@@ -16,7 +16,7 @@ from effscale.search.distributed import role as process_role, serve_chief
 from effscale.search.objectives import Reward, exact_cost_fn, pareto_front
 from effscale.search.records import (TUNER_FOLDER, SearchResult, best_record, load_trials, trial_records,
                                      write_outputs, write_prescreen)
-from effscale.search.registry import make_oracle
+from effscale.search.registry import make_oracle, oracle_entry
 from effscale.search.trial import TrialRunner
 from effscale.search.tuner import make_tuner_class
 from effscale.search.zero_cost import make_prescreen
@@ -140,7 +140,7 @@ def run_search(config=None, project_dir: str = "effscale-search", *, verbose: in
 
     cost_of = exact_cost_fn(space, reward, lambda: data().num_classes)
     screen = make_prescreen(prescreen, space, resolved.variant, data, settings.seed, reward, cost_of)
-    cost_aware = {"cost_fn": cost_of, "reward": reward} if oracle == "predictor" and cost_of else {}
+    cost_aware = {"cost_fn": cost_of, "reward": reward} if oracle_entry(oracle).cost_aware and cost_of else {}
     keras_oracle = make_oracle(oracle, config.trials, space.hyperparameters(), seed=config.seed,
                                epochs=settings.epochs, prescreen=screen, **config.oracle_options, **cost_aware)
     # -- from here on the project dir is written --------------------------------------------------

@@ -206,10 +206,15 @@ class PredictorOracle(AtomicStateMixin, keras_tuner.Oracle):
         self._encoded: dict = {}  # the finished trials' feature rows, encoded once
 
     # -- search ------------------------------------------------------------------------------
+    def _tried(self, values) -> bool:
+        """Whether ``values`` (an architecture) was proposed before; subclasses that add keys
+        such as ``tuner/epochs`` to a trial redefine what "the same candidate" means."""
+        return self._compute_values_hash(values) in self._tried_so_far
+
     def _random(self):
         for _ in range(self.max_collisions):
             values = sample_values(self.hyperparameters, self._rng)
-            if not self._duplicate(values):
+            if not self._tried(values):
                 return values
         return self._random_values()  # keras-tuner's own: None when the space looks exhausted
 
@@ -221,25 +226,32 @@ class PredictorOracle(AtomicStateMixin, keras_tuner.Oracle):
         seen, out = set(), []
         for values in pool:
             digest = self._compute_values_hash(values)
-            if digest not in seen and digest not in self._tried_so_far:
+            if digest not in seen and not self._tried(values):
                 seen.add(digest)
                 out.append(values)
         return out
 
+    def propose(self, finished: list[dict], scores: list[float], memo: dict | None = None) -> dict | None:
+        """The model's pick among :meth:`candidates` for a model fitted to ``finished`` /
+        ``scores``; None before ``initial_points`` results (or while they are all equal) or when
+        every candidate was tried."""
+        if len(finished) < self.initial_points or len(set(scores)) < 2:
+            return None
+        pool = self.candidates(finished, scores)
+        if not pool:
+            return None
+        model = RewardModel(self.hyperparameters, self.cost_fn, self.reward, self.members)
+        model.fit(finished, scores, seed=int(self._rng.integers(2**31)), memo=memo)
+        if self.acquisition == "thompson":
+            return pool[int(np.argmax(model.sample(pool, int(self._rng.integers(self.members)))))]
+        mean, std = model.predict(pool)
+        return pool[int(np.argmax(mean + self.exploration * std))]
+
     def populate_space(self, trial_id):
         finished, scores = finished_trials(self)
-        if len(finished) >= self.initial_points and len(set(scores)) > 1:
-            pool = self.candidates(finished, scores)
-            if pool:
-                model = RewardModel(self.hyperparameters, self.cost_fn, self.reward, self.members)
-                model.fit(finished, scores, seed=int(self._rng.integers(2**31)), memo=self._encoded)
-                if self.acquisition == "thompson":
-                    best = int(np.argmax(model.sample(pool, int(self._rng.integers(self.members)))))
-                else:
-                    mean, std = model.predict(pool)
-                    best = int(np.argmax(mean + self.exploration * std))
-                return {"status": trial_module.TrialStatus.RUNNING, "values": pool[best]}
-        values = self._random()
+        values = self.propose(finished, scores, memo=self._encoded)
+        if values is None:
+            values = self._random()
         if values is None:
             return {"status": trial_module.TrialStatus.STOPPED, "values": None}
         return {"status": trial_module.TrialStatus.RUNNING, "values": values}
