@@ -58,13 +58,13 @@ def tflite_flatbuffer(model, quantize: str | None = None, representative=None) -
     images (N, H, W, 3), or an iterable of such batches, used to calibrate ``int8``."""
     import tensorflow as tf
 
-    from effscale.latency import litert_converter
+    from effscale.latency import to_litert
 
-    converter = litert_converter(model, batch_size=1)
+    settings = {}
     if quantize is not None:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        settings["optimizations"] = [tf.lite.Optimize.DEFAULT]
     if quantize == "float16":
-        converter.target_spec.supported_types = [tf.float16]
+        settings["target_spec"] = {"supported_types": [tf.float16]}
     if quantize == "int8":
         images = _as_images(representative)
 
@@ -72,9 +72,9 @@ def tflite_flatbuffer(model, quantize: str | None = None, representative=None) -
             for image in images:
                 yield [image[None].astype("float32")]
 
-        converter.representative_dataset = calibration
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    return converter.convert()
+        settings["representative_dataset"] = calibration
+        settings["target_spec"] = {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]}
+    return to_litert(model, batch_size=1, **settings)
 
 
 def _as_images(data) -> np.ndarray:

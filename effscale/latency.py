@@ -1,6 +1,6 @@
 """Measured CPU latency through the LiteRT (TFLite) interpreter.
 
-The model is frozen (variables folded into constants) and converted to a LiteRT flatbuffer;
+The model is converted to a LiteRT flatbuffer by Keras' public ``model.export(format="litert")``;
 latency is the median of ``runs`` timed single-image invocations after ``warmup`` untimed
 ones. Results are cached on disk by the genotype's canonical key, the variant and the
 measuring settings, so a search never measures one architecture twice.
@@ -24,22 +24,32 @@ import numpy as np
 from effscale.common.io import atomic_path, read_json_cache
 
 
-def litert_converter(model, batch_size: int = 1):
-    """The one LiteRT (TFLite) converter of a Keras model, for latency and export alike; set its
-    quantization options, then ``convert()``."""
+def to_litert(model, batch_size: int = 1, **converter_settings) -> bytes:
+    """The one LiteRT (TFLite) conversion of a Keras model, for latency and export alike: Keras'
+    own ``model.export(format="litert")`` (a SavedModel, then ``tf.lite.TFLiteConverter``) at a
+    fixed batch size. ``converter_settings`` are converter attributes (``optimizations``,
+    ``representative_dataset``, ``target_spec={...}``); by default only LiteRT's built-in ops are
+    allowed, so an op the interpreter cannot run fails here rather than when it is invoked.
+
+    >>> import effscale
+    >>> flatbuffer = to_litert(effscale.build("tiny", "w=0.25,d=0.25,r=16", classes=2))
+    >>> interpreter(flatbuffer).get_input_details()[0]["shape"].tolist()
+    [1, 16, 16, 3]
+    """
+    import tempfile
+
     import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
+    from effscale.common.console import native_logs_quieted
+
+    settings = dict(converter_settings)
+    settings["target_spec"] = {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS], **settings.get("target_spec", {})}
     spec = tf.TensorSpec([batch_size, *model.input_shape[1:]], tf.float32)
-    concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
-    # Converting the unfrozen function loses Keras 3 variables (outputs come back NaN).
-    frozen = convert_variables_to_constants_v2(concrete)
-    return tf.lite.TFLiteConverter.from_concrete_functions([frozen])
-
-
-def to_litert(model, batch_size: int = 1) -> bytes:
-    """Convert a Keras model to a LiteRT flatbuffer (float32, no quantization)."""
-    return litert_converter(model, batch_size).convert()
+    with tempfile.TemporaryDirectory() as folder, native_logs_quieted():
+        path = os.path.join(folder, "model.tflite")
+        model.export(path, format="litert", input_signature=[spec], verbose=False, **settings)
+        with open(path, "rb") as handle:
+            return handle.read()
 
 
 def interpreter(flatbuffer: bytes, threads: int = 1):
