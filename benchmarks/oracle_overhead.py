@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 
 from effscale.common.errors import UserError  # noqa: E402
 from effscale.common.io import write_json  # noqa: E402
+from effscale.search import _keras_tuner as internals  # noqa: E402
 from effscale.search.tabular import TabularObjective, run_oracle  # noqa: E402
 
 ORACLES = ("random", "bayesian", "bayesian-sampled", "evolution", "reinforce", "predictor", "predictor+cost",
@@ -60,7 +61,7 @@ def build(name: str, objective: TabularObjective, max_trials: int, seed: int, pr
     oracle, _ = study.build_oracle(name, objective, max_trials, seed, {
         "proxy": proxy, "prescreen_n": prescreen_n, "bayesian_acquisition": "stock", "candidates": 1000,
         "gp_restarts": 0})
-    del oracle.save, oracle._save_trial  # build_oracle's in-memory switch; measure() decides
+    internals.write_state_files(oracle)  # undoes build_oracle's in-memory switch; measure() decides
     return oracle
 
 
@@ -90,8 +91,7 @@ def measure(name: str, objective: TabularObjective, history: int, proposals: int
     if prescreen_kind:
         oracle.prescreen = screen
     # State files on, in a fresh project dir, as a real search writes them.
-    del oracle.save, oracle._save_trial
-    oracle._set_project_dir(directory, f"overhead-{name}")
+    internals.write_state_files(oracle, directory, f"overhead-{name}")
     populate = []
     inner = oracle.populate_space
 

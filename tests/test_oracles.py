@@ -10,6 +10,7 @@ import pytest
 from keras_tuner.engine import base_tuner
 
 from effscale.common.io import read_json
+from effscale.search import _keras_tuner as internals
 from effscale.search.oracles import RegularizedEvolutionOracle, ReinforceOracle
 from effscale.search import make_oracle
 from effscale.search.space import SearchSpace, sample_values
@@ -117,7 +118,7 @@ def test_state_round_trips_and_a_reloaded_oracle_proposes_the_same_next_candidat
     oracle = run(name, 1, tmp_path / "a", trials=12)
     state = json.loads(json.dumps(oracle.get_state()))
     twin = make_oracle(name, 16, SPACE.hyperparameters(), seed=1, **LADDER.get(name, {}))
-    twin._set_project_dir(str(tmp_path / "a"), "p")
+    internals.set_project_dir(twin, str(tmp_path / "a"), "p")
     twin.trials = dict(oracle.trials)
     twin.set_state(state)
     if name == "evolution":
@@ -131,8 +132,8 @@ def test_state_round_trips_and_a_reloaded_oracle_proposes_the_same_next_candidat
             assert {t.hyperparameters.values["tuner/rung"] for t in oracle.trials.values()} == {0, 1, 2}
     else:
         assert twin.num_initial_points == oracle.num_initial_points == 3  # past it: the GP proposes
-        assert twin._random_state.get_state(legacy=False)["state"]["pos"] == \
-            oracle._random_state.get_state(legacy=False)["state"]["pos"]
+        assert internals.random_state(twin).get_state(legacy=False)["state"]["pos"] == \
+            internals.random_state(oracle).get_state(legacy=False)["state"]["pos"]
     oracle.max_trials = 16
     a = [oracle.populate_space(str(i))["values"] for i in range(12, 16)]
     b = [twin.populate_space(str(i))["values"] for i in range(12, 16)]
@@ -175,7 +176,7 @@ def test_predictor_beats_random_search_on_the_stand_in(acquisition):
 
     def best(name, seed, **options):
         oracle = make_oracle(name, 30, SPACE.hyperparameters(), seed=seed, **options)
-        oracle.save, oracle._save_trial = (lambda: None), (lambda trial: None)
+        internals.keep_in_memory(oracle)
         return max(r["reward"] for r in run_oracle(oracle, StandIn(), 30))
 
     predictor = [best("predictor", s, acquisition=acquisition) for s in range(3)]
@@ -192,7 +193,7 @@ def test_chief_serves_the_oracle_to_two_workers_over_grpc(name, tmp_path, monkey
     import socket
     import threading
 
-    from keras_tuner.src.distribute.oracle_client import OracleClient
+    OracleClient = internals.oracle_client()
 
     from effscale.search import serve_chief
 
@@ -205,7 +206,7 @@ def test_chief_serves_the_oracle_to_two_workers_over_grpc(name, tmp_path, monkey
     options = {"predictor": {"initial_points": 4}, "bayesian-sampled": {"num_initial_points": 4},
                "evolution": {"population_size": 4, "sample_size": 2}, **LADDER}.get(name, {})
     oracle = make_oracle(name, 12, SPACE.hyperparameters(), seed=7, **options)
-    oracle._set_project_dir(str(tmp_path), "p")
+    internals.set_project_dir(oracle, str(tmp_path), "p")
     oracle.verbose = 0
     chief = threading.Thread(target=serve_chief, args=(oracle, 30.0), kwargs={"poll_s": 0.05})
     chief.start()

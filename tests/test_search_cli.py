@@ -14,6 +14,7 @@ import pytest
 
 import effscale
 from effscale.cli import main
+from effscale.search import _keras_tuner as internals
 from effscale.model.zoo import load_genotype
 from effscale.search import design_variant
 from effscale.common.io import read_json
@@ -146,7 +147,7 @@ def test_reloaded_oracle_state_equals_what_was_saved(killed_and_resumed):
     assert predictor["reloaded"]._rng.bit_generator.state == predictor["saved"]["predictor"]["rng"]
     bayesian = killed_and_resumed["bayesian-sampled"]
     saved = bayesian["saved"]["sampled_bayesian"]["random_state"]
-    reloaded = bayesian["reloaded"]._random_state.get_state(legacy=False)
+    reloaded = internals.random_state(bayesian["reloaded"]).get_state(legacy=False)
     assert reloaded["state"]["key"].tolist() == saved["state"]["key"]
     assert reloaded["state"]["pos"] == saved["state"]["pos"]
     asha = killed_and_resumed["asha"]

@@ -9,6 +9,7 @@ import pytest
 import effscale
 from effscale.common.errors import UserError
 from effscale.model.genotype import Genotype
+from effscale.search import _keras_tuner as internals
 from effscale.search.space import DEFAULT_OPTIONS, SearchSpace, mutate_values, sample_values, space_size
 
 MICRO = "stem8_head32_res16_relu-mb_r1_k3_s2_e2_c8-mb_r1_k3_s2_e2_c16"
@@ -167,7 +168,7 @@ def test_keras_tuner_grid_search_oracle_walks_the_whole_space(tmp_path):
     space = SearchSpace(MICRO, open=("block", "expand", "se"), options={"expand": (2, 6)})
     oracle = keras_tuner.oracles.GridSearchOracle(objective=keras_tuner.Objective("reward", "max"),
                                                   max_trials=1000, hyperparameters=space.hyperparameters())
-    oracle._set_project_dir(str(tmp_path), "grid")
+    internals.set_project_dir(oracle, str(tmp_path), "grid")
     seen = []
     while True:
         trial = oracle.create_trial("tuner0")

@@ -11,6 +11,7 @@ import pytest
 
 from effscale.common.errors import UserError
 from effscale.model.genotype import Genotype
+from effscale.search import _keras_tuner as internals
 from effscale.search.objectives import Reward
 from effscale.search.space import SearchSpace
 from effscale.search.tabular import NotInTable, TabularObjective, build_table
@@ -247,8 +248,8 @@ def test_a_table_over_a_plain_keras_tuner_space_replays_through_run_oracle(tmp_p
         oracles = {k: oracles[k] for k in ("keras_tuner random", "predictor")}
     for label, oracle_class in oracles.items():
         oracle = oracle_class(objective=objective, max_trials=27, hyperparameters=_plain_space(), seed=3)
-        oracle._set_project_dir(str(tmp_path), label.replace(" ", "_"))
-        oracle.save, oracle._save_trial = (lambda: None), (lambda trial: None)
+        internals.set_project_dir(oracle, str(tmp_path), label.replace(" ", "_"))
+        internals.keep_in_memory(oracle)
         started = time.perf_counter()
         records = run_oracle(oracle, table, 27)
         print(f"{label}: {len(records)} trials in {time.perf_counter() - started:.1f} s")

@@ -24,11 +24,19 @@ def fresh_session():
 
 
 def save_legacy_h5(model, path):
-    """Write weights in the legacy Keras (keras.applications) h5 layout, with Keras' own code."""
-    from keras.src.legacy.saving import legacy_h5_format
-
-    with h5py.File(path, "w") as handle:
-        legacy_h5_format.save_weights_to_hdf5_group(handle, model)
+    """Write weights in the legacy Keras (keras.applications) h5 layout, with Keras' own code:
+    the public ``model.save("x.h5")`` writes the legacy format, whose ``model_weights`` group is
+    exactly what keras.applications' weight files hold at their root (same attributes, names and
+    arrays as Keras' ``save_weights_to_hdf5_group``); it is lifted to the root here."""
+    whole = f"{path}.model.h5"
+    model.save(whole)
+    with h5py.File(whole, "r") as source, h5py.File(path, "w") as handle:
+        weights = source["model_weights"]
+        for key, value in weights.attrs.items():
+            handle.attrs[key] = value
+        for name in weights:
+            source.copy(weights[name], handle, name=name)
+    os.remove(whole)
 
 
 def randomize_statistics(model, seed):

@@ -99,9 +99,10 @@ def proxy_scorer(objective: TabularObjective, column: str):
 
 def in_memory(oracle):
     """Skip the oracle's state files (the study caches whole searches instead, see RunCache)."""
-    oracle.save = lambda: None
-    oracle._save_trial = lambda trial: None
-    oracle._set_project_dir(tempfile.gettempdir(), "effscale-tabular-study-unused")
+    from effscale.search import _keras_tuner as internals
+
+    internals.keep_in_memory(oracle)
+    internals.set_project_dir(oracle, tempfile.gettempdir(), "effscale-tabular-study-unused")
     return oracle
 
 

@@ -188,6 +188,7 @@ def load_oracle(project_dir: str):
                          shuffle_seed=settings.seed)
 
     from effscale.model.scaling import Variant
+    from effscale.search._keras_tuner import set_project_dir
     from effscale.search.objectives import Reward, exact_cost_fn
 
     variant = Variant.explicit(config["width"], config["depth"], config["resolution"])
@@ -200,7 +201,7 @@ def load_oracle(project_dir: str):
                          epochs=config["proxy"]["epochs"], prescreen=screen, **config.get("oracle_options", {}),
                          **cost_aware)
     oracle.verbose = 0
-    oracle._set_project_dir(os.fspath(project_dir), TUNER_FOLDER)
+    set_project_dir(oracle, os.fspath(project_dir), TUNER_FOLDER)
     if os.path.exists(os.path.join(os.fspath(project_dir), TUNER_FOLDER, "oracle.json")):
         oracle.reload()
     return oracle

@@ -412,7 +412,8 @@ def run_oracle(oracle, objective: "TabularObjective | HyperparameterTable", tria
     >>> objective = TabularObjective(build_table(space, rows, Reward("macs", 1e6)))
     >>> oracle = RegularizedEvolutionOracle(objective=keras_tuner.Objective("reward", "max"), max_trials=4,
     ...     hyperparameters=space.hyperparameters(), population_size=2, sample_size=2, seed=3)
-    >>> oracle._set_project_dir(tempfile.mkdtemp(), "doc")
+    >>> from effscale.search._keras_tuner import set_project_dir
+    >>> set_project_dir(oracle, tempfile.mkdtemp(), "doc")
     >>> records = run_oracle(oracle, objective, 4)
     >>> len(records), round(max(r["reward"] for r in records), 2)
     (4, 1.05)

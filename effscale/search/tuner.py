@@ -14,6 +14,7 @@ from effscale.search.trial import Rejected, TrialRunner
 
 def make_tuner_class():
     import keras_tuner
+    from effscale.search import _keras_tuner as internals
     from effscale.search._keras_tuner import BaseTuner
 
     class SearchTuner(BaseTuner):
@@ -39,7 +40,7 @@ def make_tuner_class():
 
         def on_trial_begin(self, trial):
             self._trial_started = time.monotonic()
-            if self._is_worker():
+            if internals.is_worker(self):
                 self._heartbeat = Heartbeat(self.oracle, trial.trial_id, self.runner.heartbeat_s)
 
         def on_trial_end(self, trial):
@@ -51,12 +52,12 @@ def make_tuner_class():
                 self.progress(trial, time.monotonic() - self._trial_started, self.last_metrics)
 
         def save(self):
-            if not self._is_worker():
+            if not internals.is_worker(self):
                 self.oracle.save()
-            write_json(self._get_tuner_fname(), self.get_state())
+            write_json(internals.tuner_file(self), self.get_state())
 
         def reload(self):
-            if not self._is_worker():
+            if not internals.is_worker(self):
                 self.oracle.reload()
 
     return SearchTuner

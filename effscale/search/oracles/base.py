@@ -14,43 +14,41 @@ The same mixin wraps Keras Tuner's own Random, Bayesian and Hyperband oracles
 
 from __future__ import annotations
 
-import collections
 import glob
 import os
 import sys
 
 from effscale.common.io import plain_json, read_json, write_json
+from effscale.search import _keras_tuner as internals
 
 
-class AtomicStateMixin:
+class AtomicStateMixin(internals.TrialFileHook):
     """Mix into a ``keras_tuner.Oracle`` subclass (before it in the bases)."""
 
     #: set by reload(): what had to be repaired, for the search log and the tests
     repaired: list
 
     def save(self):
-        write_json(self._get_oracle_fname(), self.get_state())
+        write_json(internals.oracle_file(self), self.get_state())
 
-    def _save_trial(self, trial):
-        write_json(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"), trial.get_state())
+    def write_trial(self, trial):
+        write_json(os.path.join(internals.trial_dir(self, trial.trial_id), "trial.json"), trial.get_state())
 
     def reload(self):
-        from effscale.search import _keras_tuner as trial_module
-
         self.repaired = []
-        for fname in sorted(glob.glob(os.path.join(self._project_dir, "trial_*", "trial.json"))):
+        for fname in sorted(glob.glob(os.path.join(internals.project_dir(self), "trial_*", "trial.json"))):
             trial_id = os.path.basename(os.path.dirname(fname))[len("trial_"):]
             try:
-                trial = trial_module.Trial.from_state(read_json(fname))
+                trial = internals.Trial.from_state(read_json(fname))
             except (ValueError, KeyError, TypeError) as error:
-                trial = trial_module.Trial(self.hyperparameters.copy(), trial_id=trial_id,
-                                           status=trial_module.TrialStatus.FAILED)
+                trial = internals.Trial(self.hyperparameters.copy(), trial_id=trial_id,
+                                           status=internals.TrialStatus.FAILED)
                 trial.message = f"trial file was unreadable on resume ({type(error).__name__}); counted as FAILED"
-                self._save_trial(trial)
+                self.write_trial(trial)
                 self.repaired.append(f"trial {trial_id}: {trial.message}")
             self.trials[trial.trial_id] = trial
         try:
-            state = read_json(self._get_oracle_fname())
+            state = read_json(internals.oracle_file(self))
             self.set_state(state)
         except (ValueError, KeyError, TypeError, OSError) as error:
             self.repaired.append(f"oracle state unreadable ({type(error).__name__}); rebuilt from "
@@ -60,7 +58,7 @@ class AtomicStateMixin:
             print(f"effscale: resume: {message}", file=sys.stderr)
         # As keras-tuner does: trials that were running are run again.
         for _, trial in self.ongoing_trials.items():
-            self._retry_queue.append(trial.trial_id)
+            internals.retry_queue(self).append(trial.trial_id)
         self.ongoing_trials = {}
 
     def set_state(self, state):
@@ -70,8 +68,8 @@ class AtomicStateMixin:
             if trial.status == "FAILED" and trial_id not in self.end_order:
                 self.end_order.append(trial_id)
                 self.ongoing_trials = {k: t for k, t in self.ongoing_trials.items() if t.trial_id != trial_id}
-                if trial_id in self._retry_queue:
-                    self._retry_queue.remove(trial_id)
+                if trial_id in internals.retry_queue(self):
+                    internals.retry_queue(self).remove(trial_id)
 
     def rebuild_state(self):
         """Recreate the base oracle's bookkeeping from the trials alone (ids, order, dedup
@@ -81,16 +79,9 @@ class AtomicStateMixin:
         done = {"COMPLETED", "FAILED", "INVALID"}
         self.end_order = [i for i in ids if self.trials[i].status in done]
         self.ongoing_trials = {}
-        self._retry_queue = [i for i in ids if self.trials[i].status not in done]
-        self._run_times = collections.defaultdict(lambda: 0)
-        self._tried_so_far = set()
-        self._id_to_hash = collections.defaultdict(lambda: None)
-        for trial_id in ids:
-            values = self.trials[trial_id].hyperparameters.values
-            if values:
-                digest = self._compute_values_hash(values)
-                self._tried_so_far.add(digest)
-                self._id_to_hash[trial_id] = digest
+        hashes = {i: internals.values_hash(self, self.trials[i].hyperparameters.values) for i in ids
+                  if self.trials[i].hyperparameters.values}
+        internals.restore_bookkeeping(self, [i for i in ids if self.trials[i].status not in done], hashes)
 
 
 def atomic_builtin_oracle(name: str):

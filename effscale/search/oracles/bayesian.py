@@ -28,7 +28,7 @@ import math
 
 import numpy as np
 import keras_tuner
-from effscale.search import _keras_tuner as trial_module
+from effscale.search import _keras_tuner as internals
 
 from effscale.common.errors import UserError
 from effscale.search.oracles.base import AtomicStateMixin, jsonable
@@ -37,7 +37,8 @@ from effscale.search.space import discrete_values
 MAX_GRID = 100_000  # a space up to this size is enumerated once; larger ones are sampled per dimension
 
 
-class SampledBayesianOracle(AtomicStateMixin, keras_tuner.oracles.BayesianOptimizationOracle):
+class SampledBayesianOracle(AtomicStateMixin, internals.GaussianProcessHook,
+                            keras_tuner.oracles.BayesianOptimizationOracle):
     """GP-UCB over sampled candidates of a finite space (see the module docstring).
 
     Args:
@@ -55,52 +56,51 @@ class SampledBayesianOracle(AtomicStateMixin, keras_tuner.oracles.BayesianOptimi
         self._grid = None
         super().__init__(*args, **kwargs)
 
-    def _make_gpr(self):
-        gpr = super()._make_gpr()
+    def adjust_gpr(self, gpr):
         gpr.n_restarts_optimizer = self.gp_restarts
         return gpr
 
     def _draw_candidates(self) -> np.ndarray:
-        grids = [[hp.value_to_prob(v) for v in discrete_values(hp)] for hp in self._nonfixed_space()]
+        grids = [[hp.value_to_prob(v) for v in discrete_values(hp)] for hp in internals.nonfixed_space(self)]
         if math.prod(len(g) for g in grids) <= MAX_GRID:
             if self._grid is None:
                 self._grid = np.array(list(itertools.product(*grids)), dtype=float).reshape(-1, len(grids))
             size = min(self.candidates, len(self._grid))
-            return self._grid[self._random_state.choice(len(self._grid), size=size, replace=False)]
-        return np.stack([self._random_state.choice(g, size=self.candidates) for g in grids], axis=1)
+            return self._grid[internals.random_state(self).choice(len(self._grid), size=size, replace=False)]
+        return np.stack([internals.random_state(self).choice(g, size=self.candidates) for g in grids], axis=1)
 
     def populate_space(self, trial_id):
         completed = sum(1 for t in self.trials.values() if t.status == "COMPLETED")
         if completed < (self.num_initial_points or max(3 * len(self.hyperparameters.space), 3)):
-            return self._random_populate_space()
-        x, y = self._vectorize_trials()  # y is negated when maximizing: smaller is better
+            return internals.random_populate_space(self)
+        x, y = internals.vectorize_trials(self)  # y is negated when maximizing: smaller is better
         self.gpr.fit(np.nan_to_num(x, posinf=0, neginf=0), np.nan_to_num(y, posinf=0, neginf=0))
         candidates = self._draw_candidates()
         mu, sigma = self.gpr.predict(candidates, return_std=True)
         for index in np.argsort(mu - self.beta * sigma, kind="stable"):
-            values = self._vector_to_values(candidates[index])
-            if not self._duplicate(values):
-                return {"status": trial_module.TrialStatus.RUNNING, "values": values}
-        return self._random_populate_space()  # every scored point was tried: a random untried one
+            values = internals.vector_to_values(self, candidates[index])
+            if not internals.is_duplicate(self, values):
+                return {"status": internals.TrialStatus.RUNNING, "values": values}
+        return internals.random_populate_space(self)  # every scored point was tried: a random untried one
 
     # -- state -------------------------------------------------------------------------------
     def get_state(self):
         state = super().get_state()
         state["sampled_bayesian"] = {"candidates": self.candidates, "gp_restarts": self.gp_restarts,
-                                     "random_state": jsonable(self._random_state.get_state(legacy=False))}
+                                     "random_state": jsonable(internals.random_state(self).get_state(legacy=False))}
         return state
 
     def set_state(self, state):
         super().set_state(state)
         saved = state["sampled_bayesian"]
         self.candidates, self.gp_restarts = saved["candidates"], saved["gp_restarts"]
-        self.gpr = self._make_gpr()
+        self.gpr = internals.make_gpr(self)
         random_state = dict(saved["random_state"])
         random_state["state"] = {k: np.asarray(v, dtype=np.uint32) if k == "key" else v
                                  for k, v in random_state["state"].items()}
-        self._random_state = np.random.RandomState()
-        self._random_state.set_state(random_state)
+        internals.set_random_state(self, np.random.RandomState())
+        internals.random_state(self).set_state(random_state)
 
     def rebuild_state(self):
         super().rebuild_state()
-        self._random_state = np.random.RandomState([self.seed or 0, len(self.trials)])
+        internals.set_random_state(self, np.random.RandomState([self.seed or 0, len(self.trials)]))

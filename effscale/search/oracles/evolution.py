@@ -27,9 +27,11 @@ The selection and mutation logic is plain functions (:func:`tournament`,
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import keras_tuner
-from effscale.search import _keras_tuner as trial_module
+from effscale.search import _keras_tuner as internals
 
 from effscale.common.errors import UserError
 from effscale.search.oracles.base import AtomicStateMixin, jsonable
@@ -99,23 +101,24 @@ class RegularizedEvolutionOracle(PrescreenMixin, AtomicStateMixin, keras_tuner.O
             else:
                 parent = tournament(self.population, self.sample_size, rng, self._maximize)
                 values = mutate_values(self.hyperparameters, parent["values"], rng)
-            if not self._duplicate(values):
-                return {"status": trial_module.TrialStatus.RUNNING, "values": values}
-        values = self._random_values()  # keras-tuner's own: None when the space looks exhausted
+            if not internals.is_duplicate(self, values):
+                return {"status": internals.TrialStatus.RUNNING, "values": values}
+        values = internals.random_values(self)  # keras-tuner's own: None when the space looks exhausted
         if values is None:
-            return {"status": trial_module.TrialStatus.STOPPED, "values": None}
-        return {"status": trial_module.TrialStatus.RUNNING, "values": values}
+            return {"status": internals.TrialStatus.STOPPED, "values": None}
+        return {"status": internals.TrialStatus.RUNNING, "values": values}
 
     def prescreen_candidates(self, n: int) -> list[dict]:
         rng, attempts = self._rng, self.max_collisions * n
+        tried = functools.partial(internals.is_duplicate, self)
         if len(self.start_order) < self.population_size or not self.population:
-            found = distinct_candidates(lambda: sample_values(self.hyperparameters, rng), n, self._duplicate, attempts)
+            found = distinct_candidates(lambda: sample_values(self.hyperparameters, rng), n, tried, attempts)
         else:
             parent = tournament(self.population, self.sample_size, rng, self._maximize)
             found = distinct_candidates(lambda: mutate_values(self.hyperparameters, parent["values"], rng), n,
-                                        self._duplicate, attempts)
+                                        tried, attempts)
         if not found:
-            values = self._random_values()
+            values = internals.random_values(self)
             found = [values] if values is not None else []
         return found
 
@@ -151,6 +154,6 @@ class RegularizedEvolutionOracle(PrescreenMixin, AtomicStateMixin, keras_tuner.O
         self.population = []
         for trial_id in self.end_order:
             trial = self.trials[trial_id]
-            if trial.status == trial_module.TrialStatus.COMPLETED and trial.score is not None:
+            if trial.status == internals.TrialStatus.COMPLETED and trial.score is not None:
                 self._add_member(trial)
         self._rng = np.random.default_rng([self.seed, len(self.trials)])

@@ -37,7 +37,7 @@ import math
 
 import numpy as np
 import keras_tuner
-from effscale.search import _keras_tuner as trial_module
+from effscale.search import _keras_tuner as internals
 
 from effscale.common.errors import UserError
 from effscale.search.oracles.base import AtomicStateMixin, finished_trials, jsonable
@@ -209,14 +209,14 @@ class PredictorOracle(AtomicStateMixin, keras_tuner.Oracle):
     def _tried(self, values) -> bool:
         """Whether ``values`` (an architecture) was proposed before; subclasses that add keys
         such as ``tuner/epochs`` to a trial redefine what "the same candidate" means."""
-        return self._compute_values_hash(values) in self._tried_so_far
+        return internals.values_hash(self, values) in internals.tried_hashes(self)
 
     def _random(self):
         for _ in range(self.max_collisions):
             values = sample_values(self.hyperparameters, self._rng)
             if not self._tried(values):
                 return values
-        return self._random_values()  # keras-tuner's own: None when the space looks exhausted
+        return internals.random_values(self)  # keras-tuner's own: None when the space looks exhausted
 
     def candidates(self, finished: list[dict], scores: list[float]) -> list[dict]:
         """The untried neighbours of the best ``parents`` trials plus untried random samples."""
@@ -225,7 +225,7 @@ class PredictorOracle(AtomicStateMixin, keras_tuner.Oracle):
         pool += [sample_values(self.hyperparameters, self._rng) for _ in range(self.random_candidates)]
         seen, out = set(), []
         for values in pool:
-            digest = self._compute_values_hash(values)
+            digest = internals.values_hash(self, values)
             if digest not in seen and not self._tried(values):
                 seen.add(digest)
                 out.append(values)
@@ -253,8 +253,8 @@ class PredictorOracle(AtomicStateMixin, keras_tuner.Oracle):
         if values is None:
             values = self._random()
         if values is None:
-            return {"status": trial_module.TrialStatus.STOPPED, "values": None}
-        return {"status": trial_module.TrialStatus.RUNNING, "values": values}
+            return {"status": internals.TrialStatus.STOPPED, "values": None}
+        return {"status": internals.TrialStatus.RUNNING, "values": values}
 
     # -- state -------------------------------------------------------------------------------
     def get_state(self):

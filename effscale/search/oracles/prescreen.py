@@ -19,12 +19,13 @@ here needs TensorFlow.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 
 import numpy as np
 
-from effscale.search import _keras_tuner as trial_module
+from effscale.search import _keras_tuner as internals
 
 from effscale.common.errors import UserError
 from effscale.search.oracles.base import atomic_builtin_oracle, finished_trials, jsonable
@@ -144,7 +145,7 @@ class PrescreenMixin:
         score_fn, n = self.prescreen
         candidates = self.prescreen_candidates(n)
         if not candidates:
-            return {"status": trial_module.TrialStatus.STOPPED, "values": None}
+            return {"status": internals.TrialStatus.STOPPED, "values": None}
         if hasattr(score_fn, "observe"):  # a score that learns from the finished trials
             score_fn.observe(*finished_trials(self))
         scores = [float(s) for s in score_fn([dict(c) for c in candidates])]
@@ -155,7 +156,7 @@ class PrescreenMixin:
             "trial_id": trial_id, "chosen": chosen,
             "candidates": [{"values": jsonable(c), "score": s if math.isfinite(s) else None}
                            for c, s in zip(candidates, scores)]})
-        return {"status": trial_module.TrialStatus.RUNNING, "values": candidates[chosen]}
+        return {"status": internals.TrialStatus.RUNNING, "values": candidates[chosen]}
 
     def prescreen_entry(self, trial_id: str) -> dict | None:
         """The prescreen that created ``trial_id`` (None if it was not prescreened)."""
@@ -185,8 +186,9 @@ class PrescreenRandomSearchOracle(PrescreenMixin, atomic_builtin_oracle("random"
     scores ``n`` distinct untried uniform samples and proposes the best-scored one."""
 
     def prescreen_candidates(self, n: int) -> list[dict]:
-        # _random_values already skips tried values (None once the space looks exhausted).
-        return distinct_candidates(self._random_values, n, self._duplicate, attempts=4 * n)
+        # keras-tuner's random values already skip tried values (None once the space looks exhausted).
+        return distinct_candidates(functools.partial(internals.random_values, self), n,
+                                   functools.partial(internals.is_duplicate, self), attempts=4 * n)
 
 
 def proxy_score_of(oracle, values: dict) -> dict:

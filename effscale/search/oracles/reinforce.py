@@ -28,7 +28,7 @@ import math
 
 import numpy as np
 import keras_tuner
-from effscale.search import _keras_tuner as trial_module
+from effscale.search import _keras_tuner as internals
 
 from effscale.common.errors import UserError
 from effscale.search.oracles.base import AtomicStateMixin, jsonable
@@ -125,12 +125,12 @@ class ReinforceOracle(AtomicStateMixin, keras_tuner.Oracle):
     def populate_space(self, trial_id):
         for _ in range(self.max_collisions):
             values = sample_values(self.hyperparameters, self._rng, pick=self._pick)
-            if not self._duplicate(values):
-                return {"status": trial_module.TrialStatus.RUNNING, "values": values}
-        values = self._random_values()
+            if not internals.is_duplicate(self, values):
+                return {"status": internals.TrialStatus.RUNNING, "values": values}
+        values = internals.random_values(self)
         if values is None:
-            return {"status": trial_module.TrialStatus.STOPPED, "values": None}
-        return {"status": trial_module.TrialStatus.RUNNING, "values": values}
+            return {"status": internals.TrialStatus.STOPPED, "values": None}
+        return {"status": internals.TrialStatus.RUNNING, "values": values}
 
     # -- learning ----------------------------------------------------------------------------
     def learn(self, values: dict, reward: float) -> None:
@@ -157,9 +157,9 @@ class ReinforceOracle(AtomicStateMixin, keras_tuner.Oracle):
         self.updates += 1
 
     def _reward_of(self, trial) -> float | None:
-        if trial.status == trial_module.TrialStatus.FAILED:
+        if trial.status == internals.TrialStatus.FAILED:
             return self.failed_reward
-        if trial.status != trial_module.TrialStatus.COMPLETED:
+        if trial.status != internals.TrialStatus.COMPLETED:
             return None
         score = trial.metrics.get_best_value(self.objective.name) if trial.score is None else trial.score
         if score is None or not np.isfinite(score):
@@ -170,7 +170,7 @@ class ReinforceOracle(AtomicStateMixin, keras_tuner.Oracle):
     def end_trial(self, trial):
         # Learn before the base class saves, so controller and trial land in one atomic write.
         stored = self.trials[trial.trial_id]
-        probe = trial_module.Trial(stored.hyperparameters, trial_id=trial.trial_id, status=trial.status)
+        probe = internals.Trial(stored.hyperparameters, trial_id=trial.trial_id, status=trial.status)
         probe.metrics = stored.metrics
         reward = self._reward_of(probe)
         if reward is not None:
@@ -202,7 +202,7 @@ class ReinforceOracle(AtomicStateMixin, keras_tuner.Oracle):
         self.logits, self.baseline, self.scale_sq, self.updates = {}, None, None, 0
         for trial_id in self.end_order:
             trial = self.trials[trial_id]
-            if trial.status == trial_module.TrialStatus.COMPLETED and trial.score is None:
+            if trial.status == internals.TrialStatus.COMPLETED and trial.score is None:
                 self.score_trial(trial)
             reward = self._reward_of(trial)
             if reward is not None:
