@@ -264,3 +264,57 @@ def test_a_prepared_tensorflow_datasets_copy_is_found_and_keeps_its_test_split(t
     assert _image_ids(to_numpy(splits.test)[0]) == set(range(41, 51))
     train_ids = _image_ids(to_numpy(splits.train)[0]) | _image_ids(to_numpy(splits.validation)[0])
     assert train_ids == set(range(1, 41))
+
+
+# -- headers that claim more than the file holds (checked before any allocation) --------------------------
+def _header(code, *shape):
+    return struct.pack(f">BBBB{len(shape)}I", 0, 0, code, len(shape), *shape)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("shape, payload, problem", [
+    ((2**31,), b"\x01\x02", "truncated"),                         # 2**31 labels, two bytes of them
+    ((65536, 65536, 65536, 65536), b"", "truncated"),             # 2**64 elements: wraps to 0 in int64
+    ((2**32 - 1,) * 3, b"\x00" * 8, "truncated"),
+    ((2, 2), b"\x00" * 5, "longer than its header says"),
+])
+def test_a_header_is_checked_against_the_file_size_first(tmp_path, gz, shape, payload, problem):
+    data = _header(0x08, *shape) + payload
+    path = tmp_path / ("bad-idx-ubyte" + (".gz" if gz else ""))
+    path.write_bytes(gzip.compress(data) if gz else data)
+    with pytest.raises(UserError, match=problem) as error:
+        read_idx(str(path))
+    assert "\n" not in str(error.value) and "x".join(map(str, shape)) in str(error.value)
+
+
+def test_a_gzip_that_inflates_past_its_header_is_read_no_further(tmp_path):
+    import tracemalloc
+
+    # 64 MB of zeros behind a header declaring 10 labels: a few KB on disk
+    path = tmp_path / "bomb-labels-idx1-ubyte.gz"
+    with gzip.open(path, "wb", compresslevel=1) as handle:
+        handle.write(_header(0x08, 10))
+        for _ in range(64):
+            handle.write(bytes(1 << 20))
+    assert path.stat().st_size < 1 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(UserError, match="longer than its header says: more than 18 bytes"):
+            read_idx(str(path))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, peak  # bytes: the 64 MB are never inflated (gzip.decompress allocated them all)
+
+
+def test_an_idx_dataset_with_a_lying_header_is_one_cli_line(tmp_path, capsys):
+    folder = write_idx_folder(str(tmp_path / "lying"), gz=False)
+    labels = os.path.join(folder, "train-labels-idx1-ubyte")
+    with open(labels, "r+b") as handle:  # declare 2**31 labels in place of 60
+        handle.seek(4)
+        handle.write(struct.pack(">I", 2**31))
+    out = tmp_path / "run"
+    code = cli.main(["train", "tiny", "--dataset", f"idx:{folder}", "--epochs", "1", "--out", str(out)])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "train-labels-idx1-ubyte" in lines[0] and "truncated" in lines[0]
+    assert not out.exists()

@@ -83,13 +83,19 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = ("effscale.cli.family", "effscale.cli.sea
 
 
 def _positive_number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (value > 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+    from effscale.common.checks import float_flag
+
+    return float_flag(0, low_open=True)(text)
+
+
+def check_environment() -> None:
+    """Refuse, before a command runs, environment settings that would fail later: a size limit
+    that is not a positive finite number (``EFFSCALE_MAX_PARAMS=abc``), a malformed ``TF_CONFIG``."""
+    from effscale.model.limits import check_limits
+    from effscale.training.strategy import check_tf_config
+
+    check_limits()
+    check_tf_config()
 
 
 # Commands that never start TensorFlow: no need to import it quietly first.
@@ -98,6 +104,7 @@ _LIGHT_COMMANDS = frozenset({"zoo", "describe", "status", "report", "trials"})
 
 def make_parser() -> argparse.ArgumentParser:
     from effscale import __version__
+    from effscale.common.checks import CLASSES_MAX, int_flag
     from effscale.model.limits import LIMITS
 
     parser = _Parser(prog="effscale", description="Neural architecture search into model families, for Keras.")
@@ -115,14 +122,14 @@ def make_parser() -> argparse.ArgumentParser:
     describe.add_argument("genotype", help="registered name, genotype string or JSON file")
     describe.add_argument("--variant", default="b0", help="b0..b8, l2, phi=X, macs=N, params=N or w=..,d=..,r=..")
     describe.add_argument("--family", help="describe a whole family instead: b0-b7, phi=0..6, b0,b2,b4")
-    describe.add_argument("--classes", type=int, default=1000)
+    describe.add_argument("--classes", type=int_flag(1, CLASSES_MAX), default=1000)
     describe.add_argument("--json", action="store_true")
     describe.set_defaults(func=cmd_describe)
 
     build = commands.add_parser("build", help="build a variant and save it as a .keras file")
     build.add_argument("genotype")
     build.add_argument("--variant", default="b0")
-    build.add_argument("--classes", type=int, default=1000)
+    build.add_argument("--classes", type=int_flag(1, CLASSES_MAX), default=1000)
     build.add_argument("--no-top", action="store_true", help="leave out pooling, dropout and the classifier")
     build.add_argument("--out", required=True, help="FILE.keras")
     build.set_defaults(func=cmd_build)
@@ -163,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         quiet_tensorflow()
     try:
         with interruptible(), scoped_environment(_command_environment(args)):
+            check_environment()
             return args.func(args)
     except UserError as error:
         print(f"effscale: error: {error}", file=sys.stderr)

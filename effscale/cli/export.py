@@ -103,14 +103,16 @@ def register(commands) -> None:
     """Add ``export`` to the ``effscale`` sub-commands."""
 
     export = commands.add_parser("export", help="export a model (keras, SavedModel, TFLite) and check it")
+    from effscale.common.checks import COUNT_MAX, int_flag
+
     export.add_argument("model", help="a .keras file or a folder with model.keras")
     export.add_argument("--format", required=True, choices=("keras", "savedmodel", "tflite"))
     export.add_argument("--quantize", choices=("dynamic", "float16", "int8"), help="TFLite only")
     export.add_argument("--out", help="default: beside the model")
     export.add_argument("--dataset", help="sample and int8 calibration data (default: the model's recorded dataset)")
     export.add_argument("--data-dir")
-    export.add_argument("--samples", type=int, default=64, help="validation images to compare on")
-    export.add_argument("--calibration", type=int, default=100, help="training images calibrating int8")
-    export.add_argument("--latency-runs", type=int, default=20)
+    export.add_argument("--samples", type=int_flag(1, COUNT_MAX), default=64, help="validation images to compare on")
+    export.add_argument("--calibration", type=int_flag(1, COUNT_MAX), default=100, help="training images calibrating int8")
+    export.add_argument("--latency-runs", type=int_flag(0, COUNT_MAX), default=20)
     export.add_argument("--json", action="store_true")
     export.set_defaults(func=cmd_export)

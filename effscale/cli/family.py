@@ -81,6 +81,7 @@ def _add_verbosity(parser) -> None:
 
 def register(commands) -> None:
     from effscale.cli.train import add_skip_corrupt_images
+    from effscale.common.checks import BATCH_MAX, COUNT_MAX, EPOCHS_MAX, SEED_MAX, float_flag, int_flag
     from effscale.data.pipeline import SOURCES_HELP
 
     family = commands.add_parser("family", help="search, scale, train and report a whole family")
@@ -91,21 +92,21 @@ def register(commands) -> None:
     family.add_argument("--baseline", help="registered name, genotype string or JSON file")
     family.add_argument("--oracle")
     family.add_argument("--cost")
-    family.add_argument("--target", type=float)
+    family.add_argument("--target", type=float_flag(0, low_open=True))
     family.add_argument("--constraint")
-    family.add_argument("--trials", type=int)
-    family.add_argument("--proxy-epochs", type=int, help="epochs of each search trial's proxy training")
+    family.add_argument("--trials", type=int_flag(1, COUNT_MAX))
+    family.add_argument("--proxy-epochs", type=int_flag(1, EPOCHS_MAX), help="epochs of each search trial's proxy training")
     family.add_argument("--no-search", action="store_true", help="scale the baseline as it is")
     family.add_argument("--search-coefficients", action="store_true",
                         help="grid-search alpha, beta, gamma at phi = 1 first")
     family.add_argument("--family", help="b0-b7, phi=0..3, b0,b2,b4 or a ;-separated list")
     family.add_argument("--base", help="rescale the baseline before deriving the family, e.g. w=0.5,d=0.5,r=32")
-    family.add_argument("--train-epochs", "--epochs", dest="train_epochs", type=int,
+    family.add_argument("--train-epochs", "--epochs", dest="train_epochs", type=int_flag(1, EPOCHS_MAX),
                         help="epochs of each member's training (--epochs is the old name)")
-    family.add_argument("--batch-size", type=int)
+    family.add_argument("--batch-size", type=int_flag(1, BATCH_MAX))
     family.add_argument("--strategy")
     family.add_argument("--mixed-precision")
-    family.add_argument("--seed", type=int)
+    family.add_argument("--seed", type=int_flag(0, SEED_MAX))
     _add_verbosity(family)
     family.set_defaults(func=cmd_family)
 

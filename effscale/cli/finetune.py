@@ -71,6 +71,7 @@ def cmd_finetune(args) -> int:
 
 def register(commands) -> None:
     """Add ``finetune`` to the ``effscale`` sub-commands."""
+    from effscale.common.checks import BATCH_MAX, COUNT_MAX, EPOCHS_MAX, SEED_MAX, float_flag, int_flag
     from effscale.data.pipeline import SOURCES_HELP
 
     finetune = commands.add_parser("finetune", help="fine-tune a genotype or a trained model on new data (2 phases)")
@@ -81,17 +82,17 @@ def register(commands) -> None:
     finetune.add_argument("--download", action="store_true", help="let tensorflow-datasets download and prepare")
     finetune.add_argument("--weights", help="imagenet:bN (keras' cache), a .keras/.weights.h5/.h5 file")
     finetune.add_argument("--config", help="FineTuneConfig JSON file; the flags below override it")
-    finetune.add_argument("--unfreeze", type=int, help="top stages trained in phase 2 (-1: all)")
+    finetune.add_argument("--unfreeze", type=int_flag(-1, 10_000), help="top stages trained in phase 2 (-1: all)")
     finetune.add_argument("--gradual", action="store_true", help="unfreeze one more stage per phase-2 epoch")
-    finetune.add_argument("--head-epochs", type=int)
-    finetune.add_argument("--epochs", type=int, help="phase-2 epochs")
-    finetune.add_argument("--head-learning-rate", type=float)
-    finetune.add_argument("--learning-rate", type=float, help="phase-2 learning rate")
-    finetune.add_argument("--resolution", type=int)
-    finetune.add_argument("--batch-size", type=int)
-    finetune.add_argument("--steps-per-epoch", type=int)
+    finetune.add_argument("--head-epochs", type=int_flag(0, EPOCHS_MAX))
+    finetune.add_argument("--epochs", type=int_flag(0, EPOCHS_MAX), help="phase-2 epochs")
+    finetune.add_argument("--head-learning-rate", type=float_flag(0, low_open=True))
+    finetune.add_argument("--learning-rate", type=float_flag(0, low_open=True), help="phase-2 learning rate")
+    finetune.add_argument("--resolution", type=int_flag(8, 4096))
+    finetune.add_argument("--batch-size", type=int_flag(1, BATCH_MAX))
+    finetune.add_argument("--steps-per-epoch", type=int_flag(1, COUNT_MAX))
     finetune.add_argument("--no-augment", action="store_true")
-    finetune.add_argument("--seed", type=int)
+    finetune.add_argument("--seed", type=int_flag(0, SEED_MAX))
     finetune.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2))
     finetune.add_argument("--json", action="store_true")
     finetune.add_argument("--out", required=True, help="output folder: model.keras, finetune.json")

@@ -16,25 +16,24 @@ import os
 from effscale.common.errors import UserError
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise UserError(f"{text!r} is not an integer") from None
-    return value
+def _positive_int(text: str, flag: str, high: int | None = None) -> int:
+    from effscale.common.checks import parse_int
+
+    return parse_int(text, flag, 1, high)
 
 
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise UserError(f"{text!r} is not a number") from None
+def _number(text: str, flag: str) -> float:
+    from effscale.common.checks import parse_float
+
+    return parse_float(text, flag)
 
 
 def _choice_option(text: str) -> tuple[str, tuple]:
+    from effscale.common.checks import parse_float, parse_int, shorten
+
     name, sep, values = text.partition("=")
     if not sep or not values:
-        raise UserError(f"--choice {text!r}: expected NAME=V1,V2,... (e.g. kernel=3,5,7)")
+        raise UserError(f"--choice {shorten(text)}: expected NAME=V1,V2,... (e.g. kernel=3,5,7)")
     parsed = []
     for value in values.split(","):
         value = value.strip()
@@ -44,11 +43,11 @@ def _choice_option(text: str) -> tuple[str, tuple]:
             parsed.append(False)
         else:
             try:
-                parsed.append(int(value))
-            except ValueError:
+                parsed.append(parse_int(value, "a choice value"))
+            except UserError:
                 try:
-                    parsed.append(float(value))
-                except ValueError:
+                    parsed.append(parse_float(value, "a choice value"))
+                except UserError:
                     parsed.append(value)
     return name.strip(), tuple(parsed)
 
@@ -66,13 +65,16 @@ def parse_stages(text: str) -> list[int]:
     numbers = []
     for part in text.split(","):
         part = part.strip()
-        if not part.isdigit() or not part.isascii():
-            raise UserError(f"--stages {text!r}: {part!r} is not a stage number (expected e.g. 2,3,5)")
+        if not part.isdigit() or not part.isascii() or len(part) > 4:
+            from effscale.common.checks import shorten
+
+            raise UserError(f"--stages {shorten(text)}: {shorten(part)} is not a stage number (expected e.g. 2,3,5)")
         numbers.append(int(part))
     return numbers
 
 
 def cmd_search(args) -> int:
+    from effscale.common.checks import COUNT_MAX, EPOCHS_MAX, SEED_MAX, parse_int
     from effscale.search import SearchConfig, run_search
     from effscale.search.registry import check_oracle
 
@@ -98,9 +100,10 @@ def cmd_search(args) -> int:
             raise UserError(f"--proxy sets the proxy training; leave out {', '.join(given)}")
     config = SearchConfig(
         args.baseline, oracle=args.oracle, cost=args.cost, target=args.target, constraint=args.constraint,
-        trials=_positive_int(args.trials), epochs=_positive_int(args.epochs or "1"), dataset=args.dataset,
-        seed=_positive_int(args.seed), resolution=args.resolution, width=_number(args.width or "1.0"),
-        depth=_number(args.depth), alpha=args.alpha, beta=args.beta, max_macs=args.max_macs,
+        trials=_positive_int(args.trials, "--trials", COUNT_MAX),
+        epochs=_positive_int(args.epochs or "1", "--epochs", EPOCHS_MAX), dataset=args.dataset,
+        seed=parse_int(args.seed, "--seed", 0, SEED_MAX), resolution=args.resolution,
+        width=_number(args.width or "1.0", "--width"), depth=_number(args.depth, "--depth"), alpha=args.alpha, beta=args.beta, max_macs=args.max_macs,
         max_params=args.max_params, max_latency=args.max_latency,
         open_choices=[c.strip() for c in args.open.split(",") if c.strip()] if args.open else None,
         options=dict(_choice_option(c) for c in (args.choice or [])),
@@ -183,47 +186,49 @@ def register(commands) -> None:
     from effscale.search.registry import oracle_help
     from effscale.data.pipeline import SOURCES_HELP
 
+    from effscale.common.checks import COUNT_MAX, EPOCHS_MAX, float_flag, int_flag
+
     search = commands.add_parser("search", help="search a baseline cell with a Keras Tuner oracle")
     search.add_argument("--baseline", required=True, help="registered name, genotype string or JSON file")
     search.add_argument("--oracle", default="evolution", help=oracle_help())
     search.add_argument("--cost", default="macs", help="macs, params or latency (s/image, LiteRT on this CPU)")
     search.add_argument("--target", help="cost target T (e.g. 400M, 5ms); default: the baseline's own cost")
     search.add_argument("--constraint", default="soft", help="soft (w=-0.07) or hard (alpha=0, beta=-1)")
-    search.add_argument("--alpha", type=float, help="reward exponent when cost <= target")
-    search.add_argument("--beta", type=float, help="reward exponent when cost > target")
-    search.add_argument("--max-macs", type=float, help="hard limit: reject candidates before training")
-    search.add_argument("--max-params", type=float, help="hard limit: reject candidates before training")
-    search.add_argument("--max-latency", type=float, help="hard limit in s/image: reject before training")
+    search.add_argument("--alpha", type=float_flag(), help="reward exponent when cost <= target")
+    search.add_argument("--beta", type=float_flag(), help="reward exponent when cost > target")
+    search.add_argument("--max-macs", type=float_flag(0, low_open=True), help="hard limit: reject candidates before training")
+    search.add_argument("--max-params", type=float_flag(0, low_open=True), help="hard limit: reject candidates before training")
+    search.add_argument("--max-latency", type=float_flag(0, low_open=True), help="hard limit in s/image: reject before training")
     search.add_argument("--trials", default="10")
     search.add_argument("--epochs", help="proxy-training epochs per candidate (default 1)")
     search.add_argument("--dataset", default="digits", help=SOURCES_HELP)
     add_skip_corrupt_images(search)
-    search.add_argument("--resolution", type=int, help="proxy resolution (default: the baseline's, at most 64)")
+    search.add_argument("--resolution", type=int_flag(8, 1024), help="proxy resolution (default: the baseline's, at most 64)")
     search.add_argument("--width", help="proxy width multiplier (default 1.0)")
-    search.add_argument("--train-fraction", type=float,
+    search.add_argument("--train-fraction", type=float_flag(0, 1, low_open=True),
                         help="train candidates on this class-balanced fraction of the training split")
     search.add_argument("--proxy", metavar="FILE",
                         help="a proxy file from `effscale proxy`: its epochs, schedule, resolution, width, fraction")
-    search.add_argument("--seeds", type=int, default=1, help="training seeds per trial; the objective is their mean")
-    search.add_argument("--reevaluate-seeds", type=int, default=0,
+    search.add_argument("--seeds", type=int_flag(1, 1_000), default=1, help="training seeds per trial; the objective is their mean")
+    search.add_argument("--reevaluate-seeds", type=int_flag(0, 1_000), default=0,
                         help="train the --top-k candidates again to this many seeds and pick by the mean (0: off)")
-    search.add_argument("--top-k", type=int, default=3, help="candidates of the re-evaluation stage")
+    search.add_argument("--top-k", type=int_flag(1, COUNT_MAX), default=3, help="candidates of the re-evaluation stage")
     search.add_argument("--depth", default="1.0", help="proxy depth multiplier")
     search.add_argument("--open", help="comma list of open choices: block,kernel,expand,se,skip,repeats,filters")
     search.add_argument("--choice", action="append", help="values of a choice, e.g. kernel=3,5,7 (repeatable)")
     search.add_argument("--stages", help="comma list of stage numbers to search (default all)")
-    search.add_argument("--population", type=int, help="evolution: population size P")
-    search.add_argument("--tournament", type=int, help="evolution: tournament size S")
+    search.add_argument("--population", type=int_flag(2, COUNT_MAX), help="evolution: population size P")
+    search.add_argument("--tournament", type=int_flag(1, COUNT_MAX), help="evolution: tournament size S")
     search.add_argument("--prescreen", metavar="PROXY:N",
                         help="random / evolution: score N candidates per trial with a zero-cost proxy "
                              "(synflow, grad_norm, naswot, params, macs) or by predicted reward (reward: "
                              "predicted accuracy with the exact cost) and train only the best")
-    search.add_argument("--supernet-epochs", type=int, help="differentiable: supernet training epochs (default 3)")
-    search.add_argument("--cost-weight", type=float, help="differentiable: weight of the expected-cost term (1.0)")
-    search.add_argument("--arch-learning-rate", type=float, help="differentiable: Adam rate of the logits (0.01)")
+    search.add_argument("--supernet-epochs", type=int_flag(1, EPOCHS_MAX), help="differentiable: supernet training epochs (default 3)")
+    search.add_argument("--cost-weight", type=float_flag(0), help="differentiable: weight of the expected-cost term (1.0)")
+    search.add_argument("--arch-learning-rate", type=float_flag(0, low_open=True), help="differentiable: Adam rate of the logits (0.01)")
     search.add_argument("--project-dir", required=True)
     search.add_argument("--seed", default="0")
-    search.add_argument("--worker-timeout", type=float, default=300.0,
+    search.add_argument("--worker-timeout", type=float_flag(0, low_open=True), default=300.0,
                         help="distributed: a worker silent this long (s) has its trial FAILED")
     search.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
     search.add_argument("--repair", action="store_true",

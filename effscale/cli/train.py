@@ -15,18 +15,6 @@ import os
 from effscale.common.errors import UserError
 
 
-def _positive_int(text: str) -> int:
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def _quiet() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -115,6 +103,8 @@ def add_skip_corrupt_images(parser) -> None:
 
 def register(commands) -> None:
     """Add ``train`` and ``evaluate`` to the ``effscale`` sub-commands."""
+    from effscale.common.checks import BATCH_MAX, COUNT_MAX, EPOCHS_MAX, SEED_MAX, float_flag, int_flag
+
     from effscale.data.pipeline import SOURCES_HELP
     from effscale.training.strategy import MIXED_PRECISION_MODES, STRATEGIES
 
@@ -125,30 +115,30 @@ def register(commands) -> None:
     train.add_argument("--data-dir", help="tensorflow-datasets data_dir, or a folder holding the (Fashion-)MNIST IDX files")
     train.add_argument("--download", action="store_true", help="let tensorflow-datasets download and prepare")
     add_skip_corrupt_images(train)
-    train.add_argument("--epochs", type=_positive_int)
-    train.add_argument("--batch-size", type=_positive_int, help="global batch, split over the replicas")
-    train.add_argument("--per-replica-batch", type=_positive_int, help="batch per replica (global = this x replicas)")
+    train.add_argument("--epochs", type=int_flag(1, EPOCHS_MAX))
+    train.add_argument("--batch-size", type=int_flag(1, BATCH_MAX), help="global batch, split over the replicas")
+    train.add_argument("--per-replica-batch", type=int_flag(1, BATCH_MAX), help="batch per replica (global = this x replicas)")
     train.add_argument("--strategy", default="auto", help="|".join(STRATEGIES))
-    train.add_argument("--cpu-replicas", type=_positive_int, metavar="N",
+    train.add_argument("--cpu-replicas", type=int_flag(1, 4096), metavar="N",
                        help="mirrored on a machine without GPUs: split the CPU into N replicas")
     train.add_argument("--mixed-precision", default="auto", choices=MIXED_PRECISION_MODES)
     train.add_argument("--recipe", help="recipe JSON file (effscale.training.recipe.Recipe fields)")
     train.add_argument("--optimizer", choices=("rmsprop", "sgd", "adam"))
-    train.add_argument("--learning-rate", type=float, help="per 256 images; scaled with the global batch")
-    train.add_argument("--label-smoothing", type=float)
+    train.add_argument("--learning-rate", type=float_flag(0, low_open=True), help="per 256 images; scaled with the global batch")
+    train.add_argument("--label-smoothing", type=float_flag(0, 1))
     train.add_argument("--augment", action="store_true", help="random resized crop and flip")
-    train.add_argument("--seed", type=int)
+    train.add_argument("--seed", type=int_flag(0, SEED_MAX))
     train.add_argument("--progressive", metavar="SPEC",
                        help="progressive learning (EfficientNetV2): stages=4,resolution=16-32,dropout=0.1-0.3,"
                             "randaugment=0.1-0.5,mixup=0-0.2 (sizes and regularization grow stage by stage)")
-    train.add_argument("--validation-fraction", type=float, default=0.2,
+    train.add_argument("--validation-fraction", type=float_flag(0, 1), default=0.2,
                        help="held out of the training images as the validation split, where the dataset has none")
-    train.add_argument("--test-fraction", type=float, default=0.2,
+    train.add_argument("--test-fraction", type=float_flag(0, 1), default=0.2,
                        help="held out of all images as the test split, where the dataset has none (digits, folders)")
-    train.add_argument("--train-fraction", type=float,
+    train.add_argument("--train-fraction", type=float_flag(0, 1, low_open=True),
                        help="train on this class-balanced part of the training split (cheap proxies)")
     train.add_argument("--loop", default="auto", choices=("auto", "fit", "custom"))
-    train.add_argument("--latency-runs", type=int, default=20, help="0 skips the latency measurement")
+    train.add_argument("--latency-runs", type=int_flag(0, COUNT_MAX), default=20, help="0 skips the latency measurement")
     train.add_argument("--log-dir", help="TensorBoard log folder")
     train.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
     train.add_argument("--json", action="store_true", help="print the results record")
@@ -159,10 +149,10 @@ def register(commands) -> None:
     evaluate.add_argument("model", help="training output folder (or a .keras file)")
     evaluate.add_argument("--dataset", help="default: the dataset it was trained on")
     evaluate.add_argument("--data-dir")
-    evaluate.add_argument("--batch-size", type=_positive_int, default=64)
+    evaluate.add_argument("--batch-size", type=int_flag(1, BATCH_MAX), default=64)
     evaluate.add_argument("--split", default="test", choices=("test", "validation"),
                           help="the split to measure (default: test, the one nothing was selected on)")
-    evaluate.add_argument("--latency-runs", type=int, default=20)
-    evaluate.add_argument("--throughput-steps", type=int, default=5)
+    evaluate.add_argument("--latency-runs", type=int_flag(0, COUNT_MAX), default=20)
+    evaluate.add_argument("--throughput-steps", type=int_flag(0, COUNT_MAX), default=5)
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(func=cmd_evaluate)

@@ -27,6 +27,7 @@ integers, then the elements), gzipped or not::
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 import zlib
@@ -53,46 +54,77 @@ DATASETS = {  # name -> (folder names, class names, how to install)
 }
 
 
-def _open(path: str) -> bytes:
+def _open(path: str):
+    """A binary stream of ``path``'s contents, gunzipped when it is gzip whatever its name, and
+    whether it is (a gzip stream's size is known only by reading it)."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
+        handle = open(path, "rb")
+        gzipped = handle.read(2) == b"\x1f\x8b"
+        handle.seek(0)
     except OSError as error:
         raise UserError(f"cannot read {path!r}: {error.strerror or error}") from None
-    if data[:2] == b"\x1f\x8b":  # gzip, whatever the name says
-        try:
-            return gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as error:
+    return (gzip.GzipFile(fileobj=handle, mode="rb") if gzipped else handle), handle, gzipped
+
+
+def _read_at_most(stream, size: int, path: str, gzipped: bool) -> bytes:
+    """Up to ``size`` bytes, read in pieces (a header's claim is never allocated at once)."""
+    pieces, left = [], size
+    try:
+        while left > 0:
+            piece = stream.read(min(left, 1 << 24))
+            if not piece:
+                break
+            pieces.append(piece)
+            left -= len(piece)
+    except (OSError, EOFError, zlib.error) as error:
+        if gzipped:
             raise UserError(f"{path!r} is a damaged or truncated gzip file ({error})") from None
-    return data
+        raise UserError(f"cannot read {path!r}: {getattr(error, 'strerror', None) or error}") from None
+    return b"".join(pieces)
 
 
 def read_idx(path: str) -> np.ndarray:
-    """The array in an IDX file (gzipped or not), checked against its own header.
+    """The array in an IDX file (gzipped or not), checked against its own header. The header's
+    shape is checked against the file's size before any memory is spent on it: a header that
+    declares 2**31 labels or a 65536**4 shape in a file of a few bytes is one UserError, and so
+    is a gzip file that inflates beyond what its header declares (it is read only that far).
 
     >>> read_idx(__file__)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     effscale.common.errors.UserError: '...idx.py' is not an IDX file: magic number 0x2222224d (expected ...)
     """
-    data = _open(path)
-    if len(data) < 4:
-        raise UserError(f"{path!r} is not an IDX file: {len(data)} bytes, shorter than the 4-byte magic number")
-    zeros, code, ndim = data[:2], data[2], data[3]
-    if zeros != b"\0\0" or code not in IDX_TYPES or ndim == 0:
-        magic = struct.unpack(">I", data[:4])[0]
-        raise UserError(f"{path!r} is not an IDX file: magic number {magic:#010x} "
-                        "(expected 0x000008NN for unsigned bytes in NN dimensions)")
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise UserError(f"{path!r} is truncated: {len(data)} bytes, its header alone needs {header}")
-    shape = struct.unpack(f">{ndim}I", data[4:header])
-    dtype = np.dtype(IDX_TYPES[code])
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(data) != expected:
-        problem = "truncated" if len(data) < expected else "longer than its header says"
-        raise UserError(f"{path!r} is {problem}: {len(data)} bytes, its header "
-                        f"(shape {'x'.join(map(str, shape))}) needs {expected}")
+    stream, handle, gzipped = _open(path)
+    with handle, stream:
+        data = _read_at_most(stream, 4, path, gzipped)
+        if len(data) < 4:
+            raise UserError(f"{path!r} is not an IDX file: {len(data)} bytes, shorter than the 4-byte magic number")
+        zeros, code, ndim = data[:2], data[2], data[3]
+        if zeros != b"\0\0" or code not in IDX_TYPES or ndim == 0:
+            magic = struct.unpack(">I", data[:4])[0]
+            raise UserError(f"{path!r} is not an IDX file: magic number {magic:#010x} "
+                            "(expected 0x000008NN for unsigned bytes in NN dimensions)")
+        header = 4 + 4 * ndim
+        data += _read_at_most(stream, header - 4, path, gzipped)
+        if len(data) < header:
+            raise UserError(f"{path!r} is truncated: {len(data)} bytes, its header alone needs {header}")
+        shape = struct.unpack(f">{ndim}I", data[4:header])
+        dtype = np.dtype(IDX_TYPES[code])
+        expected = header + math.prod(shape) * dtype.itemsize  # Python ints: no int64 wrap-around
+        if gzipped:  # read one byte past the claim: enough to tell "longer", never more
+            data += _read_at_most(stream, expected - header + 1, path, gzipped)
+            size = len(data)
+        else:
+            size = os.fstat(handle.fileno()).st_size
+        if size != expected:
+            problem = "truncated" if size < expected else "longer than its header says"
+            said = f"{size} bytes" if size <= expected or not gzipped else f"more than {expected} bytes"
+            raise UserError(f"{path!r} is {problem}: {said}, its header "
+                            f"(shape {'x'.join(map(str, shape))}) needs {expected}")
+        if not gzipped:
+            data += _read_at_most(stream, expected - header, path, gzipped)
+            if len(data) != expected:  # the file changed while it was read
+                raise UserError(f"{path!r} is truncated: {len(data)} bytes, its header needs {expected}")
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 

@@ -22,6 +22,7 @@ import typing
 from dataclasses import dataclass, field
 
 from effscale.common.errors import UserError
+from effscale.common.checks import BATCH_MAX, COUNT_MAX, EPOCHS_MAX, SEED_MAX, shorten
 from effscale.search.config import SearchConfig, option_error
 
 COSTS = ("macs", "params", "latency")
@@ -95,8 +96,8 @@ class CoefficientConfig:
                 raise UserError(f"config key 'coefficients.{key}' must be in 1..4, got {value}")
         _positive("coefficients.grid_step", self.grid_step)
         _positive("coefficients.tolerance", self.tolerance)
-        _at_least("coefficients.max_trials", self.max_trials, 1)
-        _at_least("coefficients.epochs", self.epochs, 1)
+        _at_least("coefficients.max_trials", self.max_trials, 1, COUNT_MAX)
+        _at_least("coefficients.epochs", self.epochs, 1, EPOCHS_MAX)
 
 
 @dataclass(frozen=True)
@@ -125,8 +126,8 @@ class TrainingConfig:
     recipe: dict = field(default_factory=dict)   # effscale.training.recipe.Recipe fields
 
     def check(self) -> None:
-        _at_least("training.epochs", self.epochs, 1)
-        _at_least("training.batch_size", self.batch_size, 1)
+        _at_least("training.epochs", self.epochs, 1, EPOCHS_MAX)
+        _at_least("training.batch_size", self.batch_size, 1, BATCH_MAX)
         _one_of("training.strategy", self.strategy, ("auto", "default", "mirrored", "multiworker", "tpu"))
         _one_of("training.mixed_precision", self.mixed_precision, ("auto", "off"))
 
@@ -159,7 +160,8 @@ class FamilyConfig:
             section.check()
         for name, point in self.reference_points.items():
             if not (isinstance(point, dict) and set(point) == {"multiply_adds", "top1"}
-                    and all(isinstance(v, (int, float)) and v >= 0 for v in point.values())):
+                    and all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf
+                            for v in point.values())):
                 raise UserError(f"config key 'reference_points.{name}' must be a mapping with numbers "
                                 "multiply_adds and top1 (0..1)")
         self._check_scaling()
@@ -169,6 +171,8 @@ class FamilyConfig:
     def _check_top_level(self) -> None:
         if not isinstance(self.dataset, str) or not self.dataset.strip():
             raise UserError("config key 'dataset' is missing: name a dataset ('digits', 'tfds:NAME' or a folder)")
+        if not 0 <= self.seed <= SEED_MAX:
+            raise UserError(f"config key 'seed' must be an integer in 0..{SEED_MAX}, got {shorten(self.seed)}")
         if not 0 < self.validation_fraction < 1:
             raise UserError(f"config key 'validation_fraction' must be in (0, 1), got {self.validation_fraction}")
         from effscale.data.pipeline import check_source
@@ -236,31 +240,115 @@ class FamilyConfig:
         return cls.from_dict(data)
 
 
+CONFIG_FILE_MAX = 1 << 20  # bytes: a family config is a few hundred
+
+
+class _Refused(Exception):
+    """A config file construct refused while parsing (repeated key, YAML alias)."""
+
+
+def _strict_yaml_loader():
+    """A ``yaml.SafeLoader`` that refuses a key repeated in one mapping (PyYAML keeps the last
+    silently) and any alias (``*name``): a config needs none, and aliases are how a few hundred
+    bytes expand into gigabytes (the "billion laughs" of YAML)."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.events.AliasEvent):
+                event = self.peek_event()
+                raise _Refused(f"uses the alias *{event.anchor} (line {event.start_mark.line + 1}); "
+                               "aliases are not accepted in config files: write the value out")
+            return super().compose_node(parent, index)
+
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    repeated = key in seen
+                    seen.add(key)
+                except TypeError:  # an unhashable key: PyYAML's own error follows
+                    repeated = False
+                if repeated:
+                    from effscale.common.checks import shorten
+
+                    raise _Refused(f"key {shorten(key)} is repeated (line {key_node.start_mark.line + 1}); "
+                                   "each key may appear once in a section")
+            return super().construct_mapping(node, deep)
+
+    return StrictLoader
+
+
+def _json_pairs(pairs):
+    from effscale.common.checks import shorten
+
+    data = {}
+    for key, value in pairs:
+        if key in data:
+            raise _Refused(f"key {shorten(key)} is repeated; each key may appear once in an object")
+        data[key] = value
+    return data
+
+
+def _toml_problem(message: str, text: str) -> str:
+    """tomllib's "Cannot overwrite a value (at line 3, column 7)" with the repeated key named."""
+    import re
+
+    match = re.search(r"Cannot overwrite a value \(at line (\d+)", message)
+    if match:
+        lines = text.splitlines()
+        number = int(match.group(1))
+        if 0 < number <= len(lines):
+            from effscale.common.checks import shorten
+
+            key = lines[number - 1].split("=", 1)[0].strip()
+            return f"key {shorten(key)} is repeated (line {number}); each key may appear once in a table"
+    return message
+
+
 def read_config_file(path: str) -> dict:
+    """The mapping in a YAML, TOML or JSON config file. A repeated key, a YAML alias, a file over
+    1 MiB or one that does not parse is one UserError naming the file (and the key).
+
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "family.yaml")
+    >>> _ = open(path, "w").write("dataset: digits\nseed: 1\nseed: 2\n")
+    >>> read_config_file(path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    effscale.common.errors.UserError: config file '...family.yaml': key 'seed' is repeated (line 3); each key may appear once in a section
+    """
     if not os.path.isfile(path):
         raise UserError(f"config file {path!r} does not exist")
     extension = os.path.splitext(path)[1].lower()
+    if extension not in (".yaml", ".yml", ".toml", ".json"):
+        raise UserError(f"config file {path!r}: expected a .yaml, .yml, .toml or .json file")
+    size = os.path.getsize(path)
+    if size > CONFIG_FILE_MAX:
+        raise UserError(f"config file {path!r} is {size:,} bytes, more than {CONFIG_FILE_MAX:,}: not a config file")
     try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+        text = raw.decode("utf-8")
         if extension in (".yaml", ".yml"):
             import yaml
 
-            with open(path) as handle:
-                data = yaml.safe_load(handle)
+            data = yaml.load(text, Loader=_strict_yaml_loader())  # noqa: S506 - a SafeLoader subclass
         elif extension == ".toml":
             import tomllib
 
-            with open(path, "rb") as handle:
-                data = tomllib.load(handle)
-        elif extension == ".json":
-            with open(path) as handle:
-                data = json.load(handle)
+            try:
+                data = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as error:
+                raise _Refused(_toml_problem(str(error), text)) from None
         else:
-            raise UserError(f"config file {path!r}: expected a .yaml, .yml, .toml or .json file")
-    except UserError:
-        raise
+            data = json.loads(text, object_pairs_hook=_json_pairs)
+    except _Refused as problem:
+        raise UserError(f"config file {path!r}: {problem}") from None
     except Exception as error:  # the parsers' own error types differ; all mean "does not parse"
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UserError(f"config file {path!r} does not parse: {message}") from None
+        raise UserError(f"config file {path!r} does not parse: {message[:200]}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -302,13 +390,12 @@ def _coerce(kind, value, dotted: str):
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif kind is float:
-        if isinstance(value, str):  # YAML reads 2e6 (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            return float(value)
+        from effscale.common.checks import parse_float
+
+        try:  # YAML reads 2e6 (no dot) as a string; ASCII digits only, finite, within the float range
+            return parse_float(value, dotted)
+        except UserError:
+            pass
     elif kind is str:
         if isinstance(value, str):
             return value
@@ -320,7 +407,7 @@ def _coerce(kind, value, dotted: str):
     else:  # pragma: no cover - every field type is listed above
         raise TypeError(kind)
     expected = {bool: "true or false", int: "an integer", float: "a number", str: "text", dict: "a mapping"}[kind]
-    raise UserError(f"config key {dotted!r} must be {expected}, got {value!r}")
+    raise UserError(f"config key {dotted!r} must be {expected}, got {shorten(value)}")
 
 
 def _one_of(key: str, value, choices) -> None:
@@ -333,6 +420,8 @@ def _positive(key: str, value) -> None:
         raise UserError(f"config key {key!r} must be positive, got {value}")
 
 
-def _at_least(key: str, value, minimum: int) -> None:
+def _at_least(key: str, value, minimum: int, maximum: int) -> None:
     if value < minimum:
-        raise UserError(f"config key {key!r} must be at least {minimum}, got {value}")
+        raise UserError(f"config key {key!r} must be at least {minimum}, got {shorten(value)}")
+    if value > maximum:
+        raise UserError(f"config key {key!r} must be at most {maximum:,}, got {shorten(value)}")

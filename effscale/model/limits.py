@@ -24,7 +24,6 @@ effscale.common.errors.UserError: the network would have 1,000,000,000 blocks, m
 
 from __future__ import annotations
 
-import math
 import os
 
 from effscale.common.errors import UserError
@@ -43,17 +42,30 @@ def limit(name: str) -> float:
     >>> limit("params")
     2000000000.0
     """
+    from effscale.common.checks import parse_float, shorten
+
     variable, default, _, option = LIMITS[name]
     text = os.environ.get(variable, "").strip()
     if not text:
         return default
     try:
-        value = float(text)
-    except ValueError:
-        raise UserError(f"{variable}={text!r} is not a number ({option})") from None
-    if not (math.isfinite(value) and value > 0):
-        raise UserError(f"{variable}={text!r} must be a positive number ({option})")
-    return value
+        return parse_float(text, variable, 0, low_open=True)
+    except UserError:
+        raise UserError(f"{variable}={shorten(text)} must be a positive finite number ({option})") from None
+
+
+def check_limits() -> None:
+    """Read every limit once, so that a malformed environment variable is refused at the start.
+
+    >>> os.environ["EFFSCALE_MAX_PARAMS"] = "inf"
+    >>> check_limits()
+    Traceback (most recent call last):
+    ...
+    effscale.common.errors.UserError: EFFSCALE_MAX_PARAMS='inf' must be a positive finite number (--limit-params)
+    >>> del os.environ["EFFSCALE_MAX_PARAMS"]; check_limits()
+    """
+    for name in LIMITS:
+        limit(name)
 
 
 def _refuse(name: str, amount: float, what: str) -> None:

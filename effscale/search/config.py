@@ -35,14 +35,21 @@ def parse_target(text) -> float:
     (400000000.0, 0.005, 3000000.0)
     """
     if isinstance(text, (int, float)) and not isinstance(text, bool):
-        value = float(text)
+        from effscale.common.checks import check_float
+
+        value = check_float(text, "target", 0, low_open=True)
     else:
-        match = re.fullmatch(r"\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(k|K|M|G|B|ms|us|s)?\s*", str(text))
+        from effscale.common.checks import MAX_NUMBER_TEXT, shorten
+
+        match = re.fullmatch(r"\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(k|K|M|G|B|ms|us|s)?\s*", str(text),
+                             re.ASCII) if len(str(text)) <= MAX_NUMBER_TEXT else None
         if not match:
-            raise UserError(f"target {text!r}: expected a positive number, optionally with k, M, G, ms or us")
+            raise UserError(f"target {shorten(text)}: expected a positive number, optionally with k, M, G, ms or us")
         value = float(match.group(1)) * _SUFFIXES.get(match.group(2) or "s", 1.0)
     if not (math.isfinite(value) and value > 0):
-        raise UserError(f"target must be a positive number, got {text!r}")
+        from effscale.common.checks import shorten
+
+        raise UserError(f"target must be a positive number, got {shorten(text)}")
     return value
 
 
@@ -63,22 +70,30 @@ def _checked(key: str, check, *args, **kwargs):
         raise
 
 
-def _integer(key: str, value, low: int, what: str = "a positive integer") -> int:
+def _integer(key: str, value, low: int, what: str = "a positive integer", high: int | None = None) -> int:
+    from effscale.common.checks import shorten
+
     if not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
-        raise option_error(key, f"{key} must be {what}, got {value!r}")
+        raise option_error(key, f"{key} must be {what}, got {shorten(value)}")
+    if high is not None and value > high:
+        raise option_error(key, f"{key} must be at most {high:,}, got {shorten(value)}")
     return value
 
 
 def _number(key: str, value, optional: bool = True) -> float | None:
+    from effscale.common.checks import MAX_NUMBER_TEXT, shorten
+
     if value is None and optional:
         return None
-    if isinstance(value, str):  # YAML reads 2e6 (no dot) as text
+    if isinstance(value, str) and len(value) <= MAX_NUMBER_TEXT:  # YAML reads 2e6 (no dot) as text
         try:
             value = float(value)
         except ValueError:
             pass
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 1000:
+        value = math.inf  # beyond the float range: refused below
     if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)):
-        raise option_error(key, f"{key} must be a number, got {value!r}")
+        raise option_error(key, f"{key} must be a number, got {shorten(value)}")
     return float(value)
 
 
@@ -132,9 +147,12 @@ class SearchConfig:
         _checked("oracle", check_oracle, self.oracle)
         if self.cost not in COST_KINDS:
             raise option_error("cost", f"unknown cost {self.cost!r}: expected one of {', '.join(COST_KINDS)}")
-        for key, low in (("trials", 1), ("epochs", 1), ("seeds", 1), ("top_k", 1)):
-            _integer(key, getattr(self, key), low)
-        _integer("seed", self.seed, 0, "a non-negative integer")
+        from effscale.common.checks import COUNT_MAX, EPOCHS_MAX, SEED_MAX
+
+        for key, low, high in (("trials", 1, COUNT_MAX), ("epochs", 1, EPOCHS_MAX), ("seeds", 1, 1_000),
+                               ("top_k", 1, COUNT_MAX)):
+            _integer(key, getattr(self, key), low, high=high)
+        _integer("seed", self.seed, 0, "a non-negative integer", high=SEED_MAX)
         if self.prescreen is not None:
             from effscale.search.zero_cost import parse_prescreen
 
@@ -143,9 +161,11 @@ class SearchConfig:
             if self.prescreen.startswith("reward:") and self.cost == "latency":
                 raise option_error("prescreen", "prescreen reward needs a cost known before training: macs or params")
         if not (isinstance(self.reevaluate_seeds, int) and not isinstance(self.reevaluate_seeds, bool)
-                and (self.reevaluate_seeds == 0 or self.reevaluate_seeds >= 2)):
-            raise option_error("reevaluate_seeds", "reevaluate_seeds must be 0 (no re-evaluation) or at least 2, "
-                              f"got {self.reevaluate_seeds!r}")
+                and (self.reevaluate_seeds == 0 or 2 <= self.reevaluate_seeds <= 1_000)):
+            from effscale.common.checks import shorten
+
+            raise option_error("reevaluate_seeds", "reevaluate_seeds must be 0 (no re-evaluation) or in 2..1000, "
+                              f"got {shorten(self.reevaluate_seeds)}")
         self._check_proxy()
         fraction = _number("train_fraction", self.train_fraction)
         if fraction is not None and not 0 < fraction <= 1:

@@ -80,17 +80,20 @@ class ProxyTask:
 
     @classmethod
     def parse(cls, text: str) -> "ProxyTask":
+        from effscale.common.checks import parse_float, parse_int, shorten
+
         values = {}
         for part in [p.strip() for p in str(text).split(",") if p.strip()]:
             key, sep, value = part.partition("=")
             key = key.strip()
             if not sep or key not in _KEYS:
-                raise UserError(f"proxy setting {text!r}: unknown key {key!r} (expected {', '.join(_KEYS)})")
+                raise UserError(f"proxy setting {shorten(text)}: unknown key {shorten(key)} "
+                                f"(expected {', '.join(_KEYS)})")
             try:
                 values[_KEYS[key]] = value.strip() if key == "schedule" else (
-                    int(value) if key in ("epochs", "resolution") else float(value))
-            except ValueError:
-                raise UserError(f"proxy setting {text!r}: {key}={value!r} is not a number") from None
+                    parse_int(value, key) if key in ("epochs", "resolution") else parse_float(value, key))
+            except UserError:
+                raise UserError(f"proxy setting {shorten(text)}: {key}={shorten(value)} is not a number") from None
         return cls(**values)
 
     def resolved(self, baseline_resolution: int) -> "ProxyTask":
@@ -267,10 +270,17 @@ def _parse_shard(text) -> tuple[int, int]:
     """
     if text is None:
         return 0, 1
+    from effscale.common.checks import COUNT_MAX, parse_int, shorten
+
     index, sep, count = str(text).partition("/")
-    if not (sep and index.isdigit() and count.isdigit() and 0 <= int(index) < int(count)):
-        raise UserError(f"shard {text!r}: expected I/N with 0 <= I < N, e.g. 0/2")
-    return int(index), int(count)
+    try:
+        index, count = parse_int(index, "I", 0, COUNT_MAX), parse_int(count, "N", 1, COUNT_MAX)
+        ok = sep and index < count
+    except UserError:
+        ok = False
+    if not ok:
+        raise UserError(f"shard {shorten(text)}: expected I/N with 0 <= I < N, e.g. 0/2")
+    return index, count
 
 
 def _load_training(path: str, name: str, arch: int, seed: int, genotype: str) -> dict | None:

@@ -113,6 +113,47 @@ def check_oracle_options(name, options) -> None:
         accepted = _REGISTRY[name].options
         known = f"its options are {', '.join(accepted)}" if accepted else "it takes none"
         raise UserError(f"oracle {name!r} has no option {unknown[0]!r}: {known}")
+    check_option_values(options)
+
+
+# The values an oracle option may take: (int or float, lowest, highest, lowest excluded). The
+# oracles check them again when built; here they are checked before a search (or a family, whose
+# search starts after its first files) writes anything.
+_OPTION_VALUES = {
+    "population_size": (int, 2, 1_000_000), "sample_size": (int, 1, 1_000_000),
+    "learning_rate": (float, 0, None), "entropy_weight": (float, 0, None), "baseline_decay": (float, 0, 1),
+    "failed_reward": (float, None, None), "num_initial_points": (int, 1, 1_000_000),
+    "candidates": (int, 1, 1_000_000), "gp_restarts": (int, 0, 1_000), "alpha": (float, 0, None),
+    "beta": (float, 0, None), "initial_points": (int, 2, 1_000_000), "parents": (int, 1, 1_000_000),
+    "random_candidates": (int, 0, 1_000_000), "exploration": (float, 0, None), "members": (int, 2, 10_000),
+    "factor": (int, 2, 1_000), "supernet_epochs": (int, 1, 100_000), "arch_learning_rate": (float, 0, None),
+    "cost_weight": (float, 0, None), "warmup_epochs": (int, 0, 100_000), "temperature": (float, 0, None),
+}
+
+
+def check_option_values(options) -> None:
+    """Raise UserError when an oracle option's value has the wrong type or range (numbers finite).
+
+    >>> check_option_values({"population_size": 20, "learning_rate": 0.5})
+    >>> check_option_values({"population_size": "abc"})
+    Traceback (most recent call last):
+    ...
+    effscale.common.errors.UserError: oracle option population_size must be an integer in 2..1000000, got 'abc'
+    """
+    from effscale.common.checks import check_float, check_int, shorten
+
+    for key, value in options.items():
+        if key == "normalize":
+            if not isinstance(value, bool):
+                raise UserError(f"oracle option normalize must be true or false, got {shorten(value)}")
+            continue
+        if key not in _OPTION_VALUES:
+            continue
+        kind, low, high = _OPTION_VALUES[key]
+        if kind is int:
+            check_int(value, f"oracle option {key}", low, high)
+        else:
+            check_float(value, f"oracle option {key}", low, high)
 
 
 def read_options(name, options) -> dict:

@@ -58,15 +58,19 @@ def parse_prescreen(text) -> tuple[str, int]:
     ...
     effscale.common.errors.UserError: prescreen 'synflow': expected PROXY:N, e.g. synflow:20 (N candidates scored per trial)
     """
-    match = re.fullmatch(r"\s*([A-Za-z_]+)\s*:\s*([0-9]+)\s*", str(text))
+    from effscale.common.checks import shorten
+
+    match = re.fullmatch(r"\s*([A-Za-z_]+)\s*:\s*([0-9]+)\s*", str(text), re.ASCII)
     if not match:
-        raise UserError(f"prescreen {text!r}: expected PROXY:N, e.g. synflow:20 (N candidates scored per trial)")
-    proxy, n = match.group(1).lower(), int(match.group(2))
+        raise UserError(f"prescreen {shorten(text)}: expected PROXY:N, e.g. synflow:20 (N candidates scored per trial)")
+    proxy = match.group(1).lower()
     if proxy not in PROXIES + ("reward",):
-        raise UserError(f"prescreen {text!r}: unknown proxy {proxy!r}, expected one of {', '.join(PROXIES)} "
-                        "or reward (predicted accuracy with the exact cost)")
-    if not 1 <= n <= 10_000:
-        raise UserError(f"prescreen {text!r}: N must be in 1..10000, got {n}")
+        raise UserError(f"prescreen {shorten(text)}: unknown proxy {shorten(proxy)}, expected one of "
+                        f"{', '.join(PROXIES)} or reward (predicted accuracy with the exact cost)")
+    digits = match.group(2).lstrip("0") or "0"
+    if len(digits) > 5 or not 1 <= int(digits) <= 10_000:  # int() of 5000 digits would raise
+        raise UserError(f"prescreen {shorten(text)}: N must be in 1..10000, got {shorten(digits)}")
+    n = int(digits)
     return proxy, n
 
 

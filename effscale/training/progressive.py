@@ -52,20 +52,20 @@ class Stage:
 
 
 def _pair(name: str, value, low: float, high: float, kind=float) -> tuple | None:
+    from effscale.common.checks import shorten
+
     if value is None:
         return None
     if not (isinstance(value, (list, tuple)) and len(value) == 2):
-        raise UserError(f"progressive {name} must be a [start, end] pair, got {value!r}")
-    try:
-        pair = tuple(kind(v) for v in value)
-    except (TypeError, ValueError):
-        raise UserError(f"progressive {name} must be numbers, got {value!r}") from None
-    if kind is int and any(float(v) != int(v) for v in value):
-        raise UserError(f"progressive {name} must be whole pixels, got {value!r}")
-    for v in pair:
+        raise UserError(f"progressive {name} must be a [start, end] pair, got {shorten(value)}")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        raise UserError(f"progressive {name} must be numbers, got {shorten(value)}")
+    for v in value:  # range first: int(inf) or float(10**400) would raise OverflowError
         if not (math.isfinite(v) and low <= v <= high):
-            raise UserError(f"progressive {name} values must be in {low:g}..{high:g}, got {value!r}")
-    return pair
+            raise UserError(f"progressive {name} values must be in {low:g}..{high:g}, got {shorten(value)}")
+    if kind is int and any(float(v) != int(v) for v in value):
+        raise UserError(f"progressive {name} must be whole pixels, got {shorten(value)}")
+    return tuple(kind(v) for v in value)
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,9 @@ class Progressive:
 
     def __post_init__(self):
         if not (isinstance(self.stages, int) and not isinstance(self.stages, bool) and 1 <= self.stages <= 100):
-            raise UserError(f"progressive stages must be an integer in 1..100, got {self.stages!r}")
+            from effscale.common.checks import shorten
+
+            raise UserError(f"progressive stages must be an integer in 1..100, got {shorten(self.stages)}")
         resolution = self.resolution
         if isinstance(resolution, (list, tuple)) and len(resolution) == 2 and resolution[1] is None:
             start = _pair("resolution", (resolution[0], resolution[0]), 8, 4096, int)[0]
@@ -124,27 +126,23 @@ class Progressive:
         ...
         effscale.common.errors.UserError: --progressive token 'size=64': expected stages=N, resolution=A[-B], dropout=A-B, randaugment=A-B or mixup=A-B
         """
+        from effscale.common.checks import parse_float, parse_int, shorten
+
         fields: dict = {}
         for token in str(text).replace(" ", "").split(","):
             key, sep, value = token.partition("=")
             if not sep or key not in ("stages", "resolution", *RANGES) or key in fields:
-                raise UserError(f"--progressive token {token!r}: expected stages=N, resolution=A[-B], "
+                raise UserError(f"--progressive token {shorten(token)}: expected stages=N, resolution=A[-B], "
                                 "dropout=A-B, randaugment=A-B or mixup=A-B")
             if key == "stages":
-                try:
-                    fields[key] = int(value)
-                except ValueError:
-                    raise UserError(f"--progressive stages={value!r}: expected an integer") from None
+                fields[key] = parse_int(value, "--progressive stages", 1, 100)
                 continue
             parts = value.split("-")
             if key == "resolution" and len(parts) == 1:
                 parts.append(None)
             if len(parts) != 2:
-                raise UserError(f"--progressive {key}={value!r}: expected START-END")
-            try:
-                fields[key] = tuple(None if p is None else float(p) for p in parts)
-            except ValueError:
-                raise UserError(f"--progressive {key}={value!r}: expected numbers") from None
+                raise UserError(f"--progressive {key}={shorten(value)}: expected START-END")
+            fields[key] = tuple(None if p is None else parse_float(p, f"--progressive {key}") for p in parts)
         return cls(**fields)
 
     # -- the schedule -------------------------------------------------------------------------

@@ -79,14 +79,28 @@ class Recipe(JsonSettings):
             if not condition:
                 raise UserError(f"recipe {message}")
 
+        from effscale.common.checks import BATCH_MAX, EPOCHS_MAX, SEED_MAX, shorten
+
+        # types and ranges first, so that no comparison below meets text or a 5000-digit integer
+        for key, high in (("epochs", EPOCHS_MAX), ("batch_size", BATCH_MAX), ("base_batch", BATCH_MAX),
+                          ("seed", SEED_MAX)):
+            value = getattr(self, key)
+            low = 0 if key == "seed" else 1
+            check(isinstance(value, int) and not isinstance(value, bool) and low <= value <= high,
+                  f"{key} must be {'a positive' if low else 'a non-negative'} integer of at most {high:,}, "
+                  f"got {shorten(value)}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("float", "float | None") and not (value is None and f.type == "float | None"):
+                check(isinstance(value, (int, float)) and not isinstance(value, bool)
+                      and (not isinstance(value, int) or value.bit_length() < 1000) and math.isfinite(value),
+                      f"{f.name} must be a finite number, got {shorten(value)}")
+            elif f.type == "bool":
+                check(isinstance(value, bool), f"{f.name} must be true or false, got {shorten(value)}")
         check(self.optimizer in OPTIMIZERS, f"optimizer {self.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
         check(self.schedule in SCHEDULES, f"schedule {self.schedule!r}: expected one of {', '.join(SCHEDULES)}")
         check(self.batch_scope in ("per_replica", "global"),
               f"batch_scope {self.batch_scope!r}: expected 'per_replica' or 'global'")
-        check(isinstance(self.epochs, int) and self.epochs >= 1, f"epochs must be a positive integer, got {self.epochs!r}")
-        check(isinstance(self.batch_size, int) and self.batch_size >= 1,
-              f"batch_size must be a positive integer, got {self.batch_size!r}")
-        check(isinstance(self.base_batch, int) and self.base_batch >= 1, "base_batch must be a positive integer")
         check(self.learning_rate > 0 and math.isfinite(self.learning_rate), "learning_rate must be positive")
         check(self.warmup_epochs >= 0, "warmup_epochs must be >= 0")
         check(self.decay_epochs > 0 and 0 < self.decay_rate <= 1, "needs decay_epochs > 0 and decay_rate in (0, 1]")

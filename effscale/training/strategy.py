@@ -65,11 +65,59 @@ def read_tf_config(text: str | None = None) -> dict:
         return {}
     try:
         config = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise UserError(f"TF_CONFIG is not valid JSON: {error}") from None
+    except (ValueError, RecursionError) as error:  # also a 5000-digit number, a 10,000-deep nesting
+        raise UserError(f"TF_CONFIG is not valid JSON: {str(error).splitlines()[0][:200]}") from None
     if not isinstance(config, dict):
         raise UserError("TF_CONFIG must be a JSON object with 'cluster' and 'task'")
+    _check_cluster(config)
     return config
+
+
+def check_tf_config() -> None:
+    """Refuse a malformed ``TF_CONFIG`` (when set) with one line, before a command starts.
+
+    >>> os.environ["TF_CONFIG"] = '{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": "one"}}'
+    >>> check_tf_config()
+    Traceback (most recent call last):
+    ...
+    effscale.common.errors.UserError: TF_CONFIG task.index must be an integer in 0..1, got 'one'
+    >>> del os.environ["TF_CONFIG"]; check_tf_config()
+    """
+    read_tf_config()
+
+
+def _check_cluster(config: dict) -> None:
+    from effscale.common.checks import check_int, shorten
+
+    cluster = config.get("cluster", {})
+    if cluster is None:
+        cluster = {}
+    if not isinstance(cluster, dict):
+        raise UserError(f"TF_CONFIG cluster must map a task type to its addresses, got {shorten(cluster)}")
+    for kind, addresses in cluster.items():
+        if isinstance(addresses, dict):  # a sparse cluster: {"worker": {"1": "host:port"}}
+            addresses = list(addresses.values())
+        if not (isinstance(addresses, list) and all(isinstance(a, str) and a.rpartition(":")[2].isdigit()
+                                                    and a.rpartition(":")[2].isascii() for a in addresses)):
+            raise UserError(f"TF_CONFIG cluster.{str(kind)[:40]} must be a list of 'host:port' addresses, "
+                            f"got {shorten(addresses)}")
+    task = config.get("task", {})
+    if task is None:
+        task = {}
+    if not isinstance(task, dict):
+        raise UserError(f"TF_CONFIG task must be an object with 'type' and 'index', got {shorten(task)}")
+    kind = task.get("type")
+    if kind is not None and not isinstance(kind, str):
+        raise UserError(f"TF_CONFIG task.type must be a task type such as 'worker', got {shorten(kind)}")
+    if cluster and kind is not None and kind not in cluster:
+        raise UserError(f"TF_CONFIG task.type {shorten(kind)} is not in its cluster "
+                        f"({', '.join(map(str, cluster)) or 'empty'})")
+    index = 0 if task.get("index") is None else task["index"]
+    positions = len(cluster.get(kind) or []) if kind is not None and cluster else None
+    if positions:
+        check_int(index, "TF_CONFIG task.index", 0, positions - 1)
+    else:
+        check_int(index, "TF_CONFIG task.index", 0)
 
 
 def cluster_size(config: dict) -> tuple[int, str | None, int]:
