@@ -103,7 +103,8 @@ SPECS = [
     (TRAIN + ["--epochs", "4"], "--progressive", "stages={}", BAD_COUNTS),
     (TRAIN + ["--epochs", "4"], "--progressive", "stages=2,resolution=16-{}", BAD_NUMBERS),
     (TRAIN + ["--epochs", "4"], "--progressive", "stages=2,dropout=0.1-{}", BAD_NUMBERS),
-    (PROXY, "--shard", "{}/2", BAD_COUNTS),
+    (PROXY, "--shard", "{}/2", st.one_of(st.sampled_from(NOT_INTEGERS + ["-1", "2", "3"]),
+                                         st.integers(min_value=2, max_value=10**40).map(str))),
     (PROXY, "--shard", "0/{}", st.sampled_from(NOT_INTEGERS + ["-1", "0"])),
     (PROXY, "--setting", "epochs={}", BAD_COUNTS),
 ]
