@@ -101,13 +101,14 @@ def cmd_search(args) -> int:
     config = SearchConfig(
         args.baseline, oracle=args.oracle, cost=args.cost, target=args.target, constraint=args.constraint,
         trials=_positive_int(args.trials, "--trials", COUNT_MAX),
-        epochs=_positive_int(args.epochs or "1", "--epochs", EPOCHS_MAX), dataset=args.dataset,
-        seed=parse_int(args.seed, "--seed", 0, SEED_MAX), resolution=args.resolution,
-        width=_number(args.width or "1.0", "--width"), depth=_number(args.depth, "--depth"), alpha=args.alpha, beta=args.beta, max_macs=args.max_macs,
+        epochs=_positive_int("1" if args.epochs is None else args.epochs, "--epochs", EPOCHS_MAX),
+        dataset=args.dataset, seed=parse_int(args.seed, "--seed", 0, SEED_MAX), resolution=args.resolution,
+        width=_number("1.0" if args.width is None else args.width, "--width"), depth=_number(args.depth, "--depth"),
+        alpha=args.alpha, beta=args.beta, max_macs=args.max_macs,
         max_params=args.max_params, max_latency=args.max_latency,
         open_choices=[c.strip() for c in args.open.split(",") if c.strip()] if args.open else None,
         options=dict(_choice_option(c) for c in (args.choice or [])),
-        stages=parse_stages(args.stages) if args.stages else None, oracle_options=oracle_options,
+        stages=parse_stages(args.stages) if args.stages is not None else None, oracle_options=oracle_options,
         prescreen=args.prescreen, proxy=args.proxy or None, seeds=args.seeds, top_k=args.top_k,
         reevaluate_seeds=args.reevaluate_seeds, train_fraction=args.train_fraction)
     result = run_search(config, args.project_dir, verbose=0 if args.quiet else 1, overwrite=args.overwrite,
