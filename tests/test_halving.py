@@ -118,3 +118,15 @@ def test_a_project_resumed_with_another_ladder_is_refused(tmp_path):
     other = make_oracle("asha", 6, SPACE.hyperparameters(), seed=0, epochs=4, eta=2)
     with pytest.raises(UserError, match="rungs"):
         other.set_state(state)
+
+
+def test_a_family_search_with_asha_tops_out_at_the_members_training_epochs(tmp_path):
+    from effscale.family.config import FamilyConfig
+
+    base = {"dataset": "digits", "baseline": "tiny", "training": {"epochs": 7}}
+    config = FamilyConfig.from_dict({**base, "search": {"oracle": "asha", "trials": 5}})
+    assert config.search.search_config().oracle_options["max_epochs"] == 7
+    given = FamilyConfig.from_dict({**base, "search": {"oracle": "asha", "oracle_options": {"max_epochs": 3}}})
+    assert given.search.oracle_options["max_epochs"] == 3
+    other = FamilyConfig.from_dict({**base, "search": {"oracle": "evolution"}})
+    assert "max_epochs" not in other.search.oracle_options

@@ -158,6 +158,7 @@ class FamilyConfig:
                 self.search.section(), "search", baseline=self.baseline, dataset=self.dataset))
         for section in (self.coefficients, self.scaling, self.training):
             section.check()
+        self._search_to_the_final_schedule()
         for name, point in self.reference_points.items():
             if not (isinstance(point, dict) and set(point) == {"multiply_adds", "top1"}
                     and all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf
@@ -167,6 +168,17 @@ class FamilyConfig:
         self._check_scaling()
         self._check_recipe()
         return self
+
+    def _search_to_the_final_schedule(self) -> None:
+        """A multi-fidelity search's top rung trains for the members' epochs unless set."""
+        from effscale.search.registry import oracle_entry
+
+        option = oracle_entry(self.search.oracle).final_epochs_option
+        if option and option not in self.search.oracle_options:
+            section = {**self.search.section(),
+                       "oracle_options": {**self.search.oracle_options, option: self.training.epochs}}
+            object.__setattr__(self, "search", FamilySearchConfig.from_dict(
+                section, "search", baseline=self.baseline, dataset=self.dataset))
 
     def _check_top_level(self) -> None:
         if not isinstance(self.dataset, str) or not self.dataset.strip():
@@ -313,7 +325,7 @@ def read_config_file(path: str) -> dict:
 
     >>> import tempfile
     >>> path = os.path.join(tempfile.mkdtemp(), "family.yaml")
-    >>> _ = open(path, "w").write("dataset: digits\nseed: 1\nseed: 2\n")
+    >>> _ = open(path, "w").write("dataset: digits\\nseed: 1\\nseed: 2\\n")
     >>> read_config_file(path)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...

@@ -31,7 +31,9 @@ class OracleEntry:
     ``options``: the option names ``build`` reads, so that a misspelt one is refused before a
     search starts (None: not declared, anything is passed on). ``cost_aware``: ``build`` takes
     ``cost_fn`` and ``reward`` options, which a search fills with each candidate's exact cost
-    (multiply-adds or parameters) and its reward."""
+    (multiply-adds or parameters) and its reward. ``final_epochs_option``: for a multi-fidelity
+    oracle, the option its top rung's epochs come from; a family sets it to its members' training
+    epochs unless the config gives it."""
 
     name: str
     build: Callable
@@ -39,15 +41,18 @@ class OracleEntry:
     prescreen: bool = False
     options: tuple[str, ...] | None = None
     cost_aware: bool = False
+    final_epochs_option: str | None = None
 
 
 _REGISTRY: dict[str, OracleEntry] = {}
 
 
 def register_oracle(name: str, build: Callable, summary: str, prescreen: bool = False,
-                    options: Sequence[str] | None = None, cost_aware: bool = False) -> OracleEntry:
+                    options: Sequence[str] | None = None, cost_aware: bool = False,
+                    final_epochs_option: str | None = None) -> OracleEntry:
     """Add an oracle under ``name`` (replacing one of the same name) and return its entry."""
-    entry = OracleEntry(name, build, summary, prescreen, None if options is None else tuple(options), cost_aware)
+    entry = OracleEntry(name, build, summary, prescreen, None if options is None else tuple(options), cost_aware,
+                        final_epochs_option)
     _REGISTRY[name] = entry
     return entry
 
@@ -287,7 +292,8 @@ register_oracle("predictor", _predictor, "predictor-guided local search (BANANAS
                 options=_PREDICTOR_OPTIONS, cost_aware=True)
 register_oracle("asha", _asha, "multi-fidelity: successive halving over epochs up to --epochs (ASHA), new "
                 "candidates from the cost-aware predictor (BOHB-style)",
-                options=_PREDICTOR_OPTIONS + ("max_epochs", "eta", "min_epochs"), cost_aware=True)
+                options=_PREDICTOR_OPTIONS + ("max_epochs", "eta", "min_epochs"), cost_aware=True,
+                final_epochs_option="max_epochs")
 register_oracle("hyperband", _hyperband, "Keras Tuner's Hyperband over proxy epochs", options=("factor",))
 register_oracle("differentiable", _differentiable, "one-shot supernet search (DARTS-style)",
                 options=("supernet_epochs", "arch_learning_rate", "cost_weight", "warmup_epochs", "temperature"))
