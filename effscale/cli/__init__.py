@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from effscale.common.errors import UserError
+from effscale.common.errors import OutputError, UserError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -175,6 +175,14 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"effscale: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a full, unwritable or read-only disk: one line, exit 1
+        from effscale.common.io import write_failure
+
+        failure = error if isinstance(error, OutputError) else write_failure(error.filename or "?", error)
+        if failure is None:
+            raise
+        print(f"effscale: error: {failure}", file=sys.stderr)
+        return 1
     except Interrupted as stop:
         print(f"effscale: {MESSAGE}", file=sys.stderr)
         return stop.code

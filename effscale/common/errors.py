@@ -11,3 +11,13 @@ class UserError(ValueError):
     >>> isinstance(UserError("bad"), ValueError)
     True
     """
+
+
+class OutputError(OSError):
+    """A write of state or results failed for a reason outside effscale: no space left on the
+    device, a quota, a read-only or unwritable folder. The CLI prints it as one line and exits
+    with code 1 (the input was fine; rerun the same command once the cause is fixed).
+
+    >>> str(OutputError("no space left on device writing /x/state.json"))
+    'no space left on device writing /x/state.json'
+    """

@@ -21,6 +21,8 @@ no longer has, so an upgrade fails one clear test instead of a search.
 
 from __future__ import annotations
 
+import contextlib
+
 from keras_tuner.engine.base_tuner import BaseTuner
 from keras_tuner.engine.trial import Trial, TrialStatus
 
@@ -216,6 +218,22 @@ def add_servicer_to_server(servicer, server) -> None:
     protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
 
 
+@contextlib.contextmanager
+def trials_fail_quietly():
+    """Inside the block Keras Tuner does not print the traceback of each failed trial (its
+    private ``keras_tuner.src.config.DEBUG``, True in 1.4.x, prints them all, even a documented
+    ``--max-macs`` rejection); the traceback stays in the trial's ``message`` (trial.json) and
+    effscale's progress prints one line per trial with its reason."""
+    from keras_tuner.src import config
+
+    saved = config.DEBUG
+    config.DEBUG = False
+    try:
+        yield
+    finally:
+        config.DEBUG = saved
+
+
 def missing_internals() -> list[str]:
     """Every internal above that this Keras Tuner lacks, as ``'owner.name'`` (empty when all are there)."""
     import keras_tuner
@@ -230,6 +248,13 @@ def missing_internals() -> list[str]:
     except (ImportError, AttributeError) as error:
         missing.append(f"keras_tuner.src gRPC chief ({error})")
         servicer = None
+    try:
+        from keras_tuner.src import config
+
+        if not hasattr(config, "DEBUG"):
+            missing.append("keras_tuner.src.config.DEBUG")
+    except ImportError:
+        missing.append("keras_tuner.src.config")
     owners = {"Oracle": keras_tuner.Oracle, "BaseTuner": BaseTuner, "OracleServicer": servicer,
               "BayesianOptimizationOracle": keras_tuner.oracles.BayesianOptimizationOracle}
     for owner, names in PRIVATE_MEMBERS.items():
@@ -252,4 +277,4 @@ __all__ = ["BaseTuner", "Trial", "TrialStatus", "oracle_servicer", "oracle_clien
            "is_duplicate", "values_hash", "tried_hashes", "retry_queue", "restore_bookkeeping",
            "nonfixed_space", "random_populate_space", "vectorize_trials", "vector_to_values", "make_gpr",
            "random_state", "set_random_state", "TrialFileHook", "GaussianProcessHook", "is_worker",
-           "tuner_file"]
+           "tuner_file", "trials_fail_quietly"]

@@ -203,7 +203,17 @@ def run_search(config=None, project_dir: str = "effscale-search", *, verbose: in
             f"{os.environ['KERASTUNER_ORACLE_PORT']}")
         serve_chief(keras_oracle, worker_timeout, on_trial_end=lambda t: progress(t, None))
     else:
-        tuner.search()
+        import keras_tuner
+
+        from effscale.search._keras_tuner import trials_fail_quietly
+
+        try:
+            with trials_fail_quietly():
+                tuner.search()
+        except keras_tuner.errors.FatalError as stop:  # a write inside a trial failed (disk full)
+            if getattr(stop, "failure", None) is None:
+                raise
+            raise stop.failure from None
     if role == "worker":
         records = trial_records(load_trials(path), space)
     else:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import time
 
+from effscale.common.errors import OutputError
 from effscale.common.interrupt import reraise_if_interrupted
-from effscale.common.io import write_json
+from effscale.common.io import write_failure, write_json
 from effscale.search.distributed import Heartbeat
 from effscale.search.proxy import ProxyFailure
 from effscale.search.trial import Rejected, TrialRunner
@@ -34,8 +35,14 @@ def make_tuner_class():
                 return self.last_metrics
             except (ProxyFailure, Rejected) as error:
                 raise keras_tuner.errors.FailedTrialError(str(error)) from None
-            except Exception:
+            except Exception as error:
                 reraise_if_interrupted()  # a signal turned into another error inside TensorFlow
+                failure = write_failure(getattr(error, "filename", None) or self.runner.trainings_dir or "the project",
+                                        error) if not isinstance(error, OutputError) else error
+                if failure is not None:  # a full or unwritable disk ends the search, not the trial:
+                    stop = keras_tuner.errors.FatalError(str(failure))  # Keras Tuner re-raises these
+                    stop.failure = failure  # run_search raises it
+                    raise stop from None
                 raise
 
         def on_trial_begin(self, trial):
