@@ -54,6 +54,7 @@ def test_describe_family(capsys):
     assert macs == sorted(macs)
 
 
+@pytest.mark.slow
 def test_built_model_loads_where_effscale_is_not_importable(tmp_path):
     path = tmp_path / "tiny.keras"
     done = effscale("build", "tiny", "--variant", "w=0.5,d=0.5,r=32", "--classes", "5", "--out", str(path))

@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 import effscale
 
 # What TensorFlow's C++ (absl) logging, CUDA probing and Python-side warnings look like on stderr.
@@ -36,6 +38,7 @@ def test_bare_effscale_prints_usage_with_every_command():
     assert done.stderr == ""
 
 
+@pytest.mark.slow
 def test_a_tiny_train_prints_nothing_from_tensorflow_logging(tmp_path):
     done = effscale_command("train", "tiny", "--variant", "w=0.25,d=0.25,r=16", "--dataset", "digits", "--epochs",
                             "1", "--out", str(tmp_path / "run"))

@@ -20,6 +20,7 @@ def test_grid_keeps_the_flops_constraint_and_spreads_out():
         coefficient_grid(step=0.5, tolerance=0.001, low=1.0, high=1.0)
 
 
+@pytest.mark.slow
 def test_search_picks_a_grid_triple_by_accuracy_and_resumes(tmp_path):
     base = scale_genotype(get_genotype("tiny"), "w=0.25,d=0.5,r=16")
     found = search_coefficients(base, dataset="digits", project_dir=str(tmp_path), epochs=1, max_trials=2)

@@ -82,6 +82,7 @@ def _saved_epoch(checkpoint):
         return json.loads(str(archive["meta"]))
 
 
+@pytest.mark.slow
 def test_a_killed_search_resumes_from_its_last_epoch_and_records_the_derived_genotype(tmp_path, capsys):
     directory = tmp_path / "project"
     checkpoint = directory / "supernet" / CHECKPOINT

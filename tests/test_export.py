@@ -34,6 +34,7 @@ def trained(tmp_path_factory):
     return model, train, validation, folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("quantize", [None, "dynamic", "float16", "int8"])
 def test_tflite_export_agrees_with_keras(tmp_path, trained, quantize):
     model, train, validation, _ = trained

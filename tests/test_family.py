@@ -92,6 +92,7 @@ def resumed_run(tmp_path_factory):
     return run_dir, killed_state, read_state(run_dir)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_without_retraining_the_first_variant(resumed_run):
     run_dir, killed, final = resumed_run
     assert killed["stages"]["train:phi0"]["status"] == "done"
@@ -403,6 +404,7 @@ def test_output_files_honour_the_umask(resumed_run):
 
 # -- every search option from the family config ------------------------------------------------------
 
+@pytest.mark.slow
 def test_search_options_of_the_family_config_reach_the_search(tmp_path):
     """Limits, prescreen, open choices, choice values, stages, seeds and the training fraction,
     set in the config file's search section, are what the search ran with (its search.json)."""

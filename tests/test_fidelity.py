@@ -47,6 +47,7 @@ def killed_and_resumed(tmp_path_factory):
     return directory, before
 
 
+@pytest.mark.slow
 def test_a_rerun_after_a_kill_keeps_every_finished_training(killed_and_resumed, capsys):
     directory, before = killed_and_resumed
     assert 3 <= len(before) < 12, "the kill should land mid-check"

@@ -193,6 +193,7 @@ def _write_png_folder(root, count=75):
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["idx", "folder"])
 def test_the_test_split_never_reaches_the_search_or_the_coefficient_search(tmp_path, monkeypatch, idx_folder, kind):
     """Every image that any Keras ``fit`` of a search and a coefficient search trains or

@@ -31,6 +31,7 @@ def fresh_session():
     keras.backend.clear_session()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", range(8))
 def test_family_matches_keras_layer_for_layer(index):
     ours = effscale.build("efficientnet-b0", f"b{index}")
@@ -50,6 +51,7 @@ def test_family_matches_keras_layer_for_layer(index):
     assert flops / 2 == pytest.approx(KERAS_PROFILER_HALF_FLOPS[index], rel=0.01)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", range(8))
 def test_family_without_top_matches_keras(index):
     ours = effscale.build("efficientnet-b0", f"b{index}", include_top=False, pooling="avg")
@@ -82,6 +84,7 @@ def assert_different_outputs(a, b):
     assert np.abs(features_a - features_b).max() > 1e-2 * np.abs(features_b).max()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", [0, 3])
 def test_weights_interchange_both_ways(index):
     theirs = keras_efficientnet(index, classifier_activation=None)

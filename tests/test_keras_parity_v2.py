@@ -73,6 +73,7 @@ def test_b0_at_full_size_equals_keras_with_and_without_top():
         assert cost.parameter_count(*V2["B0"][:2], include_top=include_top) == ours.count_params()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["B1", "B2", "B3", "S"])
 def test_variant_equals_keras_layer_for_layer(name):
     ours, theirs = ours_v2(name, input_shape=SMALL), keras_v2(name, input_shape=SMALL)
@@ -111,6 +112,7 @@ def outputs(model, images):
     return [np.asarray(out) for out in probe(images, training=False)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["B0", "S"])
 def test_weights_interchange_by_name_and_outputs_agree(name):
     images = np.random.default_rng(1).uniform(0, 255, (2, *SMALL)).astype("float32")

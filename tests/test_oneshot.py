@@ -55,6 +55,7 @@ def test_the_default_space_keeps_every_choice_but_the_block_types_it_cannot_mix(
     assert note.endswith("so block is closed at the reference's")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("training", [False, True])
 def test_filter_masks_at_a_one_hot_weight_equal_the_narrow_network_with_shared_weights(training):
     open_ = ("block", "kernel", "expand", "se", "skip", "filters")
@@ -143,6 +144,7 @@ def test_derived_genotypes_choose_the_argmax_values():
     assert all(SearchSpace(MICRO).to_values(SearchSpace(MICRO).to_genotype(b)) == b for b in best)
 
 
+@pytest.mark.slow
 def test_default_space_differentiable_search_finishes_via_the_cli(tmp_path, capsys):
     directory = tmp_path / "project"
     assert effscale.cli.main(["search", "--baseline", MICRO, "--oracle", "differentiable", "--trials", "1",

@@ -54,6 +54,7 @@ def test_records_hold_the_image_size_and_dropout_each_stage_trained_with(tmp_pat
     assert model.input_shape == (None, 16, 16, 3) and model.get_layer("top_dropout").rate == 0.4
 
 
+@pytest.mark.slow
 def test_killed_in_the_middle_of_a_stage_resumes_there(tmp_path):
     epochs = 5  # stage 1: epochs 1-2 at 8 px, stage 2: epochs 3-5 at 16 px
     out = tmp_path / "run"

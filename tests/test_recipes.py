@@ -75,6 +75,7 @@ def pretrained(tmp_path_factory):
     return path, model
 
 
+@pytest.mark.slow
 def test_image_folder_recipe_fine_tunes_new_classes_in_two_phases(tmp_path, pretrained):
     source_path, source = pretrained
     write_digit_pngs(tmp_path / "images", [7, 8, 9], per_class=40)  # classes the source never saw
@@ -165,6 +166,7 @@ def prepare_standin(name, splits, data_dir, per_split=8):
     return builder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(TFDS_RECIPES))
 def test_tfds_recipe_runs_one_step_on_a_local_stand_in(tmp_path, name):
     splits, classes = TFDS_RECIPES[name]

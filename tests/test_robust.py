@@ -92,6 +92,7 @@ def test_search_refuses_a_corrupt_image_before_any_trial(tmp_path, capsys, monke
     assert not project.exists()  # no trial marked FAILED with TensorFlow's reason: nothing ran
 
 
+@pytest.mark.slow
 def test_skip_corrupt_images_trains_on_the_rest_and_the_check_is_cached(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("EFFSCALE_SKIP_CORRUPT_IMAGES", raising=False)
@@ -172,6 +173,7 @@ def test_multiworker_warns_that_tensorflow_listens_on_every_interface():
     assert "port 4001 of every network interface" in warning and "127.0.0.1" in warning
 
 
+@pytest.mark.slow
 def test_mirrored_on_cpu_splits_on_request_and_warns_otherwise():
     import subprocess
     import sys

@@ -26,6 +26,7 @@ def _rows(path):
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_each_oracle_runs_a_small_digits_search_and_returns_a_buildable_genotype(tmp_path):
     for oracle in [o for o in ORACLES if o != "differentiable"]:  # its own space: test_differentiable.py
         directory = tmp_path / oracle

@@ -100,6 +100,7 @@ def killed_and_resumed(tmp_path_factory):
     return runs
 
 
+@pytest.mark.slow
 def test_sigkill_mid_trial_then_rerun_keeps_finished_trials(killed_and_resumed):
     stopped = killed_and_resumed["reinforce"]
     assert stopped["stopped"] == 143 and "Traceback" not in stopped["stop_log"], stopped["stop_log"][-3000:]

@@ -144,6 +144,7 @@ def _micro_data(n=96):
     return np.stack(images), np.array(labels)
 
 
+@pytest.mark.slow
 def test_keras_tuner_random_search_over_the_hypermodel_yields_only_valid_genotypes(tmp_path):
     from effscale.search import SearchHyperModel
 

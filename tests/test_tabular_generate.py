@@ -5,6 +5,8 @@ import os
 
 import pytest
 
+pytestmark = pytest.mark.slow  # every test here shares one end-to-end run
+
 SCRIPT = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "tabular", "generate.py")
 
 

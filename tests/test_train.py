@@ -53,6 +53,7 @@ def reference(tmp_path_factory):
     return out, record
 
 
+@pytest.mark.slow
 def test_tiny_variant_reaches_90_percent_on_digits(reference, assert_every_number_names_its_split):
     out, record = reference
     assert record["test_top1"] >= 0.90, record["history"]
@@ -105,6 +106,7 @@ def test_rerunning_a_finished_run_returns_its_record(reference):
     assert again == json.loads(json.dumps(record))
 
 
+@pytest.mark.slow
 def test_sigkill_after_first_epoch_then_rerun_resumes(reference, tmp_path):
     out = tmp_path / "killed"
     log = open(tmp_path / "first.log", "w")
@@ -140,6 +142,7 @@ def test_sigkill_after_first_epoch_then_rerun_resumes(reference, tmp_path):
     assert record["test_top1"] >= 0.90 and abs(record["test_top1"] - uninterrupted["test_top1"]) <= BAND
 
 
+@pytest.mark.slow
 def test_damaged_newest_backup_falls_back_to_the_one_before(reference, tmp_path, capsys):
     """A truncated state.json and a truncated newest weights file: the rerun says so, resumes
     from the intact backup of the epoch before, and ends with the complete history."""
@@ -172,6 +175,7 @@ def test_damaged_newest_backup_falls_back_to_the_one_before(reference, tmp_path,
     assert read_json(folder / "state.json")["epoch"] == EPOCHS  # the damaged files were replaced
 
 
+@pytest.mark.slow
 def test_ctrl_c_and_sigterm_stop_with_one_line_and_a_resumable_state(tmp_path):
     """SIGINT (Ctrl-C) and SIGTERM after the first backup: exit 130 / 143, one line, no
     traceback, and the newest backup intact for the rerun (resuming is tested above)."""
@@ -223,6 +227,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
 """ % EPOCHS)
 
 
+@pytest.mark.slow
 def test_mirrored_over_two_logical_cpus_matches_default(reference, tmp_path):
     run = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, VARIANT, str(tmp_path / "mirrored"),
                           str(tmp_path / "small")], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=500)
@@ -262,6 +267,7 @@ def _start_workers(outs, *extra):
     return processes
 
 
+@pytest.mark.slow
 def test_two_workers_killed_then_resumed_end_with_identical_weights(reference, tmp_path):
     """Two worker processes (TF_CONFIG, free localhost ports, strategy auto), killed with
     SIGKILL after the chief's first backup, rerun: they resume from the chief's checkpoint,

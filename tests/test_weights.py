@@ -61,6 +61,7 @@ def features_and_logits(model, images):
     return [np.asarray(out) for out in probe(images, training=False)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", [0, 2])
 def test_keras_applications_weights_load_into_the_same_variant(tmp_path, index):
     theirs = getattr(keras.applications, f"EfficientNetB{index}")(weights=None, classifier_activation=None)
