@@ -157,3 +157,13 @@ def test_a_saved_search_with_evolution_options_beside_another_oracle_still_loads
     assert config.resolve().record.mismatch(saved) is None
     with pytest.raises(UserError, match="oracle 'reinforce' has no option 'population_size'"):
         SearchConfig(config.baseline, oracle="reinforce", oracle_options={"population_size": 3})
+
+
+def test_training_augment_takes_a_mode_name_or_a_boolean():
+    from effscale.common.errors import UserError
+    from effscale.family.config import FamilyConfig
+
+    for value in (True, False, "resized-crop", "padded-crop"):
+        assert FamilyConfig.from_dict({"dataset": "digits", "training": {"augment": value}}).training.augment == value
+    with pytest.raises(UserError, match="training.augment"):
+        FamilyConfig.from_dict({"dataset": "digits", "training": {"augment": "cutout"}})

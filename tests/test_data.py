@@ -56,6 +56,26 @@ def test_augmentation_changes_train_images_only():
     assert next(iter(randaug.train))[0].shape == (32, 16, 16, 3)
 
 
+def test_padded_crop_shifts_the_image_without_rescaling_it():
+    """padded-crop: each augmented image is the plain one shifted by at most resolution // 8
+    pixels (reflect padding at the border), possibly flipped, never resized; the labels and the
+    validation split are untouched."""
+    plain = load_data("digits", resolution=16, batch_size=32, seed=0, shuffle_buffer=1)
+    shifted = load_data("digits", resolution=16, batch_size=32, seed=0, augment="padded-crop", shuffle_buffer=1)
+    xp, yp = (t.numpy() for t in next(iter(plain.train)))
+    xs, ys = (t.numpy() for t in next(iter(shifted.train)))
+    np.testing.assert_array_equal(yp, ys)
+    assert not np.allclose(xs, xp)
+    pad = 16 // 8
+    for original, augmented in zip(xp, xs):
+        padded = np.pad(original, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
+        windows = [padded[i:i + 16, j:j + 16] for i in range(2 * pad + 1) for j in range(2 * pad + 1)]
+        assert any(np.array_equal(augmented, w) or np.array_equal(augmented, w[:, ::-1]) for w in windows)
+    np.testing.assert_array_equal(to_numpy(plain.validation)[0], to_numpy(shifted.validation)[0])
+    with pytest.raises(UserError, match="padded-crop"):
+        load_data("digits", resolution=16, augment="mixup")
+
+
 def test_stratified_split_keeps_every_class_in_proportion():
     labels = np.repeat(np.arange(5), [2, 4, 10, 10, 40])
     train, val = stratified_split(labels, 0.5, seed=0)

@@ -49,8 +49,8 @@ def cmd_train(args) -> int:
         value = getattr(args, field)
         if value is not None:
             changes[field] = value
-    if args.augment:
-        changes["augment"] = True
+    if args.augment or args.augmentation:
+        changes["augment"] = args.augmentation or True
     if args.per_replica_batch is not None and args.batch_size is not None:
         raise UserError("give --batch-size (global) or --per-replica-batch, not both")
     if args.batch_size is not None:
@@ -127,6 +127,9 @@ def register(commands) -> None:
     train.add_argument("--learning-rate", type=float_flag(0, low_open=True), help="per 256 images; scaled with the global batch")
     train.add_argument("--label-smoothing", type=float_flag(0, 1))
     train.add_argument("--augment", action="store_true", help="random resized crop and flip")
+    train.add_argument("--augmentation", choices=("resized-crop", "padded-crop"),
+                       help="implies --augment; padded-crop: a random crop of the image reflect-padded by 1/8 "
+                            "of its size, and flip (for small images such as Fashion-MNIST)")
     train.add_argument("--seed", type=int_flag(0, SEED_MAX))
     train.add_argument("--progressive", metavar="SPEC",
                        help="progressive learning (EfficientNetV2): stages=4,resolution=16-32,dropout=0.1-0.3,"

@@ -18,6 +18,7 @@ import dataclasses
 import json
 import math
 import os
+import types
 import typing
 from dataclasses import dataclass, field
 
@@ -122,7 +123,7 @@ class TrainingConfig:
     batch_size: int = 64
     strategy: str = "auto"
     mixed_precision: str = "auto"
-    augment: bool = False
+    augment: bool | str = False                # or "resized-crop" / "padded-crop"
     recipe: dict = field(default_factory=dict)   # effscale.training.recipe.Recipe fields
 
     def check(self) -> None:
@@ -130,6 +131,9 @@ class TrainingConfig:
         _at_least("training.batch_size", self.batch_size, 1, BATCH_MAX)
         _one_of("training.strategy", self.strategy, ("auto", "default", "mirrored", "multiworker", "tpu"))
         _one_of("training.mixed_precision", self.mixed_precision, ("auto", "off"))
+        if self.augment not in (True, False, "resized-crop", "padded-crop"):
+            raise UserError("config key 'training.augment' must be true, false, 'resized-crop' or 'padded-crop', "
+                            f"got {shorten(self.augment)}")
 
 
 @dataclass(frozen=True)
@@ -395,6 +399,13 @@ def _build(cls, data, path: str):
 def _coerce(kind, value, dotted: str):
     if dataclasses.is_dataclass(kind):
         return _build(kind, value, dotted)
+    if isinstance(kind, types.UnionType):  # e.g. ``bool | str``: the first member that takes the value
+        for member in kind.__args__:
+            try:
+                return _coerce(member, value, dotted)
+            except UserError:
+                pass
+        raise UserError(f"config key {dotted!r} must be one of {kind}, got {shorten(value)}")
     if kind is bool:
         if isinstance(value, bool):
             return value

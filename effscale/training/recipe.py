@@ -69,7 +69,7 @@ class Recipe(JsonSettings):
     sync_batch_norm: bool = True            # batch statistics over all replicas when there are several
     ema_decay: float | None = None          # e.g. 0.9999 for long runs
     gradient_clip_norm: float | None = None
-    augment: bool = False                   # random resized crop + flip
+    augment: bool | str = False             # True / "resized-crop": random resized crop + flip; "padded-crop"
     randaugment: bool = False
     seed: int = 0
     progressive: "Progressive | dict | None" = None   # effscale.training.progressive: staged image size and regularization
@@ -109,6 +109,8 @@ class Recipe(JsonSettings):
         check(self.weight_decay >= 0, "weight_decay must be >= 0")
         check(self.dropout is None or 0 <= self.dropout < 1, "dropout must be in [0, 1) or None")
         check(0 <= self.drop_connect < 1, "drop_connect must be in [0, 1)")
+        check(self.augment in (True, False, "resized-crop", "padded-crop"),
+              f"augment must be true, false, 'resized-crop' or 'padded-crop', got {self.augment!r}")
         check(0 < self.bn_momentum < 1, "bn_momentum must be in (0, 1)")
         check(self.bn_epsilon > 0, "bn_epsilon must be positive")
         check(self.ema_decay is None or 0 < self.ema_decay < 1, "ema_decay must be in (0, 1) or None")
