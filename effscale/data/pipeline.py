@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from effscale.common.errors import UserError
+from effscale.data.memory import hold_in_memory
 from effscale.data.splits import class_balanced_subset, split_indices, stratified_split  # noqa: F401 (public here too)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -66,6 +67,7 @@ class DataSplits:
     test: "object" = None  # tf.data.Dataset, batched, in a fixed order, never augmented
     test_size: int = 0
     how: dict = field(default_factory=dict)  # how each split was made, for results records
+    memory: dict = field(default_factory=dict)  # in_memory: {"train": MemorySplit, "order": its index dataset}
 
     def describe(self) -> dict:
         """Plain facts about the splits, for results records."""
@@ -423,7 +425,8 @@ def load_data(source: str = "digits", resolution: int = 32, batch_size: int = 64
               train_examples: int | None = None, train_fraction: float | None = None,
               shuffle_seed: int | None = None, flip: bool = True, randaugment: bool | float = False,
               drop_remainder: bool = False, download: bool = False,
-              shuffle_buffer: int | None = None, validation_batch_size: int | None = None) -> DataSplits:
+              shuffle_buffer: int | None = None, validation_batch_size: int | None = None,
+              in_memory: bool = False) -> DataSplits:
     """Load ``source`` as batched train, validation and test datasets at ``resolution``.
 
     ``batch_size`` is the batch the datasets yield: pass the GLOBAL batch (per-replica batch
@@ -438,6 +441,8 @@ def load_data(source: str = "digits", resolution: int = 32, batch_size: int = 64
     (``"padded-crop"``, for small images) and, if ``flip``, a horizontal flip; ``randaugment`` adds keras' RandAugment on top (a number in (0, 1] is its
     magnitude, keras' ``factor``; True keeps keras' default 0.5).
     Images are resized (and cached) once at ``resolution`` before augmentation.
+    ``in_memory`` (no augmentation): training and validation images held as tensors, the same
+    batches in the same order, cheaper per epoch (:mod:`effscale.data.memory`; proxy trainings).
 
     >>> load_data("no-such-thing")
     Traceback (most recent call last):
@@ -480,19 +485,23 @@ def load_data(source: str = "digits", resolution: int = 32, batch_size: int = 64
     ready = {split: raw[split].map(prepare, num_parallel_calls=tf.data.AUTOTUNE) for split in SPLITS}
     if cache:
         ready = {split: dataset.cache() for split, dataset in ready.items()}
+    cached = dict(ready)
     if grey:
         ready = {split: dataset.map(lambda x, y: (tf.image.grayscale_to_rgb(x), y), num_parallel_calls=tf.data.AUTOTUNE)
                  for split, dataset in ready.items()}
     shuffle_seed = seed if shuffle_seed is None else shuffle_seed
     buffer = shuffle_buffer or min(n_train, 10_000)
-    train = ready["train"].shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
     mode = augmentation_mode(augment)
+    memory = hold_in_memory(cached, grey, buffer, shuffle_seed) if in_memory and not mode else {}
+    train = memory["train"].batched(memory["order"], batch_size, drop_remainder) if memory else \
+        ready["train"].shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
     if mode:
         randoms = tf.data.Dataset.random(seed=shuffle_seed, rerandomize_each_iteration=True).batch(2)
         train = tf.data.Dataset.zip((train, randoms)).map(
             lambda example, s: (augment_image(example[0], s, resolution, flip, mode), example[1]),
             num_parallel_calls=tf.data.AUTOTUNE)
-    train = train.batch(batch_size, drop_remainder=drop_remainder)
+    if not memory:
+        train = train.batch(batch_size, drop_remainder=drop_remainder)
     if augment and randaugment:
         import keras
 
@@ -500,10 +509,11 @@ def load_data(source: str = "digits", resolution: int = 32, batch_size: int = 64
         rand_augment = keras.layers.RandAugment(value_range=(0, 255), factor=factor, seed=shuffle_seed)
         train = train.map(lambda x, y: (tf.clip_by_value(rand_augment(x, training=True), 0.0, 255.0), y),
                           num_parallel_calls=tf.data.AUTOTUNE)
-    held_out = {split: ready[split].batch(validation_batch_size or batch_size).prefetch(tf.data.AUTOTUNE)
-                .with_options(options) for split in ("validation", "test")}
+    held_out = {split: (memory[split].batches if split in memory else ready[split].batch)(
+        validation_batch_size or batch_size).prefetch(tf.data.AUTOTUNE).with_options(options)
+                for split in ("validation", "test")}
     train = train.prefetch(tf.data.AUTOTUNE).with_options(options)
     return DataSplits(train=train, validation=held_out["validation"], num_classes=len(names), train_size=n_train,
                       validation_size=sizes["validation"], class_names=list(names), source=source,
                       resolution=resolution, batch_size=batch_size, test=held_out["test"],
-                      test_size=sizes["test"], how=how)
+                      test_size=sizes["test"], how=how, memory=memory)

@@ -310,10 +310,12 @@ class _Trainer:
         key = (task.resolution, task.train_fraction)
         if key not in self._data:
             from effscale.data.pipeline import load_data
+            from effscale.search.proxy import trial_path
 
             self._data[key] = load_data(self.dataset, resolution=task.resolution, batch_size=self.base.batch_size,
                                         seed=self.base.seed, train_fraction=task.train_fraction,
-                                        validation_batch_size=256)  # larger batches evaluate faster on CPU
+                                        validation_batch_size=256,  # larger batches evaluate faster on CPU
+                                        in_memory=trial_path() == "new")
         return reshuffled(self._data[key], self.base.seed * 1000 + seed)
 
     def train(self, genotype: str, task: ProxyTask, seed: int) -> dict:

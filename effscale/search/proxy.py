@@ -18,6 +18,7 @@ effscale.common.errors.UserError: unknown optimizer 'lamb': expected one of sgd,
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 from effscale.common.errors import UserError
@@ -98,15 +99,40 @@ def steps_per_epoch(data) -> int:
     return max(1, math.ceil(data.train_size / max(1, data.batch_size or 1)))
 
 
+TRIAL_PATHS = ("new", "old")
+
+
+def trial_path() -> str:
+    """Which proxy-training path runs: ``new`` (default) or ``old``, from the environment
+    variable ``EFFSCALE_TRIAL_PATH``. The old path is kept so that a benchmark can measure
+    before and after side by side (benchmarks/trial_cost.py); both give the same results.
+
+    >>> import os
+    >>> os.environ.get("EFFSCALE_TRIAL_PATH", "new") in TRIAL_PATHS and trial_path() in TRIAL_PATHS
+    True
+    """
+    value = os.environ.get("EFFSCALE_TRIAL_PATH", "new").strip().lower() or "new"
+    if value not in TRIAL_PATHS:
+        raise UserError(f"EFFSCALE_TRIAL_PATH={value!r}: expected one of {', '.join(TRIAL_PATHS)}")
+    return value
+
+
 def reshuffled(data, seed: int):
     """``data`` with its training split in another seeded order (the cached images and the
-    validation split stay as they are): what a second training seed sees."""
+    validation split stay as they are): what a second training seed sees. Data held in memory
+    is reshuffled by its indices, in the same order as its images would be."""
     import dataclasses
 
     import tensorflow as tf
 
-    train = data.train.unbatch().shuffle(min(data.train_size, 10_000), seed=seed, reshuffle_each_iteration=True)
-    train = train.batch(data.batch_size).apply(tf.data.experimental.assert_cardinality(steps_per_epoch(data)))
+    buffer = min(data.train_size, 10_000)
+    if data.memory:
+        order = data.memory["order"].shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+        train = data.memory["train"].batched(order, data.batch_size)
+    else:
+        train = data.train.unbatch().shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+        train = train.batch(data.batch_size)
+    train = train.apply(tf.data.experimental.assert_cardinality(steps_per_epoch(data)))
     return dataclasses.replace(data, train=train.prefetch(tf.data.AUTOTUNE))
 
 
@@ -121,8 +147,56 @@ def _is_oom(error: BaseException) -> bool:
         return False
 
 
+def prebuild(model, element_spec) -> None:
+    """Create a compiled model's optimizer and metric variables before its first ``fit``.
+
+    Without a distribution strategy Keras creates them while tracing the first training step,
+    and a ``tf.function`` that creates variables is traced twice: about half of the first step's
+    time on a proxy-sized model (benchmarks/trial_cost.py). The step computes the same.
+    """
+    build = getattr(model, "_symbolic_build", None)  # Keras 3's own pre-trace build (private)
+    if build is None:  # pragma: no cover - another Keras: build the optimizer at least
+        model.optimizer.build(model.trainable_variables)
+        return
+    build(data_batch=tuple(element_spec))
+
+
+def _phase_clock(timings: dict):
+    """A Keras callback adding the seconds of a ``fit``'s phases to ``timings``: ``first_step``
+    (the first training batch: tracing and the step), ``steps`` (the other batches) and
+    ``evaluation`` (the validation pass, its tracing included)."""
+    import time
+
+    import keras
+
+    class PhaseClock(keras.callbacks.Callback):
+        def _add(self, key, since):
+            now = time.perf_counter()
+            timings[key] = timings.get(key, 0.0) + now - since
+            return now
+
+        def on_train_begin(self, logs=None):
+            self.first, self.mark = True, time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.mark = self._add("first_step" if self.first else "steps", self.mark)
+            self.first = False
+
+        def on_test_begin(self, logs=None):
+            self.mark = time.perf_counter()
+
+        def on_test_end(self, logs=None):
+            self.mark = self._add("evaluation", self.mark)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.mark = time.perf_counter()
+
+    return PhaseClock()
+
+
 def proxy_train(genotype, variant, data, settings: ProxySettings = ProxySettings(), epochs: int | None = None,
-                callbacks: list | None = None, verbose: int = 0, reuse: dict | None = None) -> dict:
+                callbacks: list | None = None, verbose: int = 0, reuse: dict | None = None,
+                timings: dict | None = None) -> dict:
     """Build ``genotype`` at ``variant`` for ``data.num_classes`` classes, train it on
     ``data.train`` and return ``{"accuracy", "val_loss", "loss", "epochs", "parameters"}``
     (accuracy: validation accuracy after the last epoch).
@@ -130,8 +204,12 @@ def proxy_train(genotype, variant, data, settings: ProxySettings = ProxySettings
     ``reuse``: a dict kept between calls that differ only in ``settings.seed`` (another seed
     of the same candidate): the compiled model is kept and gets the new seed's fresh weights
     and a zeroed optimizer, so the traced training step is reused instead of traced again
-    (several seconds of every training on a CPU)."""
+    (several seconds of every training on a CPU).
+
+    ``timings``: a dict that gets the seconds of each phase added (``build``, ``compile``,
+    ``first_step``, ``steps``, ``evaluation``, ``fit_other``), for benchmarks/trial_cost.py."""
     import dataclasses
+    import time
 
     import keras
     import numpy as np
@@ -142,9 +220,13 @@ def proxy_train(genotype, variant, data, settings: ProxySettings = ProxySettings
     keras.utils.set_random_seed(settings.seed)
     key = (genotype.encode(), variant_spec(variant), dataclasses.replace(settings, seed=0), epochs, steps_per_epoch(data),
            data.num_classes)
+    clock = {} if timings is None else timings
+    started = time.perf_counter()
     try:
         model = build(genotype, variant, classes=data.num_classes, bn_momentum=settings.bn_momentum,
                       dropout=settings.dropout)
+        built = time.perf_counter()
+        clock["build"] = clock.get("build", 0.0) + built - started
         if reuse is not None and reuse.get("key") == key:
             reuse["model"].set_weights(model.get_weights())
             model = reuse["model"]
@@ -154,14 +236,23 @@ def proxy_train(genotype, variant, data, settings: ProxySettings = ProxySettings
         else:
             model.compile(settings.make_optimizer(steps_per_epoch(data), epochs), "sparse_categorical_crossentropy",
                           metrics=["accuracy"], jit_compile=False)
+            if trial_path() == "new":
+                prebuild(model, data.train.element_spec)
             if reuse is not None:
                 reuse.clear()
                 reuse.update(key=key, model=model)
         # Validation only after the last epoch: the accuracy returned is the last one, and on
         # small proxies evaluating every epoch costs as much as training.
+        fitting = time.perf_counter()
+        clock["compile"] = clock.get("compile", 0.0) + fitting - built
+        before = sum(clock.get(k, 0.0) for k in ("first_step", "steps", "evaluation"))
         history = model.fit(data.train, validation_data=data.validation, epochs=epochs, verbose=verbose,
                             validation_freq=epochs, shuffle=False,  # the dataset shuffles itself
-                            callbacks=[keras.callbacks.TerminateOnNaN(), *(callbacks or [])])
+                            callbacks=[keras.callbacks.TerminateOnNaN(), *(callbacks or []),
+                                       *([_phase_clock(clock)] if timings is not None else [])])
+        if timings is not None:
+            inside = sum(clock.get(k, 0.0) for k in ("first_step", "steps", "evaluation")) - before
+            clock["fit_other"] = clock.get("fit_other", 0.0) + time.perf_counter() - fitting - inside
     except Exception as error:  # noqa: BLE001 - only out-of-memory becomes a trial failure
         if reuse is not None:
             reuse.clear()

@@ -34,6 +34,7 @@ class TrialRunner:
         self._data = None
         self._reuse: dict = {}  # the last compiled model: another seed of it reuses its traced step
         self.extra_metrics = None  # optional: values -> dict of more metrics for the trial
+        self.timings = None  # optional dict: seconds per phase of every training (benchmarks/trial_cost.py)
 
     @property
     def variant(self) -> Variant:
@@ -43,11 +44,18 @@ class TrialRunner:
     @property
     def data(self):
         if self._data is None:
-            from effscale.data.pipeline import load_data
+            import time
 
+            from effscale.data.pipeline import load_data
+            from effscale.search.proxy import trial_path
+
+            started = time.perf_counter()
+            # Held in memory: every trial of the process reads the same prepared tensors.
             self._data = load_data(self.dataset, resolution=self.resolution, batch_size=self.settings.batch_size,
                                    shuffle_seed=self.settings.seed,  # the splits stay those of every run
-                                   train_fraction=self.train_fraction)
+                                   train_fraction=self.train_fraction, in_memory=trial_path() == "new")
+            if self.timings is not None:
+                self.timings["data"] = self.timings.get("data", 0.0) + time.perf_counter() - started
         return self._data
 
     def train(self, genotype: Genotype, seed_index: int = 0, epochs: int | None = None) -> dict:
@@ -72,11 +80,17 @@ class TrialRunner:
                 pass
         data = self.data if seed_index == 0 else reshuffled(self.data, self.settings.seed * 1000 + seed_index)
         settings = dataclasses.replace(self.settings, seed=self.settings.seed + seed_index)
-        out = proxy_train(genotype, self.variant, data, settings, epochs=epochs, reuse=self._reuse)
+        out = proxy_train(genotype, self.variant, data, settings, epochs=epochs, reuse=self._reuse,
+                          timings=self.timings)
         record = {"genotype": genotype.encode(), "seed": settings.seed, **out}
         if path:
+            import time
+
+            started = time.perf_counter()
             os.makedirs(self.trainings_dir, exist_ok=True)
             write_json(path, record)
+            if self.timings is not None:
+                self.timings["records"] = self.timings.get("records", 0.0) + time.perf_counter() - started
         return record
 
     def costs(self, genotype: Genotype) -> dict:
