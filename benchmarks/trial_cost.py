@@ -95,15 +95,15 @@ def measure(proxy: str, trials: int, first: int = 0, seed: int = 0, spawned: flo
         out = []
         for value in values:
             runner.timings.clear()
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             metrics = runner.run(value)
-            wall = time.perf_counter() - started
+            wall, cpu = time.perf_counter() - started, time.process_time() - cpu
             phases = {k: runner.timings.get(k, 0.0) for k in PHASES if k != "other"}
             phases["other"] = wall - sum(phases.values())
-            out.append({"wall": wall, "phases": phases, "accuracy": metrics["accuracy"],
+            out.append({"wall": wall, "cpu": cpu, "phases": phases, "accuracy": metrics["accuracy"],
                         "genotype": resolved.space.to_genotype(value).encode()})
     return {"proxy": proxy, "path": trial_path(), "start": (imported - spawned) if spawned else None,
-            "data": data, "trials": out, "pid": os.getpid()}
+            "data": data, "trials": out, "pid": os.getpid(), "process_cpu": time.process_time()}
 
 
 def _child(proxy: str, trials: int, path: str, first: int = 0, threads: int | None = None) -> subprocess.Popen:
@@ -164,16 +164,19 @@ def run_parallel(proxy: str, trials: int, rounds: int, path: str = "new", worker
     return runs
 
 
-def run_command(name: str, proxy: str | None, trials: int, rounds: int) -> list[dict]:
+def run_command(name: str, proxy: str | None, trials: int, rounds: int, workers: int = 0) -> list[dict]:
     """Whole commands, old and new alternating: ``effscale search`` (``trials`` random trials on
-    ``proxy``) or ``effscale demo``."""
+    ``proxy``; with ``workers`` also the new path with ``--workers WORKERS``) or ``effscale demo``."""
     runs = []
+    modes = ["old", "new"] + ([f"new+workers{workers}"] if workers > 1 and name == "search" else [])
     for index in range(rounds):
-        for path in (("old", "new") if index % 2 == 0 else ("new", "old")):
+        for mode in modes[index % len(modes):] + modes[:index % len(modes)]:
+            path = mode.split("+")[0]
             with tempfile.TemporaryDirectory() as folder:
                 if name == "search":
                     args = ["search", *SEARCH_ARGS[proxy], "--oracle", "random", "--trials", str(trials),
                             "--project-dir", os.path.join(folder, "p"), "--quiet"]
+                    args += ["--workers", str(workers)] if "+workers" in mode else []
                 else:
                     args = ["demo", "--out", os.path.join(folder, "demo"), "--quiet"]
                 env = dict(os.environ, EFFSCALE_TRIAL_PATH=path, PYTHONPATH=os.path.dirname(HERE))
@@ -183,9 +186,9 @@ def run_command(name: str, proxy: str | None, trials: int, rounds: int) -> list[
                 wall = time.time() - started
             if done.returncode:
                 raise SystemExit(f"trial_cost: `effscale {' '.join(args)}` failed (exit {done.returncode})")
-            runs.append({"command": name, "proxy": proxy, "path": path, "round": index, "wall": wall,
+            runs.append({"command": name, "proxy": proxy, "path": path, "mode": mode, "round": index, "wall": wall,
                          "trials": trials if name == "search" else None})
-            print(f"  {name} {proxy or ''} {path} round {index}: {wall:.1f} s", flush=True)
+            print(f"  {name} {proxy or ''} {mode} round {index}: {wall:.1f} s", flush=True)
     return runs
 
 
@@ -213,6 +216,7 @@ def summarize(split: list[dict]) -> dict:
             summary.setdefault(proxy, {})[path] = {
                 "trials_measured": len(trials), "trial_wall_mean": wall,
                 "trial_wall_median": _median([t["wall"] for t in trials]), "phases": phases,
+                "trial_cpu_mean": sum(t.get("cpu", 0.0) for t in trials) / len(trials),
                 "training_share": phases["steps"] / wall, "non_training_share": 1 - phases["steps"] / wall,
                 "start": _median([p["start"] for p in processes if p["start"] is not None]) if any(
                     p["start"] is not None for p in processes) else None,
@@ -224,18 +228,20 @@ def summarize(split: list[dict]) -> dict:
             old, new = summary[proxy]["old"], summary[proxy]["new"]
             summary[proxy]["speedup_steady"] = old["trial_wall_mean"] / new["trial_wall_mean"]
             summary[proxy]["speedup_process"] = new["trials_per_hour_process"] / old["trials_per_hour_process"]
+            if new["trial_cpu_mean"] > 0:
+                summary[proxy]["cpu_ratio"] = old["trial_cpu_mean"] / new["trial_cpu_mean"]
     return summary
 
 
 def markdown(summary: dict) -> str:
-    lines = ["| proxy | path | trial wall (mean) | " + " | ".join(PHASES) + " | training share | trials/h (steady) "
-             "| trials/h (process) |", "|" + "---|" * (len(PHASES) + 6)]
+    lines = ["| proxy | path | trial wall (mean) | CPU | " + " | ".join(PHASES) + " | training share "
+             "| trials/h (steady) | trials/h (process) |", "|" + "---|" * (len(PHASES) + 7)]
     for proxy, paths in summary.items():
         for path in ("old", "new"):
             if path not in paths:
                 continue
             s = paths[path]
-            lines.append(f"| {proxy} | {path} | {s['trial_wall_mean']:.2f} s | "
+            lines.append(f"| {proxy} | {path} | {s['trial_wall_mean']:.2f} s | {s['trial_cpu_mean']:.2f} s | "
                          + " | ".join(f"{s['phases'][k]:.2f}" for k in PHASES)
                          + f" | {100 * s['training_share']:.0f}% | {s['trials_per_hour_steady']:.0f} "
                            f"| {s['trials_per_hour_process']:.0f} |")
@@ -250,6 +256,7 @@ def main(argv=None) -> int:
     parser.add_argument("--parallel", action="store_true", help="also 2 one-thread workers vs 1 process")
     parser.add_argument("--search", action="store_true", help="also whole `effscale search` runs, old vs new")
     parser.add_argument("--demo", action="store_true", help="also whole `effscale demo` runs, old vs new")
+    parser.add_argument("--workers", type=int, default=2, help="--search: also the new path with --workers N (0: off)")
     parser.add_argument("--no-split", action="store_true", help="skip the split")
     parser.add_argument("--smoke", action="store_true", help="digits micro proxy, 1 trial, in this process")
     parser.add_argument("--out", default=os.path.join(HERE, "trial_cost.json"))
@@ -275,8 +282,8 @@ def main(argv=None) -> int:
     if args.parallel and not args.smoke:
         result["parallel"] = run_parallel(args.proxies.split(",")[0], args.trials, args.rounds)
     if args.search and not args.smoke:
-        result["search"] = [r for p in args.proxies.split(",") for r in run_command("search", p, args.trials,
-                                                                                    args.rounds)]
+        result["search"] = [r for p in args.proxies.split(",")
+                            for r in run_command("search", p, args.trials, args.rounds, args.workers)]
     if args.demo and not args.smoke:
         result["demo"] = run_command("demo", None, 0, args.rounds)
     result["wall"] = time.time() - started
