@@ -5,6 +5,8 @@ import importlib.util
 import json
 import os
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -15,6 +17,7 @@ def _module():
     return module
 
 
+@pytest.mark.slow
 def test_smoke_split_adds_up_to_the_wall_time(tmp_path, monkeypatch):
     monkeypatch.delenv("EFFSCALE_TRIAL_PATH", raising=False)
     trial_cost = _module()

@@ -59,6 +59,7 @@ def _trials(monkeypatch, path):
     return [runner.run(v) for v in values], runner.timings
 
 
+@pytest.mark.slow
 def test_a_seeded_trial_gives_the_same_result_on_both_paths(monkeypatch):
     old, old_times = _trials(monkeypatch, "old")
     new, new_times = _trials(monkeypatch, "new")
