@@ -120,3 +120,31 @@ def test_bad_options_exit_2_before_anything_is_written(load_benchmark, tmp_path,
     assert script.main(["--smoke", *bad, "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
     assert not (tmp_path / "out").exists() and not (tmp_path / "work").exists()
+
+
+def test_the_budget_stop_cuts_the_running_trial_and_spares_a_training_begun_after_it(load_benchmark):
+    """A search's training stops at its first batch past the budget and says so once; a training
+    begun afterwards (AutoKeras' refit of the best trial) runs all its batches."""
+    import keras
+    import numpy as np
+
+    script = load_benchmark("peers.py")
+    spent = []
+    budget = script.budget_callback(keras, 0.0, lambda: spent.append(True))  # already spent
+
+    class Count(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.batches = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.batches += 1
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile("sgd", "mse")
+    x, y = np.zeros((64, 4), "float32"), np.zeros((64, 2), "float32")
+    trial, refit = Count(), Count()
+    script.budget_callback(keras, 0.0, lambda: None)  # another search's callback: its own state
+    model.fit(x, y, batch_size=8, epochs=2, callbacks=[budget, trial], verbose=0)
+    assert trial.batches == 1 and spent == [True]
+    model.fit(x, y, batch_size=8, epochs=2, callbacks=[budget, refit], verbose=0)
+    assert refit.batches == 16 and spent == [True]
