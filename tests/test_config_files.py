@@ -52,3 +52,21 @@ def test_a_huge_config_file_is_refused_before_it_is_parsed(tmp_path, capsys):
     line = capsys.readouterr().err.strip()
     assert "more than 1,048,576" in line and "\n" not in line
     assert not os.path.exists(tmp_path / "run")
+
+
+@pytest.mark.parametrize("text", [
+    '{"kind": "KIND", "settings": {}, "resolution": Infinity, "width": 1, "train_fraction": 1}',
+    '{"kind": "KIND", "settings": {}, "resolution": 16, "width": NaN, "train_fraction": 1}',
+    "[" * 100_000 + "]" * 100_000,
+    '{"kind": "KIND", "resolution": ' + "9" * 5000 + "}",
+])
+def test_a_hostile_proxy_file_is_one_line(tmp_path, capsys, text):
+    from effscale.search.proxy import PROXY_FILE_KIND
+
+    path = tmp_path / "proxy.json"
+    path.write_text(text.replace("KIND", PROXY_FILE_KIND))
+    out = tmp_path / "search"
+    assert cli.main(["search", "--baseline", "tiny", "--proxy", str(path), "--project-dir", str(out)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "proxy file" in lines[0] and len(lines[0]) < 400, lines
+    assert not out.exists()

@@ -31,6 +31,7 @@ import time
 from effscale.family.config import FamilyConfig
 from effscale.common.errors import UserError
 from effscale.common.io import plain_json, read_json, write_json, write_text
+from effscale.common.lock import LOCK_NAME, folder_lock
 from effscale.family.progress import FamilyProgress
 
 
@@ -77,7 +78,7 @@ class RunDirectory:
             if _saved_config(self.state.get("config")) != config.to_dict():
                 raise UserError(f"{self.path!r} holds a run with a different configuration: "
                                 "choose another --out, or rerun with the same configuration to resume")
-        elif os.path.isdir(self.path) and os.listdir(self.path):
+        elif os.path.isdir(self.path) and set(os.listdir(self.path)) - {LOCK_NAME}:
             raise UserError(f"{self.path!r} is not empty and holds no effscale run")
         from effscale.common.preflight import check_output_folder
 
@@ -143,56 +144,58 @@ def run_family(config, out_dir: str = "effscale-run", verbose: int = 1, progress
     run = RunDirectory(out_dir)
     run.check_can_hold(config)
     check_dataset(config.dataset, config.data_dir or None, config.validation_fraction)  # before anything is written
-    run.open(config)
-    progress = progress or FamilyProgress(quiet=verbose == 0)
-    keras_verbose = {0: 0, 1: 2}.get(verbose, 1)
+    os.makedirs(run.path, exist_ok=True)
+    with folder_lock(run.path, "family"):  # one process per run directory: a second one refuses
+        run.open(config)
+        progress = progress or FamilyProgress(quiet=verbose == 0)
+        keras_verbose = {0: 0, 1: 2}.get(verbose, 1)
 
-    baseline = _baseline_stage(run, config, progress, keras_verbose)
-    coefficients = _coefficient_stage(run, config, baseline, progress, keras_verbose)
-    variants = _scaling_stage(run, config, baseline, coefficients, progress)
-    results = _results(run, config, baseline, coefficients, variants)
-    write_json(run.join("results.json"), results)
-
-    from effscale.model.cost import multiply_adds
-
-    # Work per member: a fixed part (tracing, evaluation, latency) plus a part that grows with
-    # its multiply-adds, relative to the smallest member.
-    from effscale.model.genotype import Genotype
-
-    base = Genotype.parse(run.stage("scaling")["base_genotype"])
-    macs = {v.name: multiply_adds(base, v, classes=10) for v in variants}
-    reference = _reference_base(run, config)
-    if reference is not None:
-        macs.update({REFERENCE_PREFIX + v.name: multiply_adds(reference, v, classes=10) for v in variants})
-    smallest = min(macs.values())
-    progress.plan_training({name: config.training.epochs * (1 + m / smallest) for name, m in macs.items()})
-    reference_base = _reference_base(run, config)
-    members = [(variant.name, base, variant) for variant in variants]
-    if reference_base is not None:
-        members += [(REFERENCE_PREFIX + variant.name, reference_base, variant) for variant in variants]
-    for name, genotype, variant in members:
-        stage = f"train:{name}"
-        if run.is_done(stage):
-            progress.skip("train", name)
-            continue
-        progress.start("train", name)
-        record = run.begin(stage)
-        trained = _train_variant(run, config, genotype, variant, keras_verbose, name)
-        seconds = time.time() - record["started"]
-        run.complete(stage, results=trained, seconds=seconds)
-        progress.finish("train", name, f"test top-1 {trained.get('test_top1', float('nan')):.4f}", seconds=seconds)
+        baseline = _baseline_stage(run, config, progress, keras_verbose)
+        coefficients = _coefficient_stage(run, config, baseline, progress, keras_verbose)
+        variants = _scaling_stage(run, config, baseline, coefficients, progress)
         results = _results(run, config, baseline, coefficients, variants)
         write_json(run.join("results.json"), results)
 
-    from effscale.family.report import write_report
+        from effscale.model.cost import multiply_adds
 
-    write_report(run.path)
-    if not run.is_done("report"):
-        run.complete("report")
-    from effscale.family.report import recommendation_line
+        # Work per member: a fixed part (tracing, evaluation, latency) plus a part that grows with
+        # its multiply-adds, relative to the smallest member.
+        from effscale.model.genotype import Genotype
 
-    progress.say(f"family done. {recommendation_line(results).replace('`', '')} Report: {run.join('report.html')}")
-    return results
+        base = Genotype.parse(run.stage("scaling")["base_genotype"])
+        macs = {v.name: multiply_adds(base, v, classes=10) for v in variants}
+        reference = _reference_base(run, config)
+        if reference is not None:
+            macs.update({REFERENCE_PREFIX + v.name: multiply_adds(reference, v, classes=10) for v in variants})
+        smallest = min(macs.values())
+        progress.plan_training({name: config.training.epochs * (1 + m / smallest) for name, m in macs.items()})
+        reference_base = _reference_base(run, config)
+        members = [(variant.name, base, variant) for variant in variants]
+        if reference_base is not None:
+            members += [(REFERENCE_PREFIX + variant.name, reference_base, variant) for variant in variants]
+        for name, genotype, variant in members:
+            stage = f"train:{name}"
+            if run.is_done(stage):
+                progress.skip("train", name)
+                continue
+            progress.start("train", name)
+            record = run.begin(stage)
+            trained = _train_variant(run, config, genotype, variant, keras_verbose, name)
+            seconds = time.time() - record["started"]
+            run.complete(stage, results=trained, seconds=seconds)
+            progress.finish("train", name, f"test top-1 {trained.get('test_top1', float('nan')):.4f}", seconds=seconds)
+            results = _results(run, config, baseline, coefficients, variants)
+            write_json(run.join("results.json"), results)
+
+        from effscale.family.report import write_report
+
+        write_report(run.path)
+        if not run.is_done("report"):
+            run.complete("report")
+        from effscale.family.report import recommendation_line
+
+        progress.say(f"family done. {recommendation_line(results).replace('`', '')} Report: {run.join('report.html')}")
+        return results
 
 
 def _baseline_stage(run: RunDirectory, config: FamilyConfig, progress, keras_verbose):

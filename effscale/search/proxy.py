@@ -309,15 +309,15 @@ def read_proxy_file(path) -> ProxyTaskFile:
         data = read_json(path)
     except OSError as error:
         raise UserError(f"proxy file {path!r}: {error.strerror or error}") from None
-    except ValueError:
-        raise UserError(f"proxy file {path!r} is not JSON") from None
+    except (ValueError, RecursionError):  # RecursionError: nesting thousands of levels deep
+        raise UserError(f"proxy file {path!r} is not JSON (or nests too deep)") from None
     if not isinstance(data, dict) or data.get("kind") != PROXY_FILE_KIND:
         raise UserError(f"proxy file {path!r} is not an effscale proxy file (written by `effscale proxy`)")
     try:
         settings = ProxySettings.from_dict({k: v for k, v in data["settings"].items() if k != "seed"})
         resolution, width, fraction = int(data["resolution"]), float(data["width"]), float(data["train_fraction"])
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise UserError(f"proxy file {path!r}: missing or bad field ({error})") from None
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as error:  # Overflow: Infinity
+        raise UserError(f"proxy file {path!r}: missing or bad field ({str(error).splitlines()[0][:120]})") from None
     except UserError as error:
         raise UserError(f"proxy file {path!r}: {error}") from None
     if not (resolution == 0 or 8 <= resolution <= 1024) or not 0 < width <= 8 or not 0 < fraction <= 1:

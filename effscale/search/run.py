@@ -3,6 +3,7 @@ trials through the tuner (or serves them as the distributed chief) and writes th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -11,6 +12,7 @@ import time
 from effscale.common.errors import UserError
 from effscale.model.genotype import Genotype
 from effscale.common.io import read_json, write_json
+from effscale.common.lock import LOCK_NAME, folder_lock
 from effscale.search.config import SearchConfig
 from effscale.search.distributed import role as process_role, serve_chief
 from effscale.search.objectives import Reward, exact_cost_fn, pareto_front
@@ -117,8 +119,8 @@ def run_search(config=None, project_dir: str = "effscale-search", *, verbose: in
         if key:
             raise UserError(f"project dir {project_dir!r} holds a different search ({key} differs); "
                             "use a new project dir or overwrite")
-    elif not os.path.exists(config_path) and os.path.isdir(path) and os.listdir(path) and role != "worker" \
-            and not damaged:
+    elif not os.path.exists(config_path) and os.path.isdir(path) and set(os.listdir(path)) - {LOCK_NAME} \
+            and role != "worker" and not damaged:
         raise UserError(f"project dir {project_dir!r} is not empty and is not an effscale search project")
     from effscale.data.pipeline import check_source
 
@@ -144,96 +146,98 @@ def run_search(config=None, project_dir: str = "effscale-search", *, verbose: in
     keras_oracle = make_oracle(oracle, config.trials, space.hyperparameters(), seed=config.seed,
                                epochs=settings.epochs, prescreen=screen, **config.oracle_options, **cost_aware)
     # -- from here on the project dir is written --------------------------------------------------
-    if overwrite and role != "worker":
-        _clear_project(path)
+    # One search per project dir (a chief's workers share it with the chief): a second one refuses.
     os.makedirs(path, exist_ok=True)
-    if role != "worker":
-        summary = read_json(config_path) if os.path.exists(config_path) and not damaged else {}
-        summary["config"] = record.to_dict()
-        write_json(config_path, summary)
-        if damaged:
-            kept = trial_records(load_trials(path), space)
-            write_outputs(path, kept, record)
-            if verbose:
-                print(f"repaired {config_path} from this command and the {len(kept)} trial(s) on disk",
-                      file=stream, flush=True)
-    if screen:
-        from effscale.search.oracles.prescreen import proxy_score_of
-
-        runner.extra_metrics = lambda values: proxy_score_of(keras_oracle, values)
-    keras_oracle.verbose = 0
-    if oracle == "differentiable":
-        from effscale.search.oneshot.task import OneShotTask, attach
-
-        attach(keras_oracle, OneShotTask(space, reward, resolved.variant, settings, data,
-                                         os.path.join(path, "supernet"), config.seed), verbose, stream)
-    started = time.monotonic()
-
-    def say(text: str):
-        if verbose:
-            print(text, file=stream, flush=True)
-
-    def progress(trial, seconds=None, metrics=None):
-        records = trial_records([keras_oracle.trials[trial.trial_id]] if role != "worker" else [trial], space)
-        row = records[0]
-        if role == "worker" and metrics:
-            row.update({k: metrics.get(k) for k in ("reward", "accuracy", "cost")})
+    with folder_lock(path, "search") if role != "worker" else contextlib.nullcontext():
+        if overwrite and role != "worker":
+            _clear_project(path)
         if role != "worker":
-            all_records = trial_records(keras_oracle.trials.values(), space)
-            summary = write_outputs(path, all_records, record)
-            write_prescreen(path, keras_oracle, prescreen)
-            best = summary["best"]
+            summary = read_json(config_path) if os.path.exists(config_path) and not damaged else {}
+            summary["config"] = record.to_dict()
+            write_json(config_path, summary)
+            if damaged:
+                kept = trial_records(load_trials(path), space)
+                write_outputs(path, kept, record)
+                if verbose:
+                    print(f"repaired {config_path} from this command and the {len(kept)} trial(s) on disk",
+                          file=stream, flush=True)
+        if screen:
+            from effscale.search.oracles.prescreen import proxy_score_of
+
+            runner.extra_metrics = lambda values: proxy_score_of(keras_oracle, values)
+        keras_oracle.verbose = 0
+        if oracle == "differentiable":
+            from effscale.search.oneshot.task import OneShotTask, attach
+
+            attach(keras_oracle, OneShotTask(space, reward, resolved.variant, settings, data,
+                                             os.path.join(path, "supernet"), config.seed), verbose, stream)
+        started = time.monotonic()
+
+        def say(text: str):
+            if verbose:
+                print(text, file=stream, flush=True)
+
+        def progress(trial, seconds=None, metrics=None):
+            records = trial_records([keras_oracle.trials[trial.trial_id]] if role != "worker" else [trial], space)
+            row = records[0]
+            if role == "worker" and metrics:
+                row.update({k: metrics.get(k) for k in ("reward", "accuracy", "cost")})
+            if role != "worker":
+                all_records = trial_records(keras_oracle.trials.values(), space)
+                summary = write_outputs(path, all_records, record)
+                write_prescreen(path, keras_oracle, prescreen)
+                best = summary["best"]
+            else:
+                best = None
+            seconds = seconds if seconds is not None else time.monotonic() - started
+            say(_progress_line(row, config.trials, reward, best, seconds))
+
+        tuner_class = make_tuner_class()
+        tuner = tuner_class(keras_oracle, runner, directory=path, project_name=TUNER_FOLDER,
+                            progress=progress if role != "chief" else None)
+        if role != "worker":
+            done = sum(1 for t in keras_oracle.trials.values() if t.status in ("COMPLETED", "FAILED"))
+            if done:
+                say(f"resuming {path}: {done} finished trial(s) kept")
+            for message in getattr(keras_oracle, "repaired", []) or []:
+                say(f"repaired: {message}")
+        if role == "chief":
+            tuner.save()
+            say(f"chief serving the {oracle} oracle on {os.environ['KERASTUNER_ORACLE_IP']}:"
+                f"{os.environ['KERASTUNER_ORACLE_PORT']}")
+            serve_chief(keras_oracle, worker_timeout, on_trial_end=lambda t: progress(t, None))
         else:
-            best = None
-        seconds = seconds if seconds is not None else time.monotonic() - started
-        say(_progress_line(row, config.trials, reward, best, seconds))
+            import keras_tuner
 
-    tuner_class = make_tuner_class()
-    tuner = tuner_class(keras_oracle, runner, directory=path, project_name=TUNER_FOLDER,
-                        progress=progress if role != "chief" else None)
-    if role != "worker":
-        done = sum(1 for t in keras_oracle.trials.values() if t.status in ("COMPLETED", "FAILED"))
-        if done:
-            say(f"resuming {path}: {done} finished trial(s) kept")
-        for message in getattr(keras_oracle, "repaired", []) or []:
-            say(f"repaired: {message}")
-    if role == "chief":
-        tuner.save()
-        say(f"chief serving the {oracle} oracle on {os.environ['KERASTUNER_ORACLE_IP']}:"
-            f"{os.environ['KERASTUNER_ORACLE_PORT']}")
-        serve_chief(keras_oracle, worker_timeout, on_trial_end=lambda t: progress(t, None))
-    else:
-        import keras_tuner
+            from effscale.search._keras_tuner import trials_fail_quietly
 
-        from effscale.search._keras_tuner import trials_fail_quietly
+            try:
+                with trials_fail_quietly():
+                    tuner.search()
+            except keras_tuner.errors.FatalError as stop:  # a write inside a trial failed (disk full)
+                if getattr(stop, "failure", None) is None:
+                    raise
+                raise stop.failure from None
+        if role == "worker":
+            records = trial_records(load_trials(path), space)
+        else:
+            records = trial_records(keras_oracle.trials.values(), space)
+            write_outputs(path, records, record)
+            write_prescreen(path, keras_oracle, prescreen)
+        best = best_record(records)
+        done = [r for r in records if r["status"] == "COMPLETED"]
+        reevaluation = None
+        if config.reevaluate_seeds and best and role != "worker":
+            from effscale.search.reevaluate import run_reevaluation
 
-        try:
-            with trials_fail_quietly():
-                tuner.search()
-        except keras_tuner.errors.FatalError as stop:  # a write inside a trial failed (disk full)
-            if getattr(stop, "failure", None) is None:
-                raise
-            raise stop.failure from None
-    if role == "worker":
-        records = trial_records(load_trials(path), space)
-    else:
-        records = trial_records(keras_oracle.trials.values(), space)
-        write_outputs(path, records, record)
-        write_prescreen(path, keras_oracle, prescreen)
-    best = best_record(records)
-    done = [r for r in records if r["status"] == "COMPLETED"]
-    reevaluation = None
-    if config.reevaluate_seeds and best and role != "worker":
-        from effscale.search.reevaluate import run_reevaluation
-
-        reevaluation = run_reevaluation(path, records, runner, config.top_k, config.reevaluate_seeds, say)
-        best = next(r for r in records if r["trial_id"] == reevaluation["winner"]["trial_id"])
-    result = SearchResult(Genotype.parse(best["genotype"]) if best else None, best, records, pareto_front(done),
-                          path, record.to_dict(), reevaluation)
-    if best:
-        say(f"best: trial {trial_number(best['trial_id'])} reward {best['reward']:.4f} accuracy {best['accuracy']:.4f} "
-            f"{reward.cost} {_fmt_cost(best['cost'], reward.cost)}: {best['genotype']}")
-    return result
+            reevaluation = run_reevaluation(path, records, runner, config.top_k, config.reevaluate_seeds, say)
+            best = next(r for r in records if r["trial_id"] == reevaluation["winner"]["trial_id"])
+        result = SearchResult(Genotype.parse(best["genotype"]) if best else None, best, records, pareto_front(done),
+                              path, record.to_dict(), reevaluation)
+        if best:
+            say(f"best: trial {trial_number(best['trial_id'])} reward {best['reward']:.4f} accuracy {best['accuracy']:.4f} "
+                f"{reward.cost} {_fmt_cost(best['cost'], reward.cost)}: {best['genotype']}")
+        return result
 
 
 def _damaged_project(path: str, config_path: str) -> str | None:
