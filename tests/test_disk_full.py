@@ -191,3 +191,11 @@ def test_train_on_a_real_full_tmpfs_is_one_line_and_resumes_after_it_grows(small
     code, stdout, err = run(argv, capsys)
     assert code == 0, err[-3:]
     assert json.loads(open(os.path.join(out, "results.json")).read())["epochs_done"] == 2
+
+
+def test_build_with_a_full_disk_is_one_line(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "m.keras"
+    fail_writes_of(monkeypatch, "m.keras")  # `build` printed a traceback
+    code, stdout, err = run(["build", MICRO, "--variant", "w=1,d=1,r=16", "--classes", "3", "--out", str(out)], capsys)
+    assert_write_failed(code, stdout, err, tmp_path, "m.keras", ["wrote"])
+    assert not out.exists()
