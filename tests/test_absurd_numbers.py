@@ -288,3 +288,13 @@ def test_a_well_formed_tf_config_is_accepted():
 
     text = '{"cluster": {"chief": ["a:1"], "worker": ["b:2", "c:3"]}, "task": {"type": "worker", "index": 1}}'
     assert cluster_size(read_tf_config(text)) == (3, "worker", 1)
+
+
+@FAST
+@given(text=st.sampled_from(["mb_r1_k3_" * 12000, "stem32-" + "x" * 100_000, "tiny\nsecond line"]),
+       where=st.sampled_from(["genotype", "variant", "family"]))
+def test_a_huge_or_multi_line_value_is_echoed_on_one_short_line(text, where):
+    argv = {"genotype": ["describe", text], "variant": ["describe", "tiny", "--variant", "w=" + text],
+            "family": ["describe", "tiny", "--family", text]}[where]
+    code, lines = run_cli(argv)
+    assert code == 2 and len(lines) == 1 and len(lines[0]) < 700, (code, len(lines), len(lines[0]) if lines else 0)

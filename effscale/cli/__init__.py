@@ -157,6 +157,7 @@ def _command_environment(args) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     """Run one command. Bare ``effscale`` prints the usage; TensorFlow's start-up logging is
     kept off the console unless ``--verbose`` (bare or 2) asks for everything."""
+    from effscale.common.checks import one_line
     from effscale.common.console import quiet_tensorflow, wants_verbose_logs
     from effscale.common.interrupt import MESSAGE, Interrupted, interruptible, scoped_environment
 
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             check_environment()
             return args.func(args)
     except UserError as error:
-        print(f"effscale: error: {error}", file=sys.stderr)
+        print(f"effscale: error: {one_line(error)}", file=sys.stderr)
         return 2
     except OSError as error:  # a full, unwritable or read-only disk: one line, exit 1
         from effscale.common.io import write_failure
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         failure = error if isinstance(error, OutputError) else write_failure(error.filename or "?", error)
         if failure is None:
             raise
-        print(f"effscale: error: {failure}", file=sys.stderr)
+        print(f"effscale: error: {one_line(failure)}", file=sys.stderr)
         return 1
     except Interrupted as stop:
         print(f"effscale: {MESSAGE}", file=sys.stderr)

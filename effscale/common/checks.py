@@ -72,6 +72,22 @@ def shorten(value, limit: int = ECHO) -> str:
     return text
 
 
+def one_line(message, limit: int = 600) -> str:
+    """``message`` as one line of at most about ``limit`` characters: line breaks become ``' / '``
+    and an over-long middle (a 100 KB genotype echoed by a parser) is cut, with the length said.
+
+    >>> one_line("bad genotype 'x" + "y" * 5000 + "': expected mb, fmb or ds", limit=100)
+    "bad genotype 'xyyyyyyyyyyyyyyyyyy ... (5040 characters) ...yyyyyyyyyyyyyyyy': expected mb, fmb or ds"
+    >>> one_line("first\\nsecond")
+    'first / second'
+    """
+    text = " / ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    if len(text) <= limit:
+        return text
+    head, tail = limit * 1 // 3, limit * 2 // 3 - 25
+    return f"{text[:head]} ... ({len(text)} characters) ...{text[-tail:]}"
+
+
 def _range_words(kind: str, low, high, low_open: bool = False) -> str:
     say = str if kind == "an integer" else "{:g}".format
     if low is not None and high is not None:
