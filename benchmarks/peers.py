@@ -139,6 +139,34 @@ def parse_shard(text: str) -> tuple[int, int]:
     return int(index), int(count)
 
 
+def check_dataset(name: str) -> str:
+    """``--dataset``: a source with an official test split that effscale reads as IDX files
+    (``fashion_mnist``, ``mnist`` where installed, or ``idx:FOLDER``); a ValueError otherwise.
+
+    >>> check_dataset("cifar10")
+    Traceback (most recent call last):
+    ...
+    ValueError: --dataset takes fashion_mnist, mnist or idx:FOLDER (IDX files with a t10k test split), got 'cifar10'
+    """
+    from effscale.common.errors import UserError
+    from effscale.data.idx import idx_files, locate
+
+    if name.startswith("idx:"):
+        if not name[4:] or idx_files(os.path.expanduser(name[4:])) is None:
+            raise ValueError(f"--dataset {name}: no train and t10k IDX files in that folder")
+    elif name in ("fashion_mnist", "mnist"):
+        try:
+            kind, where = locate(name)
+        except UserError as error:
+            raise ValueError(f"--dataset {name}: {error}") from None
+        if kind == "tfds":
+            raise ValueError(f"--dataset {name}: only a tensorflow-datasets copy at {where!r}; pass idx:FOLDER")
+    else:
+        raise ValueError("--dataset takes fashion_mnist, mnist or idx:FOLDER (IDX files with a t10k test split), "
+                         f"got {name!r}")
+    return name
+
+
 def parse_list(text: str, kind, name: str) -> list:
     """A comma-separated ``--budgets`` or ``--seeds`` value.
 
@@ -546,6 +574,7 @@ def parse_args(argv):
     parser.add_argument("--tools", default=",".join(TOOLS), help="comma-separated: " + ", ".join(TOOLS))
     parser.add_argument("--budgets", help="CPU seconds per run, comma-separated (default 1800,7200; smoke 25)")
     parser.add_argument("--seeds", help="comma-separated (default 0,1,2; smoke 0)")
+    parser.add_argument("--dataset", help="fashion_mnist (default), mnist or idx:FOLDER; not with --smoke")
     parser.add_argument("--out", default=os.path.join(HERE, "peers"), help="the results folder (tracked)")
     parser.add_argument("--work", help="the runs' working files (default OUT/../peers-work, untracked)")
     parser.add_argument("--autokeras-python", help="the Python of AutoKeras' own virtual environment")
@@ -569,6 +598,10 @@ def main(argv=None) -> int:
         budgets = parse_list(args.budgets, float, "--budgets") if args.budgets else list(settings["budgets"])
         seeds = parse_list(args.seeds, int, "--seeds") if args.seeds else list(settings["seeds"])
         shard = parse_shard(args.shard)
+        if args.dataset:
+            if args.smoke:
+                raise ValueError("--dataset is the full mode's; --smoke always uses digits")
+            settings = {**settings, "dataset": check_dataset(args.dataset)}
         if "autokeras" in tools and not args.report_only:
             if not args.autokeras_python or not os.access(args.autokeras_python, os.X_OK):
                 raise ValueError("--tools autokeras needs --autokeras-python PYTHON (its own virtual environment), "

@@ -114,7 +114,7 @@ def test_a_crashing_peer_is_a_failed_result_not_a_dead_harness(smoke, tmp_path, 
 
 
 @pytest.mark.parametrize("bad", [["--tools", "effscale,h2o"], ["--tools", "autokeras"], ["--budgets", "0"],
-                                 ["--seeds", "a"], ["--shard", "2/2"]])
+                                 ["--seeds", "a"], ["--shard", "2/2"], ["--dataset", "fashion_mnist"]])
 def test_bad_options_exit_2_before_anything_is_written(load_benchmark, tmp_path, capsys, bad):
     script = load_benchmark("peers.py")
     assert script.main(["--smoke", *bad, "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work")]) == 2
