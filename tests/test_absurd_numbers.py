@@ -298,3 +298,12 @@ def test_a_huge_or_multi_line_value_is_echoed_on_one_short_line(text, where):
             "family": ["describe", "tiny", "--family", text]}[where]
     code, lines = run_cli(argv)
     assert code == 2 and len(lines) == 1 and len(lines[0]) < 700, (code, len(lines), len(lines[0]) if lines else 0)
+
+
+def test_a_family_batch_larger_than_the_dataset_is_refused_before_its_folder_exists(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = cli.main(["family", "--dataset", "digits", "--no-search", "--family", "phi=0", "--train-epochs", "1",
+                     "--batch-size", "100000", "--out", str(out)])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "batch size 100000 is larger than" in lines[0], lines
+    assert not out.exists()  # it used to write config.json, state.json and results.json first

@@ -41,9 +41,10 @@ def check_output_folder(path: str, flag: str = "--out") -> None:
 
 
 def check_dataset(source: str, data_dir: str | None = None, validation_fraction: float = 0.2,
-                  download: bool = False) -> int:
+                  download: bool = False, batch_size: int = 1) -> int:
     """The number of classes of ``source`` once it resolves (image folders: every file decodes);
-    UserError when it does not resolve or has fewer than two classes.
+    UserError when it does not resolve, has fewer than two classes or fewer training images than
+    ``batch_size``.
 
     >>> check_dataset("digits")
     10
@@ -54,8 +55,8 @@ def check_dataset(source: str, data_dir: str | None = None, validation_fraction:
     """
     from effscale.data.pipeline import load_data
 
-    splits = load_data(str(source), resolution=8, batch_size=1, validation_fraction=validation_fraction,
-                       data_dir=data_dir, download=download, cache=False)
+    splits = load_data(str(source), resolution=8, batch_size=batch_size, validation_fraction=validation_fraction,
+                       data_dir=data_dir, download=download, cache=False, drop_remainder=True)
     if splits.num_classes < 2:
         raise UserError(f"dataset {source!r} has {splits.num_classes} class; a classifier needs two or more")
     return splits.num_classes

@@ -143,7 +143,8 @@ def run_family(config, out_dir: str = "effscale-run", verbose: int = 1, progress
     config = _load_config(config)
     run = RunDirectory(out_dir)
     run.check_can_hold(config)
-    check_dataset(config.dataset, config.data_dir or None, config.validation_fraction)  # before anything is written
+    check_dataset(config.dataset, config.data_dir or None, config.validation_fraction,  # before anything is written
+                  batch_size=config.training.batch_size)
     os.makedirs(run.path, exist_ok=True)
     with folder_lock(run.path, "family"):  # one process per run directory: a second one refuses
         run.open(config)
