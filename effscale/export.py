@@ -27,7 +27,8 @@ import time
 import numpy as np
 
 from effscale.common.errors import UserError
-from effscale.common.io import apply_umask, atomic_path, write_json
+from effscale.common.io import apply_umask, atomic_path
+from effscale.common.migrations import write_state
 
 FORMATS = ("keras", "savedmodel", "tflite")
 QUANTIZATIONS = ("dynamic", "float16", "int8")
@@ -184,7 +185,7 @@ def export_model(model, out: str, format: str = "tflite", quantize: str | None =
 
         keras_call = tf.function(lambda x: model(x, training=False))
         report["keras_latency_seconds"] = _median_seconds(keras_call, tf.constant(image), latency_runs)
-    write_json(out + ".json", report)
+    write_state(out + ".json", report)
     return report
 
 

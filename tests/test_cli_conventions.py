@@ -48,10 +48,12 @@ def test_a_tiny_train_prints_nothing_from_tensorflow_logging(tmp_path):
     assert "top-1" in done.stdout  # it did train and report
 
 
-def test_family_train_epochs_and_its_old_name_set_the_same_key():
+def test_family_train_epochs_sets_its_key_and_the_removed_old_name_is_refused(capsys):
     from effscale.cli import make_parser
 
     parser = make_parser()
-    for flag in ("--train-epochs", "--epochs"):
-        args = parser.parse_args(["family", "--out", "x", "--dataset", "digits", flag, "7", "--proxy-epochs", "3"])
-        assert (args.train_epochs, args.proxy_epochs) == (7, 3)
+    args = parser.parse_args(["family", "--out", "x", "--dataset", "digits", "--train-epochs", "7", "--proxy-epochs", "3"])
+    assert (args.train_epochs, args.proxy_epochs) == (7, 3)
+    with pytest.raises(SystemExit) as caught:
+        parser.parse_args(["family", "--out", "x", "--dataset", "digits", "--epochs", "7"])
+    assert caught.value.code == 2 and "--epochs" in capsys.readouterr().err

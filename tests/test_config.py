@@ -81,9 +81,14 @@ def test_the_search_section_sets_every_search_option_by_its_own_name():
         prescreen="params:4", seeds=2, top_k=2, reevaluate_seeds=3, train_fraction=0.5)
     assert FamilyConfig.from_dict(config.to_dict()) == config
     assert "baseline" not in config.to_dict()["search"] and config.to_dict()["search"]["stages"] == [2, 3]
-    # The family's own defaults, and the spellings older family configs saved.
-    old = FamilyConfig.from_dict({"dataset": "digits", "search": {"resolution": 0, "proxy": ""}}).search
-    assert (old.trials, old.epochs, old.target, old.resolution, old.proxy) == (8, 2, 2e6, None, None)
+    # The family's own defaults; the spellings older family configs saved (resolution 0, proxy "")
+    # are no longer read as "none": they are refused like any bad value.
+    default = FamilyConfig.from_dict({"dataset": "digits", "search": {}}).search
+    assert (default.trials, default.epochs, default.target, default.resolution, default.proxy) == (8, 2, 2e6, None, None)
+    with pytest.raises(UserError, match="config key 'search.resolution': resolution must be in 8..1024"):
+        FamilyConfig.from_dict({"dataset": "digits", "search": {"resolution": 0}})
+    with pytest.raises(UserError, match="config key 'search.proxy': proxy file ''"):
+        FamilyConfig.from_dict({"dataset": "digits", "search": {"proxy": ""}})
 
 
 @pytest.mark.parametrize("search,named", [
@@ -116,45 +121,20 @@ def test_a_bad_search_value_is_one_error_naming_its_key(search, named):
     assert str(caught.value).startswith(named) and "\n" not in str(caught.value), str(caught.value)
 
 
-def test_a_search_json_written_by_old_code_loads_as_a_search_config():
-    """tests/fixtures/before_package/search/ was written by `effscale search --baseline MICRO --oracle
-    evolution --cost macs --target 100k --trials 2 --epochs 1 --dataset digits --seed 5 --population 3
-    --tournament 2` at commit 4088564 (before the schedule, seeds, prescreen and limits keys)."""
-    import json
-    import os
-
-    from effscale.search import SearchConfig
-    from effscale.model.zoo import load_genotype
-
-    path = os.path.join(os.path.dirname(__file__), "fixtures", "before_package", "search", "search.json")
-    with open(path) as handle:
-        saved = json.load(handle)["config"]
-    config = SearchConfig.from_record(saved)
-    assert load_genotype(config.baseline).encode() == "stem8_head32_res16_relu-mb_r1_k3_s2_e2_c8-mb_r1_k3_s2_e2_c16"
-    assert (config.oracle, config.cost, config.target, config.trials, config.seed, config.dataset) == (
-        "evolution", "macs", 1e5, 2, 5, "digits")
-    assert config.oracle_options == {"population_size": 3, "sample_size": 2}
-    assert (config.proxy.epochs, config.proxy.seed, config.proxy.schedule) == (1, 5, "constant")
-    assert (config.seeds, config.reevaluate_seeds, config.prescreen, config.max_macs) == (1, 0, None, None)
-    assert config.resolve().record.mismatch(saved) is None  # it resolves to what the old code saved
-
-
-def test_a_saved_search_with_evolution_options_beside_another_oracle_still_loads():
-    """The command line once stored --population / --tournament whatever the oracle (they were
-    never used by it); such a project loads and resolves to what it saved, and only a new config
-    that names them for another oracle is refused."""
-    import json
-    import os
-
+def test_a_saved_search_record_loads_back_as_the_config_it_came_from():
+    """search.json's ``config`` (format_version 1) reads back as the SearchConfig that wrote it;
+    a record written before formats were versioned is refused where the file is read
+    (tests/test_migrations.py), so no reader keeps the old key names."""
     from effscale.search import SearchConfig
 
-    path = os.path.join(os.path.dirname(__file__), "fixtures", "before_package", "search", "search.json")
-    with open(path) as handle:
-        saved = dict(json.load(handle)["config"], oracle="reinforce")
-    assert saved["oracle_options"] == {"population_size": 3, "sample_size": 2}
-    config = SearchConfig.from_record(saved)
-    assert config.oracle == "reinforce" and config.oracle_options == {}
-    assert config.resolve().record.mismatch(saved) is None
+    config = SearchConfig("tiny", oracle="evolution", cost="macs", target=1e5, trials=2, seed=5, stages=(2,),
+                          oracle_options={"population_size": 3, "sample_size": 2}, seeds=2)
+    saved = config.resolve().record.to_dict()
+    again = SearchConfig.from_record(saved)
+    assert again.oracle_options == {"population_size": 3, "sample_size": 2} and again.seeds == 2
+    assert again.resolve().record.mismatch(saved) is None
+    assert again.resolve().record.mismatch(dict(saved, seed=6)) == "seed"
+    assert again.resolve().record.mismatch(dict(saved, trials=9)) is None  # a search may grow
     with pytest.raises(UserError, match="oracle 'reinforce' has no option 'population_size'"):
         SearchConfig(config.baseline, oracle="reinforce", oracle_options={"population_size": 3})
 

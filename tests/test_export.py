@@ -13,6 +13,7 @@ import effscale
 from effscale import UserError
 from effscale.cli import main
 from effscale.data.pipeline import load_data
+from effscale.common.migrations import write_state
 from effscale.export import export_model, tflite_flatbuffer
 from effscale.model.weights import refresh_normalization
 
@@ -30,7 +31,7 @@ def trained(tmp_path_factory):
     validation = np.concatenate([x.numpy() for x, _ in splits.validation])[:64]
     folder = tmp_path_factory.mktemp("model")
     model.save(folder / "model.keras")
-    (folder / "finetune.json").write_text(json.dumps({"data": {"source": "digits", "data_dir": None}}))
+    write_state(str(folder / "finetune.json"), {"data": {"source": "digits", "data_dir": None}})
     return model, train, validation, folder
 
 

@@ -153,7 +153,10 @@ def test_truncated_keras_file_is_not_a_valid_keras_file(tmp_path, capsys):
 def test_corrupt_family_state_names_the_file_and_the_recovery(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
-    state = {"config": {}, "created": 0, "stages": {"search": {"status": "done", "attempts": 1}}}
+    from effscale.common.migrations import FORMAT_VERSION
+
+    state = {"format_version": FORMAT_VERSION, "config": {}, "created": 0,
+             "stages": {"search": {"status": "done", "attempts": 1}}}
     (run / "state.json.previous").write_text(json.dumps(state))
     (run / "state.json").write_text(json.dumps(state)[:25])
     code = cli.main(["status", str(run)])

@@ -21,6 +21,7 @@ import time
 
 import pytest
 
+from effscale.common.migrations import FORMAT_VERSION
 from effscale import cli
 from effscale.common.io import read_json
 
@@ -73,7 +74,7 @@ def test_tiny_variant_reaches_90_percent_on_digits(reference, assert_every_numbe
     assert 0 < record["latency_seconds"] < 1 and record["train_images_per_second"] > 0
     assert record["wall_seconds"] >= record["train_seconds"] > 0
     # files: the inference model, the results, the last backup
-    assert read_json(out / "results.json") == json.loads(json.dumps(record))
+    assert read_json(out / "results.json") == {"format_version": FORMAT_VERSION, **json.loads(json.dumps(record))}
     assert read_json(out / "checkpoint" / "state.json")["epoch"] == EPOCHS
     assert os.path.isfile(out / "model.keras")
 

@@ -90,17 +90,11 @@ def test_warmup_then_exponential_staircase_after_warmup():
     assert type(again) is type(schedule) and float(again(5)) == pytest.approx(float(schedule(5)))
 
 
-def test_configs_naming_the_old_schedule_still_load():
+def test_the_removed_old_schedule_name_is_no_longer_registered():
     recipe = Recipe(learning_rate=0.032, warmup_epochs=1, epochs=5, min_learning_rate_ratio=0.1)
     recipe.make_optimizer(global_batch=128, steps_per_epoch=10)  # registers effscale's schedule names
-    old = {"module": None, "class_name": "WarmupSchedule", "registered_name": "effscale>WarmupSchedule",
-           "config": {"peak": 0.016, "warmup_steps": 10, "total_steps": 50, "schedule": "cosine",
-                      "decay_steps": 24.0, "decay_rate": 0.97, "min_ratio": 0.1}}
-    loaded = keras.optimizers.schedules.deserialize(old)
-    now = recipe.learning_rate_schedule(global_batch=128, steps_per_epoch=10)
-    assert isinstance(loaded, keras.optimizers.schedules.CosineDecay)
-    assert np.allclose(_rates(loaded, range(60)), _rates(now, range(60)))
-    assert float(loaded(50)) == pytest.approx(0.0016)  # the floor: min_ratio * peak
+    assert keras.saving.get_registered_object("effscale>WarmupExponentialDecay") is not None
+    assert keras.saving.get_registered_object("effscale>WarmupSchedule") is None
 
 
 def test_schedule_serializes_with_the_optimizer():

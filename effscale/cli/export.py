@@ -26,12 +26,12 @@ def _model_path(model: str) -> str:
 
 
 def _recorded_data(folder: str) -> tuple[str | None, str | None]:
-    from effscale.common.io import read_json
+    from effscale.common.migrations import read_state
 
-    for name in ("finetune.json", "results.json"):
+    for name, kind in (("finetune.json", "fine-tuning"), ("results.json", "training results")):
         path = os.path.join(folder, name)
         if os.path.isfile(path):
-            data = read_json(path).get("data") or {}
+            data = read_state(path, kind).get("data") or {}
             if data.get("source"):
                 return data["source"], data.get("data_dir")
     return None, None
@@ -70,14 +70,14 @@ def cmd_export(args) -> int:
         sample = _take(splits.validation, args.samples)
         representative = _take(splits.train, args.calibration) if args.quantize == "int8" else None
     from effscale.export import export_model, summary
-    from effscale.common.io import write_json
+    from effscale.common.migrations import write_state
 
     report = export_model(model, out, args.format, args.quantize, sample=sample, representative=representative,
                           latency_runs=args.latency_runs)
     report["dataset"] = dataset
     if args.quantize == "int8":
         report["calibration"] = f"{report['calibration_images']} training images of {dataset}"
-    write_json(out + ".json", report)
+    write_state(out + ".json", report)
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:

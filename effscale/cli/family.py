@@ -101,8 +101,8 @@ def register(commands) -> None:
                         help="grid-search alpha, beta, gamma at phi = 1 first")
     family.add_argument("--family", help="b0-b7, phi=0..3, b0,b2,b4 or a ;-separated list")
     family.add_argument("--base", help="rescale the baseline before deriving the family, e.g. w=0.5,d=0.5,r=32")
-    family.add_argument("--train-epochs", "--epochs", dest="train_epochs", type=int_flag(1, EPOCHS_MAX),
-                        help="epochs of each member's training (--epochs is the old name)")
+    family.add_argument("--train-epochs", dest="train_epochs", type=int_flag(1, EPOCHS_MAX),
+                        help="epochs of each member's training")
     family.add_argument("--batch-size", type=int_flag(1, BATCH_MAX))
     family.add_argument("--strategy")
     family.add_argument("--mixed-precision")

@@ -148,6 +148,7 @@ def _short(value) -> str:
 
 def cmd_trials(args) -> int:
     from effscale.common.io import read_json
+    from effscale.common.migrations import current
 
     directory = args.project_dir
     trials_csv = os.path.join(directory, "trials.csv")
@@ -173,9 +174,10 @@ def cmd_trials(args) -> int:
     summary = os.path.join(directory, "search.json")
     if os.path.isfile(summary):
         try:
-            best = (read_json(summary).get("summary") or {}).get("best")
-        except (OSError, ValueError, AttributeError):
+            saved = read_json(summary)
+        except (OSError, ValueError):
             raise UserError(f"{summary} is damaged; rerun the search command with --repair to rebuild it") from None
+        best = (current(saved, summary, "search").get("summary") or {}).get("best")
         if best:
             print(f"\nbest: trial {trial_number(best['trial_id'])} reward {best['reward']:.4f}: {best['genotype']}")
     return 0

@@ -57,10 +57,6 @@ class FamilySearchConfig(SearchConfig):
                 if key in data:
                     raise UserError(f"config key '{where}.{key}' is set by the top-level key {key!r}")
             data = dict(data)
-            if data.get("resolution") == 0:  # older configs' "the baseline's own"
-                data["resolution"] = None
-            if data.get("proxy") == "":      # older configs' "no proxy file"
-                data["proxy"] = None
         return super().from_dict(data, where, baseline=baseline, dataset=dataset)
 
     def section(self) -> dict:

@@ -31,17 +31,9 @@ import time
 from effscale.family.config import FamilyConfig
 from effscale.common.errors import UserError
 from effscale.common.io import plain_json, read_json, write_json, write_text
+from effscale.common.migrations import current, write_state
 from effscale.common.lock import LOCK_NAME, folder_lock
 from effscale.family.progress import FamilyProgress
-
-
-def _saved_config(saved):
-    """A run's saved configuration as today's FamilyConfig reads it: keys added since an older
-    effscale wrote it take their defaults, so its runs still resume."""
-    try:
-        return FamilyConfig.from_dict(saved).to_dict()
-    except (UserError, TypeError, AttributeError):
-        return saved
 
 
 class RunDirectory:
@@ -61,7 +53,7 @@ class RunDirectory:
         except (OSError, ValueError) as error:
             problem = f"unreadable: {type(error).__name__}"
         if problem is None:
-            return state
+            return current(state, self.state_path, "family state")
         recovery = (f"restore its previous version with `cp {self.previous_path} {self.state_path}` and rerun "
                     "(finished stages resume from their own checkpoints)" if os.path.isfile(self.previous_path)
                     else f"move {self.path!r} away and start the run again")
@@ -75,7 +67,7 @@ class RunDirectory:
         if os.path.isfile(self.path):
             raise UserError(f"output {self.path!r} is a file, not a folder")
         if self.state is not None:
-            if _saved_config(self.state.get("config")) != config.to_dict():
+            if plain_json(self.state.get("config")) != plain_json(config.to_dict()):
                 raise UserError(f"{self.path!r} holds a run with a different configuration: "
                                 "choose another --out, or rerun with the same configuration to resume")
         elif os.path.isdir(self.path) and set(os.listdir(self.path)) - {LOCK_NAME}:
@@ -96,7 +88,7 @@ class RunDirectory:
         if os.path.isfile(self.state_path):
             with open(self.state_path) as handle:
                 write_text(self.previous_path, handle.read())
-        write_json(self.state_path, self.state)
+        write_state(self.state_path, self.state)
 
     def stage(self, name: str) -> dict:
         return self.state["stages"].setdefault(name, {"status": "pending", "attempts": 0})
@@ -155,7 +147,7 @@ def run_family(config, out_dir: str = "effscale-run", verbose: int = 1, progress
         coefficients = _coefficient_stage(run, config, baseline, progress, keras_verbose)
         variants = _scaling_stage(run, config, baseline, coefficients, progress)
         results = _results(run, config, baseline, coefficients, variants)
-        write_json(run.join("results.json"), results)
+        write_state(run.join("results.json"), results)
 
         from effscale.model.cost import multiply_adds
 
@@ -186,7 +178,7 @@ def run_family(config, out_dir: str = "effscale-run", verbose: int = 1, progress
             run.complete(stage, results=trained, seconds=seconds)
             progress.finish("train", name, f"test top-1 {trained.get('test_top1', float('nan')):.4f}", seconds=seconds)
             results = _results(run, config, baseline, coefficients, variants)
-            write_json(run.join("results.json"), results)
+            write_state(run.join("results.json"), results)
 
         from effscale.family.report import write_report
 

@@ -21,7 +21,8 @@ import os
 import re
 
 from effscale.common.errors import UserError
-from effscale.common.io import read_json, write_text
+from effscale.common.io import write_text
+from effscale.common.migrations import read_state
 from effscale.family.progress import format_seconds
 from effscale.family.recommend import annotate, split_interval
 from effscale.family.report_plots import (_cost_unit, _numbered, cost_text, plot_accuracy_vs_macs, plot_search_candidates,
@@ -241,7 +242,7 @@ def write_report(run_dir: str) -> dict:
     results_path = os.path.join(run_dir, "results.json")
     if not os.path.isfile(results_path):
         raise UserError(f"{run_dir!r} holds no results.json: is it a finished or running effscale family run?")
-    results = annotate(read_json(results_path))
+    results = annotate(read_state(results_path, "family results"))
     paths = {name: os.path.join(run_dir, name) for name in ("report.md", "report.html", *PLOTS)}
     for name, draw in zip(PLOTS, (plot_accuracy_vs_macs, plot_search_candidates, plot_search_history,
                                   plot_training_curves)):

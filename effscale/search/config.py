@@ -1,6 +1,6 @@
 """The typed input of a search: :class:`SearchConfig` holds every search option and validates
 them in one place; :meth:`SearchConfig.resolve` turns it into what a search runs with and the
-:class:`SearchRecord` saved as ``search.json``'s ``config`` (whose key names old projects keep).
+:class:`SearchRecord` saved as ``search.json``'s ``config``.
 
 >>> config = SearchConfig("tiny", oracle="random", trials=3, max_macs=2e6, stages=[2, 3])
 >>> config.stages, config.limits_record()
@@ -196,7 +196,7 @@ class SearchConfig:
         if not isinstance(self.dataset, str) or not self.dataset.strip():  # installed? run_search checks
             raise option_error("dataset", f"dataset must be a dataset name or folder, got {self.dataset!r}")
         for key, default in (("oracle_options", {}), ("latency", DEFAULT_LATENCY)):
-            if getattr(self, key) is None:  # the older keyword form's "the default"
+            if getattr(self, key) is None:  # the keyword form's run_search(..., oracle_options=None)
                 put(key, dict(default))
             if not isinstance(getattr(self, key), Mapping):
                 raise option_error(key, f"{key} must be a mapping, got {getattr(self, key)!r}")
@@ -288,7 +288,7 @@ class SearchConfig:
 
     @classmethod
     def from_record(cls, record: Mapping) -> "SearchConfig":
-        """The config that resolves to a saved ``search.json`` ``config`` (any version's).
+        """The config that resolves to a saved ``search.json`` ``config``.
 
         >>> config = SearchConfig("tiny", cost="params", stages=(2,), seeds=2, top_k=2, reevaluate_seeds=3)
         >>> again = SearchConfig.from_record(config.resolve().record.to_dict())
@@ -297,20 +297,17 @@ class SearchConfig:
         """
         from effscale.search.proxy import ProxySettings
 
-        record = saved_in_current_terms(record)
         proxy = record["proxy"]
-        space, reward, limits = record["space"], record["reward"], record.get("limits") or {}
-        reevaluate = record.get("reevaluate") or {}
+        space, reward, limits, reevaluate = record["space"], record["reward"], record["limits"], record["reevaluate"]
         return cls(baseline=space["reference"], open_choices=space.get("open"), options=space.get("options") or {},
                    stages=space.get("stages"), oracle=record["oracle"], dataset=record["dataset"],
                    **{k: reward.get(k) for k in ("cost", "target", "alpha", "beta")},
                    constraint=reward.get("constraint", "soft"), **{k: limits.get(k) for k in _LIMIT_KEYS},
                    proxy=ProxySettings.from_dict(proxy), resolution=record["resolution"],
                    width=record["width"], depth=record["depth"], trials=record["trials"], seed=record["seed"],
-                   oracle_options=record.get("oracle_options") or {},
-                   latency=record.get("latency") or dict(DEFAULT_LATENCY), prescreen=record.get("prescreen"),
-                   seeds=record.get("seeds", 1), top_k=reevaluate.get("top_k", 3),
-                   reevaluate_seeds=reevaluate.get("seeds", 0), train_fraction=record.get("train_fraction"))
+                   oracle_options=record["oracle_options"], latency=record["latency"], prescreen=record["prescreen"],
+                   seeds=record["seeds"], top_k=reevaluate.get("top_k", 3), reevaluate_seeds=reevaluate.get("seeds", 0),
+                   train_fraction=record["train_fraction"])
 
     # -- what a search runs with ---------------------------------------------------------------
     def limits_record(self) -> dict:
@@ -378,8 +375,7 @@ class ResolvedSearch:
 @dataclass(frozen=True)
 class SearchRecord:
     """A search as saved in ``search.json``'s ``config``: a rerun in the same project dir must
-    match it (``trials`` may grow: the search then continues to the new budget). Its key names
-    are those of every earlier version; keys added since take their defaults when missing."""
+    match it (``trials`` may grow: the search then continues to the new budget)."""
 
     space: dict
     oracle: str
@@ -404,34 +400,11 @@ class SearchRecord:
 
     def mismatch(self, saved: dict) -> str | None:
         """The first key in which ``saved`` (a search.json ``config``) differs, or None."""
-        # both sides: a resumed old project's own record leaves the schedule out as it was saved
-        mine, saved = saved_in_current_terms(self.to_dict()), saved_in_current_terms(saved)
-        defaults = SearchRecord(**{k: None for k in ("space", "oracle", "reward", "limits", "proxy", "dataset",
-                                                     "resolution", "width", "depth", "trials", "seed")}).to_dict()
+        mine = self.to_dict()
         for key in sorted(set(mine) | set(saved)):
-            if key == "trials" or (key not in saved and _normalize(mine[key]) == _normalize(defaults.get(key))):
-                continue  # trials may grow; a key added since the project was made, at its default
-            if _normalize(mine.get(key)) != _normalize(saved.get(key)):
+            if key != "trials" and _normalize(mine.get(key)) != _normalize(saved.get(key)):  # trials may grow
                 return key
         return None
-
-
-def saved_in_current_terms(saved: Mapping) -> dict:
-    """A saved search.json ``config`` as today's code writes it: a proxy without a schedule
-    trained constant (projects made before it was a setting), and oracle options the oracle never
-    read (an older command line stored --population / --tournament whatever the oracle) dropped.
-
-    >>> saved_in_current_terms({"oracle": "reinforce", "oracle_options": {"population_size": 3}, "proxy": {"epochs": 1}})
-    {'oracle': 'reinforce', 'oracle_options': {}, 'proxy': {'schedule': 'constant', 'epochs': 1}}
-    """
-    from effscale.search.registry import ORACLES, read_options
-
-    saved = dict(saved)
-    if isinstance(saved.get("proxy"), Mapping):
-        saved["proxy"] = {"schedule": "constant", **saved["proxy"]}
-    if isinstance(saved.get("oracle_options"), Mapping) and saved.get("oracle") in ORACLES:
-        saved["oracle_options"] = read_options(saved["oracle"], saved["oracle_options"])
-    return saved
 
 
 def _normalize(value):

@@ -42,6 +42,7 @@ import numpy as np
 
 from effscale.common.errors import UserError
 from effscale.common.io import plain_json, read_json, write_json
+from effscale.common.migrations import current, write_state
 from effscale.search.proxy import SCHEDULES, ProxySettings
 from effscale.common.stats import spearman
 
@@ -214,9 +215,10 @@ def run_proxy_check(baseline="tiny", dataset: str = "digits", project_dir: str =
     summary_path = os.path.join(path, "proxy_check.json")
     if os.path.exists(summary_path):
         try:
-            saved = read_json(summary_path).get("config", {})
+            saved = read_json(summary_path)
         except ValueError:
             raise UserError(f"{summary_path} does not parse; use a new project dir") from None
+        saved = current(saved, summary_path, "proxy check").get("config", {})
         for key in sorted(config):
             mine, theirs = (config[key], saved.get(key)) if key != "base" else (config[key], _recipe(saved.get(key)))
             if plain_json(theirs) != plain_json(mine):
@@ -237,7 +239,7 @@ def run_proxy_check(baseline="tiny", dataset: str = "digits", project_dir: str =
     say = (lambda text: print(text, file=stream, flush=True)) if verbose else (lambda text: None)
     if kept:
         say(f"resuming {path}: {kept} finished training(s) kept")
-    write_json(summary_path, {"config": config})
+    write_state(summary_path, {"config": config})
     started, done = time.monotonic(), 0
     for index, (a, name, task, s) in enumerate(jobs):
         if _load_training(path, name, a, s, archs[a]) is not None:
@@ -380,7 +382,7 @@ def summarize(path: str, config: dict, tasks, threshold: float) -> dict:
         summary["proxy_file"] = proxy_path
     elif os.path.exists(proxy_path):
         os.unlink(proxy_path)  # an earlier, smaller check's recommendation no longer holds
-    write_json(os.path.join(path, "proxy_check.json"), summary)
+    write_state(os.path.join(path, "proxy_check.json"), summary)
     from effscale.common.io import write_text
 
     write_text(os.path.join(path, "proxy_check.md"), format_table(summary) + "\n\n" + message + "\n")

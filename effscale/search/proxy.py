@@ -294,9 +294,9 @@ def write_proxy_file(path: str, settings: ProxySettings, resolution: int = 0, wi
     >>> task.settings.epochs, task.settings.schedule, task.resolution, task.train_fraction
     (2, 'cosine', 16, 0.5)
     """
-    from effscale.common.io import write_json
+    from effscale.common.migrations import write_state
 
-    write_json(path, {"kind": PROXY_FILE_KIND, "settings": settings.to_dict(), "resolution": int(resolution),
+    write_state(path, {"kind": PROXY_FILE_KIND, "settings": settings.to_dict(), "resolution": int(resolution),
                       "width": float(width), "train_fraction": float(train_fraction), "dataset": dataset,
                       "evidence": evidence or {}})
 
@@ -304,6 +304,7 @@ def write_proxy_file(path: str, settings: ProxySettings, resolution: int = 0, wi
 def read_proxy_file(path) -> ProxyTaskFile:
     """Read and validate a proxy file; any problem is one :class:`UserError` naming the file."""
     from effscale.common.io import read_json
+    from effscale.common.migrations import current
 
     try:
         data = read_json(path)
@@ -313,6 +314,7 @@ def read_proxy_file(path) -> ProxyTaskFile:
         raise UserError(f"proxy file {path!r} is not JSON (or nests too deep)") from None
     if not isinstance(data, dict) or data.get("kind") != PROXY_FILE_KIND:
         raise UserError(f"proxy file {path!r} is not an effscale proxy file (written by `effscale proxy`)")
+    data = current(data, os.fspath(path), "proxy")
     try:
         settings = ProxySettings.from_dict({k: v for k, v in data["settings"].items() if k != "seed"})
         resolution, width, fraction = int(data["resolution"]), float(data["width"]), float(data["train_fraction"])

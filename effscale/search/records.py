@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from effscale.common.errors import UserError
 from effscale.model.genotype import Genotype
 from effscale.common.io import read_json, write_json, write_text
-from effscale.search.config import SearchRecord, saved_in_current_terms
+from effscale.common.migrations import current, read_state, write_state
+from effscale.search.config import SearchRecord
 from effscale.search.objectives import OBJECTIVE, pareto_front
 from effscale.search.proxy import ProxySettings
 from effscale.search.registry import make_oracle, oracle_entry
@@ -104,14 +105,14 @@ def write_outputs(project_dir: str, records: list[dict], config: SearchRecord | 
     if best:
         write_json(os.path.join(project_dir, "best_genotype.json"), Genotype.parse(best["genotype"]).to_dict())
     summary_path = os.path.join(project_dir, "search.json")
-    summary = read_json(summary_path) if os.path.exists(summary_path) else {}
+    summary = read_state(summary_path, "search") if os.path.exists(summary_path) else {}
     if config is not None:
         summary["config"] = config.to_dict()
     counts: dict = {}
     for r in records:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     summary["summary"] = {"trials": len(records), "status": counts, "best": best, "pareto": front}
-    write_json(summary_path, summary)
+    write_state(summary_path, summary)
     return summary["summary"]
 
 
@@ -156,6 +157,7 @@ def read_results(project_dir: str) -> SearchResult:
         saved = read_json(path)
     except ValueError:
         raise UserError(f"{path!r} does not parse") from None
+    saved = current(saved, path, "search")
     config = saved.get("config", {})
     space = SearchSpace.from_dict(config["space"])
     records = trial_records(load_trials(project_dir), space)
@@ -177,7 +179,7 @@ def load_oracle(project_dir: str):
     path = os.path.join(os.fspath(project_dir), "search.json")
     if not os.path.isfile(path):
         raise UserError(f"{project_dir!r} is not an effscale search project (no search.json)")
-    config = saved_in_current_terms(read_json(path)["config"])
+    config = read_state(path, "search")["config"]
     space = SearchSpace.from_dict(config["space"])
     settings = ProxySettings.from_dict(config["proxy"])
 

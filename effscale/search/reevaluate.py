@@ -93,7 +93,8 @@ def run_reevaluation(path: str, records: list[dict], runner, top_k: int, seeds: 
     import os
 
     from effscale.model.genotype import Genotype
-    from effscale.common.io import read_json, write_json
+    from effscale.common.io import write_json
+    from effscale.common.migrations import read_state, write_state
 
     top = top_candidates(records, top_k)
     cost_of = {r["genotype"]: r["cost"] for r in top}
@@ -108,9 +109,9 @@ def run_reevaluation(path: str, records: list[dict], runner, top_k: int, seeds: 
     write_json(os.path.join(path, "reevaluation.json"), result)
     write_json(os.path.join(path, "best_genotype.json"), Genotype.parse(result["winner"]["genotype"]).to_dict())
     summary_path = os.path.join(path, "search.json")
-    summary = read_json(summary_path) if os.path.exists(summary_path) else {}
+    summary = read_state(summary_path, "search") if os.path.exists(summary_path) else {}
     summary["reevaluation"] = {k: result[k] for k in ("winner", "within_noise", "tied", "message", "seeds", "top_k")}
-    write_json(summary_path, summary)
+    write_state(summary_path, summary)
     if say:
         say(result["message"])
     return result

@@ -113,9 +113,10 @@ def check_oracle_options(name, options) -> None:
     ...
     effscale.common.errors.UserError: oracle 'reinforce' has no option 'population_size': its options are learning_rate, entropy_weight, baseline_decay, failed_reward, normalize
     """
-    unknown = [key for key in options if key not in read_options(name, options)]
+    check_oracle(name)
+    accepted = _REGISTRY[name].options
+    unknown = [key for key in options if accepted is not None and key not in accepted]
     if unknown:
-        accepted = _REGISTRY[name].options
         known = f"its options are {', '.join(accepted)}" if accepted else "it takes none"
         raise UserError(f"oracle {name!r} has no option {unknown[0]!r}: {known}")
     check_option_values(options)
@@ -159,19 +160,6 @@ def check_option_values(options) -> None:
             check_int(value, f"oracle option {key}", low, high)
         else:
             check_float(value, f"oracle option {key}", low, high)
-
-
-def read_options(name, options) -> dict:
-    """The part of ``options`` the oracle ``name`` reads. A project saved before options were
-    checked may hold evolution's options beside another oracle (the command line stored them
-    whatever the oracle, and they were never used); loading it keeps it loadable.
-
-    >>> read_options("reinforce", {"population_size": 3, "learning_rate": 0.5})
-    {'learning_rate': 0.5}
-    """
-    check_oracle(name)
-    accepted = _REGISTRY[name].options
-    return dict(options) if accepted is None else {k: v for k, v in options.items() if k in accepted}
 
 
 def oracle_help() -> str:

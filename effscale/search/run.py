@@ -11,7 +11,8 @@ import time
 
 from effscale.common.errors import UserError
 from effscale.model.genotype import Genotype
-from effscale.common.io import read_json, write_json
+from effscale.common.io import read_json
+from effscale.common.migrations import read_state, write_state
 from effscale.common.lock import LOCK_NAME, folder_lock
 from effscale.search.config import SearchConfig
 from effscale.search.distributed import role as process_role, serve_chief
@@ -107,14 +108,7 @@ def run_search(config=None, project_dir: str = "effscale-search", *, verbose: in
         raise UserError(damaged + "; rerun the same command with --repair to rebuild it from the trials, "
                         "which are kept")
     if os.path.exists(config_path) and not overwrite and role != "worker" and not damaged:
-        saved = read_json(config_path).get("config", {})
-        if "schedule" not in (saved.get("proxy") or {"schedule": None}) and (
-                config.proxy is None or settings.schedule == "constant"):
-            # A project started before the schedule was a setting trained at a constant rate: it
-            # resumes with the recipe it started with, whatever today's default.
-            settings = dataclasses.replace(settings, schedule="constant")
-            record = dataclasses.replace(record, proxy={k: v for k, v in settings.to_dict().items()
-                                                        if k != "schedule"})
+        saved = read_state(config_path, "search").get("config", {})
         key = record.mismatch(saved)
         if key:
             raise UserError(f"project dir {project_dir!r} holds a different search ({key} differs); "
@@ -152,9 +146,9 @@ def run_search(config=None, project_dir: str = "effscale-search", *, verbose: in
         if overwrite and role != "worker":
             _clear_project(path)
         if role != "worker":
-            summary = read_json(config_path) if os.path.exists(config_path) and not damaged else {}
+            summary = read_state(config_path, "search") if os.path.exists(config_path) and not damaged else {}
             summary["config"] = record.to_dict()
-            write_json(config_path, summary)
+            write_state(config_path, summary)
             if damaged:
                 kept = trial_records(load_trials(path), space)
                 write_outputs(path, kept, record)

@@ -17,7 +17,8 @@ import glob
 import os
 
 from effscale.common.errors import UserError
-from effscale.common.io import atomic_path, read_json, write_json
+from effscale.common import migrations
+from effscale.common.io import atomic_path, read_json
 
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.json"
@@ -50,7 +51,7 @@ def _state_damage(path: str) -> tuple[dict | None, str | None]:
         return None, f"unreadable ({type(error).__name__})"
     if not (isinstance(state, dict) and isinstance(state.get("epoch"), int) and isinstance(state.get("weights"), str)):
         return None, "incomplete"
-    return state, None
+    return migrations.current(state, path, "training checkpoint"), None  # another format: refused
 
 
 def _backups(out_dir: str) -> list[tuple[str, str]]:
@@ -121,8 +122,8 @@ def save_checkpoint(model, out_dir: str, state: dict) -> None:
     # interrupted or failed save leaves no half-written file behind (atomic_path)
     with atomic_path(os.path.join(folder, name), needed=weights_file_size(model, folder)) as temporary:
         model.save_weights(temporary)
-    write_json(os.path.join(folder, f"{stem}.json"), dict(state, weights=name))
-    write_json(state_path, dict(state, weights=name))
+    migrations.write_state(os.path.join(folder, f"{stem}.json"), dict(state, weights=name))
+    migrations.write_state(state_path, dict(state, weights=name))
     kept = {f"epoch-{e:04d}" for e in range(state["epoch"] - KEEP_BACKUPS + 1, state["epoch"] + 1)}
     for old in glob.glob(os.path.join(folder, "epoch-*")):
         if os.path.basename(old).split(".")[0] not in kept:

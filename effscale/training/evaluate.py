@@ -12,7 +12,7 @@ import weakref
 import numpy as np
 
 from effscale.common.errors import UserError
-from effscale.common.io import read_json, write_json
+from effscale.common.migrations import read_state, write_state
 
 MODEL_FILE = "model.keras"
 RESULTS_FILE = "results.json"
@@ -170,7 +170,7 @@ def load_trained(model_dir: str):
         raise UserError(f"no trained model at {model_dir!r}: expected {MODEL_FILE} in it")
     model = load_keras_model(path)
     results_path = os.path.join(os.path.dirname(path), RESULTS_FILE)
-    record = read_json(results_path) if os.path.isfile(results_path) else None
+    record = read_state(results_path, "training results") if os.path.isfile(results_path) else None
     return model, record
 
 
@@ -211,7 +211,7 @@ def evaluate_model(model_dir_or_model, dataset: str | None = None, *, data_dir: 
         raise UserError("evaluate: no dataset given and none recorded beside the model")
     same = training if dataset == training.get("source") else {}
     resolution = int(model.input_shape[1])
-    recorded_seed = same.get("split_seed", (record or {}).get("recipe", {}).get("seed", 0))  # older records
+    recorded_seed = same.get("split_seed", 0)
     splits = load_data(
         dataset, resolution=resolution, batch_size=batch_size,
         validation_fraction=validation_fraction or same.get("validation_fraction") or 0.2,
@@ -246,7 +246,7 @@ def evaluate_model(model_dir_or_model, dataset: str | None = None, *, data_dir: 
     if record:
         result["trained_images_per_second"] = record.get("train_images_per_second")
     if write and folder:
-        write_json(os.path.join(folder, EVALUATION_FILE), result)
+        write_state(os.path.join(folder, EVALUATION_FILE), result)
     if verbose:
         print(summary_line(result))
     return result

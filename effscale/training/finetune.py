@@ -36,7 +36,8 @@ from dataclasses import dataclass
 
 from effscale.common.errors import UserError
 from effscale.training.evaluate import HISTORY_NAMES, evaluate_dataset, split_metrics
-from effscale.common.io import JsonSettings, atomic_path, read_json, write_json
+from effscale.common.io import JsonSettings, atomic_path
+from effscale.common.migrations import read_state, write_state
 
 MODEL_FILE = "model.keras"
 RECORD_FILE = "finetune.json"
@@ -170,7 +171,7 @@ def _resolve_base(base, variant, weights):
     for record_name in (RECORD_FILE, "results.json"):
         record_path = os.path.join(folder, record_name)
         if os.path.isfile(record_path):
-            record = read_json(record_path)
+            record = read_state(record_path, "fine-tuning" if record_name == RECORD_FILE else "training results")
             if "genotype" in record and "variant" in record:
                 genotype = load_genotype(record["genotype"])
                 return genotype, _variant_from_record(record["variant"], genotype), weights or model_path, None
@@ -366,7 +367,7 @@ def finetune(base, variant: str | None = None, dataset: str = "digits", config: 
         os.makedirs(out_dir, exist_ok=True)
         with atomic_path(os.path.join(out_dir, MODEL_FILE)) as temporary:
             model.save(temporary)
-        write_json(os.path.join(out_dir, RECORD_FILE), record)
+        write_state(os.path.join(out_dir, RECORD_FILE), record)
     record["_model"] = model
     return record
 

@@ -132,17 +132,6 @@ class Recipe(JsonSettings):
         return data
 
     @classmethod
-    def completed(cls, saved):
-        """A recipe dict saved by an older effscale, with the defaults of the keys added since.
-
-        >>> Recipe.completed({"epochs": 3})["progressive"] is None
-        True
-        """
-        if not isinstance(saved, dict):
-            return saved
-        return {**{k: v for k, v in cls().to_dict().items() if k != "epochs"}, **saved}
-
-    @classmethod
     def efficientnet(cls, **changes) -> "Recipe":
         """The EfficientNet ImageNet recipe (tensorflow/tpu efficientnet main.py defaults)."""
         base = cls(epochs=350, batch_size=4096, batch_scope="global", optimizer="rmsprop", learning_rate=0.016,
@@ -194,11 +183,7 @@ def warmup_schedule(peak: float, warmup_steps: int, total_steps: int, schedule: 
     behind the same warm-up.
 
     The warm-up is Keras': linear from ``peak / warmup_steps`` at step 0 to ``peak`` at step
-    ``warmup_steps``, where the decay starts. effscale's own ``WarmupSchedule`` (until this
-    change) gave ``peak * (step + 1) / warmup_steps``: the same at step 0 and from step
-    ``warmup_steps`` on, but it reached the peak one step early and held it for two steps; in
-    between it was higher by ``peak * step / warmup_steps**2`` (at most ``peak / warmup_steps``).
-    Configs naming ``effscale>WarmupSchedule`` still load, as this schedule.
+    ``warmup_steps``, where the decay starts.
 
     >>> rates = warmup_schedule(1.0, warmup_steps=4, total_steps=8)
     >>> [round(float(rates(step)), 4) for step in range(9)]
@@ -229,8 +214,7 @@ _SCHEDULE_CLASSES = []
 
 def _schedule_classes():
     """Register (on first use, so importing this module does not import Keras) the one schedule
-    Keras lacks, exponential decay after a warm-up, and the name of the old one; returns the
-    first."""
+    Keras lacks, exponential decay after a warm-up, and return it."""
     if _SCHEDULE_CLASSES:
         return _SCHEDULE_CLASSES[0]
     import keras
@@ -254,16 +238,6 @@ def _schedule_classes():
 
         def get_config(self):
             return {**super().get_config(), "warmup_steps": self.warmup_steps, "warmup_start": self.warmup_start}
-
-    @keras.saving.register_keras_serializable(package="effscale", name="WarmupSchedule")
-    class _OldWarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
-        """What an ``effscale>WarmupSchedule`` config loads as (see :func:`warmup_schedule`)."""
-
-        @classmethod
-        def from_config(cls, config):
-            return warmup_schedule(config["peak"], config["warmup_steps"], config["total_steps"],
-                                   config.get("schedule", "cosine"), config.get("decay_steps", 1.0),
-                                   config.get("decay_rate", 0.97), config.get("min_ratio", 0.0))
 
     _SCHEDULE_CLASSES.append(WarmupExponentialDecay)
     return WarmupExponentialDecay

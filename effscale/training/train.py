@@ -36,7 +36,8 @@ import time
 from effscale.training.checkpoint import CHECKPOINT_DIR, STATE_FILE, read_state, restore_checkpoint, save_checkpoint  # noqa: F401
 from effscale.common.errors import UserError
 from effscale.training.evaluate import HISTORY_NAMES, split_metrics
-from effscale.common.io import read_json, write_json
+from effscale.common import migrations
+from effscale.common.io import plain_json, read_json
 from effscale.common.preflight import check_output_folder
 
 RUN_FILE = "run.json"
@@ -45,8 +46,9 @@ LOOPS = ("auto", "fit", "custom")
 
 # -- the pieces of a run ----------------------------------------------------------------------
 
-def _read_record(path: str) -> dict | None:
-    """A JSON record, or None when it is missing or damaged (it is written again)."""
+def _read_record(path: str, kind: str) -> dict | None:
+    """A JSON record, or None when it is missing or damaged (it is written again); one from
+    another format version is refused (:mod:`effscale.common.migrations`)."""
     import sys
 
     if not os.path.isfile(path):
@@ -56,7 +58,7 @@ def _read_record(path: str) -> dict | None:
     except (OSError, ValueError):
         print(f"effscale: {path} is damaged; it will be written again", file=sys.stderr)
         return None
-    return record if isinstance(record, dict) else None
+    return migrations.current(record, path, kind) if isinstance(record, dict) else None
 
 
 def _synchronize_batch_norm(model) -> int:
@@ -347,18 +349,16 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
     signature = {"genotype": genotype.encode(), "variant": variant.to_dict(), "dataset": dataset, "data_dir": data_dir,
                  **data_options, "recipe": {k: v for k, v in recipe.to_dict().items() if k != "epochs"}}
     run_path = os.path.join(out_dir, RUN_FILE)
-    saved = _read_record(run_path)
-    previous = None
-    if saved is not None:  # an older run.json lacks the keys added since: they take their defaults
-        previous = {**{k: train_variant.__kwdefaults__[k] for k in data_options}, **saved,
-                    "recipe": Recipe.completed(saved.get("recipe"))}
-        if previous != signature:
-            differing = sorted(k for k in signature if previous.get(k) != signature.get(k))
+    previous = _read_record(run_path, "training run")
+    if previous is not None:
+        if plain_json(previous) != plain_json(signature):
+            differing = sorted(k for k in set(signature) | set(previous)
+                               if plain_json(previous.get(k)) != plain_json(signature.get(k)))
             raise UserError(f"{out_dir!r} holds another run (it differs in {', '.join(differing)}); "
                             "use a new --out folder")
     results_path = os.path.join(out_dir, RESULTS_FILE)
     state = read_state(out_dir)
-    record = _read_record(results_path) if state is not None and state["epoch"] >= recipe.epochs else None
+    record = _read_record(results_path, "training results") if state is not None and state["epoch"] >= recipe.epochs else None
     if record is not None:
         if verbose:
             print(f"{out_dir}: already trained for {state['epoch']} epochs; " + summary_line(record))
@@ -387,7 +387,7 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
             raise UserError(f"global batch {global_batch} is larger than the {splits.train_size} training images")
         if write_signature:  # the input is valid: the first file of the run
             os.makedirs(out_dir, exist_ok=True)
-            write_json(run_path, signature)
+            migrations.write_state(run_path, signature)
             write_signature = False
 
         keras.utils.set_random_seed(recipe.seed + stage.index)
@@ -464,7 +464,7 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
     }
     if chief:
         _export_model(model, os.path.join(out_dir, MODEL_FILE))
-        write_json(results_path, record)
+        migrations.write_state(results_path, record)
     if verbose:
         print(f"{variant.name} of {genotype.key} on {splits.source}: " + summary_line(record) +
               f", {record['epochs_done']} epochs, {record['wall_seconds']:.1f} s")

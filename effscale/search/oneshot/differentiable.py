@@ -42,7 +42,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from effscale.common.errors import UserError
-from effscale.common.io import atomic_path, plain_json, read_json, write_json
+from effscale.common.io import atomic_path, plain_json
+from effscale.common.migrations import read_state, write_state
 from effscale.model.scaling import Variant, variant_spec
 from effscale.search.objectives import Reward
 from effscale.search.proxy import ProxySettings
@@ -159,7 +160,7 @@ def load_logits(path: str) -> list[dict]:
         path = os.path.join(path, LOGITS)
     if not os.path.isfile(path):
         raise UserError(f"no differentiable search logits at {path!r}")
-    return read_json(path)["epochs"]
+    return read_state(path, "supernet")["epochs"]
 
 
 def plot_logits(source, out_png: str) -> str:
@@ -308,7 +309,7 @@ def run_differentiable_search(space: SearchSpace, data, variant: "str | Variant"
 
 
 def _write_views(directory: str, history: list) -> None:
-    write_json(os.path.join(directory, LOGITS), {"epochs": history})
+    write_state(os.path.join(directory, LOGITS), {"epochs": history})
     plot_logits(history, os.path.join(directory, PLOT))
 
 
