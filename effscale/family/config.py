@@ -303,8 +303,9 @@ def _json_pairs(pairs):
     return data
 
 
-def _toml_problem(message: str, text: str) -> str:
-    """tomllib's "Cannot overwrite a value (at line 3, column 7)" with the repeated key named."""
+def _toml_problem(message: str, text: str) -> str | None:
+    """tomllib's "Cannot overwrite a value (at line 3, column 7)" with the repeated key named;
+    None for any other error (the caller reports it as a file that does not parse)."""
     import re
 
     match = re.search(r"Cannot overwrite a value \(at line (\d+)", message)
@@ -316,7 +317,7 @@ def _toml_problem(message: str, text: str) -> str:
 
             key = lines[number - 1].split("=", 1)[0].strip()
             return f"key {shorten(key)} is repeated (line {number}); each key may appear once in a table"
-    return message
+    return None
 
 
 def read_config_file(path: str) -> dict:
@@ -353,7 +354,10 @@ def read_config_file(path: str) -> dict:
             try:
                 data = tomllib.loads(text)
             except tomllib.TOMLDecodeError as error:
-                raise _Refused(_toml_problem(str(error), text)) from None
+                repeated = _toml_problem(str(error), text)
+                if repeated is None:
+                    raise
+                raise _Refused(repeated) from None
         else:
             data = json.loads(text, object_pairs_hook=_json_pairs)
     except _Refused as problem:
