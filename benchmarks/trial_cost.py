@@ -72,20 +72,17 @@ def measure(proxy: str, trials: int, first: int = 0, seed: int = 0, spawned: flo
     import numpy as np
 
     from effscale.search import SearchConfig
+    from effscale.search.assembly import assemble
     from effscale.search.proxy import trial_path
-    from effscale.search.trial import TrialRunner
 
     imported = time.time() if spawned is not None else imported
     import tensorflow as tf
 
     tf.random.set_seed(None)  # as in a fresh process: the data's shuffle order depends on the global seed
     config = SearchConfig(**PROXIES[proxy], seed=seed)
-    resolved = config.resolve()
     with tempfile.TemporaryDirectory() as folder:
-        runner = TrialRunner(resolved.space, resolved.reward, resolved.limits, resolved.settings, config.dataset,
-                             resolved.resolution, resolved.width, resolved.depth, os.path.join(folder, "latency"),
-                             {}, heartbeat_s=1.0, trainings_dir=os.path.join(folder, "trainings"),
-                             train_fraction=resolved.train_fraction)
+        parts = assemble(config, folder, heartbeat_s=1.0)  # the search's own runner
+        runner, resolved = parts.runner, parts.resolved
         runner.timings = {}
         started = time.perf_counter()
         runner.data  # noqa: B018 - loaded once per process, as a search does on its first trial

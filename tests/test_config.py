@@ -129,12 +129,12 @@ def test_a_saved_search_record_loads_back_as_the_config_it_came_from():
 
     config = SearchConfig("tiny", oracle="evolution", cost="macs", target=1e5, trials=2, seed=5, stages=(2,),
                           oracle_options={"population_size": 3, "sample_size": 2}, seeds=2)
-    saved = config.resolve().record.to_dict()
+    saved = config.resolve(10).record.to_dict()
     again = SearchConfig.from_record(saved)
     assert again.oracle_options == {"population_size": 3, "sample_size": 2} and again.seeds == 2
-    assert again.resolve().record.mismatch(saved) is None
-    assert again.resolve().record.mismatch(dict(saved, seed=6)) == "seed"
-    assert again.resolve().record.mismatch(dict(saved, trials=9)) is None  # a search may grow
+    assert again.resolve(10).record.mismatch(saved) is None
+    assert again.resolve(10).record.mismatch(dict(saved, seed=6)) == "seed"
+    assert again.resolve(10).record.mismatch(dict(saved, trials=9)) is None  # a search may grow
     with pytest.raises(UserError, match="oracle 'reinforce' has no option 'population_size'"):
         SearchConfig(config.baseline, oracle="reinforce", oracle_options={"population_size": 3})
 

@@ -73,6 +73,41 @@ def parse_stages(text: str) -> list[int]:
     return numbers
 
 
+def _flag_dest(flag: str) -> str:
+    return "oracle_flag_" + flag.lstrip("-").replace("-", "_")
+
+
+def add_oracle_flags(parser) -> None:
+    """Every registered oracle's option flags (:class:`~effscale.search.registry.OracleFlag`),
+    each once even when several oracles declare it."""
+    from effscale.search.registry import registered_oracles
+
+    flags: dict = {}
+    for entry in registered_oracles():
+        for flag in entry.flags:
+            flags.setdefault(flag.flag, (flag, []))[1].append(entry.name)
+    for name, (flag, oracles) in flags.items():
+        parser.add_argument(name, type=flag.type, dest=_flag_dest(name), help=f"{' / '.join(oracles)}: {flag.help}")
+
+
+def oracle_flag_options(args) -> dict:
+    """The oracle options that ``args``' oracle flags set; UserError for a flag of another oracle."""
+    from effscale.search.registry import oracle_entry, registered_oracles
+
+    mine = {flag.flag: flag.option for flag in oracle_entry(args.oracle).flags}
+    options = {}
+    for entry in registered_oracles():
+        for flag in entry.flags:
+            value = getattr(args, _flag_dest(flag.flag), None)
+            if value is None:
+                continue
+            if flag.flag not in mine:
+                owners = [e.name for e in registered_oracles() if any(f.flag == flag.flag for f in e.flags)]
+                raise UserError(f"{flag.flag} applies to --oracle {' / '.join(owners)} only")
+            options[mine[flag.flag]] = value
+    return options
+
+
 def cmd_search(args) -> int:
     from effscale.common.checks import COUNT_MAX, EPOCHS_MAX, SEED_MAX, parse_int
     from effscale.search import SearchConfig, run_search
@@ -82,17 +117,7 @@ def cmd_search(args) -> int:
     # one line at once); what is left here is the flags' own spelling, checked after the oracle's
     # name so that a misspelt oracle is named as such.
     check_oracle(args.oracle)
-    oracle_options = {}
-    for flag, key in (("population", "population_size"), ("tournament", "sample_size")):
-        if getattr(args, flag) is not None:
-            if args.oracle != "evolution":
-                raise UserError(f"--{flag} applies to --oracle evolution only")
-            oracle_options[key] = getattr(args, flag)
-    for key in ("supernet_epochs", "cost_weight", "arch_learning_rate"):
-        if getattr(args, key) is not None:
-            if args.oracle != "differentiable":
-                raise UserError(f"--{key.replace('_', '-')} applies to --oracle differentiable only")
-            oracle_options[key] = getattr(args, key)
+    oracle_options = oracle_flag_options(args)
     if args.proxy:
         given = [f"--{k.replace('_', '-')}" for k in ("epochs", "resolution", "width", "train_fraction")
                  if getattr(args, k) is not None]
@@ -189,7 +214,7 @@ def register(commands) -> None:
     from effscale.search.registry import oracle_help
     from effscale.data.pipeline import SOURCES_HELP
 
-    from effscale.common.checks import COUNT_MAX, EPOCHS_MAX, float_flag, int_flag
+    from effscale.common.checks import COUNT_MAX, float_flag, int_flag
 
     search = commands.add_parser("search", help="search a baseline cell with a Keras Tuner oracle")
     search.add_argument("--baseline", required=True, help="registered name, genotype string or JSON file")
@@ -220,15 +245,11 @@ def register(commands) -> None:
     search.add_argument("--open", help="comma list of open choices: block,kernel,expand,se,skip,repeats,filters")
     search.add_argument("--choice", action="append", help="values of a choice, e.g. kernel=3,5,7 (repeatable)")
     search.add_argument("--stages", help="comma list of stage numbers to search (default all)")
-    search.add_argument("--population", type=int_flag(2, COUNT_MAX), help="evolution: population size P")
-    search.add_argument("--tournament", type=int_flag(1, COUNT_MAX), help="evolution: tournament size S")
     search.add_argument("--prescreen", metavar="PROXY:N",
                         help="random / evolution: score N candidates per trial with a zero-cost proxy "
                              "(synflow, grad_norm, naswot, params, macs) or by predicted reward (reward: "
                              "predicted accuracy with the exact cost) and train only the best")
-    search.add_argument("--supernet-epochs", type=int_flag(1, EPOCHS_MAX), help="differentiable: supernet training epochs (default 3)")
-    search.add_argument("--cost-weight", type=float_flag(0), help="differentiable: weight of the expected-cost term (1.0)")
-    search.add_argument("--arch-learning-rate", type=float_flag(0, low_open=True), help="differentiable: Adam rate of the logits (0.01)")
+    add_oracle_flags(search)
     search.add_argument("--project-dir", required=True)
     search.add_argument("--seed", default="0")
     search.add_argument("--worker-timeout", type=float_flag(0, low_open=True), default=300.0,

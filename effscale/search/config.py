@@ -218,6 +218,7 @@ class SearchConfig:
         object.__setattr__(self, "proxy", proxy)
 
     def _check_space(self, genotype) -> None:
+        from effscale.search.registry import oracle_entry
         from effscale.search.space import SearchSpace
 
         opened, stages = self.open_choices, self.stages
@@ -238,10 +239,17 @@ class SearchConfig:
         object.__setattr__(self, "options", {str(k): tuple(v) for k, v in self.options.items()})
         key = "stages" if self.stages is not None else "options" if self.options else "open_choices"
         space = _checked(key, SearchSpace, genotype, open=self.open_choices, options=self.options, stages=self.stages)
-        if self.oracle == "differentiable":
-            from effscale.search.oneshot.differentiable import check_supported
+        check = oracle_entry(self.oracle).check_space
+        if check is not None:
+            from effscale.search.distributed import role
 
-            _checked("oracle", check_supported, space, self.cost)
+            _checked("oracle", check, space, self.cost, distributed=role() is not None)
+        object.__setattr__(self, "_built", (genotype, space))  # built once: resolve() reuses them
+
+    @property
+    def space(self):
+        """The :class:`~effscale.search.space.SearchSpace` the options describe (built by validation)."""
+        return self._built[1]
 
     # -- plain-data forms --------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -291,8 +299,8 @@ class SearchConfig:
         """The config that resolves to a saved ``search.json`` ``config``.
 
         >>> config = SearchConfig("tiny", cost="params", stages=(2,), seeds=2, top_k=2, reevaluate_seeds=3)
-        >>> again = SearchConfig.from_record(config.resolve().record.to_dict())
-        >>> again.resolve().record == config.resolve().record
+        >>> again = SearchConfig.from_record(config.resolve(10).record.to_dict())
+        >>> again.resolve(10).record == config.resolve(10).record
         True
         """
         from effscale.search.proxy import ProxySettings
@@ -313,15 +321,11 @@ class SearchConfig:
     def limits_record(self) -> dict:
         return {k: getattr(self, k) for k in _LIMIT_KEYS}
 
-    def resolve(self) -> "ResolvedSearch":
-        """The search's parts: genotype, space, reward, limits, proxy settings and variant, and
-        the record saved in ``search.json`` (a proxy file's settings and reductions applied)."""
-        from effscale.search.objectives import Limits, Reward, analytic_costs
+    def training(self) -> tuple:
+        """How candidates train: ``(ProxySettings, resolution, width, train_fraction)``, a proxy
+        file's settings and reductions applied (fraction None: the whole training split)."""
         from effscale.search.proxy import ProxySettings, read_proxy_file
-        from effscale.search.space import SearchSpace
-        from effscale.model.zoo import load_genotype
 
-        genotype = load_genotype(self.baseline)
         resolution, width, fraction = self.resolution, self.width, self.train_fraction
         if isinstance(self.proxy, str):
             task = read_proxy_file(self.proxy)
@@ -330,9 +334,23 @@ class SearchConfig:
         else:
             settings = self.proxy or ProxySettings(epochs=self.epochs, seed=self.seed)
         fraction = None if fraction in (None, 1) else float(fraction)
-        resolution = int(resolution) if resolution else min(genotype.resolution, 64)
-        space = SearchSpace(genotype, open=self.open_choices, options=self.options, stages=self.stages)
-        target = self.target if self.target is not None else analytic_costs(genotype, 10)[self.cost]
+        resolution = int(resolution) if resolution else min(self._built[0].resolution, 64)
+        return settings, resolution, float(width), fraction
+
+    def resolve(self, classes) -> "ResolvedSearch":
+        """The search's parts: genotype, space, reward, limits, proxy settings and variant, and
+        the record saved in ``search.json`` (a proxy file's settings and reductions applied).
+        ``classes``: the dataset's class count, or a function returning it (called only when the
+        default target, the baseline's own cost at that count, is needed);
+        :func:`effscale.search.assembly.assemble` passes the search data's."""
+        from effscale.search.objectives import Limits, Reward, analytic_costs
+
+        genotype, space = self._built
+        settings, resolution, width, fraction = self.training()
+        if self.target is None:
+            target = analytic_costs(genotype, int(classes() if callable(classes) else classes))[self.cost]
+        else:
+            target = self.target
         reward = Reward(self.cost, target, self.constraint, self.alpha, self.beta)
         limits = Limits(self.max_macs, self.max_params, self.max_latency)
         reevaluate = {"top_k": self.top_k, "seeds": self.reevaluate_seeds} if self.reevaluate_seeds else {}

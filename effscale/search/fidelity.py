@@ -187,8 +187,8 @@ def run_proxy_check(baseline="tiny", dataset: str = "digits", project_dir: str =
     ``shard`` ``"I/N"`` trains only architectures I, I + N, I + 2N, ... so N processes can share
     the work on one project dir (each writes the summary of what is finished when it ends)."""
     from effscale.model.zoo import load_genotype
+    from effscale.search.config import SearchConfig
     from effscale.search.run import check_project_dir
-    from effscale.search.space import SearchSpace
 
     stream = stream or sys.stdout
     genotype = load_genotype(baseline)
@@ -207,7 +207,8 @@ def run_proxy_check(baseline="tiny", dataset: str = "digits", project_dir: str =
     if len(set(names)) != len(names) or full_task.name in names:
         raise UserError("proxy settings must differ from each other and from the full setting")
     base = ProxySettings(batch_size=batch_size, learning_rate=learning_rate, seed=seed)
-    space = SearchSpace(genotype, open=open_choices)
+    # The space as a search over the same baseline and open choices builds it (SearchConfig).
+    space = SearchConfig(genotype, open_choices=open_choices, dataset=str(dataset)).space
     archs = sample_architectures(space, architectures, seed)
     config = {"baseline": genotype.encode(), "dataset": str(dataset), "architectures": archs, "seeds": seeds,
               "seed": seed, "full": asdict(full_task), "base": _recipe(base.to_dict()), "space": space.to_dict()}

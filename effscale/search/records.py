@@ -17,10 +17,7 @@ from effscale.common.io import read_json, write_json, write_text
 from effscale.common.migrations import current, read_state, write_state
 from effscale.search.config import SearchRecord
 from effscale.search.objectives import OBJECTIVE, pareto_front
-from effscale.search.proxy import ProxySettings
-from effscale.search.registry import make_oracle, oracle_entry
 from effscale.search.space import SearchSpace
-from effscale.search.zero_cost import make_prescreen
 
 TUNER_FOLDER = "tuner"
 CSV_FIELDS = ("trial_id", "status", "genotype", "accuracy", "cost", "reward", "macs", "params", "latency",
@@ -179,30 +176,12 @@ def load_oracle(project_dir: str):
     path = os.path.join(os.fspath(project_dir), "search.json")
     if not os.path.isfile(path):
         raise UserError(f"{project_dir!r} is not an effscale search project (no search.json)")
-    config = read_state(path, "search")["config"]
-    space = SearchSpace.from_dict(config["space"])
-    settings = ProxySettings.from_dict(config["proxy"])
-
-    def load():
-        from effscale.data.pipeline import load_data
-
-        return load_data(config["dataset"], resolution=config["resolution"], batch_size=settings.batch_size,
-                         shuffle_seed=settings.seed)
-
-    from effscale.model.scaling import Variant
+    from effscale.search.assembly import assemble
+    from effscale.search.config import SearchConfig
     from effscale.search._keras_tuner import set_project_dir
-    from effscale.search.objectives import Reward, exact_cost_fn
 
-    variant = Variant.explicit(config["width"], config["depth"], config["resolution"])
-
-    reward = Reward.from_dict(config["reward"])
-    cost_of = exact_cost_fn(space, reward, lambda: load().num_classes)
-    screen = make_prescreen(config.get("prescreen"), space, variant, load, settings.seed, reward, cost_of)
-    cost_aware = {"cost_fn": cost_of, "reward": reward} if oracle_entry(config["oracle"]).cost_aware and cost_of else {}
-    oracle = make_oracle(config["oracle"], config["trials"], space.hyperparameters(), seed=config["seed"],
-                         epochs=config["proxy"]["epochs"], prescreen=screen, **config.get("oracle_options", {}),
-                         **cost_aware)
-    oracle.verbose = 0
+    # The saved record rebuilt into its config and assembled as a run does (its train_fraction too).
+    oracle = assemble(SearchConfig.from_record(read_state(path, "search")["config"]), os.fspath(project_dir)).oracle
     set_project_dir(oracle, os.fspath(project_dir), TUNER_FOLDER)
     if os.path.exists(os.path.join(os.fspath(project_dir), TUNER_FOLDER, "oracle.json")):
         oracle.reload()

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from effscale.common.checks import COUNT_MAX, EPOCHS_MAX, float_flag, int_flag
 from effscale.common.errors import UserError
 from effscale.search.objectives import OBJECTIVE
 
@@ -33,7 +34,11 @@ class OracleEntry:
     ``cost_fn`` and ``reward`` options, which a search fills with each candidate's exact cost
     (multiply-adds or parameters) and its reward. ``final_epochs_option``: for a multi-fidelity
     oracle, the option its top rung's epochs come from; a family sets it to its members' training
-    epochs unless the config gives it."""
+    epochs unless the config gives it. ``flags``: the ``effscale search`` flags of its options
+    (:class:`OracleFlag`); the command line adds them and refuses them with another oracle.
+    ``check_space(space, cost, distributed)``: raises UserError for a search it cannot run,
+    checked when the config is built. ``one_shot``: a search attaches a one-shot task (a supernet
+    trained on the search's data, :class:`~effscale.search.oneshot.task.OneShotTask`)."""
 
     name: str
     build: Callable
@@ -42,17 +47,33 @@ class OracleEntry:
     options: tuple[str, ...] | None = None
     cost_aware: bool = False
     final_epochs_option: str | None = None
+    flags: tuple["OracleFlag", ...] = ()
+    check_space: Callable | None = None
+    one_shot: bool = False
+
+
+@dataclass(frozen=True)
+class OracleFlag:
+    """A command-line flag of an oracle option: ``--population`` sets ``population_size``.
+    ``type`` parses the flag's text (an argparse type: bad text is exit 2, one line)."""
+
+    flag: str
+    option: str
+    type: Callable
+    help: str
 
 
 _REGISTRY: dict[str, OracleEntry] = {}
 
 
 def register_oracle(name: str, build: Callable, summary: str, prescreen: bool = False,
-                    options: Sequence[str] | None = None, cost_aware: bool = False,
-                    final_epochs_option: str | None = None) -> OracleEntry:
-    """Add an oracle under ``name`` (replacing one of the same name) and return its entry."""
+                    options: Sequence[str] | None = None, cost_aware: bool = False, *,
+                    final_epochs_option: str | None = None, flags: Sequence[OracleFlag] = (),
+                    check_space: Callable | None = None, one_shot: bool = False) -> OracleEntry:
+    """Add an oracle under ``name`` (replacing one of the same name) and return its entry
+    (the fields are :class:`OracleEntry`'s)."""
     entry = OracleEntry(name, build, summary, prescreen, None if options is None else tuple(options), cost_aware,
-                        final_epochs_option)
+                        final_epochs_option, tuple(flags), check_space, one_shot)
     _REGISTRY[name] = entry
     return entry
 
@@ -65,6 +86,11 @@ def oracle_entry(name: str) -> OracleEntry:
     """
     check_oracle(name)
     return _REGISTRY[name]
+
+
+def registered_oracles() -> tuple[OracleEntry, ...]:
+    """Every registered entry, in registration order."""
+    return tuple(_REGISTRY.values())
 
 
 def unregister_oracle(name: str) -> None:
@@ -264,8 +290,16 @@ def _differentiable(max_trials, common, epochs, prescreen, options):
     return DifferentiableOracle(max_trials=max_trials, **options, **common)
 
 
+def _check_differentiable(space, cost, distributed=False):
+    from effscale.search.oneshot.differentiable import check_supported
+
+    check_supported(space, cost, distributed=distributed)
+
+
 register_oracle("evolution", _evolution, "regularized evolution (Real et al., 2019)", prescreen=True,
-                options=("population_size", "sample_size"))
+                options=("population_size", "sample_size"),
+                flags=(OracleFlag("--population", "population_size", int_flag(2, COUNT_MAX), "population size P"),
+                       OracleFlag("--tournament", "sample_size", int_flag(1, COUNT_MAX), "tournament size S")))
 register_oracle("reinforce", _reinforce, "REINFORCE policy gradient over the choices (MnasNet)",
                 options=("learning_rate", "entropy_weight", "baseline_decay", "failed_reward", "normalize"))
 register_oracle("random", _random, "uniform random search", prescreen=True, options=())
@@ -284,4 +318,10 @@ register_oracle("asha", _asha, "multi-fidelity: successive halving over epochs u
                 final_epochs_option="max_epochs")
 register_oracle("hyperband", _hyperband, "Keras Tuner's Hyperband over proxy epochs", options=("factor",))
 register_oracle("differentiable", _differentiable, "one-shot supernet search (DARTS-style)",
-                options=("supernet_epochs", "arch_learning_rate", "cost_weight", "warmup_epochs", "temperature"))
+                options=("supernet_epochs", "arch_learning_rate", "cost_weight", "warmup_epochs", "temperature"),
+                flags=(OracleFlag("--supernet-epochs", "supernet_epochs", int_flag(1, EPOCHS_MAX),
+                                  "supernet training epochs (default 3)"),
+                       OracleFlag("--cost-weight", "cost_weight", float_flag(0), "weight of the expected-cost term (1.0)"),
+                       OracleFlag("--arch-learning-rate", "arch_learning_rate", float_flag(0, low_open=True),
+                                  "Adam rate of the logits (0.01)")),
+                check_space=_check_differentiable, one_shot=True)

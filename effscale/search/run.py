@@ -16,13 +16,11 @@ from effscale.common.migrations import read_state, write_state
 from effscale.common.lock import LOCK_NAME, folder_lock
 from effscale.search.config import SearchConfig
 from effscale.search.distributed import role as process_role, serve_chief
-from effscale.search.objectives import Reward, exact_cost_fn, pareto_front
+from effscale.search.assembly import assemble
+from effscale.search.objectives import Reward, pareto_front
 from effscale.search.records import (TUNER_FOLDER, SearchResult, best_record, load_trials, trial_records,
                                      write_outputs, write_prescreen)
-from effscale.search.registry import make_oracle, oracle_entry
-from effscale.search.trial import TrialRunner
 from effscale.search.tuner import make_tuner_class
-from effscale.search.zero_cost import make_prescreen
 
 
 def check_project_dir(project_dir) -> str:
@@ -94,12 +92,6 @@ def run_search(config=None, project_dir: str = "effscale-search", *, verbose: in
     role = process_role()
     if not (isinstance(worker_timeout, (int, float)) and worker_timeout > 0):
         raise UserError(f"worker_timeout must be positive, got {worker_timeout!r}")
-    resolved = config.resolve()
-    if config.oracle == "differentiable" and role is not None:
-        from effscale.search.oneshot.differentiable import check_supported
-
-        check_supported(resolved.space, config.cost, distributed=True)
-    space, reward, settings, record = resolved.space, resolved.reward, resolved.settings, resolved.record
     dataset, oracle, prescreen = config.dataset, config.oracle, config.prescreen
     path = check_project_dir(project_dir)
     config_path = os.path.join(path, "search.json")
@@ -107,12 +99,9 @@ def run_search(config=None, project_dir: str = "effscale-search", *, verbose: in
     if damaged and not repair:
         raise UserError(damaged + "; rerun the same command with --repair to rebuild it from the trials, "
                         "which are kept")
+    saved = None
     if os.path.exists(config_path) and not overwrite and role != "worker" and not damaged:
         saved = read_state(config_path, "search").get("config", {})
-        key = record.mismatch(saved)
-        if key:
-            raise UserError(f"project dir {project_dir!r} holds a different search ({key} differs); "
-                            "use a new project dir or overwrite")
     elif not os.path.exists(config_path) and os.path.isdir(path) and set(os.listdir(path)) - {LOCK_NAME} \
             and role != "worker" and not damaged:
         raise UserError(f"project dir {project_dir!r} is not empty and is not an effscale search project")
@@ -124,21 +113,15 @@ def run_search(config=None, project_dir: str = "effscale-search", *, verbose: in
 
         check_dataset(str(dataset))
 
-    # The oracle is built before anything is written: a bad oracle option is one line, no files.
+    # The search is assembled before anything is written: a bad oracle option is one line, no files.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    runner = TrialRunner(space, reward, resolved.limits, settings, dataset, resolved.resolution, resolved.width,
-                         resolved.depth, os.path.join(path, "latency"), record.latency,
-                         heartbeat_s=max(0.5, min(10.0, worker_timeout / 4)), seeds=config.seeds,
-                         trainings_dir=os.path.join(path, "trainings"), train_fraction=resolved.train_fraction)
-
-    def data():  # the search's data, loaded once on first use (the runner keeps it)
-        return runner.data
-
-    cost_of = exact_cost_fn(space, reward, lambda: data().num_classes)
-    screen = make_prescreen(prescreen, space, resolved.variant, data, settings.seed, reward, cost_of)
-    cost_aware = {"cost_fn": cost_of, "reward": reward} if oracle_entry(oracle).cost_aware and cost_of else {}
-    keras_oracle = make_oracle(oracle, config.trials, space.hyperparameters(), seed=config.seed,
-                               epochs=settings.epochs, prescreen=screen, **config.oracle_options, **cost_aware)
+    parts = assemble(config, path, heartbeat_s=max(0.5, min(10.0, worker_timeout / 4)))
+    space, reward, settings, record = parts.space, parts.reward, parts.resolved.settings, parts.record
+    runner, screen, keras_oracle, data = parts.runner, parts.prescreen, parts.oracle, parts.data
+    key = record.mismatch(saved) if saved is not None else None
+    if key:
+        raise UserError(f"project dir {project_dir!r} holds a different search ({key} differs); "
+                        "use a new project dir or overwrite")
     # -- from here on the project dir is written --------------------------------------------------
     # One search per project dir (a chief's workers share it with the chief): a second one refuses.
     os.makedirs(path, exist_ok=True)
@@ -159,11 +142,10 @@ def run_search(config=None, project_dir: str = "effscale-search", *, verbose: in
             from effscale.search.oracles.prescreen import proxy_score_of
 
             runner.extra_metrics = lambda values: proxy_score_of(keras_oracle, values)
-        keras_oracle.verbose = 0
-        if oracle == "differentiable":
+        if parts.entry.one_shot:
             from effscale.search.oneshot.task import OneShotTask, attach
 
-            attach(keras_oracle, OneShotTask(space, reward, resolved.variant, settings, data,
+            attach(keras_oracle, OneShotTask(space, reward, parts.resolved.variant, settings, data,
                                              os.path.join(path, "supernet"), config.seed), verbose, stream)
         started = time.monotonic()
 
