@@ -167,7 +167,7 @@ def parse_list(parser, text: str, kind, what: str) -> list:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="recipe_gain.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="digits, seconds: checks the harness")
     parser.add_argument("--configs", help=f"comma-separated, of {', '.join(CONFIGS)}")
     parser.add_argument("--epochs", help="comma-separated schedules, e.g. 4,16")
