@@ -48,7 +48,6 @@ from effscale.data.augment import augment_image, augmentation_mode, padded_crop,
 from effscale.data.splits import class_balanced_subset, split_indices, stratified_split  # noqa: F401 (public here too)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
-SOURCES_HELP = "digits, fashion_mnist, mnist, idx:FOLDER, tfds:NAME or an image folder"
 SPLITS = ("train", "validation", "test")
 
 
@@ -324,6 +323,77 @@ def _to_rgb_float(image, resolution, keep_grey=False):
     return image
 
 
+@dataclass(frozen=True)
+class DataSource:
+    """One kind of data source: ``matches(source)`` says whether a source text is of this kind,
+    ``check(source, data_dir)`` raises the one-line UserError of one that is missing (without
+    reading it, no TensorFlow), ``load(source, data_dir, named_splits, options, download)``
+    returns (raw datasets by split, sizes by split, class names, how), ``help`` names it in the
+    command line's help and in the unknown-dataset error."""
+
+    help: str
+    matches: object
+    check: object
+    load: object
+
+
+def _check_named(source, data_dir):
+    from effscale.data.idx import locate
+
+    locate(source, data_dir)
+
+
+def _load_named(source, data_dir, named_splits, options, download):
+    from effscale.data.idx import locate
+
+    kind, where = locate(source, data_dir)
+    return _tfds(source, where, named_splits, options, False) if kind == "tfds" else _idx(source, data_dir, options)
+
+
+def _check_idx(source, data_dir):
+    from effscale.data.idx import idx_files, read_idx_folder
+
+    folder = os.path.expanduser(source[len("idx:"):])
+    if not idx_files(folder):
+        read_idx_folder(folder)  # raises, naming what is missing
+
+
+def _is_named(source):
+    from effscale.data.idx import DATASETS
+
+    return source in DATASETS
+
+
+def _nothing_to_check(source, data_dir):
+    return None
+
+
+# The data sources, in the order a source text is matched: check_source, load_data and the help
+# text (SOURCES_HELP) all read this table, so a new kind of source is one entry here.
+SOURCES = (
+    DataSource("digits", lambda s: s == "digits", _nothing_to_check, lambda s, d, n, o, dl: _digits(o)),
+    DataSource("fashion_mnist, mnist", _is_named, _check_named, _load_named),
+    DataSource("idx:FOLDER", lambda s: s.startswith("idx:"), _check_idx, lambda s, d, n, o, dl: _idx(s, d, o)),
+    DataSource("tfds:NAME", lambda s: s.startswith("tfds:"), _nothing_to_check,
+               lambda s, d, n, o, dl: _tfds(s[len("tfds:"):], d, n, o, dl)),
+    DataSource("an image folder", os.path.isdir, _nothing_to_check, lambda s, d, n, o, dl: _folder(s, o)),
+)
+SOURCES_HELP = ", ".join(source.help for source in SOURCES[:-1]) + " or " + SOURCES[-1].help
+
+
+def data_source(source: str) -> DataSource:
+    """The :data:`SOURCES` entry of a source text (UserError for an unknown one).
+
+    >>> data_source("idx:/tmp/x").help, data_source("mnist").help
+    ('idx:FOLDER', 'fashion_mnist, mnist')
+    """
+    for entry in SOURCES:
+        if entry.matches(str(source)):
+            return entry
+    expected = ", ".join(f"'{n.strip()}'" for entry in SOURCES[:-1] for n in entry.help.split(","))
+    raise UserError(f"unknown dataset {str(source)!r}: expected {expected} or {SOURCES[-1].help} path")
+
+
 def check_source(source: str, data_dir: str | None = None) -> None:
     """Raise the one-line :class:`UserError` that :func:`load_data` would for a source that is
     unknown or not installed, without reading it (no TensorFlow): for checks before anything
@@ -335,17 +405,7 @@ def check_source(source: str, data_dir: str | None = None) -> None:
     ...
     effscale.common.errors.UserError: unknown dataset 'cifar11': expected 'digits', 'fashion_mnist', 'mnist', 'idx:FOLDER', 'tfds:NAME' or an image folder path
     """
-    from effscale.data.idx import DATASETS, idx_files, locate, read_idx_folder
-
-    source = str(source)
-    if source in DATASETS:
-        locate(source, data_dir)
-    elif source.startswith("idx:"):
-        if not idx_files(os.path.expanduser(source[len("idx:"):])):
-            read_idx_folder(os.path.expanduser(source[len("idx:"):]))  # raises, naming what is missing
-    elif source != "digits" and not source.startswith("tfds:") and not os.path.isdir(source):
-        raise UserError(f"unknown dataset {source!r}: expected 'digits', 'fashion_mnist', 'mnist', 'idx:FOLDER', "
-                        "'tfds:NAME' or an image folder path")
+    data_source(source).check(str(source), data_dir)
 
 
 def load_data(source: str = "digits", resolution: int = 32, batch_size: int = 64,
@@ -382,27 +442,13 @@ def load_data(source: str = "digits", resolution: int = 32, batch_size: int = 64
     """
     import tensorflow as tf
 
-    from effscale.data.idx import DATASETS, locate
-
     _check_arguments(resolution, batch_size, validation_fraction, test_fraction, train_examples, train_fraction)
     augmentation_mode(augment)
     resolution, batch_size = int(resolution), int(batch_size)
     source = str(source)
     options = (validation_fraction, test_fraction, seed, train_examples, train_fraction)
     named_splits = (train_split, validation_split, test_split)
-    if source == "digits":
-        raw, sizes, names, how = _digits(options)
-    elif source in DATASETS:
-        kind, where = locate(source, data_dir)
-        raw, sizes, names, how = _tfds(source, where, named_splits, options, False) if kind == "tfds" \
-            else _idx(source, data_dir, options)
-    elif source.startswith("idx:"):
-        raw, sizes, names, how = _idx(source, data_dir, options)
-    elif source.startswith("tfds:"):
-        raw, sizes, names, how = _tfds(source[len("tfds:"):], data_dir, named_splits, options, download)
-    else:
-        check_source(source)
-        raw, sizes, names, how = _folder(source, options)
+    raw, sizes, names, how = data_source(source).load(source, data_dir, named_splits, options, download)
     n_train = sizes["train"]
     if drop_remainder and n_train < batch_size:
         raise UserError(f"batch size {batch_size} is larger than the {n_train} training images of {source!r}")
