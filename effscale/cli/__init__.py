@@ -187,3 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as stop:
         print(f"effscale: {MESSAGE}", file=sys.stderr)
         return stop.code
+    except Exception as error:  # a lost multi-worker peer: one line, exit 1; anything else is a bug
+        from effscale.training.peers import peer_lost_message
+
+        message = peer_lost_message(error)
+        if message is None:
+            raise
+        print(f"effscale: error: {one_line(message)}", file=sys.stderr)
+        return 1
