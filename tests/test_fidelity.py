@@ -59,6 +59,7 @@ def test_a_rerun_after_a_kill_keeps_every_finished_training(killed_and_resumed, 
     assert all(after[path] == before[path] for path in before)  # not retrained, not rewritten
 
 
+@pytest.mark.slow  # reads the results of the rerun the test above makes (and shares its slow fixture)
 def test_results_equal_the_trainings_and_the_files_reload(killed_and_resumed):
     directory, _ = killed_and_resumed
     with open(os.path.join(directory, "proxy_check.json")) as handle:
