@@ -69,14 +69,24 @@ def residual(x, inputs, block: BlockPlan):
 
 
 def conv_bn_act(x, filters: int, kernel: int, stride: int, prefix: str, bn: dict, activation: str | None,
-                conv_name: str = "conv", bn_name: str = "bn", act_name: str = "activation",
                 explicit_padding: bool = True):
-    x, padding = strided_conv_padding(x, kernel, stride, prefix + conv_name + "_pad", explicit_padding)
+    """Convolution, batch norm and (when ``activation``) an activation, named ``prefix`` + ``conv``,
+    ``bn``, ``activation`` as keras.applications names them (``stem_conv``, ``block2a_expand_bn``, ...).
+
+    >>> import keras
+    >>> inputs = keras.Input((32, 32, 3))
+    >>> model = keras.Model(inputs, conv_bn_act(inputs, 8, 3, 2, "block1a_expand_", {}, "swish"))
+    >>> [layer.name for layer in model.layers[1:]]
+    ['block1a_expand_conv_pad', 'block1a_expand_conv', 'block1a_expand_bn', 'block1a_expand_activation']
+    >>> model.output.shape
+    (None, 16, 16, 8)
+    """
+    x, padding = strided_conv_padding(x, kernel, stride, prefix + "conv_pad", explicit_padding)
     x = layers.Conv2D(filters, kernel, strides=stride, padding=padding, use_bias=False,
-                      kernel_initializer=CONV_INIT, name=prefix + conv_name)(x)
-    x = batch_norm(prefix + bn_name, bn)(x)
+                      kernel_initializer=CONV_INIT, name=prefix + "conv")(x)
+    x = batch_norm(prefix + "bn", bn)(x)
     if activation:
-        x = layers.Activation(activation, name=prefix + act_name)(x)
+        x = layers.Activation(activation, name=prefix + "activation")(x)
     return x
 
 
@@ -96,12 +106,11 @@ def mbconv(inputs, block: BlockPlan, bn: dict):
     name = block.name + "_"
     x = inputs
     if block.has_expansion:
-        x = conv_bn_act(x, block.expanded, 1, 1, name, bn, block.activation,
-                        "expand_conv", "expand_bn", "expand_activation")
+        x = conv_bn_act(x, block.expanded, 1, 1, name + "expand_", bn, block.activation)
     x = depthwise_bn_act(x, block, bn)
     if block.se_filters:
         x = squeeze_excite(x, block, block.expanded)
-    x = conv_bn_act(x, block.filters_out, 1, 1, name, bn, None, "project_conv", "project_bn")
+    x = conv_bn_act(x, block.filters_out, 1, 1, name + "project_", bn, None)
     return residual(x, inputs, block)
 
 
@@ -111,15 +120,15 @@ def fused_mbconv(inputs, block: BlockPlan, bn: dict):
     explicit = CONVENTIONS[block.convention].explicit_padding
     x = inputs
     if block.has_expansion:
-        x = conv_bn_act(x, block.expanded, block.kernel, block.stride, name, bn, block.activation,
-                        "expand_conv", "expand_bn", "expand_activation", explicit)
+        x = conv_bn_act(x, block.expanded, block.kernel, block.stride, name + "expand_", bn,
+                        block.activation, explicit)
     if block.se_filters:
         x = squeeze_excite(x, block, block.expanded)
     if block.has_expansion:
-        x = conv_bn_act(x, block.filters_out, 1, 1, name, bn, None, "project_conv", "project_bn")
+        x = conv_bn_act(x, block.filters_out, 1, 1, name + "project_", bn, None)
     else:
-        x = conv_bn_act(x, block.filters_out, block.kernel, block.stride, name, bn, block.activation,
-                        "project_conv", "project_bn", "project_activation", explicit)
+        x = conv_bn_act(x, block.filters_out, block.kernel, block.stride, name + "project_", bn,
+                        block.activation, explicit)
     return residual(x, inputs, block)
 
 
@@ -129,7 +138,6 @@ def depthwise_separable(inputs, block: BlockPlan, bn: dict):
     x = depthwise_bn_act(inputs, block, bn)
     if block.se_filters:
         x = squeeze_excite(x, block, block.filters_in)
-    x = conv_bn_act(x, block.filters_out, 1, 1, name, bn, block.activation,
-                    "project_conv", "project_bn", "project_activation")
+    x = conv_bn_act(x, block.filters_out, 1, 1, name + "project_", bn, block.activation)
     return residual(x, inputs, block)
 
