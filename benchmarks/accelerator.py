@@ -168,12 +168,12 @@ def _pipeline_speed(dataset, batches: int, batch: int) -> dict:
 
 def measure_pipeline(settings: dict, training_rows: list[dict], budget: Budget, work_dir: str) -> dict:
     """effscale's tf.data pipeline alone, from memory and from an image folder, against the step."""
-    from effscale.data.pipeline import load_data
+    from effscale.data.pipeline import DataSpec, load_data
 
     batch = settings["batches"][-1]
     size = settings["resolution"]
     result = {"batch": batch, "resolution": size}
-    memory = load_data("digits", resolution=size, batch_size=batch, augment=True, drop_remainder=True)
+    memory = load_data(DataSpec("digits", resolution=size), batch_size=batch, augment=True, drop_remainder=True)
     for _ in memory.train:  # one pass fills the cache: what every later epoch reads
         pass
     result["memory"] = _pipeline_speed(memory.train, settings["pipeline_batches"], batch)
@@ -182,8 +182,8 @@ def measure_pipeline(settings: dict, training_rows: list[dict], budget: Budget, 
         folder = write_image_folder(os.path.join(work_dir, "images"), settings["folder_images"],
                                     settings["folder_source_size"], settings["folder_classes"])
         result["folder_written_seconds"] = time.perf_counter() - start
-        from_folder = load_data(folder, resolution=size, batch_size=batch, augment=True, drop_remainder=True,
-                                cache=False)
+        from_folder = load_data(DataSpec(folder, resolution=size), batch_size=batch, augment=True,
+                                drop_remainder=True, cache=False)
         result["folder"] = _pipeline_speed(from_folder.train, settings["pipeline_batches"], batch)
         result["folder"]["images"] = settings["folder_images"]
         result["folder"]["source_size"] = settings["folder_source_size"]
@@ -236,13 +236,15 @@ def measure_mirrored(settings: dict, xla: bool) -> dict:
 
 def measure_custom_loop(settings: dict, work_dir: str) -> dict:
     """The custom loop with float16 (LossScaleOptimizer): finite loss, the scale it settled on."""
+    from effscale.training.recipe import Recipe
+    from effscale.training.strategy import Execution
     from effscale.training.train import train_variant
 
     start = time.perf_counter()
-    record = train_variant("tiny", "w=0.25,d=0.25,r=16", dataset="digits", epochs=settings["custom_loop_epochs"],
-                           batch_size=64,
-                           batch_scope="global", out_dir=os.path.join(work_dir, "custom-loop"), loop="custom",
-                           mixed_precision="float16", verbose=0, latency_runs=0)
+    record = train_variant("tiny", "w=0.25,d=0.25,r=16", data="digits",
+                           recipe=Recipe(epochs=settings["custom_loop_epochs"], batch_size=64, batch_scope="global"),
+                           strategy=Execution("auto", mixed_precision="float16", loop="custom"),
+                           out_dir=os.path.join(work_dir, "custom-loop"), verbose=0, latency_runs=0)
     checkpoint = glob.glob(os.path.join(work_dir, "custom-loop", "checkpoint", "*.weights.h5"))
     return {"mixed_precision": record["mixed_precision"], "loop": record["strategy"]["loop"],
             "test_top1": record["test_top1"], "train_losses": [epoch["train_loss"] for epoch in record["history"]],

@@ -78,10 +78,13 @@ def family_config(settings: dict) -> dict:
 
 def train_member(genotype, variant, settings: dict, folder: str, seed: int) -> dict:
     """One training with the family run's own arguments (effscale.family.pipeline trains members so)."""
+    from effscale.data.spec import DataSpec
+    from effscale.training.recipe import Recipe
     from effscale.training.train import train_variant
 
-    return train_variant(genotype, variant, dataset=settings["dataset"], out_dir=folder, epochs=settings["epochs"],
-                         batch_size=64, seed=seed, validation_fraction=0.2, verbose=0, latency_runs=0)
+    return train_variant(genotype, variant, data=DataSpec(settings["dataset"], validation_fraction=0.2),
+                         recipe=Recipe(epochs=settings["epochs"], batch_size=64, seed=seed), out_dir=folder,
+                         verbose=0, latency_runs=0)
 
 
 def matched_variant(genotype, member, macs: float, depths=(1.0, 0.5, 0.25)):
@@ -131,14 +134,14 @@ def train_application(name: str, settings: dict, folder: str, seed: int) -> dict
     import keras
 
     from effscale.model.cost import profiler_flops
-    from effscale.data.pipeline import load_data
+    from effscale.data.pipeline import DataSpec, load_data
     from effscale.training.recipe import Recipe
     from effscale.search.proxy import steps_per_epoch
 
     started = time.perf_counter()
     keras.utils.set_random_seed(seed)
     resolution = settings["applications_resolution"]
-    data = load_data(settings["dataset"], resolution=resolution, batch_size=64, seed=0, shuffle_seed=seed)
+    data = load_data(DataSpec(settings["dataset"], resolution=resolution, seed=0), batch_size=64, shuffle_seed=seed)
     application = getattr(keras.applications, name)
     body = application(weights=None, input_shape=(resolution, resolution, 3), classes=data.num_classes,
                        **settings["applications"][name])

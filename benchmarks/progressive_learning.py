@@ -45,7 +45,7 @@ def test_accuracy_callback(source: str, start: float):
     """A Keras callback that records (wall seconds, test top-1) after each epoch."""
     import keras
 
-    from effscale.data.pipeline import load_data
+    from effscale.data.pipeline import DataSpec, load_data
     from effscale.training.evaluate import evaluate_dataset
 
     class TestAccuracy(keras.callbacks.Callback):
@@ -57,7 +57,7 @@ def test_accuracy_callback(source: str, start: float):
             now = time.perf_counter()
             size = int(self.model.input_shape[1])
             if size not in self.test_sets:
-                self.test_sets[size] = load_data(source, resolution=size, batch_size=256)
+                self.test_sets[size] = load_data(DataSpec(source, resolution=size), batch_size=256)
             splits = self.test_sets[size]
             top1 = evaluate_dataset(self.model, splits.test, splits.num_classes)["top1"]
             self.points.append({"epoch": epoch + 1, "seconds": round(now - start - self.eval_seconds, 2),
@@ -82,7 +82,7 @@ def run(mode: str, args, source: str, out_root: str) -> dict:
     start = time.perf_counter()
     callback = test_accuracy_callback(source, start)
     print(f"{mode}:", flush=True)
-    record = train_variant(args.genotype, args.variant, dataset=source, recipe=recipe, strategy="default",
+    record = train_variant(args.genotype, args.variant, data=source, recipe=recipe, strategy="default",
                            out_dir=os.path.join(out_root, mode), verbose=0, latency_runs=0, callbacks=[callback])
     wall = time.perf_counter() - start - callback.eval_seconds
     return {"mode": mode, "wall_seconds": round(wall, 1), "curve": callback.points,

@@ -46,6 +46,9 @@ if ROOT not in sys.path:
 CONFIGS = {
     "plain": {},
     "strong": {"augment": "padded-crop", "weight_decay": 0.02},
+    # the strong recipe underfit tiny at 14 epochs (train accuracy 0.910 against plain's 0.971):
+    # the crop and flip alone, at the plain recipe's weight decay, for long schedules
+    "crop": {"augment": "padded-crop"},
     "strong-ema": {"augment": "padded-crop", "weight_decay": 0.02, "ema_decay": 0.999},
 }
 
@@ -104,6 +107,7 @@ def run_names(configs, epochs, seeds) -> list[tuple[str, str, int, int]]:
 
 def train_one(name: str, config: str, epochs: int, seed: int, settings: dict, work: str) -> dict:
     from effscale.training.checkpoint import read_state
+    from effscale.data.spec import DataSpec
     from effscale.training.recipe import Recipe
     from effscale.training.train import train_variant
 
@@ -115,10 +119,10 @@ def train_one(name: str, config: str, epochs: int, seed: int, settings: dict, wo
     recipe = Recipe(epochs=epochs, batch_size=settings["batch_size"], batch_scope="global", seed=seed,
                     **CONFIGS[config])
     load = os.getloadavg()
-    record = train_variant(settings["genotype"], settings["variant"], dataset=settings["dataset"], recipe=recipe,
-                           strategy="default", out_dir=run_dir, verbose=settings.get("verbose", 0),
-                           data_dir=settings.get("data_dir"), validation_fraction=settings["validation_fraction"],
-                           latency_runs=0, callbacks=[cpu_clock(cpu_path, before)])
+    data = DataSpec(settings["dataset"], data_dir=settings.get("data_dir"),
+                    validation_fraction=settings["validation_fraction"])
+    record = train_variant(settings["genotype"], settings["variant"], data, recipe, "default", run_dir,
+                           verbose=settings.get("verbose", 0), latency_runs=0, callbacks=[cpu_clock(cpu_path, before)])
     spent = read_cpu(cpu_path)
     return {
         "name": name, "config": config, "recipe_changes": CONFIGS[config], "epochs": epochs, "seed": seed,

@@ -35,12 +35,12 @@ def trial_and_score_seconds(objective, recipe: dict, proxy: str, samples: int = 
     """Median seconds of one from-scratch proxy training (build, trace, train) and of one
     zero-cost score, over the first ``samples`` architectures of the table."""
     from effscale.search import zero_cost
-    from effscale.data.pipeline import load_data
+    from effscale.data.pipeline import DataSpec, load_data
     from effscale.model.genotype import Genotype
     from effscale.model.scaling import Variant
     from effscale.search.proxy import ProxySettings, proxy_train
 
-    data = load_data("digits", resolution=recipe["resolution"], batch_size=recipe["batch_size"], seed=0)
+    data = load_data(DataSpec("digits", resolution=recipe["resolution"], seed=0), batch_size=recipe["batch_size"])
     settings = ProxySettings(epochs=recipe["epochs"], batch_size=recipe["batch_size"],
                              learning_rate=recipe["learning_rate"], bn_momentum=recipe["bn_momentum"],
                              schedule="constant")  # the tabular table's recipe

@@ -93,6 +93,7 @@ def main(argv=None) -> int:
     from effscale.training.finetune import FineTuneConfig, finetune
     from effscale.model.zoo import load_genotype
     from effscale.model.variants import resolve_family
+    from effscale.training.recipe import Recipe
     from effscale.training.train import train_variant
 
     genotype = load_genotype(args.genotype)
@@ -119,11 +120,11 @@ def main(argv=None) -> int:
     for member in members:
         start = time.perf_counter()
         source_dir = os.path.join(args.out, "source", member.name)
-        record = train_variant(genotype, member, source, out_dir=source_dir, epochs=args.source_epochs,
-                               batch_size=64, verbose=0, latency_runs=0, strategy="default")
+        record = train_variant(genotype, member, data=source, recipe=Recipe(epochs=args.source_epochs, batch_size=64),
+                               strategy="default", out_dir=source_dir, verbose=0, latency_runs=0)
         row = {"member": member.name, "source_top1": record["test_top1"], "params": record["params"]}
         for name, dataset in targets.items():
-            result = finetune(source_dir, dataset=dataset, config=config)
+            result = finetune(source_dir, data=dataset, config=config)
             row[name] = {"head": result["phases"][0]["validation"]["top1"], "finetuned": result["validation_top1"],
                          "validation_images": result["data"]["validation_size"]}
         row["seconds"] = round(time.perf_counter() - start, 1)

@@ -23,13 +23,13 @@ def test_grid_keeps_the_flops_constraint_and_spreads_out():
 @pytest.mark.slow
 def test_search_picks_a_grid_triple_by_accuracy_and_resumes(tmp_path):
     base = scale_genotype(get_genotype("tiny"), "w=0.25,d=0.5,r=16")
-    found = search_coefficients(base, dataset="digits", project_dir=str(tmp_path), epochs=1, max_trials=2)
+    found = search_coefficients(base, "digits", project_dir=str(tmp_path), epochs=1, max_trials=2)
     grid = coefficient_grid(count=2)
     assert (found["alpha"], found["beta"], found["gamma"]) in grid
     assert len(found["trials"]) == 2
     best = max(found["trials"], key=lambda t: t["validation_accuracy"])
     assert (best["alpha"], best["beta"], best["gamma"]) == (found["alpha"], found["beta"], found["gamma"])
     started = time.time()
-    again = search_coefficients(base, dataset="digits", project_dir=str(tmp_path), epochs=1, max_trials=2)
+    again = search_coefficients(base, "digits", project_dir=str(tmp_path), epochs=1, max_trials=2)
     assert again == found
     assert time.time() - started < 15  # reloaded from the tuner project, nothing retrained

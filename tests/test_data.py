@@ -9,12 +9,12 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from effscale.data.pipeline import list_image_folder, load_data, stratified_split, to_numpy
+from effscale.data.pipeline import list_image_folder, DataSpec, load_data, stratified_split, to_numpy
 from effscale.common.errors import UserError
 
 
 def test_digits_shapes_ranges_and_split():
-    splits = load_data("digits", resolution=24, batch_size=50, validation_fraction=0.25, seed=3)
+    splits = load_data(DataSpec("digits", resolution=24, validation_fraction=0.25, seed=3), batch_size=50)
     assert splits.num_classes == 10 and splits.class_names == [str(i) for i in range(10)]
     assert splits.train_size + splits.validation_size + splits.test_size == 1797
     assert splits.test_size == 360 and splits.validation_size == 360  # 0.2 of all, then 0.25 of the rest
@@ -30,9 +30,9 @@ def test_digits_shapes_ranges_and_split():
 
 
 def test_seeded_shuffle_is_reproducible_and_validation_fixed():
-    a = load_data("digits", resolution=8, batch_size=64, seed=1)
-    b = load_data("digits", resolution=8, batch_size=64, seed=1)
-    c = load_data("digits", resolution=8, batch_size=64, seed=1, shuffle_seed=7)
+    a = load_data(DataSpec("digits", resolution=8, seed=1), batch_size=64)
+    b = load_data(DataSpec("digits", resolution=8, seed=1), batch_size=64)
+    c = load_data(DataSpec("digits", resolution=8, seed=1), batch_size=64, shuffle_seed=7)
     ya = next(iter(a.train))[1].numpy()
     np.testing.assert_array_equal(ya, next(iter(b.train))[1].numpy())
     assert not np.array_equal(ya, next(iter(c.train))[1].numpy())  # another order
@@ -44,15 +44,15 @@ def test_seeded_shuffle_is_reproducible_and_validation_fixed():
 
 
 def test_augmentation_changes_train_images_only():
-    plain = load_data("digits", resolution=16, batch_size=32, seed=0, shuffle_buffer=1)
-    augmented = load_data("digits", resolution=16, batch_size=32, seed=0, augment=True, shuffle_buffer=1)
+    plain = load_data(DataSpec("digits", resolution=16, seed=0), batch_size=32)
+    augmented = load_data(DataSpec("digits", resolution=16, seed=0), batch_size=32, augment=True)
     xp, yp = next(iter(plain.train))
     xa, ya = next(iter(augmented.train))
     np.testing.assert_array_equal(yp.numpy(), ya.numpy())
     assert xa.shape == xp.shape and not np.allclose(xa.numpy(), xp.numpy())
     assert float(tf.reduce_min(xa)) >= 0.0 and float(tf.reduce_max(xa)) <= 255.0
     np.testing.assert_array_equal(to_numpy(plain.validation)[0], to_numpy(augmented.validation)[0])
-    randaug = load_data("digits", resolution=16, batch_size=32, augment=True, randaugment=True)
+    randaug = load_data(DataSpec("digits", resolution=16), batch_size=32, augment=True, randaugment=True)
     assert next(iter(randaug.train))[0].shape == (32, 16, 16, 3)
 
 
@@ -60,8 +60,8 @@ def test_padded_crop_shifts_the_image_without_rescaling_it():
     """padded-crop: each augmented image is the plain one shifted by at most resolution // 8
     pixels (reflect padding at the border), possibly flipped, never resized; the labels and the
     validation split are untouched."""
-    plain = load_data("digits", resolution=16, batch_size=32, seed=0, shuffle_buffer=1)
-    shifted = load_data("digits", resolution=16, batch_size=32, seed=0, augment="padded-crop", shuffle_buffer=1)
+    plain = load_data(DataSpec("digits", resolution=16, seed=0), batch_size=32)
+    shifted = load_data(DataSpec("digits", resolution=16, seed=0), batch_size=32, augment="padded-crop")
     xp, yp = (t.numpy() for t in next(iter(plain.train)))
     xs, ys = (t.numpy() for t in next(iter(shifted.train)))
     np.testing.assert_array_equal(yp, ys)
@@ -73,7 +73,7 @@ def test_padded_crop_shifts_the_image_without_rescaling_it():
         assert any(np.array_equal(augmented, w) or np.array_equal(augmented, w[:, ::-1]) for w in windows)
     np.testing.assert_array_equal(to_numpy(plain.validation)[0], to_numpy(shifted.validation)[0])
     with pytest.raises(UserError, match="padded-crop"):
-        load_data("digits", resolution=16, augment="mixup")
+        load_data(DataSpec("digits", resolution=16), augment="mixup")
 
 
 def test_stratified_split_keeps_every_class_in_proportion():
@@ -103,8 +103,8 @@ def _write_png_folder(root, classes=("circle", "square", "stripe"), per_class=6,
 def test_image_folder_of_pngs(tmp_path, resolution):
     root = str(tmp_path / "shapes")
     _write_png_folder(root)
-    splits = load_data(root, resolution=resolution, batch_size=4, validation_fraction=0.25, test_fraction=1 / 3,
-                       seed=0)
+    splits = load_data(DataSpec(root, resolution=resolution, validation_fraction=0.25, test_fraction=1 / 3, seed=0),
+                       batch_size=4)
     assert splits.class_names == ["circle", "square", "stripe"] and splits.num_classes == 3
     assert (splits.train_size, splits.validation_size, splits.test_size) == (9, 3, 6)
     x, y = to_numpy(splits.validation)
@@ -137,7 +137,7 @@ def test_bad_arguments():
     with pytest.raises(UserError, match="batch size"):
         load_data("digits", batch_size=0)
     with pytest.raises(UserError, match="resolution"):
-        load_data("digits", resolution=2)
+        load_data(DataSpec("digits", resolution=2))
     with pytest.raises(UserError, match="unknown tensorflow-datasets dataset 'no_such_dataset_xyz'"):
         load_data("tfds:no_such_dataset_xyz")
 
@@ -177,7 +177,7 @@ def tfds_dir(tmp_path_factory):
 
 @pytest.mark.parametrize("resolution", [9, 32])
 def test_tfds_prepared_locally(tfds_dir, resolution):
-    splits = load_data("tfds:effscale_tiny_colours", resolution=resolution, batch_size=8, data_dir=tfds_dir)
+    splits = load_data(DataSpec("tfds:effscale_tiny_colours", data_dir=tfds_dir, resolution=resolution), batch_size=8)
     assert splits.class_names == ["red", "green", "blue"] and splits.num_classes == 3
     # no validation split of its own: a held-out slice of train; test: the dataset's own test split
     assert (splits.train_size, splits.validation_size, splits.test_size) == (24, 6, 9)
@@ -190,22 +190,22 @@ def test_tfds_prepared_locally(tfds_dir, resolution):
 
 def test_tfds_held_out_split_and_missing_split(tfds_dir):
     # training on 'test' leaves no other split: validation and test are slices of it
-    splits = load_data("tfds:effscale_tiny_colours", resolution=8, batch_size=8, data_dir=tfds_dir,
-                       train_split="test", validation_fraction=0.3, test_fraction=0.3)
+    splits = load_data(DataSpec("tfds:effscale_tiny_colours", data_dir=tfds_dir, resolution=8,
+                                validation_fraction=0.3, test_fraction=0.3, train_split="test"), batch_size=8)
     assert splits.train_size + splits.validation_size + splits.test_size == 9
     assert min(splits.validation_size, splits.test_size) > 0
     assert len(to_numpy(splits.train)[1]) == splits.train_size
     assert len(to_numpy(splits.test)[1]) == splits.test_size
-    balanced = load_data("tfds:effscale_tiny_colours", resolution=8, batch_size=8, data_dir=tfds_dir,
-                         train_examples=12)
+    balanced = load_data(DataSpec("tfds:effscale_tiny_colours", data_dir=tfds_dir, resolution=8, train_examples=12),
+                         batch_size=8)
     assert balanced.train_size == 12 and np.bincount(to_numpy(balanced.train)[1]).tolist() == [4, 4, 4]
-    held = load_data("tfds:effscale_tiny_colours", resolution=8, batch_size=8, data_dir=tfds_dir,
-                     train_split="train", validation_split="train[80%:]")
+    held = load_data(DataSpec("tfds:effscale_tiny_colours", data_dir=tfds_dir, resolution=8, train_split="train",
+                              validation_split="train[80%:]"), batch_size=8)
     assert held.validation_size == 6
     with pytest.raises(UserError, match="no split"):
-        load_data("tfds:effscale_tiny_colours", data_dir=tfds_dir, train_split="nope")
+        load_data(DataSpec("tfds:effscale_tiny_colours", data_dir=tfds_dir, train_split="nope"))
 
 
 def test_tfds_not_prepared_is_a_clear_error(tmp_path):
     with pytest.raises(UserError, match="not prepared"):
-        load_data("tfds:effscale_tiny_colours", data_dir=str(tmp_path))
+        load_data(DataSpec("tfds:effscale_tiny_colours", data_dir=str(tmp_path)))

@@ -16,7 +16,7 @@ import pytest
 import effscale
 import effscale.cli
 from effscale.model.cost import cost
-from effscale.data.pipeline import load_data
+from effscale.data.pipeline import DataSpec, load_data
 from effscale.search.oneshot.differentiable import (CHECKPOINT, CostTable, check_supported, load_logits,
                                             run_differentiable_search)
 from effscale.common.errors import UserError
@@ -126,7 +126,7 @@ def test_a_killed_search_resumes_from_its_last_epoch_and_records_the_derived_gen
 def test_lower_cost_target_gives_fewer_macs_and_the_logits_move_and_reload(tmp_path):
     # Same supernet configuration as the search above: after it, the traced steps are reused.
     space = SearchSpace(MICRO, open=OPEN)
-    data = load_data("digits", resolution=8, batch_size=64, seed=0)
+    data = load_data(DataSpec("digits", resolution=8, seed=0), batch_size=64)
     results = {}
     for name, target in (("low", 1e4), ("high", 1e10)):  # far below / above every genotype in the space
         results[name] = run_differentiable_search(space, data, VARIANT, Reward("macs", target), epochs=1,

@@ -12,7 +12,7 @@ import pytest
 import effscale
 from effscale import UserError
 from effscale.cli import main
-from effscale.data.pipeline import load_data
+from effscale.data.pipeline import DataSpec, load_data
 from effscale.common.migrations import write_state
 from effscale.export import export_model, tflite_flatbuffer
 from effscale.model.weights import refresh_normalization
@@ -22,7 +22,7 @@ from effscale.model.weights import refresh_normalization
 def trained(tmp_path_factory):
     """A small variant trained briefly on digits (outputs far from uniform, so top-1 means something)."""
     keras.utils.set_random_seed(0)
-    splits = load_data("digits", resolution=16, batch_size=64)
+    splits = load_data(DataSpec("digits", resolution=16), batch_size=64)
     model = effscale.build("tiny", "w=0.25,d=0.5,r=16", classes=10, bn_momentum=0.9)
     refresh_normalization(model)
     model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])

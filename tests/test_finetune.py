@@ -61,14 +61,14 @@ def test_a_keras_model_gets_a_new_head(tmp_path):
     source = effscale.build("tiny", "w=0.25,d=0.5,r=16", classes=7, bn_momentum=0.9)
     config = FineTuneConfig(head_epochs=1, epochs=1, steps_per_epoch=1, validation_steps=1, batch_size=8,
                             augment=False, eager=True)
-    record = finetune(source, dataset="digits", config=config, out_dir=tmp_path / "out")
+    record = finetune(source, data="digits", config=config, out_dir=tmp_path / "out")
     model = record["_model"]
     assert model.output_shape == (None, 10) and model.get_layer("predictions").units == 10
     np.testing.assert_array_equal(model.get_layer("stem_conv").get_weights()[0], source.get_layer("stem_conv").get_weights()[0])
     with pytest.raises(UserError, match="already holds"):
-        finetune(source, dataset="digits", config=config, out_dir=tmp_path / "out")
+        finetune(source, data="digits", config=config, out_dir=tmp_path / "out")
     with pytest.raises(UserError, match="takes 16 px"):
-        finetune(source, dataset="digits", config=config.replace(resolution=32))
+        finetune(source, data="digits", config=config.replace(resolution=32))
 
 
 def test_cli_finetune_then_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from effscale import cli
-from effscale.data.pipeline import load_data, split_indices, to_numpy
+from effscale.data.pipeline import DataSpec, load_data, split_indices, to_numpy
 from effscale.common.errors import UserError
 from effscale.data.idx import locate, read_idx, write_idx
 
@@ -57,7 +57,7 @@ def test_reader_reads_the_bytes_the_format_defines(tmp_path):
 
 
 def test_idx_folder_splits_are_disjoint_stratified_and_the_official_test_set(idx_folder):
-    splits = load_data(f"idx:{idx_folder}", resolution=SIZE, batch_size=16, validation_fraction=0.25, seed=0)
+    splits = load_data(DataSpec(f"idx:{idx_folder}", resolution=SIZE, validation_fraction=0.25, seed=0), batch_size=16)
     assert splits.num_classes == CLASSES and splits.class_names == ["0", "1", "2"]
     assert (splits.train_size, splits.validation_size, splits.test_size) == (45, 15, TEST)
     parts = {name: to_numpy(getattr(splits, name)) for name in ("train", "validation", "test")}
@@ -73,7 +73,7 @@ def test_idx_folder_splits_are_disjoint_stratified_and_the_official_test_set(idx
 
 def test_splits_are_seeded(idx_folder):
     def validation_ids(seed):
-        return _image_ids(to_numpy(load_data(f"idx:{idx_folder}", resolution=SIZE, seed=seed).validation)[0])
+        return _image_ids(to_numpy(load_data(DataSpec(f"idx:{idx_folder}", resolution=SIZE, seed=seed)).validation)[0])
 
     assert validation_ids(1) == validation_ids(1)
     assert validation_ids(1) != validation_ids(2)
@@ -92,21 +92,22 @@ def test_split_indices_three_ways_on_labels():
 
 def test_train_examples_and_fraction_keep_classes_balanced(idx_folder):
     for option in ({"train_examples": 12}, {"train_fraction": 0.4}):
-        splits = load_data(f"idx:{idx_folder}", resolution=SIZE, batch_size=64, validation_fraction=0.25, **option)
+        splits = load_data(DataSpec(f"idx:{idx_folder}", resolution=SIZE, validation_fraction=0.25, **option),
+                           batch_size=64)
         x, y = to_numpy(splits.train)
         assert splits.train_size == len(y) == 12 + 6 * ("train_fraction" in option)
         assert len(set(np.bincount(y).tolist())) == 1, np.bincount(y)  # same count in every class
         assert splits.validation_size == 15 and splits.test_size == TEST  # held-out splits stay whole
-        full = load_data(f"idx:{idx_folder}", resolution=SIZE, validation_fraction=0.25)
+        full = load_data(DataSpec(f"idx:{idx_folder}", resolution=SIZE, validation_fraction=0.25))
         assert _image_ids(x) <= _image_ids(to_numpy(full.train)[0])  # a subset of the same training split
     with pytest.raises(UserError, match="not both"):
-        load_data(f"idx:{idx_folder}", train_examples=5, train_fraction=0.5)
+        load_data(DataSpec(f"idx:{idx_folder}", train_examples=5, train_fraction=0.5))
 
 
 def test_uncompressed_files_and_the_dotted_spelling(tmp_path):
     folder = write_idx_folder(str(tmp_path / "raw"), gz=False)
     os.rename(os.path.join(folder, "t10k-images-idx3-ubyte"), os.path.join(folder, "t10k-images.idx3-ubyte"))
-    assert load_data(f"idx:{folder}", resolution=SIZE).test_size == TEST
+    assert load_data(DataSpec(f"idx:{folder}", resolution=SIZE)).test_size == TEST
 
 
 def test_where_fashion_mnist_and_mnist_are_looked_for(tmp_path, monkeypatch, idx_folder):
@@ -129,7 +130,7 @@ def test_where_fashion_mnist_and_mnist_are_looked_for(tmp_path, monkeypatch, idx
              y_train=np.arange(40) % 10, x_test=rng.integers(0, 255, (10, 28, 28), dtype=np.uint8),
              y_test=np.arange(10))
     assert locate("mnist") == ("npz", str(cache / "mnist.npz"))
-    splits = load_data("mnist", resolution=14, validation_fraction=0.25)
+    splits = load_data(DataSpec("mnist", resolution=14, validation_fraction=0.25))
     assert (splits.train_size, splits.validation_size, splits.test_size) == (30, 10, 10)
     assert splits.num_classes == 10
 
@@ -207,7 +208,7 @@ def test_the_test_split_never_reaches_the_search_or_the_coefficient_search(tmp_p
         dataset, test_ids = f"idx:{idx_folder}", set(range(TRAIN + 1, TRAIN + TEST + 1))  # the t10k file
     else:
         dataset = _write_png_folder(str(tmp_path / "pngs"))
-        test_ids = _image_ids(to_numpy(load_data(dataset, resolution=SIZE).test)[0])  # what results are on
+        test_ids = _image_ids(to_numpy(load_data(DataSpec(dataset, resolution=SIZE)).test)[0])  # what results are on
         assert len(test_ids) == 15
     seen = []
     real_fit = keras.Model.fit
@@ -223,7 +224,7 @@ def test_the_test_split_never_reaches_the_search_or_the_coefficient_search(tmp_p
     result = run_search(micro, oracle="random", cost="macs", target=1e5, trials=1, epochs=1, dataset=dataset,
                         project_dir=str(tmp_path / "search"), seed=0, resolution=SIZE, verbose=0)
     assert [t["status"] for t in result.trials] == ["COMPLETED"]
-    search_coefficients(micro, dataset=dataset, project_dir=str(tmp_path / "coefficients"), epochs=1,
+    search_coefficients(micro, dataset, project_dir=str(tmp_path / "coefficients"), epochs=1,
                         max_trials=1, batch_size=16)
     assert len(seen) >= 4  # train and validation of both searches
     everything = set().union(*seen)
@@ -259,7 +260,7 @@ def test_a_prepared_tensorflow_datasets_copy_is_found_and_keeps_its_test_split(t
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
     assert locate("mnist") == ("tfds", str(tmp_path / "tfds"))
-    splits = load_data("mnist", resolution=28, validation_fraction=0.25)
+    splits = load_data(DataSpec("mnist", resolution=28, validation_fraction=0.25))
     assert (splits.train_size, splits.validation_size, splits.test_size) == (30, 10, 10)
     assert splits.how["test"] == "test"
     assert _image_ids(to_numpy(splits.test)[0]) == set(range(41, 51))

@@ -40,8 +40,8 @@ def test_records_hold_the_image_size_and_dropout_each_stage_trained_with(tmp_pat
 
     recipe = Recipe(epochs=3, batch_size=64, batch_scope="global",
                     progressive={"stages": 3, "resolution": [8, 16], "dropout": [0.0, 0.4], "mixup": [0.0, 0.2]})
-    record = train_variant("tiny", VARIANT, dataset="digits", recipe=recipe, strategy="default",
-                           out_dir=str(tmp_path), verbose=0, latency_runs=0)
+    record = train_variant("tiny", VARIANT, data="digits", recipe=recipe, strategy="default", out_dir=str(tmp_path),
+                           verbose=0, latency_runs=0)
     # 8 -> 16 px and dropout 0 -> 0.4 in three stages: 8, 12, 16 px and 0, 0.2, 0.4.
     stages = read_json(tmp_path / "results.json")["progressive"]
     assert [(s["stage"], s["epochs"], s["resolution"], s["dropout"]) for s in stages] == [

@@ -6,6 +6,7 @@ import os
 import pytest
 
 import effscale
+from effscale.data import DataSpec
 from effscale.model.zoo import load_genotype
 from effscale.search import ORACLES, design_variant, run_search
 
@@ -92,8 +93,9 @@ def test_nan_loss_fails_the_trial_with_its_reason(tmp_path):
     labels = np.arange(64, dtype="int32") % 10
     batches = tf.data.Dataset.from_tensor_slices((images, labels)).batch(32)
     space = SearchSpace(MICRO, open=("kernel",))
-    runner = TrialRunner(space, Reward("macs", 1e5), Limits(), ProxySettings(epochs=1), "digits", 16, 1.0, 1.0,
-                          str(tmp_path / "latency"), {}, heartbeat_s=1.0)
+    runner = TrialRunner(space, Reward("macs", 1e5), Limits(), ProxySettings(epochs=1),
+                         DataSpec("digits", resolution=16), 1.0, 1.0)
+    runner.latency_dir, runner.heartbeat_s = str(tmp_path / "latency"), 1.0
     runner._data = DataSplits(batches, batches, 10, 64, 64)
     oracle = make_oracle("random", 1, space.hyperparameters(), seed=0)
     oracle.verbose = 0

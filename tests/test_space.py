@@ -134,9 +134,9 @@ def test_mutation_changes_exactly_one_choice():
 
 
 def _micro_data(n=96):
-    from effscale.data.pipeline import load_data
+    from effscale.data.pipeline import DataSpec, load_data
 
-    data = load_data("digits", resolution=16, batch_size=32)
+    data = load_data(DataSpec("digits", resolution=16), batch_size=32)
     images, labels = [], []
     for x, y in data.train.unbatch().take(n):
         images.append(x.numpy())

@@ -46,11 +46,13 @@ def _train_command(out, *extra):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """An uninterrupted one-process run (default strategy, Keras fit)."""
+    from effscale.training.recipe import Recipe
     from effscale.training.train import train_variant
 
     out = tmp_path_factory.mktemp("reference")
-    record = train_variant("tiny", VARIANT, dataset="digits", strategy="default", out_dir=str(out), epochs=EPOCHS,
-                           batch_size=64, batch_scope="global", verbose=0, latency_runs=3)
+    record = train_variant("tiny", VARIANT, data="digits",
+                           recipe=Recipe(epochs=EPOCHS, batch_size=64, batch_scope="global"), strategy="default",
+                           out_dir=str(out), verbose=0, latency_runs=3)
     return out, record
 
 
@@ -99,11 +101,12 @@ def test_evaluate_reloads_the_model_and_reproduces_its_accuracy(reference, capsy
 
 
 def test_rerunning_a_finished_run_returns_its_record(reference):
+    from effscale.training.recipe import Recipe
     from effscale.training.train import train_variant
 
     out, record = reference
-    again = train_variant("tiny", VARIANT, out_dir=str(out), epochs=EPOCHS, batch_size=64, batch_scope="global",
-                          verbose=0, strategy="default")
+    again = train_variant("tiny", VARIANT, recipe=Recipe(epochs=EPOCHS, batch_size=64, batch_scope="global"),
+                          strategy="default", out_dir=str(out), verbose=0)
     assert again == json.loads(json.dumps(record))
 
 
@@ -149,6 +152,7 @@ def test_damaged_newest_backup_falls_back_to_the_one_before(reference, tmp_path,
     from the intact backup of the epoch before, and ends with the complete history."""
     import shutil
 
+    from effscale.training.recipe import Recipe
     from effscale.training.train import train_variant
 
     source, record = reference
@@ -163,8 +167,9 @@ def test_damaged_newest_backup_falls_back_to_the_one_before(reference, tmp_path,
     (folder / "state.json").write_text((folder / "state.json").read_text()[:40])
     weights = folder / "epoch-0004.weights.h5"
     weights.write_bytes(weights.read_bytes()[:4096])
-    resumed = train_variant("tiny", VARIANT, dataset="digits", strategy="default", out_dir=str(out), epochs=EPOCHS,
-                            batch_size=64, batch_scope="global", verbose=0, latency_runs=0)
+    resumed = train_variant("tiny", VARIANT, data="digits",
+                            recipe=Recipe(epochs=EPOCHS, batch_size=64, batch_scope="global"), strategy="default",
+                            out_dir=str(out), verbose=0, latency_runs=0)
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert f"{folder / 'state.json'} is unreadable" in err and f"{weights} is unreadable" in err
@@ -213,6 +218,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from effscale import cli
     from effscale.training.strategy import resolve_strategy, strategy_name
+    from effscale.training.recipe import Recipe
     from effscale.training.train import train_variant
     variant, out, small = sys.argv[1], sys.argv[2], sys.argv[3]
     result = {"auto": strategy_name(resolve_strategy("auto"))}  # two CPU devices, no GPU: default
@@ -221,8 +227,8 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     result["devices"] = list(strategy.extended.worker_devices)
     result["small_batch_exit"] = cli.main(["train", "tiny", "--variant", variant, "--strategy", "mirrored",
                                            "--batch-size", "1", "--out", small, "--verbose", "0"])
-    record = train_variant("tiny", variant, strategy=strategy, out_dir=out, epochs=%d, batch_size=64,
-                           batch_scope="global", verbose=0, latency_runs=0)
+    record = train_variant("tiny", variant, recipe=Recipe(epochs=%d, batch_size=64, batch_scope="global"),
+                           strategy=strategy, out_dir=out, verbose=0, latency_runs=0)
     result["record"] = record
     print("RESULT " + json.dumps(result))
 """ % EPOCHS)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from effscale.common.errors import UserError
-from effscale.data.pipeline import load_data, to_numpy
+from effscale.data.pipeline import DataSpec, load_data, to_numpy
 from effscale.search.proxy import ProxySettings, reshuffled, trial_path
 
 MICRO = "stem8_head32_res16_relu-mb_r1_k3_s2_e2_c8_se0.25-mb_r1_k3_s2_e2_c16"
@@ -20,9 +20,10 @@ def test_in_memory_splits_give_the_same_batches_in_the_same_order(source, fracti
     import keras
 
     keras.utils.set_random_seed(3)
-    old = load_data(source, resolution=12, batch_size=32, train_fraction=fraction, shuffle_seed=5)
+    old = load_data(DataSpec(source, resolution=12, train_fraction=fraction), batch_size=32, shuffle_seed=5)
     keras.utils.set_random_seed(3)
-    new = load_data(source, resolution=12, batch_size=32, train_fraction=fraction, shuffle_seed=5, in_memory=True)
+    new = load_data(DataSpec(source, resolution=12, train_fraction=fraction), batch_size=32, shuffle_seed=5,
+                    in_memory=True)
     assert new.memory and not old.memory
     assert new.train_size == old.train_size and new.validation_size == old.validation_size
     for (xo, yo), (xn, yn) in zip(_passes(old.train, 3), _passes(new.train, 3)):  # each pass reshuffled
@@ -44,8 +45,8 @@ def _runner(settings):
     from effscale.search.trial import TrialRunner
 
     space = SearchSpace(MICRO, open=("kernel",))
-    return space, TrialRunner(space, Reward("macs", 1e5), Limits(), settings, "digits", 8, 1.0, 1.0, "unused", {},
-                              heartbeat_s=1.0, seeds=2)
+    return space, TrialRunner(space, Reward("macs", 1e5), Limits(), settings, DataSpec("digits", resolution=8),
+                              1.0, 1.0, seeds=2)
 
 
 def _trials(monkeypatch, path):

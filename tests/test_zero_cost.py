@@ -6,7 +6,7 @@ import math
 import pytest
 
 from effscale.model.cost import cost
-from effscale.data.pipeline import load_data
+from effscale.data.pipeline import DataSpec, load_data
 from effscale.common.errors import UserError
 from effscale.search.zero_cost import PROXIES, first_batch, parse_prescreen, score, score_many
 
@@ -20,7 +20,7 @@ LEARNED = ("synflow", "grad_norm", "naswot")
 
 @pytest.fixture(scope="module")
 def batch():
-    return first_batch(load_data("digits", resolution=8, batch_size=16))
+    return first_batch(load_data(DataSpec("digits", resolution=8), batch_size=16))
 
 
 @pytest.fixture(scope="module")

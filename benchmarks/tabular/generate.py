@@ -168,10 +168,10 @@ def release_models() -> None:
 
 
 def load_table_data(recipe: dict):
-    from effscale.data.pipeline import load_data
+    from effscale.data.pipeline import DataSpec, load_data
 
-    return load_data(recipe["dataset"], resolution=recipe["resolution"], batch_size=recipe["batch_size"], seed=0,
-                     train_fraction=recipe.get("train_fraction"), in_memory=True)  # same batches, cheaper
+    spec = DataSpec(recipe["dataset"], resolution=recipe["resolution"], seed=0, train_fraction=recipe.get("train_fraction"))
+    return load_data(spec, batch_size=recipe["batch_size"], in_memory=True)  # same batches, cheaper
 
 
 def table_statistics(rows: list) -> dict:

@@ -63,9 +63,9 @@ def cmd_export(args) -> int:
     model = load_keras_model(path)
     sample = representative = None
     if dataset is not None:
-        from effscale.data.pipeline import load_data
+        from effscale.data.pipeline import DataSpec, load_data
 
-        splits = load_data(dataset, resolution=int(model.input_shape[1]), batch_size=32, data_dir=data_dir,
+        splits = load_data(DataSpec(dataset, data_dir=data_dir, resolution=int(model.input_shape[1])), batch_size=32,
                            cache=False)
         sample = _take(splits.validation, args.samples)
         representative = _take(splits.train, args.calibration) if args.quantize == "int8" else None

@@ -42,6 +42,8 @@ def cmd_finetune(args) -> int:
     from effscale.model.zoo import load_genotype
     from effscale.model.variants import resolve_variant
 
+    from effscale.data.spec import DataSpec
+
     config = _config(args)
     base = args.base
     if not (os.path.isdir(base) or base.endswith(".keras")):  # a genotype: check it before TensorFlow loads
@@ -54,8 +56,10 @@ def cmd_finetune(args) -> int:
     _quiet()
     from effscale.training.finetune import finetune, summary
 
-    record = finetune(base, args.variant, args.dataset, config, weights=args.weights, out_dir=args.out,
-                      data_dir=args.data_dir, download=args.download, verbose=args.verbose)
+    data = DataSpec(args.dataset, data_dir=args.data_dir, download=args.download,
+                    validation_fraction=config.validation_fraction, seed=config.seed)
+    record = finetune(base, args.variant, data, config, weights=args.weights, out_dir=args.out,
+                      verbose=args.verbose)
     record.pop("_model", None)
     if args.json:
         print(json.dumps({k: v for k, v in record.items() if k != "history"}, indent=2, sort_keys=True))

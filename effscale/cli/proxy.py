@@ -14,7 +14,7 @@ import os
 
 
 def cmd_proxy(args) -> int:
-    from effscale.search.fidelity import DEFAULT_FULL, DEFAULT_GRID, ProxyTask, run_proxy_check
+    from effscale.search.fidelity import DEFAULT_FULL, DEFAULT_GRID, ProxyCheck, ProxyTask, run_proxy_check
 
     # Parse the settings first, so a typo is reported before TensorFlow imports.
     from effscale.search.fidelity import _parse_shard
@@ -23,11 +23,10 @@ def cmd_proxy(args) -> int:
     full = ProxyTask.parse(args.full or DEFAULT_FULL)
     grid = [ProxyTask.parse(s) for s in (args.setting or DEFAULT_GRID)]
     open_choices = [c.strip() for c in args.open.split(",") if c.strip()] if args.open else None
-    summary = run_proxy_check(args.baseline, dataset=args.dataset, project_dir=args.project_dir,
-                              architectures=args.architectures, seeds=args.seeds, full=full, settings=grid,
-                              threshold=args.threshold, seed=args.seed, batch_size=args.batch_size,
-                              learning_rate=args.learning_rate, open_choices=open_choices,
-                              verbose=0 if args.quiet else 1, shard=args.shard)
+    check = ProxyCheck(args.baseline, dataset=args.dataset, architectures=args.architectures, seeds=args.seeds,
+                       full=full, settings=tuple(grid), threshold=args.threshold, seed=args.seed,
+                       batch_size=args.batch_size, learning_rate=args.learning_rate, open_choices=open_choices)
+    summary = run_proxy_check(check, args.project_dir, verbose=0 if args.quiet else 1, shard=args.shard)
     written = ["proxy_check.json", "proxy_check.md", "proxy_vs_full.png"]
     if summary.get("recommended"):
         written.append("proxy.json (for effscale search --proxy)")

@@ -36,14 +36,20 @@ def cmd_train(args) -> int:
     from effscale.training.strategy import STRATEGIES
 
     from effscale.data.pipeline import check_source
+    from effscale.data.spec import DataSpec
+    from effscale.training.strategy import Execution
 
     # validate what needs no TensorFlow before importing it
     check_source(args.dataset, args.data_dir)
+    data = DataSpec(args.dataset, data_dir=args.data_dir, validation_fraction=args.validation_fraction,
+                    test_fraction=args.test_fraction, train_fraction=args.train_fraction, download=args.download)
     genotype = load_genotype(args.genotype)
     resolve_variant(args.variant, genotype)
     recipe = _load_recipe(args.recipe)
     if args.strategy not in STRATEGIES:
         raise UserError(f"unknown strategy {args.strategy!r}: expected one of {', '.join(STRATEGIES)}")
+    execution = Execution(args.strategy, mixed_precision=args.mixed_precision, loop=args.loop,
+                          cpu_replicas=args.cpu_replicas)
     changes = {}
     for field in ("optimizer", "learning_rate", "label_smoothing", "seed"):
         value = getattr(args, field)
@@ -67,12 +73,8 @@ def cmd_train(args) -> int:
     _quiet()
     from effscale.training.train import train_variant
 
-    record = train_variant(genotype, args.variant, dataset=args.dataset, recipe=recipe, strategy=args.strategy,
-                           out_dir=args.out, verbose=args.verbose, log_dir=args.log_dir,
-                           mixed_precision=args.mixed_precision, data_dir=args.data_dir,
-                           validation_fraction=args.validation_fraction, test_fraction=args.test_fraction,
-                           train_fraction=args.train_fraction, download=args.download,
-                           loop=args.loop, latency_runs=args.latency_runs, cpu_replicas=args.cpu_replicas)
+    record = train_variant(genotype, args.variant, data, recipe, execution, args.out, verbose=args.verbose,
+                           log_dir=args.log_dir, latency_runs=args.latency_runs)
     if args.json:
         print(json.dumps({k: v for k, v in record.items() if k != "history"}, indent=2, sort_keys=True))
     elif not args.verbose:  # train_variant prints the summary line itself when verbose
@@ -86,11 +88,11 @@ def cmd_evaluate(args) -> int:
     if not os.path.exists(args.model):
         raise UserError(f"{args.model!r} does not exist: expected a training output folder or a .keras file")
     _quiet()
-    from effscale.training.evaluate import evaluate_model, summary_line
+    from effscale.training.evaluate import Timing, evaluate_model, summary_line
 
-    result = evaluate_model(args.model, dataset=args.dataset, data_dir=args.data_dir, batch_size=args.batch_size,
-                            split=args.split, latency_runs=args.latency_runs,
-                            throughput_steps=args.throughput_steps)
+    data = {key: value for key, value in (("source", args.dataset), ("data_dir", args.data_dir)) if value}
+    result = evaluate_model(args.model, data, batch_size=args.batch_size, split=args.split,
+                            timing=Timing(latency_runs=args.latency_runs, throughput_steps=args.throughput_steps))
     print(json.dumps(result, indent=2, sort_keys=True) if args.json else f"{args.model}: {summary_line(result)}")
     return 0
 

@@ -40,9 +40,9 @@ def check_output_folder(path: str, flag: str = "--out") -> None:
         raise UserError(f"{flag} {path!r}: cannot create it, {existing!r} is not writable ({reason})") from None
 
 
-def check_dataset(source: str, data_dir: str | None = None, validation_fraction: float = 0.2,
-                  download: bool = False, batch_size: int = 1) -> int:
-    """The number of classes of ``source`` once it resolves (image folders: every file decodes);
+def check_dataset(data: "DataSpec | str", batch_size: int = 1) -> int:
+    """The number of classes of ``data`` (a :class:`~effscale.data.spec.DataSpec` or a source name)
+    once it resolves (image folders: every file decodes);
     UserError when it does not resolve, has fewer than two classes or fewer training images than
     ``batch_size``.
 
@@ -53,10 +53,10 @@ def check_dataset(source: str, data_dir: str | None = None, validation_fraction:
     ...
     effscale.common.errors.UserError: unknown dataset '/no/such/folder': expected 'digits', ... or an image folder path
     """
-    from effscale.data.pipeline import load_data
+    from effscale.data.pipeline import DataSpec, load_data
 
-    splits = load_data(str(source), resolution=8, batch_size=batch_size, validation_fraction=validation_fraction,
-                       data_dir=data_dir, download=download, cache=False, drop_remainder=True)
+    spec = DataSpec.of(data).replace(resolution=8)
+    splits = load_data(spec, batch_size=batch_size, drop_remainder=True, cache=False)
     if splits.num_classes < 2:
-        raise UserError(f"dataset {source!r} has {splits.num_classes} class; a classifier needs two or more")
+        raise UserError(f"dataset {spec.source!r} has {splits.num_classes} class; a classifier needs two or more")
     return splits.num_classes

@@ -27,7 +27,7 @@ The validation split is the dataset's own (tfds ``validation``) or a seeded, str
 ``stratify=``). ``train_examples`` / ``train_fraction`` then keep a stratified subset of the
 training split (cheap proxy tasks); validation and test stay whole.
 
->>> splits = load_data("digits", resolution=16, batch_size=32)
+>>> splits = load_data(DataSpec("digits", resolution=16), batch_size=32)
 >>> splits.num_classes, splits.train_size, splits.validation_size, splits.test_size
 (10, 1149, 288, 360)
 >>> images, labels = next(iter(splits.validation))
@@ -44,6 +44,7 @@ import numpy as np
 
 from effscale.common.errors import UserError
 from effscale.data.memory import hold_in_memory
+from effscale.data.spec import DataSpec
 from effscale.data.augment import augment_image, augmentation_mode, padded_crop, random_resized_crop  # noqa: F401
 from effscale.data.splits import class_balanced_subset, split_indices, stratified_split  # noqa: F401 (public here too)
 
@@ -79,7 +80,7 @@ class DataSplits:
 def to_numpy(dataset) -> tuple[np.ndarray, np.ndarray]:
     """``(images, labels)`` of every batch of a split, as numpy arrays (for inspection and tests).
 
-    >>> images, labels = to_numpy(load_data("digits", resolution=8).test)
+    >>> images, labels = to_numpy(load_data(DataSpec("digits", resolution=8)).test)
     >>> images.shape, labels.shape
     ((360, 8, 8, 3), (360,))
     """
@@ -88,23 +89,6 @@ def to_numpy(dataset) -> tuple[np.ndarray, np.ndarray]:
         images.append(np.asarray(x))
         labels.append(np.asarray(y))
     return np.concatenate(images), np.concatenate(labels)
-
-
-def _check_arguments(resolution, batch_size, validation_fraction, test_fraction, train_examples,
-                     train_fraction) -> None:
-    if not (isinstance(resolution, (int, np.integer)) and 4 <= resolution <= 4096):
-        raise UserError(f"resolution must be an integer in 4..4096, got {resolution!r}")
-    if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
-        raise UserError(f"batch size must be a positive integer, got {batch_size!r}")
-    for name, value in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
-        if not (isinstance(value, (int, float)) and 0 < value < 1):
-            raise UserError(f"{name} must be in (0, 1), got {value!r}")
-    if train_examples is not None and not (isinstance(train_examples, (int, np.integer)) and train_examples >= 1):
-        raise UserError(f"train_examples must be a positive integer, got {train_examples!r}")
-    if train_fraction is not None and not (isinstance(train_fraction, (int, float)) and 0 < train_fraction <= 1):
-        raise UserError(f"train_fraction must be in (0, 1], got {train_fraction!r}")
-    if train_examples is not None and train_fraction is not None:
-        raise UserError("give train_examples or train_fraction, not both")
 
 
 # -- sources: each returns (raw datasets by split, sizes by split, class names, how) ----------
@@ -408,33 +392,29 @@ def check_source(source: str, data_dir: str | None = None) -> None:
     data_source(source).check(str(source), data_dir)
 
 
-def load_data(source: str = "digits", resolution: int = 32, batch_size: int = 64,
-              validation_fraction: float = 0.2, seed: int = 0, augment: bool | str = False,
-              data_dir: str | None = None, train_split: str | None = None,
-              validation_split: str | None = None, cache: bool = True, *,
-              test_fraction: float = 0.2, test_split: str | None = None,
-              train_examples: int | None = None, train_fraction: float | None = None,
-              shuffle_seed: int | None = None, flip: bool = True, randaugment: bool | float = False,
-              drop_remainder: bool = False, download: bool = False,
-              shuffle_buffer: int | None = None, validation_batch_size: int | None = None,
+def load_data(data: DataSpec | str = "digits", batch_size: int = 64, *, augment: bool | str = False,
+              flip: bool = True, randaugment: bool | float = False, shuffle_seed: int | None = None,
+              drop_remainder: bool = False, cache: bool = True, validation_batch_size: int | None = None,
               in_memory: bool = False) -> DataSplits:
-    """Load ``source`` as batched train, validation and test datasets at ``resolution``.
+    """Load ``data`` (a :class:`~effscale.data.spec.DataSpec`, or a source name with the spec's
+    defaults) as batched train, validation and test datasets at its resolution.
 
     ``batch_size`` is the batch the datasets yield: pass the GLOBAL batch (per-replica batch
     times replicas; :func:`effscale.training.strategy.global_batch_size`) and let the strategy split it.
-    ``seed`` fixes the held-out splits, the shuffling and the augmentation; ``shuffle_seed``
-    (default ``seed``) changes only the shuffling and augmentation, e.g. for another training
-    seed on the same splits or a resumed run. ``validation_fraction`` of the training images
-    and ``test_fraction`` of all images are held out where the source has no such split of its
-    own; ``train_examples`` or ``train_fraction`` keeps a class-balanced part of the training
-    split. ``augment`` adds a random resized crop (50-100% of the area; ``True`` or
-    ``"resized-crop"``) or a random crop of the image reflect-padded by 1/8 of its size
-    (``"padded-crop"``, for small images) and, if ``flip``, a horizontal flip; ``randaugment`` adds keras' RandAugment on top (a number in (0, 1] is its
-    magnitude, keras' ``factor``; True keeps keras' default 0.5).
-    Images are resized (and cached) once at ``resolution`` before augmentation.
+    The spec's ``seed`` fixes the held-out splits, the shuffling and the augmentation;
+    ``shuffle_seed`` (default the spec's ``seed``) changes only the shuffling and augmentation,
+    e.g. for another training seed on the same splits or a resumed run. ``augment`` adds a random
+    resized crop (50-100% of the area; ``True`` or ``"resized-crop"``) or a random crop of the
+    image reflect-padded by 1/8 of its size (``"padded-crop"``, for small images) and, if
+    ``flip``, a horizontal flip; ``randaugment`` adds keras' RandAugment on top (a number in
+    (0, 1] is its magnitude, keras' ``factor``; True keeps keras' default 0.5).
+    Images are resized (and, with ``cache``, cached) once at the resolution before augmentation.
+    ``validation_batch_size`` (default ``batch_size``) batches the held-out splits.
     ``in_memory`` (no augmentation): training and validation images held as tensors, the same
     batches in the same order, cheaper per epoch (:mod:`effscale.data.memory`; proxy trainings).
 
+    >>> load_data(DataSpec("digits", resolution=8, train_examples=100), batch_size=50).train_size
+    100
     >>> load_data("no-such-thing")
     Traceback (most recent call last):
     ...
@@ -442,13 +422,14 @@ def load_data(source: str = "digits", resolution: int = 32, batch_size: int = 64
     """
     import tensorflow as tf
 
-    _check_arguments(resolution, batch_size, validation_fraction, test_fraction, train_examples, train_fraction)
+    spec = DataSpec.of(data)
+    if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
+        raise UserError(f"batch size must be a positive integer, got {batch_size!r}")
     augmentation_mode(augment)
-    resolution, batch_size = int(resolution), int(batch_size)
-    source = str(source)
-    options = (validation_fraction, test_fraction, seed, train_examples, train_fraction)
-    named_splits = (train_split, validation_split, test_split)
-    raw, sizes, names, how = data_source(source).load(source, data_dir, named_splits, options, download)
+    resolution, batch_size, source, seed = spec.resolution, int(batch_size), spec.source, spec.seed
+    options = (spec.validation_fraction, spec.test_fraction, seed, spec.train_examples, spec.train_fraction)
+    named_splits = (spec.train_split, spec.validation_split, spec.test_split)
+    raw, sizes, names, how = data_source(source).load(source, spec.data_dir, named_splits, options, spec.download)
     n_train = sizes["train"]
     if drop_remainder and n_train < batch_size:
         raise UserError(f"batch size {batch_size} is larger than the {n_train} training images of {source!r}")
@@ -467,7 +448,7 @@ def load_data(source: str = "digits", resolution: int = 32, batch_size: int = 64
         ready = {split: dataset.map(lambda x, y: (tf.image.grayscale_to_rgb(x), y), num_parallel_calls=tf.data.AUTOTUNE)
                  for split, dataset in ready.items()}
     shuffle_seed = seed if shuffle_seed is None else shuffle_seed
-    buffer = shuffle_buffer or min(n_train, 10_000)
+    buffer = min(n_train, 10_000)
     mode = augmentation_mode(augment)
     memory = hold_in_memory(cached, grey, buffer, shuffle_seed) if in_memory and not mode else {}
     train = memory["train"].batched(memory["order"], batch_size, drop_remainder) if memory else \

@@ -44,10 +44,11 @@ def _decode(text: str) -> tuple[float, float, float]:
     return alpha, beta, gamma
 
 
-def search_coefficients(genotype, dataset: str = "digits", project_dir: str = "coefficients", epochs: int = 2,
+def search_coefficients(genotype, data: "DataSpec | str" = "digits", project_dir: str = "coefficients", epochs: int = 2,
                         max_trials: int = 6, step: float = 0.05, tolerance: float = 0.1, batch_size: int = 64,
                         seed: int = 0, verbose: int = 0) -> dict:
-    """Grid-search (alpha, beta, gamma) at phi = 1 on ``dataset``; return the best and every trial.
+    """Grid-search (alpha, beta, gamma) at phi = 1 on ``data`` (a :class:`~effscale.data.spec.DataSpec`
+    or a source name; its resolution is each candidate's); return the best and every trial.
 
     Rerunning with the same ``project_dir`` reloads the finished trials (Keras Tuner resume).
     """
@@ -55,7 +56,7 @@ def search_coefficients(genotype, dataset: str = "digits", project_dir: str = "c
     import keras_tuner
 
     from effscale.model.builder import build
-    from effscale.data.pipeline import load_data
+    from effscale.data.pipeline import DataSpec, load_data
     from effscale.model.zoo import load_genotype
     from effscale.model.scaling import phi_variant
 
@@ -67,7 +68,8 @@ def search_coefficients(genotype, dataset: str = "digits", project_dir: str = "c
 
     def data_for(resolution: int):
         if resolution not in datasets:
-            datasets[resolution] = load_data(dataset, resolution=resolution, batch_size=batch_size, shuffle_seed=seed)
+            datasets[resolution] = load_data(DataSpec.of(data).replace(resolution=resolution), batch_size=batch_size,
+                                             shuffle_seed=seed)
         return datasets[resolution]
 
     class CoefficientHyperModel(keras_tuner.HyperModel):

@@ -151,6 +151,14 @@ class FamilyConfig:
     # report shows whether the search helped (no effect when the search is off).
     reference_family: bool = True
 
+    @property
+    def data(self) -> "DataSpec":
+        """The run's data as one value, handed to the dataset check, the coefficient search and every
+        member's training (the split seed stays 0: ``seed`` is the training's)."""
+        from effscale.data.spec import DataSpec
+
+        return DataSpec(self.dataset, data_dir=self.data_dir or None, validation_fraction=self.validation_fraction)
+
     def check(self) -> "FamilyConfig":
         self._check_top_level()
         if (self.search.baseline, self.search.dataset) != (self.baseline, self.dataset):

@@ -135,8 +135,7 @@ def run_family(config, out_dir: str = "effscale-run", verbose: int = 1, progress
     config = _load_config(config)
     run = RunDirectory(out_dir)
     run.check_can_hold(config)
-    check_dataset(config.dataset, config.data_dir or None, config.validation_fraction,  # before anything is written
-                  batch_size=config.training.batch_size)
+    check_dataset(config.data, batch_size=config.training.batch_size)  # before anything is written
     os.makedirs(run.path, exist_ok=True)
     with folder_lock(run.path, "family"):  # one process per run directory: a second one refuses
         run.open(config)
@@ -256,7 +255,7 @@ def _coefficient_stage(run, config: FamilyConfig, baseline, progress, keras_verb
     progress.start("coefficient search", f"(grid of {settings.max_trials} at phi = 1)")
     run.begin("coefficients")
     found = search_coefficients(
-        _scaled_base(config, baseline), dataset=config.dataset, project_dir=run.join("coefficients"),
+        _scaled_base(config, baseline), config.data, project_dir=run.join("coefficients"),
         epochs=settings.epochs, max_trials=settings.max_trials, step=settings.grid_step,
         tolerance=settings.tolerance, batch_size=config.training.batch_size, seed=config.seed,
         verbose=keras_verbose)
@@ -301,20 +300,19 @@ def _scaling_stage(run, config: FamilyConfig, baseline, coefficients: dict, prog
 
 def _train_variant(run, config: FamilyConfig, base, variant, keras_verbose, name: str) -> dict:
     """Train one member (searched or reference: the same recipe, data and variant)."""
+    from effscale.training.strategy import Execution
     from effscale.training.train import train_variant
 
-    training = config.training
-    recipe = None
-    if training.recipe:
-        from effscale.training.recipe import Recipe
+    from effscale.training.recipe import Recipe
 
-        recipe = Recipe.from_dict(dict(training.recipe))
-    return plain_json(train_variant(
-        base, variant, dataset=config.dataset, recipe=recipe, strategy=training.strategy,
-        out_dir=run.join("variants", name), epochs=training.epochs, batch_size=training.batch_size,
-        mixed_precision=training.mixed_precision, augment=training.augment, seed=config.seed,
-        data_dir=config.data_dir or None, validation_fraction=config.validation_fraction,
-        verbose=keras_verbose, log_dir=run.join("logs", name)))
+    training = config.training
+    recipe = Recipe.from_dict(dict(training.recipe)) if training.recipe else Recipe()
+    changes = {"epochs": training.epochs, "batch_size": training.batch_size, "augment": training.augment,
+               "seed": config.seed}
+    recipe = recipe.replace(**{k: v for k, v in changes.items() if v is not None})
+    execution = Execution(training.strategy, mixed_precision=training.mixed_precision)
+    return plain_json(train_variant(base, variant, config.data, recipe, execution, run.join("variants", name),
+                                    verbose=keras_verbose, log_dir=run.join("logs", name)))
 
 
 def _member_row(run, name: str, variant) -> dict:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from effscale.data.spec import DataSpec
 from effscale.search.config import ResolvedSearch, SearchConfig
 from effscale.search.objectives import exact_cost_fn
 from effscale.search.registry import OracleEntry, make_oracle, oracle_entry
@@ -55,10 +56,10 @@ def assemble(config: SearchConfig, project_dir: str, heartbeat_s: float = 2.5) -
     data is loaded only when the default target needs its class count, else at the first use).
     ``heartbeat_s``: how often a distributed worker's running trial reports."""
     settings, resolution, width, fraction = config.training()
-    runner = TrialRunner(config.space, None, None, settings, config.dataset, resolution, width, config.depth,
-                         os.path.join(project_dir, "latency"), dict(config.latency), heartbeat_s=heartbeat_s,
-                         seeds=config.seeds, trainings_dir=os.path.join(project_dir, "trainings"),
-                         train_fraction=fraction)
+    runner = TrialRunner(config.space, None, None, settings,
+                         DataSpec(config.dataset, resolution=resolution, train_fraction=fraction), width,
+                         config.depth, dict(config.latency), seeds=config.seeds, project_dir=project_dir)
+    runner.heartbeat_s = heartbeat_s
     resolved = config.resolve(lambda: runner.data.num_classes)
     runner.reward, runner.limits = resolved.reward, resolved.limits
     space, reward = resolved.space, resolved.reward

@@ -177,15 +177,48 @@ def _fmt(value) -> str:
 
 
 # -- the check ------------------------------------------------------------------------------------------
-def run_proxy_check(baseline="tiny", dataset: str = "digits", project_dir: str = "effscale-proxy",
-                    architectures: int = 12, seeds: int = 2, full: str | ProxyTask = DEFAULT_FULL,
-                    settings=DEFAULT_GRID, threshold: float = 0.7, seed: int = 0, batch_size: int = 64,
-                    learning_rate: float = 0.05, open_choices=None, verbose: int = 1, stream=None,
-                    shard: str | None = None) -> dict:
-    """Run (or resume) the check and return what ``DIR/proxy_check.json`` holds.
+@dataclass(frozen=True)
+class ProxyCheck:
+    """What a proxy check compares (validated when it runs, before anything is written).
+
+    ``architectures`` of the space over ``baseline`` (its ``open_choices`` opened, as a search
+    opens them) are trained at ``full`` and at every one of ``settings``, ``seeds`` seeds each,
+    on ``dataset``; ``seed`` picks the architectures and the splits; ``batch_size`` and
+    ``learning_rate`` are every training's; ``threshold`` is the Spearman a setting needs to be
+    recommended.
+
+    >>> ProxyCheck("tiny", architectures=4).seeds
+    2
+    """
+
+    baseline: object = "tiny"
+    dataset: str = "digits"
+    architectures: int = 12
+    seeds: int = 2
+    full: "str | ProxyTask" = DEFAULT_FULL
+    settings: tuple = tuple(DEFAULT_GRID)
+    threshold: float = 0.7
+    seed: int = 0
+    batch_size: int = 64
+    learning_rate: float = 0.05
+    open_choices: tuple | None = None
+
+
+def run_proxy_check(check: ProxyCheck | None = None, project_dir: str = "effscale-proxy", *, verbose: int = 1,
+                    stream=None, shard: str | None = None) -> dict:
+    """Run (or resume) ``check`` (default ``ProxyCheck()``) in ``project_dir`` and return what
+    ``DIR/proxy_check.json`` holds.
 
     ``shard`` ``"I/N"`` trains only architectures I, I + N, I + 2N, ... so N processes can share
-    the work on one project dir (each writes the summary of what is finished when it ends)."""
+    the work on one project dir (each writes the summary of what is finished when it ends).
+    Example (minutes of training, so not a doctest; tests/test_fidelity.py runs it through the CLI)::
+
+        run_proxy_check(ProxyCheck("tiny", architectures=4, settings=["epochs=1"]), "runs/proxy")
+    """
+    check = check or ProxyCheck()
+    baseline, dataset, architectures, seeds = check.baseline, check.dataset, check.architectures, check.seeds
+    full, settings, threshold, seed = check.full, check.settings, check.threshold, check.seed
+    batch_size, learning_rate, open_choices = check.batch_size, check.learning_rate, check.open_choices
     from effscale.model.zoo import load_genotype
     from effscale.search.config import SearchConfig
     from effscale.search.run import check_project_dir
@@ -208,7 +241,8 @@ def run_proxy_check(baseline="tiny", dataset: str = "digits", project_dir: str =
         raise UserError("proxy settings must differ from each other and from the full setting")
     base = ProxySettings(batch_size=batch_size, learning_rate=learning_rate, seed=seed)
     # The space as a search over the same baseline and open choices builds it (SearchConfig).
-    space = SearchConfig(genotype, open_choices=open_choices, dataset=str(dataset)).space
+    space = SearchConfig(genotype, open_choices=list(open_choices) if open_choices else None,
+                         dataset=str(dataset)).space
     archs = sample_architectures(space, architectures, seed)
     config = {"baseline": genotype.encode(), "dataset": str(dataset), "architectures": archs, "seeds": seeds,
               "seed": seed, "full": asdict(full_task), "base": _recipe(base.to_dict()), "space": space.to_dict()}
@@ -312,11 +346,12 @@ class _Trainer:
 
         key = (task.resolution, task.train_fraction)
         if key not in self._data:
-            from effscale.data.pipeline import load_data
+            from effscale.data.pipeline import DataSpec, load_data
             from effscale.search.proxy import trial_path
 
-            self._data[key] = load_data(self.dataset, resolution=task.resolution, batch_size=self.base.batch_size,
-                                        seed=self.base.seed, train_fraction=task.train_fraction,
+            spec = DataSpec(self.dataset, resolution=task.resolution, seed=self.base.seed,
+                            train_fraction=task.train_fraction)
+            self._data[key] = load_data(spec, batch_size=self.base.batch_size,
                                         validation_batch_size=256,  # larger batches evaluate faster on CPU
                                         in_memory=trial_path() == "new")
         return reshuffled(self._data[key], self.base.seed * 1000 + seed)

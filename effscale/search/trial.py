@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import os
 
+from effscale.data.spec import DataSpec
 from effscale.model.genotype import Genotype
 from effscale.model.scaling import Variant
 from effscale.search.objectives import OBJECTIVE, Limits, Reward, analytic_costs, design_variant
@@ -22,19 +23,32 @@ class TrialRunner:
     """What one trial does, independent of Keras Tuner: values -> genotype -> limits -> proxy
     training -> metrics."""
 
+    heartbeat_s = 2.5  # how often a distributed worker's running trial reports (assemble() sets it)
+
     def __init__(self, space: SearchSpace, reward: Reward, limits: Limits, settings: ProxySettings,
-                 dataset: str, resolution: int, width: float, depth: float, latency_dir: str,
-                 latency: dict, heartbeat_s: float, seeds: int = 1, trainings_dir: str | None = None,
-                 train_fraction: float | None = None):
+                 data: DataSpec, width: float, depth: float, latency: dict | None = None, seeds: int = 1,
+                 project_dir: str | None = None):
+        """``data``: the proxy's data (its resolution is the candidates'); ``width`` / ``depth``: the
+        proxy variant's multipliers; ``project_dir``: where measured latencies (``latency/``) and
+        finished trainings (``trainings/``) are kept (None: nothing kept)."""
         self.space, self.reward, self.limits, self.settings = space, reward, limits, settings
-        self.dataset, self.resolution, self.width, self.depth = dataset, resolution, width, depth
-        self.latency_dir, self.latency = latency_dir, latency
-        self.heartbeat_s = heartbeat_s
-        self.seeds, self.trainings_dir, self.train_fraction = seeds, trainings_dir, train_fraction
+        self.data_spec, self.width, self.depth = data, width, depth
+        self.latency = dict(latency or {})
+        self.latency_dir = os.path.join(project_dir, "latency") if project_dir else None
+        self.trainings_dir = os.path.join(project_dir, "trainings") if project_dir else None
+        self.seeds = seeds
         self._data = None
         self._reuse: dict = {}  # the last compiled model: another seed of it reuses its traced step
         self.extra_metrics = None  # optional: values -> dict of more metrics for the trial
         self.timings = None  # optional dict: seconds per phase of every training (benchmarks/trial_cost.py)
+
+    @property
+    def resolution(self) -> int:
+        return self.data_spec.resolution
+
+    @property
+    def train_fraction(self) -> float | None:
+        return self.data_spec.train_fraction
 
     @property
     def variant(self) -> Variant:
@@ -51,9 +65,9 @@ class TrialRunner:
 
             started = time.perf_counter()
             # Held in memory: every trial of the process reads the same prepared tensors.
-            self._data = load_data(self.dataset, resolution=self.resolution, batch_size=self.settings.batch_size,
+            self._data = load_data(self.data_spec, batch_size=self.settings.batch_size,
                                    shuffle_seed=self.settings.seed,  # the splits stay those of every run
-                                   train_fraction=self.train_fraction, in_memory=trial_path() == "new")
+                                   in_memory=trial_path() == "new")
             if self.timings is not None:
                 self.timings["data"] = self.timings.get("data", 0.0) + time.perf_counter() - started
         return self._data

@@ -80,8 +80,8 @@ def first_batch(data, seed: int = 0):
     training split reshuffles on every pass, so its "first" batch depends on history).
     ``seed`` > 0 takes a seeded permutation of that batch's images instead of their order.
 
-    >>> from effscale.data.pipeline import load_data
-    >>> images, labels = first_batch(load_data("digits", resolution=8, batch_size=4))
+    >>> from effscale.data import DataSpec, load_data
+    >>> images, labels = first_batch(load_data(DataSpec("digits", resolution=8), batch_size=4))
     >>> images.shape, labels.shape
     ((4, 8, 8, 3), (4,))
     """

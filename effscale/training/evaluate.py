@@ -8,6 +8,7 @@ import hashlib
 import os
 import time
 import weakref
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -174,28 +175,51 @@ def load_trained(model_dir: str):
     return model, record
 
 
-def evaluate_model(model_dir_or_model, dataset: str | None = None, *, data_dir: str | None = None,
-                   batch_size: int = 64, split: str = "test", split_seed: int | None = None,
-                   validation_fraction: float | None = None, test_fraction: float | None = None,
-                   validation_split: str | None = None, test_split: str | None = None,
-                   latency_runs: int = 20, latency_warmup: int = 3,
-                   latency_threads: int = 1, throughput_steps: int = 5, throughput_batch: int = 16,
-                   write: bool = True, verbose: int = 0) -> dict:
+@dataclass(frozen=True)
+class Timing:
+    """What :func:`evaluate_model` times beside accuracy: ``latency_runs`` batch-1 forward passes
+    after ``latency_warmup`` untimed ones on ``latency_threads`` threads (0 runs: skipped), and
+    ``throughput_steps`` training steps of ``throughput_batch`` random images (0 steps: skipped).
+
+    >>> Timing(latency_runs=0).throughput_steps
+    5
+    """
+
+    latency_runs: int = 20
+    latency_warmup: int = 3
+    latency_threads: int = 1
+    throughput_steps: int = 5
+    throughput_batch: int = 16
+
+
+def evaluate_model(model_dir_or_model, data=None, *, batch_size: int = 64, split: str = "test",
+                   timing: Timing | None = None, write: bool = True, verbose: int = 0) -> dict:
     """Evaluate a trained model (a training output folder or a ``keras.Model``).
 
-    With a folder, the dataset, how it was split and the genotype come from its ``results.json``
-    unless given; the record is written to ``evaluation.json`` beside the model. Top-1, top-5
+    ``data``: None (with a folder: the data its ``results.json`` records, split the same way), a
+    source name (split as recorded when it is the recorded source, else at the defaults), a dict
+    of :class:`~effscale.data.spec.DataSpec` fields changed over that (``{"data_dir": ...}``), or
+    a ``DataSpec``; the resolution is always the model's. The record is written to
+    ``evaluation.json`` beside the model (``write``). Top-1, top-5
     and loss are over ``split`` (``test``, the default, or ``validation``: the same images the
     training run held out, see :func:`effscale.data.pipeline.load_data`) and named by it
     (``test_top1``, ``test_top5``, ``test_loss``, ``test_examples``); ``params`` counts the built model, and
     ``multiply_adds`` comes from :func:`effscale.model.cost.cost` when the genotype is known;
-    ``latency_seconds`` is :func:`effscale.latency.measure_latency` (0 runs: skipped);
-    ``train_images_per_second`` is measured on random data (0 steps: skipped).
+    ``latency_seconds`` is :func:`effscale.latency.measure_latency` and ``train_images_per_second``
+    is measured on random data, as ``timing`` (:class:`Timing`) says.
+
+    >>> import effscale
+    >>> model = effscale.build("tiny", "w=0.25,d=0.25,r=8", classes=10)
+    >>> result = evaluate_model(model, "digits", timing=Timing(latency_runs=0, throughput_steps=0))
+    >>> result["test_examples"], result["dataset"]
+    (360, 'digits')
     """
     from effscale.data.pipeline import load_data
+    from effscale.data.spec import DataSpec
 
     if split not in ("test", "validation"):
         raise UserError(f"unknown split {split!r}: expected test or validation")
+    timing = timing or Timing()
     record = None
     folder = None
     if isinstance(model_dir_or_model, (str, os.PathLike)):
@@ -205,21 +229,20 @@ def evaluate_model(model_dir_or_model, dataset: str | None = None, *, data_dir: 
             folder = os.path.dirname(folder)
     else:
         model = model_dir_or_model
-    training = (record or {}).get("data", {})
-    dataset = dataset or training.get("source")
-    if dataset is None:
-        raise UserError("evaluate: no dataset given and none recorded beside the model")
-    same = training if dataset == training.get("source") else {}
     resolution = int(model.input_shape[1])
-    recorded_seed = same.get("split_seed", 0)
-    splits = load_data(
-        dataset, resolution=resolution, batch_size=batch_size,
-        validation_fraction=validation_fraction or same.get("validation_fraction") or 0.2,
-        test_fraction=test_fraction or same.get("test_fraction") or 0.2,
-        seed=split_seed if split_seed is not None else recorded_seed,
-        data_dir=data_dir or same.get("data_dir"), train_split=same.get("train_split"),
-        validation_split=validation_split or same.get("validation_split"),
-        test_split=test_split or same.get("test_split"), cache=False)
+    if isinstance(data, DataSpec):
+        spec = data.replace(resolution=resolution)
+    else:
+        training = (record or {}).get("data", {})
+        changes = dict(data) if isinstance(data, dict) else {"source": data} if data is not None else {}
+        source = changes.pop("source", None) or training.get("source")
+        if source is None:
+            raise UserError("evaluate: no dataset given and none recorded beside the model")
+        same = {k: v for k, v in training.items() if k not in ("train_examples", "train_fraction")} \
+            if source == training.get("source") else {}
+        spec = DataSpec.from_record({**same, "dataset": source}, resolution, **changes)
+    dataset = spec.source
+    splits = load_data(spec, batch_size=batch_size, cache=False)
     classes = int(model.output_shape[-1])
     if splits.num_classes != classes:
         raise UserError(f"dataset {dataset!r} has {splits.num_classes} classes but the model predicts {classes}")
@@ -235,14 +258,15 @@ def evaluate_model(model_dir_or_model, dataset: str | None = None, *, data_dir: 
         result["multiply_adds"] = int(cost(Genotype.parse(record["genotype"]), Variant.from_dict(record["variant"]),
                                            classes=classes).multiply_adds)
     result["latency_seconds"] = None
-    if latency_runs:
+    if timing.latency_runs:
         from effscale.latency import measure_latency
 
-        result["latency_seconds"] = measure_latency(float32_copy(model), runs=latency_runs, warmup=latency_warmup,
-                                                    threads=latency_threads)
-        result["latency_threads"] = latency_threads
-    result["train_images_per_second"] = (
-        measure_train_throughput(model, throughput_batch, throughput_steps) if throughput_steps else None)
+        result["latency_seconds"] = measure_latency(float32_copy(model), runs=timing.latency_runs,
+                                                    warmup=timing.latency_warmup, threads=timing.latency_threads)
+        result["latency_threads"] = timing.latency_threads
+    result["train_images_per_second"] = (measure_train_throughput(model, timing.throughput_batch,
+                                                                  timing.throughput_steps)
+                                         if timing.throughput_steps else None)
     if record:
         result["trained_images_per_second"] = record.get("train_images_per_second")
     if write and folder:

@@ -260,10 +260,10 @@ def _last_validation(history) -> dict:
     return {"top1": last["validation_accuracy"], "loss": last["validation_loss"]}
 
 
-def finetune(base, variant: str | None = None, dataset: str = "digits", config: FineTuneConfig | dict | None = None,
-             weights=None, out_dir: str | None = None, *, data_dir: str | None = None, download: bool = False,
+def finetune(base, variant: str | None = None, data: "DataSpec | str" = "digits",
+             config: FineTuneConfig | dict | None = None, weights=None, out_dir: str | None = None, *,
              verbose: int = 0) -> dict:
-    """Fine-tune ``base`` on ``dataset`` in two phases and return the record (also written to
+    """Fine-tune ``base`` on ``data`` in two phases and return the record (also written to
     ``out_dir/finetune.json`` beside ``out_dir/model.keras`` when ``out_dir`` is given).
 
     ``base`` is a genotype (registered name, string or JSON file) built at ``variant``, a
@@ -271,7 +271,9 @@ def finetune(base, variant: str | None = None, dataset: str = "digits", config: 
     variant are rebuilt and its weights loaded), or a ``keras.Model`` (its head is replaced).
     ``weights`` is anything :func:`effscale.load_weights` takes (``"imagenet:b0"``, a file);
     layers that do not match (the old classifier) keep their fresh initialization and the
-    record's ``transfer`` says which. ``dataset`` is ``digits``, ``tfds:NAME`` or an image folder.
+    record's ``transfer`` says which. ``data`` is a :class:`~effscale.data.spec.DataSpec` (its
+resolution is replaced by the model's) or a source name (``digits``, ``tfds:NAME``, an image
+folder, ...), split with the config's ``validation_fraction`` and ``seed``.
 
     >>> record = finetune("tiny", "w=0.25,d=0.25,r=16", "digits", FineTuneConfig(head_epochs=1, epochs=1,
     ...                   steps_per_epoch=2, validation_steps=1, batch_size=8, augment=False, eager=True))
@@ -283,7 +285,7 @@ def finetune(base, variant: str | None = None, dataset: str = "digits", config: 
     import keras
 
     from effscale.model.builder import build
-    from effscale.data.pipeline import load_data
+    from effscale.data.pipeline import DataSpec, load_data
     from effscale.model.weights import load_weights, refresh_normalization
 
     if isinstance(config, dict):
@@ -304,9 +306,9 @@ def finetune(base, variant: str | None = None, dataset: str = "digits", config: 
                             "genotype (fine-tune a training output folder or a genotype instead)")
     else:
         resolution = config.resolution or variant_value.resolution
-    splits = load_data(dataset, resolution=resolution, batch_size=config.batch_size,
-                       validation_fraction=config.validation_fraction, seed=config.seed, augment=config.augment,
-                       data_dir=data_dir, download=download)
+    spec = data if isinstance(data, DataSpec) else DataSpec.of(data).replace(
+        validation_fraction=config.validation_fraction, seed=config.seed)
+    splits = load_data(spec.replace(resolution=resolution), batch_size=config.batch_size, augment=config.augment)
 
     keras.utils.set_random_seed(config.seed)
     if loaded is not None:
@@ -356,7 +358,7 @@ def finetune(base, variant: str | None = None, dataset: str = "digits", config: 
         "weights": os.fspath(weights) if isinstance(weights, (str, os.PathLike)) else (
             getattr(weights, "name", None)),
         "transfer": report.to_dict() if report is not None else None,
-        "data": dict(splits.describe(), data_dir=data_dir, validation_fraction=config.validation_fraction),
+        "data": dict(splits.describe(), data_dir=spec.data_dir, validation_fraction=spec.validation_fraction),
         "config": config.to_dict(), "resolution": resolution, "unfrozen_prefixes": prefixes,
         "phases": phases, "history": history, "validation_top1": phases[-1]["validation"]["top1"],
         **split_metrics("test", evaluate_dataset(model, splits.test, splits.num_classes)),
@@ -423,9 +425,13 @@ def recipe_main(argv=None, *, dataset: str, config: FineTuneConfig, genotype: st
     if args.smoke:
         changes.update(head_epochs=1, epochs=1, steps_per_epoch=1, validation_steps=1, eager=True)
     try:
-        record = finetune(args.genotype, args.variant, args.dataset, config.replace(**changes),
+        from effscale.data.spec import DataSpec
+
+        data = DataSpec(args.dataset, data_dir=args.data_dir, download=args.download,
+                        validation_fraction=config.validation_fraction, seed=config.seed)
+        record = finetune(args.genotype, args.variant, data, config.replace(**changes),
                           weights=None if args.weights == "none" else args.weights, out_dir=args.out,
-                          data_dir=args.data_dir, download=args.download, verbose=args.verbose)
+                          verbose=args.verbose)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

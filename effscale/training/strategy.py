@@ -39,6 +39,43 @@ from effscale.common.errors import UserError
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
 MIXED_PRECISION_MODES = ("auto", "off", "float16", "bfloat16")
+LOOPS = ("auto", "fit", "custom")
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How a training runs: ``strategy`` (a name of :data:`STRATEGIES` or a
+    ``tf.distribute.Strategy``), ``mixed_precision`` (:data:`MIXED_PRECISION_MODES`), the training
+    ``loop`` (``auto``: Keras ``fit``, or the custom loop under multiworker; ``fit``; ``custom``),
+    the ``tpu`` to connect to, and ``cpu_replicas``: split a GPU-less machine's CPU into that many
+    replicas for ``mirrored``.
+
+    >>> Execution.of("default"), Execution("mirrored", cpu_replicas=2).cpu_replicas
+    (Execution(strategy='default', mixed_precision='auto', loop='auto', tpu=None, cpu_replicas=None), 2)
+    >>> Execution(loop="eager")
+    Traceback (most recent call last):
+    ...
+    effscale.common.errors.UserError: unknown training loop 'eager': expected one of auto, fit, custom
+    """
+
+    strategy: object = "auto"
+    mixed_precision: str = "auto"
+    loop: str = "auto"
+    tpu: str | None = None
+    cpu_replicas: int | None = None
+
+    def __post_init__(self):
+        if self.loop not in LOOPS:
+            raise UserError(f"unknown training loop {self.loop!r}: expected one of {', '.join(LOOPS)}")
+        if self.mixed_precision not in MIXED_PRECISION_MODES:
+            raise UserError(f"unknown mixed precision {self.mixed_precision!r}: expected one of "
+                            f"{', '.join(MIXED_PRECISION_MODES)}")
+
+    @classmethod
+    def of(cls, value) -> "Execution":
+        """``value`` itself, or the execution of a strategy name or object with every other field at its default."""
+        return value if isinstance(value, cls) else cls(strategy=value)
+
 
 
 @dataclass(frozen=True)

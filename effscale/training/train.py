@@ -25,7 +25,7 @@ MultiWorkerMirroredStrategy Keras 3 ``fit`` fails (keras-team/keras#20585), so e
 own distributed loop: ``strategy.run`` of a step that computes the loss over the global batch
 and applies the gradients in replica context (the Keras optimizer all-reduces them), with
 synchronized BatchNormalization so that every worker holds identical weights after each step.
-``loop="custom"`` picks that loop under any strategy.
+``Execution(loop="custom")`` picks that loop under any strategy.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ from effscale.common.io import plain_json, read_json
 from effscale.common.preflight import check_output_folder
 
 RUN_FILE = "run.json"
-LOOPS = ("auto", "fit", "custom")
 
 
 # -- the pieces of a run ----------------------------------------------------------------------
@@ -282,34 +281,31 @@ def _stage_records(history: list[dict]) -> list[dict]:
 
 # -- the entry point ---------------------------------------------------------------------------
 
-def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, strategy="auto",
-                  out_dir: str = "runs/train", epochs: int | None = None, verbose: int = 1,
-                  log_dir: str | None = None, *, batch_size: int | None = None, batch_scope: str | None = None,
-                  mixed_precision: str = "auto", data_dir: str | None = None, validation_fraction: float = 0.2,
-                  train_split: str | None = None, validation_split: str | None = None, download: bool = False,
-                  test_fraction: float = 0.2, test_split: str | None = None, split_seed: int = 0,
-                  train_examples: int | None = None, train_fraction: float | None = None,
-                  loop: str = "auto", latency_runs: int = 20, tpu: str | None = None,
-                  augment: bool | None = None, seed: int | None = None, callbacks: list | None = None,
-                  cpu_replicas: int | None = None) -> dict:
-    """Train ``genotype`` at ``variant`` on ``dataset`` and return its results record.
+def train_variant(genotype, variant="b0", data: "DataSpec | str" = "digits", recipe=None, strategy="auto",
+                  out_dir: str = "runs/train", *, verbose: int = 1, log_dir: str | None = None,
+                  latency_runs: int = 20, callbacks: list | None = None) -> dict:
+    """Train ``genotype`` at ``variant`` on ``data`` and return its results record.
 
-    ``recipe`` is a :class:`~effscale.training.recipe.Recipe` (default ``Recipe()``); ``epochs``,
-    ``batch_size``, ``batch_scope``, ``augment`` and ``seed`` override its fields. :func:`effscale.data.pipeline.load_data`
-    splits the data (``split_seed``, fractions, split names; the recipe's seed only shuffles). ``strategy`` is a name
-    (auto|default|mirrored|multiworker|tpu) or a ``tf.distribute.Strategy``; ``cpu_replicas``
-    splits a GPU-less machine's CPU into that many replicas for ``mirrored``. Rerunning with the
-    same ``out_dir`` resumes from the last per-epoch backup; a finished run returns its record.
+    ``data`` is a :class:`~effscale.data.spec.DataSpec` (or a source name): what
+    :func:`effscale.data.pipeline.load_data` reads and how it splits it (the spec's ``seed`` fixes
+    the splits; the recipe's seed only shuffles); its resolution is not used, the variant's is.
+    ``recipe`` is a :class:`~effscale.training.recipe.Recipe` (default ``Recipe()``; epochs, batch,
+    augmentation, seed, optimizer). ``strategy`` is a name (auto|default|mirrored|multiworker|tpu),
+    a ``tf.distribute.Strategy`` or an :class:`~effscale.training.strategy.Execution` (the strategy
+    with mixed precision, training loop, TPU address and CPU replicas). Rerunning with the same
+    ``out_dir`` resumes from the last per-epoch backup; a finished run returns its record.
+    ``latency_runs`` timed batch-1 forward passes are measured at the end (0: skipped).
     ``callbacks`` are Keras callbacks added to ``fit`` (not available under the custom loop).
 
     Example (about a minute on two CPU cores, so not a doctest; tests/test_train.py runs it)::
 
-        record = train_variant("tiny", "w=0.25,d=0.25,r=16", dataset="digits", epochs=4,
-                               batch_size=64, batch_scope="global", out_dir="runs/tiny")
+        record = train_variant("tiny", "w=0.25,d=0.25,r=16", "digits",
+                               Recipe(epochs=4, batch_size=64, batch_scope="global"), out_dir="runs/tiny")
         record["test_top1"], record["epochs_done"], record["strategy"]["name"]   # (0.94..., 4, 'default')
     """
     import keras
 
+    from effscale.data.spec import DataSpec
     from effscale.model.builder import build
     from effscale.model.cost import cost
     from effscale.data.pipeline import load_data
@@ -317,8 +313,8 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
     from effscale.model.zoo import load_genotype
     from effscale.training.recipe import Recipe
     from effscale.model.variants import resolve_variant
-    from effscale.training.strategy import (device_kind, dtype_policy, global_batch_size, is_chief, is_multiworker,
-                                   mixed_precision_policy, resolve_strategy, strategy_name)
+    from effscale.training.strategy import (Execution, device_kind, dtype_policy, global_batch_size, is_chief,
+                                            is_multiworker, mixed_precision_policy, resolve_strategy, strategy_name)
 
     wall_start = time.perf_counter()
     genotype = load_genotype(genotype)
@@ -326,28 +322,25 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
     recipe = recipe if recipe is not None else Recipe()
     if isinstance(recipe, dict):
         recipe = Recipe.from_dict(recipe)
-    changes = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "batch_scope": batch_scope,
-                                 "augment": augment, "seed": seed}.items() if v is not None}
-    recipe = recipe.replace(**changes) if changes else recipe
-    if loop not in LOOPS:
-        raise UserError(f"unknown training loop {loop!r}: expected one of {', '.join(LOOPS)}")
+    spec = DataSpec.of(data)
+    execution = Execution.of(strategy)
     out_dir = os.path.abspath(os.fspath(out_dir))
     check_output_folder(out_dir)  # nothing is created until the input has been validated
 
+    strategy = execution.strategy
     if isinstance(strategy, str):
-        strategy = resolve_strategy(strategy, tpu=tpu, cpu_replicas=cpu_replicas)
+        strategy = resolve_strategy(strategy, tpu=execution.tpu, cpu_replicas=execution.cpu_replicas)
     name = strategy_name(strategy)
     chief = is_chief(strategy)
     replicas = strategy.num_replicas_in_sync
     global_batch, per_replica = global_batch_size(recipe.batch_size, replicas, recipe.batch_scope)
-    policy = mixed_precision_policy(mixed_precision, device_kind(strategy))
-    use_custom = loop == "custom" or (loop == "auto" and is_multiworker(strategy))
+    policy = mixed_precision_policy(execution.mixed_precision, device_kind(strategy))
+    use_custom = execution.loop == "custom" or (execution.loop == "auto" and is_multiworker(strategy))
 
-    data_options = {"validation_fraction": validation_fraction, "test_fraction": test_fraction,
-                    "split_seed": split_seed, "train_split": train_split, "validation_split": validation_split,
-                    "test_split": test_split, "train_examples": train_examples, "train_fraction": train_fraction}
-    signature = {"genotype": genotype.encode(), "variant": variant.to_dict(), "dataset": dataset, "data_dir": data_dir,
-                 **data_options, "recipe": {k: v for k, v in recipe.to_dict().items() if k != "epochs"}}
+    data_options = {k: v for k, v in spec.record().items() if k not in ("dataset", "data_dir")}
+    signature = {"genotype": genotype.encode(), "variant": variant.to_dict(), "dataset": spec.source,
+                 "data_dir": spec.data_dir, **data_options,
+                 "recipe": {k: v for k, v in recipe.to_dict().items() if k != "epochs"}}
     run_path = os.path.join(out_dir, RUN_FILE)
     previous = _read_record(run_path, "training run")
     if previous is not None:
@@ -378,10 +371,9 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
             continue  # finished before this process started
         start = max(stage.epochs[0], initial_epoch)
         randaugment = recipe.randaugment if stage.randaugment is None else stage.randaugment
-        splits = load_data(dataset, resolution=stage.resolution, batch_size=global_batch, seed=split_seed,
-                           **{k: v for k, v in data_options.items() if k != "split_seed"}, data_dir=data_dir,
+        splits = load_data(spec.replace(resolution=stage.resolution), batch_size=global_batch,
                            augment=recipe.augment or bool(stage.randaugment), randaugment=randaugment,
-                           download=download, drop_remainder=True, shuffle_seed=recipe.seed + 1009 * start)
+                           drop_remainder=True, shuffle_seed=recipe.seed + 1009 * start)
         steps = splits.train_size // global_batch
         if steps < 1:
             raise UserError(f"global batch {global_batch} is larger than the {splits.train_size} training images")
@@ -445,7 +437,7 @@ def train_variant(genotype, variant="b0", dataset: str = "digits", recipe=None, 
         latency = measure_latency(float32_copy(model), runs=latency_runs, warmup=3)
     record = {
         "genotype": genotype.encode(), "genotype_key": genotype.key, "variant": variant.to_dict(),
-        "data": dict(splits.describe(), data_dir=data_dir, **data_options),
+        "data": dict(splits.describe(), data_dir=spec.data_dir, **data_options),
         "recipe": recipe.to_dict(),
         "strategy": {"name": name, "replicas": replicas, "chief": chief,
                      "loop": "custom" if use_custom else "fit", "synchronized_batch_norm_layers": synchronized},

@@ -30,13 +30,13 @@ def attach(oracle, task: OneShotTask, verbose: int = 0, stream=None) -> None:
     """Give ``oracle`` the supernet search of ``task``; it runs when the first trial is asked for.
 
     >>> import tempfile, keras_tuner
-    >>> from effscale.data.pipeline import load_data
+    >>> from effscale.data import DataSpec, load_data
     >>> from effscale.search.oracles import DifferentiableOracle
     >>> space = SearchSpace("tiny", open=("kernel",), stages=(2,))
     >>> oracle = DifferentiableOracle(objective=keras_tuner.Objective("reward", "max"), max_trials=1,
     ...                               hyperparameters=space.hyperparameters(), supernet_epochs=1)
     >>> attach(oracle, OneShotTask(space, Reward("macs", 2e6), "w=0.25,d=1,r=8", ProxySettings(),
-    ...                            lambda: load_data("digits", resolution=8), tempfile.mkdtemp()))
+    ...                            lambda: load_data(DataSpec("digits", resolution=8)), tempfile.mkdtemp()))
     >>> list(oracle.populate_space("0")["values"])  # one supernet epoch on digits at 8 px
     ['stage2/kernel']
     """
