@@ -180,3 +180,60 @@ def test_keras_tuner_grid_search_oracle_walks_the_whole_space(tmp_path):
         trial.status = "COMPLETED"
         oracle.end_trial(trial)
     assert len(seen) == len(set(seen)) == space.size == 10 * 10
+
+
+def test_the_wide_space_opens_activation_stem_and_head_and_round_trips():
+    from effscale.model.block_types import block_type
+    from effscale.search.space import WIDE
+
+    space = SearchSpace("tiny", **WIDE)
+    ref = space.reference  # stem16_head128_res32_swish
+    assert space.choices("network/stem") == (8, 16, 32) and space.choices("network/head") == (64, 128, 256)
+    assert space.choices("stage1/activation") == ("swish", "relu", "hswish")
+    assert space.choices("stage1/kernel") == (3, 5, 7) and space.choices("stage1/filters") == (8, 16, 24, 32)
+    values = {**space.default_values(), "network/stem": 32, "network/head": 64, "stage2/activation": "relu",
+              "stage3/activation": "swish"}
+    genotype = space.to_genotype(values)
+    assert (genotype.stem, genotype.head) == (32, 64)
+    # the network's own activation is written as no override, another one as the stage's
+    assert [s.activation for s in genotype.stages] == [None, "relu", None, None]
+    assert space.to_values(genotype) == values
+    assert "_relu" in genotype.encode() and Genotype.parse(genotype.encode()) == genotype
+    model = effscale.build(genotype, "w=1,d=1,r=16", classes=10)
+    assert model.get_layer("stem_conv").filters == 32 and model.get_layer("top_conv").filters == 64
+    assert model.get_layer("block2a_expand_activation").activation.__name__ == "relu"
+    # every random point of the wide space is a genotype whose values come back
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        sampled = space.random_values(rng)
+        assert space.to_values(space.to_genotype(sampled)) == sampled
+    # the exact size: 3 x 3 network widths times each stage's product
+    per_stage = 1
+    for number in space.stages:
+        ref_stage = ref.stages[number - 1]
+        others = len(space.choices(f"stage{number}/kernel")) * len(space.choices(f"stage{number}/se")) * 2 * \
+            len(space.choices(f"stage{number}/repeats")) * len(space.choices(f"stage{number}/filters")) * 3
+        blocks = space.choices(f"stage{number}/block")
+        expands = len(space.choices(f"stage{number}/expand"))
+        per_stage *= others * sum(expands if block_type(b).expands else 1 for b in blocks)
+        assert ref_stage.activation is None
+    assert space.size == 9 * per_stage
+
+
+def test_closed_extra_choices_leave_the_default_space_and_its_saved_form_as_they_were():
+    space = SearchSpace("tiny")
+    assert space.size == 23219011584 and not any("activation" in n or n.startswith("network/") for n in space.names)
+    assert set(space.to_dict()["options"]) == set(DEFAULT_OPTIONS) | {"block"}
+    wide_stem = SearchSpace("tiny", open=("stem",))
+    assert set(wide_stem.to_dict()["options"]) == set(DEFAULT_OPTIONS) | {"block", "stem"}
+    assert SearchSpace.from_dict(wide_stem.to_dict()).size == wide_stem.size == 3
+    with pytest.raises(UserError, match="stem, head"):
+        space.to_values(wide_stem.to_genotype({"network/stem": 32}))
+    with pytest.raises(UserError, match="activation choices must be among"):
+        SearchSpace("tiny", open=("activation",), options={"activation": ("tanh",)})
+    with pytest.raises(UserError, match="head choices are multipliers"):
+        SearchSpace("tiny", open=("head",), options={"head": (0,)})
+    closed_activation = space.reference.replace(stages=(space.reference.stages[0].__class__(
+        **{**space.reference.stages[0].__dict__, "activation": "relu"}),) + space.reference.stages[1:])
+    with pytest.raises(UserError, match="activation"):
+        space.to_values(closed_activation)

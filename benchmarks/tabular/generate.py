@@ -170,7 +170,8 @@ def release_models() -> None:
 def load_table_data(recipe: dict):
     from effscale.data.pipeline import DataSpec, load_data
 
-    spec = DataSpec(recipe["dataset"], resolution=recipe["resolution"], seed=0, train_fraction=recipe.get("train_fraction"))
+    spec = DataSpec(recipe["dataset"], resolution=recipe["resolution"], seed=0,
+                    train_fraction=recipe.get("train_fraction"))
     return load_data(spec, batch_size=recipe["batch_size"], in_memory=True)  # same batches, cheaper
 
 

@@ -3,8 +3,10 @@
 Each stage of the reference is searched on its own (MnasNet, arXiv 1807.11626): all blocks of a
 stage share one block type (MBConv / Fused-MBConv / depthwise-separable / any registered in
 :mod:`effscale.model.block_types`), kernel, expand ratio, SE ratio and skip op, and the stage may have one block less or more than the reference and
-0.75x / 1x / 1.25x its output filters (rounded to 8). Strides, activations and the stem / head
-stay the reference's. Which choices are open, and their values, are configurable.
+0.75x / 1x / 1.25x its output filters (rounded to 8). Strides stay the reference's. Three more
+choices are closed by default: a stage's ``activation``, and the network's ``stem`` and ``head``
+widths (multipliers of the reference's, rounded to 8). Which choices are open, and their values,
+are configurable; :data:`WIDE` is the wide space for small images (every choice open, broad ranges).
 
 The space is expressed as Keras Tuner ``HyperParameters`` named ``stage{i}/{choice}``; the expand
 ratio is a conditional hyperparameter, active only when the block type has an expansion (a
@@ -38,7 +40,9 @@ from effscale.model.genotype import Genotype, Stage
 from effscale.model.zoo import load_genotype
 from effscale.model.scaling import round_filters
 
-CHOICES = ("block", "kernel", "expand", "se", "skip", "repeats", "filters")
+CHOICES = ("block", "kernel", "expand", "se", "skip", "repeats", "filters", "activation")  # per stage
+NETWORK_CHOICES = ("stem", "head")  # once per network: multipliers of the reference's widths
+DEFAULT_OPEN = ("block", "kernel", "expand", "se", "skip", "repeats", "filters")
 
 # Default values of each choice. "repeats" are offsets from the reference's repeats and
 # "filters" multipliers of the reference's output filters; the rest are literal values. The
@@ -51,6 +55,23 @@ DEFAULT_OPTIONS: dict[str, tuple] = {
     "repeats": (-1, 0, 1),
     "filters": (0.75, 1.0, 1.25),
 }
+# The choices closed by default; their options are saved with a space only when set or open.
+EXTRA_OPTIONS: dict[str, tuple] = {
+    "activation": ("swish", "relu", "hswish"),
+    "stem": (0.5, 1.0, 2.0),
+    "head": (0.5, 1.0, 2.0),
+}
+
+# The wide space for small images (issue: "search that beats its own starting point"): every
+# choice open, kernels up to 7, expand ratios 1-6, filters from half to twice the reference's,
+# one block fewer to two more per stage, three activations, the stem and head from half to twice.
+# A search keeps its candidates in budget with the reward's cost target and the hard limits.
+WIDE: dict = {
+    "open": CHOICES + NETWORK_CHOICES,
+    "options": {"kernel": (3, 5, 7), "expand": (1, 2, 3, 4, 6), "se": (0.0, 0.25), "repeats": (-1, 0, 1, 2),
+                "filters": (0.5, 0.75, 1.0, 1.5, 2.0), "activation": ("swish", "relu", "hswish"),
+                "stem": (0.5, 1.0, 2.0), "head": (0.5, 1.0, 2.0)},
+}
 
 
 def _as_tuple(name: str, values) -> tuple:
@@ -60,10 +81,12 @@ def _as_tuple(name: str, values) -> tuple:
 
 
 def _check_options(options: Mapping) -> dict[str, tuple]:
-    merged = dict(DEFAULT_OPTIONS, block=block_names())
+    from effscale.model.genotype import ACTIVATIONS
+
+    merged = dict(DEFAULT_OPTIONS, block=block_names(), **EXTRA_OPTIONS)
     for name, values in (options or {}).items():
-        if name not in CHOICES:
-            raise UserError(f"unknown choice {name!r}: expected one of {', '.join(CHOICES)}")
+        if name not in CHOICES + NETWORK_CHOICES:
+            raise UserError(f"unknown choice {name!r}: expected one of {', '.join(CHOICES + NETWORK_CHOICES)}")
         values = _as_tuple(name, values)
         if name == "block":
             bad = [v for v in values if v not in block_names()]
@@ -84,9 +107,12 @@ def _check_options(options: Mapping) -> dict[str, tuple]:
         elif name == "repeats":
             if not all(isinstance(v, int) and -8 <= v <= 8 for v in values):
                 raise UserError(f"repeats choices are offsets in -8..8, got {values}")
-        elif name == "filters":
-            if not all(isinstance(v, (int, float)) and 0.1 <= v <= 8 for v in values):
-                raise UserError(f"filters choices are multipliers in 0.1..8, got {values}")
+        elif name in ("filters", "stem", "head"):
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0.1 <= v <= 8 for v in values):
+                raise UserError(f"{name} choices are multipliers in 0.1..8, got {values}")
+        elif name == "activation":
+            if not all(v in ACTIVATIONS for v in values):
+                raise UserError(f"activation choices must be among {', '.join(ACTIVATIONS)}, got {values}")
         merged[name] = values
     return merged
 
@@ -109,7 +135,8 @@ def _numbers(values) -> tuple:
 class SearchSpace:
     """A MnasNet-style space around ``reference`` (a Genotype, registered name, string or file).
 
-    ``open``: the choices searched (default: all of :data:`CHOICES`); closed choices keep the
+    ``open``: the choices searched (default: :data:`DEFAULT_OPEN`; also ``activation`` per stage
+    and the network's ``stem`` / ``head``, :data:`NETWORK_CHOICES`); closed choices keep the
     reference's value. ``options``: overrides of :data:`DEFAULT_OPTIONS`, e.g.
     ``{"kernel": (3, 5, 7)}``. ``stages``: 1-based stage numbers to search (default all); the
     others stay exactly the reference's. The reference's own values are always in the space.
@@ -125,11 +152,12 @@ class SearchSpace:
     def __init__(self, reference: "Genotype | str" = "tiny", open: Sequence[str] | None = None,
                  options: Mapping | None = None, stages: Sequence[int] | None = None):
         self.reference = load_genotype(reference)
-        opened = CHOICES if open is None else tuple(open)
+        opened = DEFAULT_OPEN if open is None else tuple(open)
         for name in opened:
-            if name not in CHOICES:
-                raise UserError(f"unknown choice {name!r}: expected one of {', '.join(CHOICES)}")
-        self.open = tuple(name for name in CHOICES if name in opened)
+            if name not in CHOICES + NETWORK_CHOICES:
+                raise UserError(f"unknown choice {name!r}: expected one of {', '.join(CHOICES + NETWORK_CHOICES)}")
+        self.open = tuple(name for name in CHOICES + NETWORK_CHOICES if name in opened)
+        self._set_options = dict(options or {})
         self.options = _check_options(options or {})
         count = len(self.reference.stages)
         chosen = tuple(range(1, count + 1)) if stages is None else tuple(sorted(set(stages)))
@@ -141,6 +169,12 @@ class SearchSpace:
         self.stages = chosen
         # name -> (values, default, condition) where condition is None or (parent, allowed values)
         self._decisions: dict[str, tuple[tuple, object, tuple | None]] = {}
+        guard = CONVENTIONS[self.reference.convention].filter_round_up_guard
+        for choice in NETWORK_CHOICES:
+            if choice in self.open:
+                width = getattr(self.reference, choice)
+                values = {width} | {round_filters(width, m, guard=guard) for m in self.options[choice]}
+                self._decisions[f"network/{choice}"] = (tuple(sorted(values)), width, None)
         for number in self.stages:
             for name, entry in self._stage_decisions(number, self.reference.stages[number - 1]).items():
                 self._decisions[name] = entry
@@ -178,6 +212,10 @@ class SearchSpace:
                 values.add(ref.filters if multiplier == 1 else round_filters(
                     ref.filters, multiplier, guard=CONVENTIONS[self.reference.convention].filter_round_up_guard))
             out[prefix + "filters"] = (tuple(sorted(values)), ref.filters, None)
+        if "activation" in self.open:
+            own = ref.activation or self.reference.activation
+            values = _unique((own,) + tuple(self.options["activation"]))
+            out[prefix + "activation"] = (values, own, None)
         return out
 
     # -- the space as data -------------------------------------------------------------------
@@ -201,10 +239,13 @@ class SearchSpace:
     def size(self) -> int:
         """The number of distinct genotypes in the space (exact)."""
         total = 1
+        for choice in NETWORK_CHOICES:
+            if f"network/{choice}" in self._decisions:
+                total *= len(self.choices(f"network/{choice}"))
         for number in self.stages:
             prefix = f"stage{number}/"
             per_block = 1
-            for choice in ("kernel", "se", "skip", "repeats", "filters"):
+            for choice in ("kernel", "se", "skip", "repeats", "filters", "activation"):
                 if prefix + choice in self._decisions:
                     per_block *= len(self.choices(prefix + choice))
             ref = self.reference.stages[number - 1]
@@ -223,8 +264,10 @@ class SearchSpace:
         >>> SearchSpace.from_dict(SearchSpace("tiny", open=("se",)).to_dict()).size
         16
         """
-        return {"reference": self.reference.encode(), "open": list(self.open),
-                "options": {k: list(v) for k, v in self.options.items()}, "stages": list(self.stages)}
+        options = {k: list(v) for k, v in self.options.items()
+                   if k not in EXTRA_OPTIONS or k in self.open or k in self._set_options}
+        return {"reference": self.reference.encode(), "open": list(self.open), "options": options,
+                "stages": list(self.stages)}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "SearchSpace":
@@ -272,6 +315,16 @@ class SearchSpace:
         Raises UserError naming the first missing or out-of-space value.
         """
         stages = list(self.reference.stages)
+        network = {}
+        for choice in NETWORK_CHOICES:
+            name = f"network/{choice}"
+            if name in self._decisions:
+                if name not in values:
+                    raise UserError(f"missing value for {name!r}")
+                if values[name] not in self.choices(name):
+                    raise UserError(f"{name} = {values[name]!r} is not in the space: expected one of "
+                                    f"{list(self.choices(name))}")
+                network[choice] = int(values[name])
         for number in self.stages:
             prefix = f"stage{number}/"
             ref = stages[number - 1]
@@ -302,34 +355,57 @@ class SearchSpace:
                 block=block, repeats=int(fields.get("repeats", ref.repeats)),
                 kernel=int(fields.get("kernel", ref.kernel)), stride=ref.stride, expand=expand,
                 filters=int(fields.get("filters", ref.filters)), se=fields.get("se", ref.se),
-                skip=bool(fields.get("skip", ref.skip)), activation=ref.activation)
-        return self.reference.replace(stages=tuple(stages))
+                skip=bool(fields.get("skip", ref.skip)), activation=self._stage_activation(ref, fields))
+        return self.reference.replace(stages=tuple(stages), **network)
+
+    def _stage_activation(self, ref: Stage, fields: dict) -> str | None:
+        """The stage's activation override: None when it is the network's."""
+        if "activation" not in fields:
+            return ref.activation
+        return None if fields["activation"] == self.reference.activation else fields["activation"]
 
     def to_values(self, genotype: "Genotype | str") -> dict:
         """The hyperparameter values of ``genotype``; UserError if it is not in the space."""
         genotype = load_genotype(genotype)
         ref = self.reference
-        if (genotype.stem, genotype.head, genotype.resolution, genotype.activation) != \
-                (ref.stem, ref.head, ref.resolution, ref.activation):
+        closed = ("resolution", "activation") + tuple(
+            c for c in NETWORK_CHOICES if f"network/{c}" not in self._decisions)
+        if any(getattr(genotype, key) != getattr(ref, key) for key in closed):
             raise UserError("genotype is not in the space: its stem, head, resolution or activation "
                             "differs from the reference's")
+        values: dict = {}
+        for choice in NETWORK_CHOICES:
+            name, value = f"network/{choice}", getattr(genotype, choice)
+            if name in self._decisions:
+                if value not in self.choices(name):
+                    raise UserError(f"genotype is not in the space: {choice} {value} not in "
+                                    f"{list(self.choices(name))}")
+                values[name] = value
         if len(genotype.stages) != len(ref.stages):
             raise UserError(f"genotype is not in the space: {len(genotype.stages)} stages, "
                             f"the reference has {len(ref.stages)}")
-        values: dict = {}
         for number, (stage, ref_stage) in enumerate(zip(genotype.stages, ref.stages), start=1):
             if number not in self.stages:
                 if stage != ref_stage:
                     raise UserError(f"genotype is not in the space: stage {number} is not searched "
                                     "and differs from the reference")
                 continue
-            if (stage.stride, stage.activation) != (ref_stage.stride, ref_stage.activation):
+            if stage.stride != ref_stage.stride or (
+                    "activation" not in self.open and stage.activation != ref_stage.activation):
                 raise UserError(f"genotype is not in the space: stage {number} stride or activation "
                                 "differs from the reference")
             prefix = f"stage{number}/"
             for choice in CHOICES:
                 name = prefix + choice
                 value = getattr(stage, choice)
+                if choice == "activation":
+                    value = value or ref.activation
+                    closed = ref_stage.activation or ref.activation
+                    if name not in self._decisions:
+                        if value != closed:
+                            raise UserError(f"genotype is not in the space: stage {number} activation "
+                                            f"{value!r} but that choice is closed at {closed!r}")
+                        continue
                 if name not in self._decisions:
                     closed = getattr(ref_stage, choice)
                     if choice == "expand" and (not block_type(stage.block).expands or
