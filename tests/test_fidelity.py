@@ -135,7 +135,9 @@ def test_bad_settings_are_one_line_errors_before_anything_is_written(tmp_path, c
     directory = tmp_path / "nothing"
     for extra, named in ((["--setting", "epochs=two"], "is not a number"), (["--architectures", "2"], ">= 3"),
                          (["--setting", "schedule=step"], "schedule 'step'"),
-                         (["--full", "epochs=1,resolution=8,fraction=0.5"], "must differ")):
+                         (["--full", "epochs=1,resolution=8,fraction=0.5"], "must differ"),
+                         (["--setting", "epochs=1,augment=padded-crop"], "full setting only"),
+                         (["--full", "epochs=2,augment=flip"], "augment 'flip'")):
         args = ARGS + extra
         if extra[0] == "--setting":
             args = ARGS[:ARGS.index("--setting")] + extra + ["--batch-size", "32"]
@@ -146,3 +148,28 @@ def test_bad_settings_are_one_line_errors_before_anything_is_written(tmp_path, c
     with pytest.raises(UserError, match="not an effscale proxy file"):
         (tmp_path / "x.json").write_text("{}")
         read_proxy_file(str(tmp_path / "x.json"))
+
+
+def test_an_augmented_full_setting_trains_on_augmented_images_and_keeps_its_held_out_split():
+    """The full setting can be the members' final schedule with their augmentation: its training
+    batches are the plain ones cropped (the same labels in the same order), validation untouched."""
+    from effscale.data.pipeline import to_numpy
+    from effscale.search.fidelity import ProxyTask, _Trainer, ladder, task_dict
+    from effscale.search.proxy import ProxySettings
+
+    trainer = _Trainer("digits", ProxySettings(batch_size=32))
+    plain = trainer.data(ProxyTask(epochs=1, resolution=16), 0)
+    cropped = trainer.data(ProxyTask(epochs=15, resolution=16, augment="padded-crop"), 0)
+    (xp, yp), (xc, yc) = next(iter(plain.train)), next(iter(cropped.train))
+    np.testing.assert_array_equal(yp.numpy(), yc.numpy())
+    assert not np.allclose(xp.numpy(), xc.numpy())
+    np.testing.assert_array_equal(to_numpy(plain.validation)[0], to_numpy(cropped.validation)[0])
+    assert task_dict(ProxyTask(epochs=15, augment="padded-crop"))["augment"] == "padded-crop"
+    # the ladder only takes settings at the full setting's data fraction, resolution and width
+    full = {"full": True, "setting": task_dict(ProxyTask(epochs=15, resolution=16)), "spearman_full": None}
+    other = {"full": False, "setting": task_dict(ProxyTask(epochs=1, resolution=8)), "spearman_full": 0.9}
+    same = {"full": False, "setting": task_dict(ProxyTask(epochs=4, resolution=16)), "spearman_full": 0.4}
+    assert ladder({"full": full, "a": other, "b": same}) is None
+    same["spearman_full"] = 0.5
+    assert ladder({"full": full, "a": other, "b": same}) == {"min_epochs": 4, "max_epochs": 15, "setting": "b",
+                                                             "spearman_full": 0.5}

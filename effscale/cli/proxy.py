@@ -46,7 +46,9 @@ def register(commands) -> None:
     proxy.add_argument("--architectures", type=int_flag(1, COUNT_MAX), default=12, help="architectures sampled (the reference among them)")
     proxy.add_argument("--seeds", type=int_flag(1, 1_000), default=2, help="seeds per architecture and setting")
     proxy.add_argument("--full", help="the full setting: epochs=N,fraction=F,resolution=R,width=W,"
-                                      "schedule=constant|cosine (default epochs=6,schedule=cosine)")
+                                      "schedule=constant|cosine,augment=padded-crop|resized-crop (default "
+                                      "epochs=6,schedule=cosine; the members' final schedule, e.g. "
+                                      "epochs=15,augment=padded-crop, checks a proxy against it)")
     proxy.add_argument("--setting", action="append",
                        help="a proxy setting in the same form (repeatable; default: a grid of epochs, fraction, "
                             "width and schedule)")

@@ -27,7 +27,7 @@ The trainings are the cost: each finished one is written atomically to
 >>> ProxyTask.parse("epocs=2")
 Traceback (most recent call last):
 ...
-effscale.common.errors.UserError: proxy setting 'epocs=2': unknown key 'epocs' (expected epochs, fraction, resolution, width, schedule)
+effscale.common.errors.UserError: proxy setting 'epocs=2': unknown key 'epocs' (expected epochs, fraction, resolution, width, schedule, augment)
 """
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ from effscale.search.proxy import SCHEDULES, ProxySettings
 from effscale.common.stats import spearman
 
 _KEYS = {"epochs": "epochs", "fraction": "train_fraction", "resolution": "resolution", "width": "width",
-         "schedule": "schedule"}
+         "schedule": "schedule", "augment": "augment"}
+AUGMENTATIONS = ("", "padded-crop", "resized-crop")  # "": none; the full setting only (trials train without)
+LADDER_SPEARMAN = 0.5  # a multi-fidelity search's cheapest rung ranks at least this well against the full setting
 DEFAULT_FULL = "epochs=6,schedule=cosine"
 DEFAULT_GRID = ("epochs=1,schedule=constant", "epochs=1,schedule=cosine", "epochs=2,schedule=cosine",
                 "epochs=2,fraction=0.5,schedule=cosine", "epochs=2,width=0.5,schedule=cosine")
@@ -62,6 +64,7 @@ class ProxyTask:
     resolution: int = 0  # 0: the baseline's own, at most 64
     width: float = 1.0
     schedule: str = "cosine"
+    augment: str = ""  # "padded-crop" / "resized-crop": the members' augmentation, for the full setting
 
     def __post_init__(self):
         if not (isinstance(self.epochs, int) and 1 <= self.epochs <= 1000):
@@ -74,10 +77,18 @@ class ProxyTask:
             raise UserError(f"proxy setting width must be in (0, 8], got {self.width!r}")
         if self.schedule not in SCHEDULES:
             raise UserError(f"proxy setting schedule {self.schedule!r}: expected one of {', '.join(SCHEDULES)}")
+        if self.augment not in AUGMENTATIONS:
+            raise UserError(f"proxy setting augment {self.augment!r}: expected padded-crop or resized-crop")
 
     @property
     def name(self) -> str:
-        return f"e{self.epochs}-f{self.train_fraction:g}-r{self.resolution}-w{self.width:g}-{self.schedule}"
+        """The setting's folder name (an augmented one ends in its augmentation).
+
+        >>> ProxyTask(epochs=15, augment="padded-crop").name
+        'e15-f1-r0-w1-cosine-padded-crop'
+        """
+        name = f"e{self.epochs}-f{self.train_fraction:g}-r{self.resolution}-w{self.width:g}-{self.schedule}"
+        return f"{name}-{self.augment}" if self.augment else name
 
     @classmethod
     def parse(cls, text: str) -> "ProxyTask":
@@ -91,7 +102,7 @@ class ProxyTask:
                 raise UserError(f"proxy setting {shorten(text)}: unknown key {shorten(key)} "
                                 f"(expected {', '.join(_KEYS)})")
             try:
-                values[_KEYS[key]] = value.strip() if key == "schedule" else (
+                values[_KEYS[key]] = value.strip() if key in ("schedule", "augment") else (
                     parse_int(value, key) if key in ("epochs", "resolution") else parse_float(value, key))
             except UserError:
                 raise UserError(f"proxy setting {shorten(text)}: {key}={shorten(value)} is not a number") from None
@@ -99,6 +110,18 @@ class ProxyTask:
 
     def resolved(self, baseline_resolution: int) -> "ProxyTask":
         return replace(self, resolution=self.resolution or min(baseline_resolution, 64))
+
+
+def task_dict(task: ProxyTask) -> dict:
+    """The setting as saved: without ``augment`` when there is none, as checks saved it before.
+
+    >>> task_dict(ProxyTask(epochs=2))
+    {'epochs': 2, 'train_fraction': 1.0, 'resolution': 0, 'width': 1.0, 'schedule': 'cosine'}
+    """
+    saved = asdict(task)
+    if not saved["augment"]:
+        del saved["augment"]
+    return saved
 
 
 def sample_architectures(space, n: int, seed: int) -> list[str]:
@@ -236,6 +259,8 @@ def run_proxy_check(check: ProxyCheck | None = None, project_dir: str = "effscal
     grid = [(s if isinstance(s, ProxyTask) else ProxyTask.parse(s)).resolved(genotype.resolution) for s in settings]
     if not grid:
         raise UserError("give at least one proxy setting")
+    if any(t.augment for t in grid):
+        raise UserError("augment is for the full setting only: search trials train without augmentation")
     names = [t.name for t in grid]
     if len(set(names)) != len(names) or full_task.name in names:
         raise UserError("proxy settings must differ from each other and from the full setting")
@@ -245,7 +270,7 @@ def run_proxy_check(check: ProxyCheck | None = None, project_dir: str = "effscal
                          dataset=str(dataset)).space
     archs = sample_architectures(space, architectures, seed)
     config = {"baseline": genotype.encode(), "dataset": str(dataset), "architectures": archs, "seeds": seeds,
-              "seed": seed, "full": asdict(full_task), "base": _recipe(base.to_dict()), "space": space.to_dict()}
+              "seed": seed, "full": task_dict(full_task), "base": _recipe(base.to_dict()), "space": space.to_dict()}
     path = check_project_dir(project_dir)
     summary_path = os.path.join(path, "proxy_check.json")
     if os.path.exists(summary_path):
@@ -344,16 +369,16 @@ class _Trainer:
     def data(self, task: ProxyTask, seed: int):
         from effscale.search.proxy import reshuffled
 
-        key = (task.resolution, task.train_fraction)
+        key = (task.resolution, task.train_fraction, task.augment)
         if key not in self._data:
             from effscale.data.pipeline import DataSpec, load_data
             from effscale.search.proxy import trial_path
 
             spec = DataSpec(self.dataset, resolution=task.resolution, seed=self.base.seed,
                             train_fraction=task.train_fraction)
-            self._data[key] = load_data(spec, batch_size=self.base.batch_size,
+            self._data[key] = load_data(spec, batch_size=self.base.batch_size, augment=task.augment or False,
                                         validation_batch_size=256,  # larger batches evaluate faster on CPU
-                                        in_memory=trial_path() == "new")
+                                        in_memory=trial_path() == "new" and not task.augment)
         return reshuffled(self._data[key], self.base.seed * 1000 + seed)
 
     def train(self, genotype: str, task: ProxyTask, seed: int) -> dict:
@@ -370,7 +395,7 @@ class _Trainer:
             accuracy, reason = out["accuracy"], ""
         except ProxyFailure as error:  # a diverged run counts as chance accuracy, and says so
             accuracy, reason = 1.0 / data.num_classes, str(error)
-        return {"genotype": genotype, "setting": asdict(task), "seed": seed, "accuracy": float(accuracy),
+        return {"genotype": genotype, "setting": task_dict(task), "seed": seed, "accuracy": float(accuracy),
                 "seconds": time.monotonic() - started, "train_size": data.train_size,
                 "validation_size": data.validation_size, "failure": reason}
 
@@ -396,7 +421,7 @@ def summarize(path: str, config: dict, tasks, threshold: float) -> dict:
     full_mean = accuracy["full"].mean(axis=1)
     results = {}
     for name, task in tasks:
-        results[name] = {"full": name == "full", "setting": asdict(task),
+        results[name] = {"full": name == "full", "setting": task_dict(task),
                          **setting_statistics(accuracy[name], None if name == "full" else full_mean, seconds[name]),
                          "accuracy": [[None if math.isnan(v) else float(v) for v in row] for row in accuracy[name]]}
     chosen, message = recommend(results, threshold)
@@ -405,7 +430,13 @@ def summarize(path: str, config: dict, tasks, threshold: float) -> dict:
         message += (f" (over the {complete} of {len(archs)} architectures trained at every setting so far; "
                     "rerun the same command to finish)")
     summary = {"config": config, "threshold": threshold, "results": results, "recommended": chosen,
-               "message": message}
+               "message": message, "ladder": ladder(results)}
+    if summary["ladder"]:
+        rungs = summary["ladder"]
+        summary["message"] += (f" Rung ladder for a multi-fidelity search (asha) at this data fraction: from "
+                               f"{rungs['min_epochs']} epoch(s) ({rungs['setting']}, Spearman "
+                               f"{rungs['spearman_full']:.2f}) to {rungs['max_epochs']} (search.oracle_options: "
+                               f"min_epochs {rungs['min_epochs']}, max_epochs {rungs['max_epochs']}).")
     proxy_path = os.path.join(path, "proxy.json")
     if chosen:
         task = ProxyTask(**results[chosen]["setting"])
@@ -424,6 +455,28 @@ def summarize(path: str, config: dict, tasks, threshold: float) -> dict:
     write_text(os.path.join(path, "proxy_check.md"), format_table(summary) + "\n\n" + message + "\n")
     plot(summary, os.path.join(path, "proxy_vs_full.png"))
     return summary
+
+
+def ladder(results: dict, threshold: float = LADDER_SPEARMAN) -> dict | None:
+    """The rung ladder a multi-fidelity search derives from a check: among the settings that differ
+    from the full one only in epochs and schedule (same data fraction, resolution and width), the
+    fewest epochs whose Spearman against the full setting is at least ``threshold`` become the
+    cheapest rung (``min_epochs``), the full setting's epochs the top one. None when none qualifies.
+
+    >>> full = {"full": True, "setting": task_dict(ProxyTask(epochs=15, augment="padded-crop")), "spearman_full": None}
+    >>> cheap = lambda e, rho: {"full": False, "setting": task_dict(ProxyTask(epochs=e)), "spearman_full": rho}
+    >>> ladder({"full": full, "a": cheap(1, 0.3), "b": cheap(3, 0.62), "c": cheap(5, 0.8)})
+    {'min_epochs': 3, 'max_epochs': 15, 'setting': 'b', 'spearman_full': 0.62}
+    """
+    top = next(r for r in results.values() if r["full"])["setting"]
+    same = ("train_fraction", "resolution", "width")
+    fitting = [(r["setting"]["epochs"], name, r["spearman_full"]) for name, r in results.items()
+               if not r["full"] and r["spearman_full"] is not None and r["spearman_full"] >= threshold
+               and all(r["setting"][k] == top[k] for k in same)]
+    if not fitting:
+        return None
+    epochs, name, rho = min(fitting)
+    return {"min_epochs": epochs, "max_epochs": top["epochs"], "setting": name, "spearman_full": rho}
 
 
 def format_table(summary: dict) -> str:
