@@ -63,26 +63,23 @@ class RegularizedEvolutionOracle(PrescreenMixin, AtomicStateMixin, keras_tuner.O
     Args:
         population_size: P, the number of members kept (the oldest leaves first).
         sample_size: S, the tournament size (S <= P), drawn with replacement.
-        max_collisions: mutations tried before falling back to a random candidate when every
-            child was tried already.
         prescreen: ``(score_fn, n)`` to prescreen each proposal (see the module docstring).
-        Other arguments as ``keras_tuner.Oracle``.
+        Other keyword arguments (``hyperparameters``, ``seed``, ``max_consecutive_failed_trials``,
+        ...) go to ``keras_tuner.Oracle``.
     """
 
-    def __init__(self, objective=None, max_trials=20, population_size=10, sample_size=3, seed=None,
-                 hyperparameters=None, allow_new_entries=True, tune_new_entries=True,
-                 max_retries_per_trial=0, max_consecutive_failed_trials=3, max_collisions=50, prescreen=None):
-        super().__init__(objective=objective, max_trials=max_trials, hyperparameters=hyperparameters,
-                         allow_new_entries=allow_new_entries, tune_new_entries=tune_new_entries, seed=seed,
-                         max_retries_per_trial=max_retries_per_trial,
-                         max_consecutive_failed_trials=max_consecutive_failed_trials, prescreen=prescreen)
+    #: mutations tried before falling back to a random candidate when every child was tried already
+    max_collisions = 50
+
+    def __init__(self, objective=None, max_trials=20, population_size=10, sample_size=3, prescreen=None,
+                 **kwargs):
+        super().__init__(objective=objective, max_trials=max_trials, prescreen=prescreen, **kwargs)
         if not (isinstance(population_size, int) and population_size >= 2):
             raise UserError(f"population_size must be an integer >= 2, got {population_size!r}")
         if not (isinstance(sample_size, int) and 1 <= sample_size <= population_size):
             raise UserError(f"sample_size must be an integer in 1..population_size, got {sample_size!r}")
         self.population_size = population_size
         self.sample_size = sample_size
-        self.max_collisions = max_collisions
         self.population: list[dict] = []   # oldest first: {"trial_id", "values", "score"}
         self._rng = np.random.default_rng(self.seed)
 

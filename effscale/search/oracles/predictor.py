@@ -182,14 +182,16 @@ class PredictorOracle(AtomicStateMixin, keras_tuner.Oracle):
         exploration: weight of the ensemble's standard deviation in the UCB acquisition.
         members: ensemble size.
         cost_fn, reward: make the predictor cost-aware (both or neither).
-        max_collisions: random draws tried before giving up when the space looks exhausted.
-        Other arguments as ``keras_tuner.Oracle``.
+        Other keyword arguments (``objective``, ``hyperparameters``, ``seed``, ...) go to
+        ``keras_tuner.Oracle``.
     """
 
-    def __init__(self, objective=None, max_trials=20, initial_points=10, parents=10, random_candidates=100,
-                 exploration=0.5, members=16, cost_fn=None, reward=None, max_collisions=50, acquisition="thompson",
-                 **kwargs):
-        super().__init__(objective=objective, max_trials=max_trials, **kwargs)
+    #: random draws tried before giving up when the space looks exhausted
+    max_collisions = 50
+
+    def __init__(self, max_trials=20, initial_points=10, parents=10, random_candidates=100, exploration=0.5,
+                 members=16, cost_fn=None, reward=None, acquisition="thompson", **kwargs):
+        super().__init__(max_trials=max_trials, **kwargs)
         for name, value, low in (("initial_points", initial_points, 2), ("parents", parents, 1),
                                  ("random_candidates", random_candidates, 0), ("members", members, 2)):
             if not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
@@ -200,7 +202,7 @@ class PredictorOracle(AtomicStateMixin, keras_tuner.Oracle):
             raise UserError(f"acquisition must be one of {', '.join(ACQUISITIONS)}, got {acquisition!r}")
         self.acquisition = acquisition
         self.initial_points, self.parents, self.random_candidates = initial_points, parents, random_candidates
-        self.exploration, self.members, self.max_collisions = float(exploration), members, max_collisions
+        self.exploration, self.members = float(exploration), members
         self.cost_fn, self.reward = cost_fn, reward
         self._rng = np.random.default_rng(self.seed)
         self._encoded: dict = {}  # the finished trials' feature rows, encoded once

@@ -77,19 +77,16 @@ class ReinforceOracle(AtomicStateMixin, keras_tuner.Oracle):
         normalize: divide the advantage by its running scale (see the module docstring).
         entropy_weight: weight of the entropy bonus.
         failed_reward: the reward a FAILED trial (hard limit, NaN loss, out of memory) teaches.
-        max_collisions: samples tried before falling back to a random candidate when every
-            sample was tried already.
-        Other arguments as ``keras_tuner.Oracle``.
+        Other keyword arguments (``hyperparameters``, ``seed``, ``max_consecutive_failed_trials``,
+        ...) go to ``keras_tuner.Oracle``.
     """
 
+    #: samples tried before falling back to a random candidate when every sample was tried already
+    max_collisions = 50
+
     def __init__(self, objective=None, max_trials=20, learning_rate=0.2, baseline_decay=0.9,
-                 entropy_weight=0.01, failed_reward=0.0, normalize=True, seed=None, hyperparameters=None,
-                 allow_new_entries=True, tune_new_entries=True, max_retries_per_trial=0,
-                 max_consecutive_failed_trials=3, max_collisions=50):
-        super().__init__(objective=objective, max_trials=max_trials, hyperparameters=hyperparameters,
-                         allow_new_entries=allow_new_entries, tune_new_entries=tune_new_entries, seed=seed,
-                         max_retries_per_trial=max_retries_per_trial,
-                         max_consecutive_failed_trials=max_consecutive_failed_trials)
+                 entropy_weight=0.01, failed_reward=0.0, normalize=True, **kwargs):
+        super().__init__(objective=objective, max_trials=max_trials, **kwargs)
         for name, value in (("learning_rate", learning_rate), ("entropy_weight", entropy_weight)):
             if not (isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)):
                 raise UserError(f"{name} must be a non-negative number, got {value!r}")
@@ -100,7 +97,6 @@ class ReinforceOracle(AtomicStateMixin, keras_tuner.Oracle):
         self.entropy_weight = float(entropy_weight)
         self.failed_reward = float(failed_reward)
         self.normalize = bool(normalize)
-        self.max_collisions = max_collisions
         self.logits: dict[str, list[float]] = {}
         self.baseline: float | None = None
         self.scale_sq: float | None = None  # moving average of (R - b)^2
