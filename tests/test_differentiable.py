@@ -17,8 +17,8 @@ import effscale
 import effscale.cli
 from effscale.model.cost import cost
 from effscale.data.pipeline import DataSpec, load_data
-from effscale.search.oneshot.differentiable import (CHECKPOINT, CostTable, check_supported, load_logits,
-                                            run_differentiable_search)
+from effscale.search.oneshot.differentiable import (CHECKPOINT, CostTable, SupernetOptions, check_supported,
+                                            load_logits, run_differentiable_search)
 from effscale.common.errors import UserError
 from effscale.search.objectives import Reward
 from effscale.search import design_variant, run_search
@@ -129,8 +129,9 @@ def test_lower_cost_target_gives_fewer_macs_and_the_logits_move_and_reload(tmp_p
     data = load_data(DataSpec("digits", resolution=8, seed=0), batch_size=64)
     results = {}
     for name, target in (("low", 1e4), ("high", 1e10)):  # far below / above every genotype in the space
-        results[name] = run_differentiable_search(space, data, VARIANT, Reward("macs", target), epochs=1,
-                                                  directory=str(tmp_path / name), seed=0, **FAST)
+        results[name] = run_differentiable_search(space, data, VARIANT, Reward("macs", target),
+                                                  SupernetOptions(epochs=1, **FAST),
+                                                  directory=str(tmp_path / name), seed=0)
     for result in results.values():
         assert space.to_values(result.genotype) == result.values  # a genotype of the space
         assert result.epochs_run == 1 and result.resumed_from == 0

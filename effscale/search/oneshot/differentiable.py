@@ -223,45 +223,70 @@ def _read_meta(path) -> dict | None:
         raise UserError(f"{path} does not load ({type(error).__name__}); delete it to start over") from None
 
 
+@dataclass(frozen=True)
+class SupernetOptions:
+    """How the supernet is trained: ``epochs``, the logits' Adam learning rate
+    ``arch_learning_rate`` from epoch ``warmup_epochs`` on, the weight of the cost term
+    ``cost_weight`` and the Gumbel-softmax ``temperature``.
+
+    >>> SupernetOptions(epochs=2, cost_weight=3.0).temperature
+    1.0
+    >>> SupernetOptions(epochs=2, warmup_epochs=2)
+    Traceback (most recent call last):
+    ...
+    effscale.common.errors.UserError: warmup epochs must be an integer in 0..1, got 2
+    """
+
+    epochs: int = 3
+    arch_learning_rate: float = 0.01
+    cost_weight: float = 1.0
+    warmup_epochs: int = 0
+    temperature: float = 1.0
+
+    def __post_init__(self):
+        epochs, warmup_epochs = self.epochs, self.warmup_epochs
+        if not (isinstance(epochs, int) and 1 <= epochs <= 1000):
+            raise UserError(f"supernet epochs must be an integer in 1..1000, got {epochs!r}")
+        if not (isinstance(warmup_epochs, int) and 0 <= warmup_epochs < epochs):
+            raise UserError(f"warmup epochs must be an integer in 0..{epochs - 1}, got {warmup_epochs!r}")
+        for name in ("arch_learning_rate", "cost_weight", "temperature"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise UserError(f"{name} must be a non-negative number, got {value!r}")
+        if self.temperature <= 0:
+            raise UserError(f"temperature must be positive, got {self.temperature!r}")
+
+
 def run_differentiable_search(space: SearchSpace, data, variant: "str | Variant", reward: "Reward | dict",
-                              epochs: int = 3, directory: str = "supernet", seed: int = 0,
-                              settings: ProxySettings | None = None, arch_learning_rate: float = 0.01,
-                              cost_weight: float = 1.0, warmup_epochs: int = 0, temperature: float = 1.0,
-                              verbose: int = 0, stream=None) -> DifferentiableResult:
+                              supernet: SupernetOptions | None = None, directory: str = "supernet", seed: int = 0,
+                              settings: ProxySettings | None = None, verbose: int = 0,
+                              stream=None) -> DifferentiableResult:
     """Search ``space`` with a supernet trained on ``data`` (a :class:`~effscale.data.pipeline.DataSplits`)
     at ``variant`` (e.g. ``"w=0.25,d=1,r=8"`` or a :class:`~effscale.model.scaling.Variant`; saved as its
-    :func:`~effscale.model.scaling.variant_spec`) for ``epochs`` epochs, steering the expected
+    :func:`~effscale.model.scaling.variant_spec`) as ``supernet`` (:class:`SupernetOptions`) says, steering the expected
     ``reward.cost`` (macs or params, at the design variant) to ``reward.target``.
 
     Weights: ``settings`` (batch size is the data's; optimizer SGD at its learning rate and
-    momentum; BN momentum). Logits: Adam at ``arch_learning_rate`` from epoch
+    momentum; BN momentum). Logits: Adam at the supernet's ``arch_learning_rate`` from epoch
     ``warmup_epochs`` on. Rerunning with the same arguments resumes; a larger ``epochs``
     continues. Returns a :class:`DifferentiableResult` (``.genotype``, ``.values``, ``.history``).
 
     Example (a few seconds)::
 
-        from effscale.data.pipeline import load_data
+        from effscale.data import DataSpec, load_data
         space = SearchSpace("tiny", open=("kernel", "se"), stages=(2, 3))
-        result = run_differentiable_search(space, load_data("digits", resolution=8), "w=0.25,d=1,r=8",
-                                           Reward("macs", 2e6), epochs=1, directory="supernet")
+        result = run_differentiable_search(space, load_data(DataSpec("digits", resolution=8)), "w=0.25,d=1,r=8",
+                                           Reward("macs", 2e6), SupernetOptions(epochs=1), directory="supernet")
         result.genotype, load_logits("supernet")[-1]["probabilities"]
     """
     stream = stream or sys.stdout
     settings = settings or ProxySettings(seed=seed)
     reward = reward if isinstance(reward, Reward) else Reward.from_dict(reward)
     check_supported(space, reward.cost)
-    if not (isinstance(epochs, int) and 1 <= epochs <= 1000):
-        raise UserError(f"supernet epochs must be an integer in 1..1000, got {epochs!r}")
-    if not (isinstance(warmup_epochs, int) and 0 <= warmup_epochs < epochs):
-        raise UserError(f"warmup epochs must be an integer in 0..{epochs - 1}, got {warmup_epochs!r}")
-    for name, value in (("arch_learning_rate", arch_learning_rate), ("cost_weight", cost_weight),
-                        ("temperature", temperature)):
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-            raise UserError(f"{name} must be a non-negative number, got {value!r}")
-    if temperature <= 0:
-        raise UserError(f"temperature must be positive, got {temperature!r}")
-    options = {"arch_learning_rate": float(arch_learning_rate), "cost_weight": float(cost_weight),
-               "warmup_epochs": warmup_epochs, "temperature": float(temperature)}
+    supernet = supernet or SupernetOptions()
+    epochs, warmup_epochs = supernet.epochs, supernet.warmup_epochs
+    options = {"arch_learning_rate": float(supernet.arch_learning_rate), "cost_weight": float(supernet.cost_weight),
+               "warmup_epochs": warmup_epochs, "temperature": float(supernet.temperature)}
     config = _config(space, variant, reward, settings, seed, options)
     directory = os.path.abspath(os.fspath(directory))
     os.makedirs(directory, exist_ok=True)

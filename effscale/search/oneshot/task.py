@@ -40,13 +40,12 @@ def attach(oracle, task: OneShotTask, verbose: int = 0, stream=None) -> None:
     >>> list(oracle.populate_space("0")["values"])  # one supernet epoch on digits at 8 px
     ['stage2/kernel']
     """
-    from effscale.search.oneshot.differentiable import run_differentiable_search
+    from effscale.search.oneshot.differentiable import SupernetOptions, run_differentiable_search
 
     def search(options: dict, k: int) -> list[dict]:
-        epochs = options.pop("epochs")
-        result = run_differentiable_search(task.space, task.data(), task.variant, task.reward, epochs=epochs,
-                                           directory=task.directory, seed=task.seed, settings=task.settings,
-                                           verbose=verbose, stream=stream, **options)
+        result = run_differentiable_search(task.space, task.data(), task.variant, task.reward,
+                                           SupernetOptions(**options), directory=task.directory, seed=task.seed,
+                                           settings=task.settings, verbose=verbose, stream=stream)
         return result.top_values(k)
 
     oracle.search_fn = search
