@@ -5,7 +5,7 @@
 True
 """
 
-from effscale.model.builder import build
+from effscale.model.builder import ModelOptions, build
 from effscale.common.errors import UserError
 from effscale.family.pipeline import run_family
 from effscale.model.genotype import Genotype, Stage
@@ -17,5 +17,5 @@ from effscale.model.zoo import REGISTRY, get_genotype
 
 __version__ = "0.1.0"
 
-__all__ = ["build", "Genotype", "Stage", "Variant", "UserError", "load_genotype", "get_genotype",
+__all__ = ["build", "ModelOptions", "Genotype", "Stage", "Variant", "UserError", "load_genotype", "get_genotype",
            "resolve_variant", "resolve_family", "REGISTRY", "load_weights", "run_family", "__version__"]

@@ -29,7 +29,8 @@ def test_heads_and_pooling():
     assert effscale.build("tiny", "w=0.25,d=0.5,r=16", include_top=False, pooling="max").output_shape == (None, 32)
     flexible = effscale.build("tiny", "w=0.25,d=0.5,r=16", classes=4, input_shape=(None, None, 3))
     assert flexible.predict(np.zeros((1, 40, 24, 3), "float32"), verbose=0).shape == (1, 4)
-    without = effscale.build("tiny", "w=0.25,d=0.5,r=16", classes=4, include_preprocessing=False)
+    without = effscale.build("tiny", "w=0.25,d=0.5,r=16", classes=4,
+                             options=effscale.ModelOptions(include_preprocessing=False))
     assert "normalization" not in [layer.name for layer in without.layers]
 
 
@@ -39,6 +40,9 @@ def test_heads_and_pooling():
     ({"drop_connect": -0.1}, "drop_connect"),
 ])
 def test_bad_builder_arguments(kwargs, named):
+    own = {k: kwargs.pop(k) for k in ("dropout", "bn_momentum", "drop_connect") if k in kwargs}
+    if own:
+        kwargs["options"] = effscale.ModelOptions(**own)
     with pytest.raises(UserError, match=named):
         effscale.build("tiny", "w=0.25,d=0.5,r=16", **kwargs)
 

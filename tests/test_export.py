@@ -23,7 +23,7 @@ def trained(tmp_path_factory):
     """A small variant trained briefly on digits (outputs far from uniform, so top-1 means something)."""
     keras.utils.set_random_seed(0)
     splits = load_data(DataSpec("digits", resolution=16), batch_size=64)
-    model = effscale.build("tiny", "w=0.25,d=0.5,r=16", classes=10, bn_momentum=0.9)
+    model = effscale.build("tiny", "w=0.25,d=0.5,r=16", classes=10, options=effscale.ModelOptions(bn_momentum=0.9))
     refresh_normalization(model)
     model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(splits.train, epochs=2, verbose=0)

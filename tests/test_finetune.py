@@ -58,7 +58,7 @@ def test_gradual_unfreezing_adds_one_stage_per_epoch_from_the_top():
 
 
 def test_a_keras_model_gets_a_new_head(tmp_path):
-    source = effscale.build("tiny", "w=0.25,d=0.5,r=16", classes=7, bn_momentum=0.9)
+    source = effscale.build("tiny", "w=0.25,d=0.5,r=16", classes=7, options=effscale.ModelOptions(bn_momentum=0.9))
     config = FineTuneConfig(head_epochs=1, epochs=1, steps_per_epoch=1, validation_steps=1, batch_size=8,
                             augment=False, eager=True)
     record = finetune(source, data="digits", config=config, out_dir=tmp_path / "out")

@@ -65,7 +65,7 @@ def pretrained(tmp_path_factory):
     images = tf.image.resize(np.repeat(bunch.images[keep][..., None] * 255 / 16, 3, -1).astype("float32"), (16, 16))
     labels = bunch.target[keep]
     keras.utils.set_random_seed(0)
-    model = effscale.build("tiny", VARIANT, classes=7, bn_momentum=0.9)
+    model = effscale.build("tiny", VARIANT, classes=7, options=effscale.ModelOptions(bn_momentum=0.9))
     refresh_normalization(model)
     model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
     history = model.fit(images, labels, batch_size=64, epochs=3, verbose=0)

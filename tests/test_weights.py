@@ -104,9 +104,9 @@ def weight_shapes(model):
 
 @pytest.mark.parametrize("kind", ["model", "keras-file", "weights-file", "legacy-h5"])
 def test_partial_transfer_between_genotypes_reports_exactly_the_matching_layers(tmp_path, kind):
-    source = effscale.build(TINY, "w=0.5,d=1,r=32", classes=5, bn_momentum=0.9)
+    source = effscale.build(TINY, "w=0.5,d=1,r=32", classes=5, options=effscale.ModelOptions(bn_momentum=0.9))
     randomize_statistics(source, 1)
-    target = effscale.build(OTHER, "w=0.5,d=1,r=32", classes=3, bn_momentum=0.9)
+    target = effscale.build(OTHER, "w=0.5,d=1,r=32", classes=3, options=effscale.ModelOptions(bn_momentum=0.9))
     original = {l.name: [w.copy() for w in l.get_weights()] for l in target.layers if l.weights}
     src, tgt = weight_shapes(source), weight_shapes(target)
     both = [n for n in tgt if n in src]
@@ -142,16 +142,16 @@ def test_partial_transfer_between_genotypes_reports_exactly_the_matching_layers(
 
 
 def test_a_legacy_full_model_h5_loads_exactly_and_mismatches_are_refused(tmp_path):
-    source = effscale.build(TINY, "w=0.25,d=0.5,r=32", classes=3, bn_momentum=0.9)
+    source = effscale.build(TINY, "w=0.25,d=0.5,r=32", classes=3, options=effscale.ModelOptions(bn_momentum=0.9))
     randomize_statistics(source, 2)
     refresh_normalization(source)  # Normalization's cached statistics follow its weights
     source.save(tmp_path / "full.h5")  # the legacy whole-model format (model_weights group)
-    target = effscale.build(TINY, "w=0.25,d=0.5,r=32", classes=3, bn_momentum=0.9)
+    target = effscale.build(TINY, "w=0.25,d=0.5,r=32", classes=3, options=effscale.ModelOptions(bn_momentum=0.9))
     images = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
     report = effscale.load_weights(target, str(tmp_path / "full.h5"), exact=True)
     assert report.exact
     np.testing.assert_allclose(np.asarray(target(images)), np.asarray(source(images)), atol=1e-6)
-    wider = effscale.build(TINY, "w=0.5,d=0.5,r=32", classes=3, bn_momentum=0.9)
+    wider = effscale.build(TINY, "w=0.5,d=0.5,r=32", classes=3, options=effscale.ModelOptions(bn_momentum=0.9))
     with pytest.raises(UserError, match="do not match exactly"):
         effscale.load_weights(wider, str(tmp_path / "full.h5"), exact=True)
 

@@ -115,7 +115,7 @@ def train_seeds(genotype, data, recipe: dict, test: bool = False) -> dict:
     import keras
     import numpy as np
 
-    from effscale.model.builder import build
+    from effscale.model.builder import ModelOptions, build
     from effscale.search.proxy import ProxySettings, reshuffled, steps_per_epoch
 
     schedule = recipe.get("schedule", "constant")
@@ -126,7 +126,8 @@ def train_seeds(genotype, data, recipe: dict, test: bool = False) -> dict:
     for index, seed in enumerate(recipe["seeds"]):
         started = time.perf_counter()
         keras.utils.set_random_seed(seed)
-        fresh = build(genotype, _variant(recipe), classes=data.num_classes, bn_momentum=settings.bn_momentum)
+        fresh = build(genotype, _variant(recipe), classes=data.num_classes,
+                      options=ModelOptions(bn_momentum=settings.bn_momentum))
         if model is None:
             model = fresh
             model.compile(settings.make_optimizer(steps_per_epoch(data), settings.epochs),

@@ -55,7 +55,7 @@ def search_coefficients(genotype, data: "DataSpec | str" = "digits", project_dir
     import keras
     import keras_tuner
 
-    from effscale.model.builder import build
+    from effscale.model.builder import ModelOptions, build
     from effscale.data.pipeline import DataSpec, load_data
     from effscale.model.zoo import load_genotype
     from effscale.model.scaling import phi_variant
@@ -77,7 +77,7 @@ def search_coefficients(genotype, data: "DataSpec | str" = "digits", project_dir
             alpha, beta, gamma = _decode(hp.Choice("coefficients", choices))
             variant = phi_variant(1, genotype, alpha, beta, gamma)
             splits = data_for(variant.resolution)
-            model = build(genotype, variant, classes=splits.num_classes, bn_momentum=0.9)
+            model = build(genotype, variant, classes=splits.num_classes, options=ModelOptions(bn_momentum=0.9))
             model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy",
                           metrics=["accuracy"])
             return model

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -29,6 +30,28 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STDDEV = (0.229, 0.224, 0.225)
 
 
+@dataclass(frozen=True)
+class ModelOptions:
+    """What :func:`build` takes beyond keras.applications' arguments: ``dropout`` before the
+    classifier (default: the variant's), ``drop_connect`` (stochastic depth, the last block's
+    rate), ``bn_momentum`` (default: keras.applications' for the genotype's convention, 0.99 for
+    V1 and 0.9 for V2; 0.9 suits short runs, the EfficientNet recipe's 0.99 assumes ~350
+    epochs), ``bn_epsilon``, ``include_preprocessing`` (the rescaling and normalization layers
+    inside the model) and the model's ``name``. Validated by :func:`build`.
+
+    >>> build("tiny", "w=0.25,d=0.5,r=16", classes=4, options=ModelOptions(bn_momentum=0.9)).get_layer(
+    ...     "stem_bn").momentum
+    0.9
+    """
+
+    dropout: float | None = None
+    drop_connect: float = DEFAULT_DROP_CONNECT
+    bn_momentum: float | None = None
+    bn_epsilon: float = 1e-3
+    include_preprocessing: bool = True
+    name: str | None = None
+
+
 def build(
     genotype: "Genotype | str" = "efficientnet-b0",
     variant: "Variant | str" = "b0",
@@ -37,14 +60,9 @@ def build(
     input_shape: tuple | None = None,
     pooling: str | None = None,
     classifier_activation: str | None = "softmax",
-    dropout: float | None = None,
-    drop_connect: float = DEFAULT_DROP_CONNECT,
-    bn_momentum: float | None = None,
-    bn_epsilon: float = 1e-3,
-    include_preprocessing: bool = True,
-    name: str | None = None,
     weights: str | None = None,
     input_tensor=None,
+    options: ModelOptions | None = None,
 ):
     """A functional ``keras.Model`` of ``genotype`` scaled by ``variant``.
 
@@ -52,9 +70,9 @@ def build(
     ``variant`` any spelling :func:`effscale.model.variants.resolve_variant` accepts. Inputs are
     pixels in [0, 255]: the model rescales and normalizes inside, as keras.applications
     EfficientNet and EfficientNetV2 do (the genotype's ``inputs``: ImageNet-normalized, or
-    [-1, 1] for EfficientNetV2-S/M/L). ``dropout`` defaults to the variant's.
-    ``bn_momentum`` defaults to keras.applications' for the genotype's convention (0.99 for
-    V1, 0.9 for V2); 0.9 suits short runs (the EfficientNet recipe's 0.99 assumes ~350 epochs).
+    [-1, 1] for EfficientNetV2-S/M/L). The arguments are keras.applications' EfficientNet ones;
+    ``options`` (:class:`ModelOptions`) holds effscale's own (dropout, drop-connect, batch norm,
+    preprocessing, name).
 
     ``weights`` and ``input_tensor`` work as in keras.applications: ``None`` (random
     initialization), ``"imagenet"`` (keras' cached ImageNet file for EfficientNet-B0..B7, read
@@ -71,10 +89,15 @@ def build(
     >>> build("tiny", "w=0.5,d=0.5,r=32", classes=4, input_tensor=image).inputs[0] is image
     True
     """
+    options = options or ModelOptions()
+    if not isinstance(options, ModelOptions):
+        raise UserError(f"options must be a ModelOptions, got {options!r}")
+    dropout, drop_connect, bn_epsilon = options.dropout, options.drop_connect, options.bn_epsilon
+    include_preprocessing, name = options.include_preprocessing, options.name
     genotype = load_genotype(genotype)
     variant = resolve_variant(variant, genotype)
     convention = CONVENTIONS[genotype.convention]
-    bn_momentum = convention.bn_momentum if bn_momentum is None else bn_momentum
+    bn_momentum = convention.bn_momentum if options.bn_momentum is None else options.bn_momentum
     _validate(classes, include_top, pooling, dropout, drop_connect, bn_momentum, bn_epsilon)
     imagenet_source = _imagenet_source(weights, genotype, variant, classes, include_top)
     plan = network_plan(genotype, variant, drop_connect)

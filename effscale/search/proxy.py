@@ -214,7 +214,7 @@ def proxy_train(genotype, variant, data, settings: ProxySettings = ProxySettings
     import keras
     import numpy as np
 
-    from effscale.model.builder import build
+    from effscale.model.builder import ModelOptions, build
 
     epochs = settings.epochs if epochs is None else int(epochs)
     keras.utils.set_random_seed(settings.seed)
@@ -223,8 +223,8 @@ def proxy_train(genotype, variant, data, settings: ProxySettings = ProxySettings
     clock = {} if timings is None else timings
     started = time.perf_counter()
     try:
-        model = build(genotype, variant, classes=data.num_classes, bn_momentum=settings.bn_momentum,
-                      dropout=settings.dropout)
+        model = build(genotype, variant, classes=data.num_classes,
+                      options=ModelOptions(bn_momentum=settings.bn_momentum, dropout=settings.dropout))
         built = time.perf_counter()
         clock["build"] = clock.get("build", 0.0) + built - started
         if reuse is not None and reuse.get("key") == key:

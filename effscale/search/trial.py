@@ -207,11 +207,11 @@ def SearchHyperModel(space: SearchSpace, classes: int, variant: str | None = Non
             return self.space.to_genotype(hp.values)
 
         def build(self, hp):
-            from effscale.model.builder import build
+            from effscale.model.builder import ModelOptions, build
 
             genotype = self.space.declare(hp)
-            model = build(genotype, self.variant or design_variant(genotype), classes=self.classes,
-                          bn_momentum=self.settings.bn_momentum, dropout=self.settings.dropout)
+            options = ModelOptions(bn_momentum=self.settings.bn_momentum, dropout=self.settings.dropout)
+            model = build(genotype, self.variant or design_variant(genotype), classes=self.classes, options=options)
             model.compile(self.settings.make_optimizer(steps_per_epoch), "sparse_categorical_crossentropy",
                           metrics=["accuracy"], jit_compile=False)
             return model

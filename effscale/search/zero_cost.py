@@ -165,14 +165,14 @@ def _check_batch(batch):
     return images, labels
 
 
-def _build(genotype, variant, classes, seed, **kwargs):
+def _build(genotype, variant, classes, seed, include_preprocessing: bool = True):
     import keras
 
-    from effscale.model.builder import build
+    from effscale.model.builder import ModelOptions, build
 
     keras.utils.set_random_seed(seed)
-    return build(genotype, variant, classes=classes, classifier_activation=None, dropout=0.0, drop_connect=0.0,
-                 **kwargs)
+    options = ModelOptions(dropout=0.0, drop_connect=0.0, include_preprocessing=include_preprocessing)
+    return build(genotype, variant, classes=classes, classifier_activation=None, options=options)
 
 
 def _kernels(model) -> list:

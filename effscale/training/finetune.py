@@ -284,7 +284,7 @@ folder, ...), split with the config's ``validation_fraction`` and ``seed``.
     """
     import keras
 
-    from effscale.model.builder import build
+    from effscale.model.builder import ModelOptions, build
     from effscale.data.pipeline import DataSpec, load_data
     from effscale.model.weights import load_weights, refresh_normalization
 
@@ -315,8 +315,8 @@ folder, ...), split with the config's ``validation_fraction`` and ``seed``.
         model = _replace_head(loaded, splits.num_classes, config.dropout)
         report = None
     else:
-        model = build(genotype, variant_value, classes=splits.num_classes, dropout=config.dropout,
-                      input_shape=(resolution, resolution, 3), bn_momentum=0.9)
+        model = build(genotype, variant_value, classes=splits.num_classes, input_shape=(resolution, resolution, 3),
+                      options=ModelOptions(dropout=config.dropout, bn_momentum=0.9))
         report = load_weights(model, weights) if weights is not None else None
     refresh_normalization(model)
 

@@ -306,7 +306,7 @@ def train_variant(genotype, variant="b0", data: "DataSpec | str" = "digits", rec
     import keras
 
     from effscale.data.spec import DataSpec
-    from effscale.model.builder import build
+    from effscale.model.builder import ModelOptions, build
     from effscale.model.cost import cost
     from effscale.data.pipeline import load_data
     from effscale.training.evaluate import MODEL_FILE, RESULTS_FILE, evaluate_dataset, summary_line, weights_digest
@@ -385,9 +385,10 @@ def train_variant(genotype, variant="b0", data: "DataSpec | str" = "digits", rec
         keras.utils.set_random_seed(recipe.seed + stage.index)
         dropout = recipe.dropout if stage.dropout is None else stage.dropout
         with dtype_policy(policy), strategy.scope():
-            model = build(genotype, variant, classes=splits.num_classes, dropout=dropout,
-                          input_shape=(stage.resolution, stage.resolution, 3), drop_connect=recipe.drop_connect,
-                          bn_momentum=recipe.bn_momentum, bn_epsilon=recipe.bn_epsilon)
+            options = ModelOptions(dropout=dropout, drop_connect=recipe.drop_connect, bn_momentum=recipe.bn_momentum,
+                                   bn_epsilon=recipe.bn_epsilon)
+            model = build(genotype, variant, classes=splits.num_classes,
+                          input_shape=(stage.resolution, stage.resolution, 3), options=options)
             synchronized = _synchronize_batch_norm(model) if (replicas > 1 and recipe.sync_batch_norm) else 0
             optimizer = recipe.make_optimizer(global_batch, steps)
             if policy == "mixed_float16" and use_custom:
