@@ -43,6 +43,9 @@ def keras_v2(name, **kwargs):
 
 
 def ours_v2(name, **kwargs):
+    """effscale's build with keras' argument names (include_preprocessing is a ModelOptions field)."""
+    if "include_preprocessing" in kwargs:
+        kwargs["options"] = effscale.ModelOptions(include_preprocessing=kwargs.pop("include_preprocessing"))
     return effscale.build(V2[name][0], V2[name][1], **kwargs)
 
 
