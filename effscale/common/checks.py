@@ -163,6 +163,16 @@ def parse_int(text, name: str, low: int | None = None, high: int | None = None) 
         raise UserError(f"{name} must be {_range_words('an integer', low, high)}, got {shorten(text)}") from None
 
 
+def is_number_text(text: str) -> bool:
+    """Whether ``text`` is a number written in ASCII decimal or exponent form (what
+    :func:`parse_float` reads; Python's ``float`` also takes other scripts' digits and inf / nan).
+
+    >>> is_number_text(" 2e6"), is_number_text("\u0663"), is_number_text("nan")
+    (True, False, False)
+    """
+    return bool(_FLOAT.fullmatch(text.strip()))
+
+
 def parse_float(text, name: str, low: float | None = None, high: float | None = None,
                 low_open: bool = False) -> float:
     """A finite number written as text (ASCII, decimal or exponent form; no ``inf`` / ``nan``).

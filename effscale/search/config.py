@@ -81,15 +81,14 @@ def _integer(key: str, value, low: int, what: str = "a positive integer", high: 
 
 
 def _number(key: str, value, optional: bool = True) -> float | None:
-    from effscale.common.checks import MAX_NUMBER_TEXT, shorten
+    from effscale.common.checks import MAX_NUMBER_TEXT, is_number_text, shorten
 
     if value is None and optional:
         return None
-    if isinstance(value, str) and len(value) <= MAX_NUMBER_TEXT:  # YAML reads 2e6 (no dot) as text
-        try:
-            value = float(value)
-        except ValueError:
-            pass
+    # YAML reads 2e6 (no dot) as text; only ASCII decimal text, as parse_float reads it (Python's
+    # float() also takes other scripts' digits, e.g. '\u0663' for 3, and 'inf' / 'nan')
+    if isinstance(value, str) and len(value) <= MAX_NUMBER_TEXT and is_number_text(value):
+        value = float(value)
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 1000:
         value = math.inf  # beyond the float range: refused below
     if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)):
