@@ -123,6 +123,7 @@ def test_a_killed_search_resumes_from_its_last_epoch_and_records_the_derived_gen
     assert "trials (1):" in listing and derived.encode() in listing
 
 
+@pytest.mark.slow
 def test_lower_cost_target_gives_fewer_macs_and_the_logits_move_and_reload(tmp_path):
     # Same supernet configuration as the search above: after it, the traced steps are reused.
     space = SearchSpace(MICRO, open=OPEN)

@@ -53,6 +53,7 @@ def test_tflite_export_agrees_with_keras(tmp_path, trained, quantize):
         assert report["calibration_images"] == len(train)
 
 
+@pytest.mark.slow
 def test_int8_calibration_comes_from_the_representative_data(trained):
     model, train, _, _ = trained
     from effscale.latency import interpreter
@@ -69,6 +70,7 @@ def test_int8_calibration_comes_from_the_representative_data(trained):
         export_model(model, "/tmp/never.tflite", "tflite", "int8")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("format", ["keras", "savedmodel"])
 def test_keras_and_savedmodel_exports_agree_exactly(tmp_path, trained, format):
     model, _, validation, _ = trained
@@ -77,6 +79,7 @@ def test_keras_and_savedmodel_exports_agree_exactly(tmp_path, trained, format):
     assert report["top1_agreement"] == 1.0 and report["max_abs_diff"] < 1e-5 and out.exists()
 
 
+@pytest.mark.slow
 def test_cli_export_prints_agreement_and_latency_and_refuses_bad_input(tmp_path, trained, capsys):
     _, _, _, folder = trained
     assert main(["export", str(folder), "--format", "tflite", "--quantize", "int8", "--samples", "32",

@@ -108,6 +108,7 @@ def test_killed_run_resumes_without_retraining_the_first_variant(resumed_run):
     assert set(previous["stages"]) <= set(stages)
 
 
+@pytest.mark.slow
 def test_run_produces_results_plots_and_both_report_pages(resumed_run, assert_every_number_names_its_split):
     run_dir = resumed_run[0]
     results = json.loads((run_dir / "results.json").read_text())
@@ -130,6 +131,7 @@ def test_run_produces_results_plots_and_both_report_pages(resumed_run, assert_ev
     assert (run_dir / "logs" / "phi0").is_dir()  # TensorBoard logs under one log dir
 
 
+@pytest.mark.slow
 def test_report_numbers_equal_the_results_json(resumed_run):
     run_dir = resumed_run[0]
     results = json.loads((run_dir / "results.json").read_text())
@@ -148,6 +150,7 @@ def test_report_numbers_equal_the_results_json(resumed_run):
     assert results["baseline"]["genotype"] in markdown
 
 
+@pytest.mark.slow
 def test_status_reports_every_stage(resumed_run, capsys):
     run_dir = resumed_run[0]
     assert cli.main(["status", str(run_dir)]) == 0
@@ -156,6 +159,7 @@ def test_status_reports_every_stage(resumed_run, capsys):
         assert re.search(rf"^{re.escape(stage)}\s+done", out, re.MULTILINE), out
 
 
+@pytest.mark.slow
 def test_status_json_lists_every_stage_with_its_state(resumed_run, capsys):
     run_dir = resumed_run[0]
     assert cli.main(["status", str(run_dir), "--json"]) == 0
@@ -167,6 +171,7 @@ def test_status_json_lists_every_stage_with_its_state(resumed_run, capsys):
         assert stages[name]["status"] == "done" and stages[name]["seconds"] == state["stages"][name]["seconds"]
 
 
+@pytest.mark.slow
 def test_finished_run_reruns_without_training(resumed_run):
     run_dir = resumed_run[0]
     before = read_state(run_dir)
@@ -180,6 +185,7 @@ def test_finished_run_reruns_without_training(resumed_run):
     assert len(results["variants"]) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change,named", [
     ({"trainng": {"epochs": 1}}, "'trainng'"),
     ({"training": {"epochs": "ten"}}, "'training.epochs'"),
@@ -207,6 +213,7 @@ def test_invalid_config_fails_before_training_and_leaves_old_run_untouched(chang
     assert tree_digest(run_dir) == digest
 
 
+@pytest.mark.slow
 def test_a_different_config_does_not_overwrite_an_earlier_run(resumed_run):
     run_dir = resumed_run[0]
     digest = tree_digest(run_dir)
@@ -294,6 +301,7 @@ def _member_results(run_dir, folder: str) -> dict:
     return json.loads((run_dir / "variants" / folder / "results.json").read_text())
 
 
+@pytest.mark.slow
 def test_report_recommends_the_cheapest_member_within_noise_of_the_best(resumed_run):
     run_dir = resumed_run[0]
     members = {name: _member_results(run_dir, name) for name in ("phi0", "phi1")}
@@ -307,6 +315,7 @@ def test_report_recommends_the_cheapest_member_within_noise_of_the_best(resumed_
     assert f"**Recommendation: ship `{expected}`" in (run_dir / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_report_says_what_was_searched_and_how_far_each_candidate_sat_from_the_target(resumed_run):
     run_dir = resumed_run[0]
     page = _page(run_dir)
@@ -326,6 +335,7 @@ def test_report_says_what_was_searched_and_how_far_each_candidate_sat_from_the_t
                      page.sections["What was searched"])
 
 
+@pytest.mark.slow
 def test_reference_family_is_trained_exactly_like_the_searched_one(resumed_run):
     from effscale.model.zoo import load_genotype
     from effscale.model.scaling import scale_genotype
@@ -344,6 +354,7 @@ def test_reference_family_is_trained_exactly_like_the_searched_one(resumed_run):
     assert [row[0] for row in comparison[1:]] == ["phi0", "phi1"]
 
 
+@pytest.mark.slow
 def test_family_tables_show_test_top1_with_its_interval_and_mark_the_pareto_members(resumed_run):
     run_dir = resumed_run[0]
     page = _page(run_dir)
@@ -362,6 +373,7 @@ def test_family_tables_show_test_top1_with_its_interval_and_mark_the_pareto_memb
     assert {row[0] for row in rows if row[pareto] == "yes"} == efficient
 
 
+@pytest.mark.slow
 def test_report_links_resolve_and_the_html_is_one_self_contained_file(resumed_run):
     import base64
 
@@ -379,6 +391,7 @@ def test_report_links_resolve_and_the_html_is_one_self_contained_file(resumed_ru
     assert "<script" not in text and "<link" not in text and "`" not in text  # code is <code>, not backticks
 
 
+@pytest.mark.slow
 def test_report_times_are_the_times_the_console_printed(resumed_run):
     run_dir = resumed_run[0]
     console = (run_dir.parent / "console.txt").read_text()
@@ -393,6 +406,7 @@ def test_report_times_are_the_times_the_console_printed(resumed_run):
                 assert row[column] == printed[prefix + row[0]]
 
 
+@pytest.mark.slow
 def test_output_files_honour_the_umask(resumed_run):
     run_dir = resumed_run[0]
     for root, folders, files in os.walk(run_dir):

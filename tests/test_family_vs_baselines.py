@@ -18,6 +18,7 @@ def smoke(tmp_path_factory, load_benchmark):
     return script, folder, args, first
 
 
+@pytest.mark.slow
 def test_every_family_is_trained_at_each_searched_members_multiply_adds(smoke):
     from effscale.model.cost import multiply_adds
     from effscale.model.genotype import Genotype
@@ -44,6 +45,7 @@ def test_every_family_is_trained_at_each_searched_members_multiply_adds(smoke):
             assert len(row["test_top1_seeds"]) == 1 and 0 <= row["test_top1"] <= 1 and row["wall_seconds"] > 0
 
 
+@pytest.mark.slow
 def test_the_keras_applications_baseline_and_the_written_files(smoke):
     import keras
 
@@ -60,6 +62,7 @@ def test_the_keras_applications_baseline_and_the_written_files(smoke):
     keras.backend.clear_session()
 
 
+@pytest.mark.slow
 def test_a_rerun_trains_nothing_and_reports_the_same_numbers(smoke):
     script, folder, args, first = smoke
     assert script.main(args) == 0
@@ -77,6 +80,7 @@ def test_verdict_is_a_tie_inside_seed_noise_and_a_win_outside(load_benchmark):
     assert script.verdict([0.90], [0.80]) == "one seed: no verdict"  # one seed measures no noise
 
 
+@pytest.mark.slow
 def test_longer_training_adds_the_member_and_its_best_baseline_and_resumes(smoke, capsys):
     """``--longer MEMBER:EPOCHS`` reads the finished comparison (no search again), trains the
     searched member and the verdict's best baseline at the member's variants, and keeps the

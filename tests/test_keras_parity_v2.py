@@ -144,6 +144,7 @@ def test_include_preprocessing_false_and_grey_inputs_follow_keras():
         assert ours.count_params() == theirs.count_params()
 
 
+@pytest.mark.slow
 def test_saved_v2_model_loads_without_effscale(tmp_path):
     model = effscale.build("efficientnetv2-b0", "w=0.25,d=0.25,r=32", classes=3)
     path = tmp_path / "v2.keras"

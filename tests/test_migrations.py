@@ -131,6 +131,7 @@ def trained(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_every_file_a_training_writes_is_stamped(trained):
     names = ["run.json", "results.json", "checkpoint/state.json", "checkpoint/epoch-0001.json"]
     for name in names:
@@ -138,6 +139,7 @@ def test_every_file_a_training_writes_is_stamped(trained):
             assert json.load(handle)["format_version"] == migrations.FORMAT_VERSION, name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("version", BAD_VERSIONS)
 def test_a_training_of_another_format_is_refused(tmp_path, capsys, trained, version):
     out = tmp_path / "run"
@@ -161,6 +163,7 @@ def test_a_training_of_another_format_is_refused(tmp_path, capsys, trained, vers
     assert unchanged(results, text) and not (out / "evaluation.json").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("version", BAD_VERSIONS)
 def test_a_fine_tuning_record_of_another_format_is_refused(tmp_path, capsys, trained, version):
     out = tmp_path / "tuned"

@@ -56,6 +56,7 @@ def run(name, seed, directory, trials=60, scale=1.0, **options):
     return oracle
 
 
+@pytest.mark.slow
 def test_evolution_beats_random_search_on_a_deterministic_stand_in(tmp_path):
     seeds = range(8)
     evolution = [best_reward(run("evolution", s, tmp_path / f"e{s}")) for s in seeds]

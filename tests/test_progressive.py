@@ -35,6 +35,7 @@ def _command(out, epochs, spec=SPEC):
             "--progressive", spec, "--out", str(out)]
 
 
+@pytest.mark.slow
 def test_records_hold_the_image_size_and_dropout_each_stage_trained_with(tmp_path):
     from effscale.training.train import train_variant
 

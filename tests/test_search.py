@@ -58,6 +58,7 @@ def test_each_oracle_runs_a_small_digits_search_and_returns_a_buildable_genotype
             assert result.trials[3]["genotype"] not in {t["genotype"] for t in result.trials[:3]}
 
 
+@pytest.mark.slow
 def test_hard_limits_fail_candidates_before_training_and_the_search_goes_on(tmp_path):
     # The reference has 2,505 parameters; wider, deeper or more expanded candidates go over the limit.
     limit = 8000

@@ -126,6 +126,7 @@ def test_sigkill_mid_trial_then_rerun_keeps_finished_trials(killed_and_resumed):
         assert effscale.build(best, design_variant(best), classes=10).output_shape == (None, 10)
 
 
+@pytest.mark.slow
 def test_reloaded_oracle_state_equals_what_was_saved(killed_and_resumed):
     evolution = killed_and_resumed["evolution"]
     saved = evolution["saved"]["evolution"]
@@ -159,6 +160,7 @@ def test_reloaded_oracle_state_equals_what_was_saved(killed_and_resumed):
         assert len(run["final"].trials) == 2
 
 
+@pytest.mark.slow
 def test_trials_command_prints_trials_and_pareto_front(killed_and_resumed, capsys):
     directory = str(killed_and_resumed["evolution"]["dir"])
     assert main(["trials", directory]) == 0
@@ -178,6 +180,7 @@ def _snapshot(directory):
     return digest
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line_exit_2_and_leaves_the_project_intact(killed_and_resumed, tmp_path, capsys):
     directory = str(killed_and_resumed["evolution"]["dir"])
     before = _snapshot(directory)

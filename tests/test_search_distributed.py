@@ -38,6 +38,7 @@ def test_role_comes_from_the_environment_and_the_default_address_is_loopback(mon
     assert role() == "worker"
 
 
+@pytest.mark.slow
 def test_chief_and_two_workers_finish_a_search_and_a_killed_worker_does_not_stop_the_chief(tmp_path):
     port = _free_port()
     directory = tmp_path / "project"

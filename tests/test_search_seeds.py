@@ -27,6 +27,7 @@ def two_seed_search(tmp_path_factory):
     return directory, result
 
 
+@pytest.mark.slow
 def test_two_seeds_are_recorded_and_their_mean_is_the_objective(two_seed_search):
     directory, result = two_seed_search
     rows = {r["trial_id"]: r for r in csv.DictReader(open(os.path.join(directory, "trials.csv")))}
@@ -50,6 +51,7 @@ def test_two_seeds_are_recorded_and_their_mean_is_the_objective(two_seed_search)
             assert stored["accuracy"] == pytest.approx(accuracy)
 
 
+@pytest.mark.slow
 def test_reevaluation_reuses_the_trial_seeds_picks_by_the_mean_and_resumes(two_seed_search):
     directory, result = two_seed_search
     stage = json.load(open(os.path.join(directory, "reevaluation.json")))

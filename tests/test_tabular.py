@@ -279,6 +279,7 @@ def test_a_plain_table_rejects_bad_rows_in_one_line(tmp_path):
         HyperparameterTable(hp, str(tmp_path / "broken.json"))
 
 
+@pytest.mark.slow
 def test_a_killed_study_resumes_and_keeps_every_finished_search(tmp_path):
     """SIGKILL in the middle of a study: the rerun of the same command reads back the searches
     that had finished (their files untouched), runs the rest, and ends with the same results as

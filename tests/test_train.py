@@ -81,6 +81,7 @@ def test_tiny_variant_reaches_90_percent_on_digits(reference, assert_every_numbe
     assert os.path.isfile(out / "model.keras")
 
 
+@pytest.mark.slow
 def test_evaluate_reloads_the_model_and_reproduces_its_accuracy(reference, capsys, assert_every_number_names_its_split):
     out, record = reference
     assert cli.main(["evaluate", str(out), "--latency-runs", "3", "--throughput-steps", "2"]) == 0
@@ -100,6 +101,7 @@ def test_evaluate_reloads_the_model_and_reproduces_its_accuracy(reference, capsy
     assert validation["validation_examples"] == record["validation_examples"] and "test_top1" not in validation
 
 
+@pytest.mark.slow
 def test_rerunning_a_finished_run_returns_its_record(reference):
     from effscale.training.recipe import Recipe
     from effscale.training.train import train_variant
@@ -352,6 +354,7 @@ def test_bad_input_exits_2(tmp_path, capsys):
     assert not os.path.exists(out)  # rejected runs leave no folder behind
 
 
+@pytest.mark.slow
 def test_out_folder_of_another_run_is_refused(reference, capsys):
     out, _ = reference
     assert cli.main(["train", "tiny", "--variant", "w=0.5,d=0.25,r=16", "--out", str(out), "--verbose", "0",
