@@ -237,3 +237,15 @@ def test_closed_extra_choices_leave_the_default_space_and_its_saved_form_as_they
         **{**space.reference.stages[0].__dict__, "activation": "relu"}),) + space.reference.stages[1:])
     with pytest.raises(UserError, match="activation"):
         space.to_values(closed_activation)
+
+
+def test_open_choices_wide_names_the_wide_space_in_a_config_and_on_the_command_line():
+    from effscale.search import SearchConfig
+    from effscale.search.space import WIDE
+
+    wide = SearchSpace("tiny", **WIDE)
+    assert SearchConfig("tiny", open_choices="wide").space.size == wide.size
+    narrower = SearchConfig("tiny", open_choices=["wide"], options={"kernel": (3, 5)}).space
+    assert narrower.choices("stage1/kernel") == (3, 5) and narrower.choices("network/stem") == (8, 16, 32)
+    again = SearchConfig.from_dict(SearchConfig("tiny", open_choices="wide").to_dict())
+    assert again.space.to_dict() == wide.to_dict()

@@ -242,7 +242,9 @@ def register(commands) -> None:
                         help="train the --top-k candidates again to this many seeds and pick by the mean (0: off)")
     search.add_argument("--top-k", type=int_flag(1, COUNT_MAX), default=3, help="candidates of the re-evaluation stage")
     search.add_argument("--depth", default="1.0", help="proxy depth multiplier")
-    search.add_argument("--open", help="comma list of open choices: block,kernel,expand,se,skip,repeats,filters")
+    search.add_argument("--open", help="comma list of open choices: block,kernel,expand,se,skip,repeats,filters "
+                                       "(default), activation, stem, head; or 'wide': every choice over broad "
+                                       "ranges (effscale.search.space.WIDE)")
     search.add_argument("--choice", action="append", help="values of a choice, e.g. kernel=3,5,7 (repeatable)")
     search.add_argument("--stages", help="comma list of stage numbers to search (default all)")
     search.add_argument("--prescreen", metavar="PROXY:N",

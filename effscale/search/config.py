@@ -225,6 +225,12 @@ class SearchConfig:
             object.__setattr__(self, "options", {})
         if isinstance(opened, str):
             opened = [c.strip() for c in opened.split(",") if c.strip()]
+        if opened is not None and not isinstance(opened, Mapping) and list(opened) == ["wide"]:
+            from effscale.search.space import WIDE  # the wide space's choices and ranges; options given win
+
+            opened = list(WIDE["open"])
+            if isinstance(self.options, Mapping):
+                object.__setattr__(self, "options", {**WIDE["options"], **self.options})
         for key, value, kind in (("open_choices", opened, str), ("stages", stages, int)):
             if value is not None and (isinstance(value, (str, Mapping)) or not hasattr(value, "__iter__") or not all(
                     isinstance(v, kind) and not isinstance(v, bool) for v in value)):
