@@ -3,6 +3,7 @@ each architecture at most once per rung, the top rung at the final schedule, and
 proposed by the predictor rather than at random."""
 
 import hashlib
+import os
 
 import keras_tuner
 import numpy as np
@@ -130,3 +131,42 @@ def test_a_family_search_with_asha_tops_out_at_the_members_training_epochs(tmp_p
     assert given.search.oracle_options["max_epochs"] == 3
     other = FamilyConfig.from_dict({**base, "search": {"oracle": "evolution"}})
     assert "max_epochs" not in other.search.oracle_options
+    assert config.search.top_rung_augment is None  # members without augmentation: none at the top rung
+    augmented = FamilyConfig.from_dict({**base, "search": {"oracle": "asha"},
+                                        "training": {"epochs": 7, "augment": "padded-crop"}})
+    assert augmented.search.search_config().top_rung_augment == "padded-crop"
+    assert FamilyConfig.from_dict({**base, "search": {"oracle": "evolution"},
+                                   "training": {"epochs": 7, "augment": "padded-crop"}}).search.top_rung_augment is None
+
+
+MICRO = "stem8_head32_res16_relu-mb_r1_k3_s2_e2_c8-mb_r1_k3_s2_e2_c16"
+
+
+def test_the_top_rung_trains_on_augmented_images_and_no_other_rung_does(tmp_path):
+    """``top_rung_augment``: the trainings at the oracle's ``max_epochs`` see padded-crop images
+    (stored apart, and their batches differ from the plain ones in pixels, not in labels or order);
+    the cheaper rungs train on the plain images."""
+    from effscale.search import SearchConfig, run_search
+    from effscale.search.assembly import assemble
+
+    options = {"initial_points": 2, "eta": 2}
+    result = run_search(MICRO, oracle="asha", cost="macs", target=1e5, trials=3, epochs=2, dataset="digits",
+                        project_dir=str(tmp_path / "search"), seed=0, verbose=0, oracle_options=options,
+                        top_rung_augment="padded-crop")
+    assert [t["epochs"] for t in result.trials] == [1, 1, 2]
+    files = sorted(os.listdir(tmp_path / "search" / "trainings"))
+    assert sorted(f.split("-e", 1)[1] for f in files) == ["1-s0.json", "1-s0.json", "2-padded-crop-s0.json"]
+    config = SearchConfig(MICRO, oracle="asha", epochs=2, dataset="digits", oracle_options=options,
+                          top_rung_augment="padded-crop")
+    runner = assemble(config, str(tmp_path / "unused")).runner
+    assert runner.top_rung == (2, "padded-crop")
+    plain_images, plain_labels = next(iter(runner.data.train))
+    images, labels = next(iter(runner.augmented_data("padded-crop").train))
+    np.testing.assert_array_equal(labels.numpy(), plain_labels.numpy())
+    assert images.shape == plain_images.shape and not np.allclose(images.numpy(), plain_images.numpy())
+    # a search saved without the key reads back as one without augmentation; a bad value is refused
+    assert SearchConfig.from_record({k: v for k, v in config.resolve(10).record.to_dict().items()
+                                     if k != "top_rung_augment"}).top_rung_augment is None
+    for bad in ({"top_rung_augment": "mixup"}, {"top_rung_augment": "padded-crop", "oracle": "random"}):
+        with pytest.raises(UserError, match="top_rung_augment"):
+            SearchConfig(MICRO, **{"oracle": "asha", **bad})

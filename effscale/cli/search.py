@@ -135,7 +135,8 @@ def cmd_search(args) -> int:
         options=dict(_choice_option(c) for c in (args.choice or [])),
         stages=parse_stages(args.stages) if args.stages is not None else None, oracle_options=oracle_options,
         prescreen=args.prescreen, proxy=args.proxy or None, seeds=args.seeds, top_k=args.top_k,
-        reevaluate_seeds=args.reevaluate_seeds, train_fraction=args.train_fraction)
+        reevaluate_seeds=args.reevaluate_seeds, train_fraction=args.train_fraction,
+        top_rung_augment=args.top_rung_augment)
     result = run_search(config, args.project_dir, verbose=0 if args.quiet else 1, overwrite=args.overwrite,
                         repair=args.repair, worker_timeout=args.worker_timeout)
     if result.best_genotype is None:
@@ -235,6 +236,8 @@ def register(commands) -> None:
     search.add_argument("--width", help="proxy width multiplier (default 1.0)")
     search.add_argument("--train-fraction", type=float_flag(0, 1, low_open=True),
                         help="train candidates on this class-balanced fraction of the training split")
+    search.add_argument("--top-rung-augment", choices=("padded-crop", "resized-crop"),
+                        help="a multi-fidelity oracle (asha) trains its top rung with this augmentation, as members train")
     search.add_argument("--proxy", metavar="FILE",
                         help="a proxy file from `effscale proxy`: its epochs, schedule, resolution, width, fraction")
     search.add_argument("--seeds", type=int_flag(1, 1_000), default=1, help="training seeds per trial; the objective is their mean")

@@ -9,7 +9,7 @@ dataset raises :class:`~effscale.common.errors.UserError` naming the key by its 
 >>> FamilyConfig.from_dict({"dataset": "digits", "search": {"trails": 4}})
 Traceback (most recent call last):
 ...
-effscale.common.errors.UserError: config key 'search.trails' is unknown: expected one of alpha, beta, constraint, cost, depth, enabled, epochs, latency, max_latency, max_macs, max_params, open_choices, options, oracle, oracle_options, prescreen, proxy, reevaluate_seeds, resolution, seed, seeds, stages, target, top_k, train_fraction, trials, width
+effscale.common.errors.UserError: config key 'search.trails' is unknown: expected one of alpha, beta, constraint, cost, depth, enabled, epochs, latency, max_latency, max_macs, max_params, open_choices, options, oracle, oracle_options, prescreen, proxy, reevaluate_seeds, resolution, seed, seeds, stages, target, top_k, top_rung_augment, train_fraction, trials, width
 """
 
 from __future__ import annotations
@@ -178,15 +178,21 @@ class FamilyConfig:
         return self
 
     def _search_to_the_final_schedule(self) -> None:
-        """A multi-fidelity search's top rung trains for the members' epochs unless set."""
+        """A multi-fidelity search's top rung trains for the members' epochs and with their
+        augmentation, unless the search section sets them."""
         from effscale.search.registry import oracle_entry
 
         option = oracle_entry(self.search.oracle).final_epochs_option
-        if option and option not in self.search.oracle_options:
-            section = {**self.search.section(),
-                       "oracle_options": {**self.search.oracle_options, option: self.training.epochs}}
-            object.__setattr__(self, "search", FamilySearchConfig.from_dict(
-                section, "search", baseline=self.baseline, dataset=self.dataset))
+        if not option:
+            return
+        section = self.search.section()
+        if option not in self.search.oracle_options:
+            section["oracle_options"] = {**self.search.oracle_options, option: self.training.epochs}
+        if self.training.augment and self.search.top_rung_augment is None:
+            augment = self.training.augment
+            section["top_rung_augment"] = "resized-crop" if augment is True else augment
+        object.__setattr__(self, "search", FamilySearchConfig.from_dict(
+            section, "search", baseline=self.baseline, dataset=self.dataset))
 
     def _check_top_level(self) -> None:
         if not isinstance(self.dataset, str) or not self.dataset.strip():

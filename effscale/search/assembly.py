@@ -74,4 +74,6 @@ def assemble(config: SearchConfig, project_dir: str, heartbeat_s: float = 2.5) -
     oracle = make_oracle(config.oracle, config.trials, space.hyperparameters(), seed=config.seed,
                          epochs=settings.epochs, prescreen=screen, **config.oracle_options, **needs)
     oracle.verbose = 0
+    if config.top_rung_augment:  # the top rung's epochs are the oracle's (its final schedule)
+        runner.top_rung = (int(oracle.max_epochs), config.top_rung_augment)
     return SearchParts(config, resolved, runner, screen, oracle, entry)

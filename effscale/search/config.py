@@ -8,7 +8,7 @@ them in one place; :meth:`SearchConfig.resolve` turns it into what a search runs
 >>> SearchConfig.from_dict({"trails": 3}, where="search")
 Traceback (most recent call last):
 ...
-effscale.common.errors.UserError: config key 'search.trails' is unknown: expected one of alpha, baseline, beta, constraint, cost, dataset, depth, epochs, latency, max_latency, max_macs, max_params, open_choices, options, oracle, oracle_options, prescreen, proxy, reevaluate_seeds, resolution, seed, seeds, stages, target, top_k, train_fraction, trials, width
+effscale.common.errors.UserError: config key 'search.trails' is unknown: expected one of alpha, baseline, beta, constraint, cost, dataset, depth, epochs, latency, max_latency, max_macs, max_params, open_choices, options, oracle, oracle_options, prescreen, proxy, reevaluate_seeds, resolution, seed, seeds, stages, target, top_k, top_rung_augment, train_fraction, trials, width
 >>> parse_target("400M")
 400000000.0
 """
@@ -130,6 +130,7 @@ class SearchConfig:
     top_k: int = 3
     reevaluate_seeds: int = 0
     train_fraction: float | None = None
+    top_rung_augment: str | None = None  # a multi-fidelity oracle's top rung trains with it
 
     def __post_init__(self):
         from effscale.search.objectives import COST_KINDS, Limits, exponents
@@ -170,6 +171,7 @@ class SearchConfig:
         if fraction is not None and not 0 < fraction <= 1:
             raise option_error("train_fraction", f"train_fraction must be in (0, 1], got {self.train_fraction!r}")
         put("train_fraction", fraction)
+        self._check_top_rung_augment()
         self._check_space(genotype)
         if isinstance(self.resolution, float) and self.resolution.is_integer():
             put("resolution", int(self.resolution))
@@ -201,6 +203,18 @@ class SearchConfig:
                 raise option_error(key, f"{key} must be a mapping, got {getattr(self, key)!r}")
             put(key, dict(getattr(self, key)))
         _checked("oracle_options", check_oracle_options, self.oracle, self.oracle_options)
+
+    def _check_top_rung_augment(self) -> None:
+        from effscale.search.registry import oracle_entry
+
+        if self.top_rung_augment is None:
+            return
+        if self.top_rung_augment not in TOP_RUNG_AUGMENTATIONS:
+            raise option_error("top_rung_augment", "top_rung_augment must be one of "
+                               f"{', '.join(TOP_RUNG_AUGMENTATIONS)}, got {self.top_rung_augment!r}")
+        if oracle_entry(self.oracle).final_epochs_option is None:
+            raise option_error("top_rung_augment", f"top_rung_augment needs a multi-fidelity oracle (asha); "
+                               f"oracle {self.oracle!r} trains every candidate alike")
 
     def _check_proxy(self) -> None:
         from effscale.search.proxy import ProxySettings, read_proxy_file
@@ -320,7 +334,7 @@ class SearchConfig:
                    width=record["width"], depth=record["depth"], trials=record["trials"], seed=record["seed"],
                    oracle_options=record["oracle_options"], latency=record["latency"], prescreen=record["prescreen"],
                    seeds=record["seeds"], top_k=reevaluate.get("top_k", 3), reevaluate_seeds=reevaluate.get("seeds", 0),
-                   train_fraction=record["train_fraction"])
+                   train_fraction=record["train_fraction"], top_rung_augment=record.get("top_rung_augment"))
 
     # -- what a search runs with ---------------------------------------------------------------
     def limits_record(self) -> dict:
@@ -364,12 +378,15 @@ class SearchConfig:
                               resolution=resolution, width=float(width), depth=self.depth, trials=self.trials,
                               seed=self.seed, oracle_options=dict(self.oracle_options), latency=dict(self.latency),
                               prescreen=self.prescreen, seeds=self.seeds, reevaluate=reevaluate,
-                              train_fraction=fraction)
+                              train_fraction=fraction, top_rung_augment=self.top_rung_augment)
         return ResolvedSearch(genotype, space, reward, limits, settings, resolution, float(width), self.depth,
                               fraction, record)
 
 
 _LIMIT_KEYS = ("max_macs", "max_params", "max_latency")
+# What a multi-fidelity search's top rung may train with: the members' augmentations for small
+# images ("padded-crop") and large ones ("resized-crop"), as effscale.data.pipeline.load_data does them.
+TOP_RUNG_AUGMENTATIONS = ("padded-crop", "resized-crop")
 
 
 @dataclass(frozen=True)
@@ -417,6 +434,7 @@ class SearchRecord:
     seeds: int = 1                # training seeds per trial: the objective is their mean
     reevaluate: dict = field(default_factory=dict)  # {"top_k", "seeds"} of the re-evaluation stage
     train_fraction: float | None = None  # class-balanced fraction of the training split
+    top_rung_augment: str | None = None  # the augmentation of a multi-fidelity search's top rung
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}

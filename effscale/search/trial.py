@@ -38,6 +38,10 @@ class TrialRunner:
         self.trainings_dir = os.path.join(project_dir, "trainings") if project_dir else None
         self.seeds = seeds
         self._data = None
+        self._augmented = None
+        # (epochs, augmentation): trainings for these epochs (a multi-fidelity search's top rung,
+        # the members' final schedule) see augmented images; assemble() sets it
+        self.top_rung: tuple[int, str] | None = None
         self._reuse: dict = {}  # the last compiled model: another seed of it reuses its traced step
         self.extra_metrics = None  # optional: values -> dict of more metrics for the trial
         self.timings = None  # optional dict: seconds per phase of every training (benchmarks/trial_cost.py)
@@ -72,31 +76,47 @@ class TrialRunner:
                 self.timings["data"] = self.timings.get("data", 0.0) + time.perf_counter() - started
         return self._data
 
+    def augmented_data(self, augment: str):
+        """The same splits as :attr:`data` with ``augment`` on the training images (an element
+        pipeline: augmentation is drawn anew every epoch, so it is not held in memory)."""
+        if self._augmented is None:
+            from effscale.data.pipeline import load_data
+
+            self._augmented = load_data(self.data_spec, batch_size=self.settings.batch_size,
+                                        shuffle_seed=self.settings.seed, augment=augment)
+        return self._augmented
+
     def train(self, genotype: Genotype, seed_index: int = 0, epochs: int | None = None) -> dict:
         """One proxy training of ``genotype`` with seed ``settings.seed + seed_index`` (seed 0: the
         data order of ``settings.seed``; others: a reshuffle of the same training split). Stored
         in ``trainings_dir`` as ``KEY-eEPOCHS-sSEED.json`` when it finishes, and read from there
-        when it already did, so a killed trial or stage loses no finished training."""
+        when it already did, so a killed trial or stage loses no finished training. At the epochs
+        of :attr:`top_rung` the training images are augmented (``KEY-eEPOCHS-AUGMENT-sSEED.json``)."""
         import dataclasses
 
         from effscale.common.io import read_json, write_json
         from effscale.search.proxy import proxy_train, reshuffled
 
         epochs = int(epochs or self.settings.epochs)
+        augment = self.top_rung[1] if self.top_rung and epochs == self.top_rung[0] else None
         path = None
         if self.trainings_dir:
-            path = os.path.join(self.trainings_dir, f"{genotype.key}-e{epochs}-s{seed_index}.json")
+            name = f"{genotype.key}-e{epochs}{f'-{augment}' if augment else ''}-s{seed_index}.json"
+            path = os.path.join(self.trainings_dir, name)
             try:
                 stored = read_json(path)
                 if stored.get("genotype") == genotype.encode():
                     return stored
             except (OSError, ValueError):
                 pass
-        data = self.data if seed_index == 0 else reshuffled(self.data, self.settings.seed * 1000 + seed_index)
+        data = self.augmented_data(augment) if augment else self.data
+        if seed_index:
+            data = reshuffled(data, self.settings.seed * 1000 + seed_index)
         settings = dataclasses.replace(self.settings, seed=self.settings.seed + seed_index)
         out = proxy_train(genotype, self.variant, data, settings, epochs=epochs, reuse=self._reuse,
                           timings=self.timings)
-        record = {"genotype": genotype.encode(), "seed": settings.seed, **out}
+        record = {"genotype": genotype.encode(), "seed": settings.seed, **out,
+                  **({"augment": augment} if augment else {})}
         if path:
             import time
 
