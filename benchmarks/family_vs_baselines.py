@@ -27,6 +27,13 @@ command after a kill.
 
     .venv/bin/python benchmarks/family_vs_baselines.py                # Fashion-MNIST (hours of CPU)
     .venv/bin/python benchmarks/family_vs_baselines.py --smoke --work /tmp/fvb --out /tmp/fvb
+
+``--setting final`` is issue 28's rerun (asha over the wide space, the top rung and every model
+at 15 epochs with padded-crop, 3 seeds; about 12 hours of 2 cores): run ``--shard 0/2`` and
+``--shard 1/2`` side by side (shard 0 runs the family, shard 1 waits for its scaling; each then
+trains every other training), then the same command without ``--shard`` writes the results.
+Every finished training's record is kept in ``OUT/trainings/`` (tracked), so the results survive
+a lost work folder. ``--setting smoke-final`` is its code path on digits.
 """
 
 from __future__ import annotations
@@ -54,6 +61,20 @@ SETTINGS = {
              "search_oracle": "random", "search_prescreen": "reward:10", "search_train_fraction": 0.1,
              "coefficient_search": True, "base": "", "family": "phi=0..2", "epochs": 3, "seeds": (0, 1),
              "applications": {"EfficientNetB0": {}, "MobileNetV2": {}}, "applications_resolution": 32},
+    # Issue 28's rerun: the multi-fidelity search (asha, rungs of 1, 5 and 15 epochs on half the
+    # training split, the top rung at the members' 15 epochs with their padded-crop augmentation)
+    # over the wide space, members and every baseline trained 15 epochs with padded-crop, three
+    # seeds. About 12 hours of a 2-core CPU: run it in shards (--shard I/N, see main()).
+    "final": {"dataset": "fashion_mnist", "trials": 40, "search_epochs": 1, "search_target": 2e6,
+              "search_oracle": "asha", "search_oracle_options": {"eta": 3, "min_epochs": 1},
+              "search_open": "wide", "search_train_fraction": 0.5, "coefficient_search": False, "base": "",
+              "family": "phi=0..2", "epochs": 15, "augment": "padded-crop", "seeds": (0, 1, 2),
+              "applications": {}, "applications_resolution": 32},
+    "smoke-final": {"dataset": "digits", "trials": 3, "search_epochs": 1, "search_target": 2e5,
+                    "search_oracle": "asha", "search_oracle_options": {"eta": 2, "initial_points": 2},
+                    "search_open": "wide", "coefficient_search": False, "base": "w=0.25,d=0.25,r=12",
+                    "family": "phi=0", "epochs": 2, "augment": "padded-crop", "seeds": (0, 1),
+                    "applications": {}, "applications_resolution": 32},
     "smoke": {"dataset": "digits", "trials": 2, "search_epochs": 1, "search_target": 2e5,
               "coefficient_search": False, "base": "w=0.25,d=0.25,r=12", "family": "phi=0", "epochs": 1,
               "seeds": (0,), "applications": {"MobileNetV2": {"alpha": 0.35}}, "applications_resolution": 32},
@@ -68,9 +89,13 @@ def family_config(settings: dict) -> dict:
               "coefficients": {"search": settings["coefficient_search"], "max_trials": 4, "epochs": 1},
               "scaling": {"family": settings["family"]},
               "training": {"epochs": settings["epochs"], "batch_size": 64}}
-    for key in ("prescreen", "train_fraction"):
+    for key in ("prescreen", "train_fraction", "oracle_options"):
         if settings.get(f"search_{key}") is not None:
             config["search"][key] = settings[f"search_{key}"]
+    if settings.get("search_open"):
+        config["search"]["open_choices"] = settings["search_open"]
+    if settings.get("augment"):  # the members' (and, with asha, the search's top rung's) augmentation
+        config["training"]["augment"] = settings["augment"]
     if settings["base"]:
         config["scaling"]["base"] = settings["base"]
     return config
@@ -83,8 +108,9 @@ def train_member(genotype, variant, settings: dict, folder: str, seed: int) -> d
     from effscale.training.train import train_variant
 
     return train_variant(genotype, variant, data=DataSpec(settings["dataset"], validation_fraction=0.2),
-                         recipe=Recipe(epochs=settings["epochs"], batch_size=64, seed=seed), out_dir=folder,
-                         verbose=0, latency_runs=0)
+                         recipe=Recipe(epochs=settings["epochs"], batch_size=64, seed=seed,
+                                       augment=settings.get("augment") or False),
+                         out_dir=folder, verbose=0, latency_runs=0)
 
 
 def matched_variant(genotype, member, macs: float, depths=(1.0, 0.5, 0.25)):
@@ -215,14 +241,86 @@ def pooled(families: dict) -> dict:
     return out
 
 
-def run(settings: dict, work: str, verbose: int = 1) -> dict:
-    """Every training of the comparison, resumed from ``work``; the results document."""
-    from effscale.model.cost import multiply_adds, parameter_count
-    from effscale.family.pipeline import run_family
-    from effscale.model.genotype import Genotype
+def stored_training(store: str | None, job: dict, train) -> dict:
+    """``train()``'s record, kept in the tracked folder ``store`` as ``FAMILY-MEMBER-sSEED.json``
+    (with the genotype and variant it trained, so a record of another search's member is not
+    reused): a lost work folder then loses no finished training."""
+    from effscale.common.io import read_json, write_json
+
+    if store is None:
+        return train()
+    path = os.path.join(store, f"{job['family']}-{job['member']}-s{job['seed']}.json")
+    identity = {"genotype": job["genotype"].encode(), "variant": job["variant"].to_dict(), "epochs": job["epochs"]}
+    if os.path.exists(path):
+        saved = read_json(path)
+        if {k: saved.get(k) for k in identity} == identity:
+            return saved["record"]
+    record = train()
+    os.makedirs(store, exist_ok=True)
+    write_json(path, {**identity, "record": {k: record[k] for k in ("test_top1", "wall_seconds", "params",
+                                                                     "multiply_adds", "validation_top1")
+                                             if k in record}})
+    return record
+
+
+def wait_for_scaling(family_dir: str, say, poll_seconds: float = 60.0) -> None:
+    """Until the family run (another shard's) has its search and scaling done."""
     from effscale.common.io import read_json
+
+    path, said = os.path.join(family_dir, "state.json"), False
+    while True:
+        try:
+            if read_json(path)["stages"]["scaling"].get("variants"):
+                return
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        if not said:
+            say(f"waiting for the family run's search and scaling ({path}; shard 0 runs it)")
+            said = True
+        time.sleep(poll_seconds)
+
+
+def plan_trainings(settings: dict, work: str, family_dir: str) -> tuple:
+    """Every training of the comparison from the family run's state: ``(members, jobs)``, a job
+    per (family, member, seed) with its genotype, variant and folder; ``searched`` at seed 0 is
+    the family run's own training (``family_run`` True)."""
+    from effscale.common.io import read_json
+    from effscale.model.cost import multiply_adds
+    from effscale.model.genotype import Genotype
     from effscale.model.scaling import Variant, scale_genotype
     from effscale.model.zoo import get_genotype
+
+    state = read_json(os.path.join(family_dir, "state.json"))["stages"]
+    searched_base = Genotype.parse(state["scaling"]["base_genotype"])
+    reference = get_genotype("tiny")
+    reference_base = scale_genotype(reference, settings["base"]) if settings["base"] else reference
+    members, jobs = [], []
+    for variant in (Variant.from_dict(v) for v in state["scaling"]["variants"]):
+        macs = multiply_adds(searched_base, variant, 10)
+        members.append({"name": variant.name, "macs": macs})
+        plan = {"searched": (searched_base, variant),
+                "reference": matched_variant(reference_base, variant, macs, depths=(variant.depth,))}
+        for name in BASELINE_GENOTYPES:
+            plan[name] = matched_variant(get_genotype(name), variant, macs)
+        for family, (genotype, member_variant) in plan.items():
+            for seed in settings["seeds"]:
+                family_run = family == "searched" and seed == 0
+                folder = (os.path.join(family_dir, "variants", variant.name) if family_run else
+                          os.path.join(work, "train", family, variant.name, f"seed{seed}"))
+                jobs.append({"family": family, "member": variant.name, "seed": seed, "genotype": genotype,
+                             "variant": member_variant, "folder": folder, "family_run": family_run,
+                             "epochs": settings["epochs"], "member_macs": macs})
+    return members, jobs
+
+
+def run(settings: dict, work: str, verbose: int = 1, shard: tuple = (0, 1), store: str | None = None) -> dict | None:
+    """Every training of the comparison, resumed from ``work`` (and ``store``); the results
+    document. With ``shard`` ``(I, N)``, N > 1: shard 0 runs the family (search, scaling, its own
+    members at seed 0), every shard then trains every N-th of the other trainings, and None is
+    returned (a run without a shard afterwards writes the results from the finished trainings)."""
+    from effscale.family.pipeline import run_family
+    from effscale.common.io import read_json
+    from effscale.model.cost import parameter_count, multiply_adds
 
     def say(text):
         if verbose:
@@ -230,34 +328,40 @@ def run(settings: dict, work: str, verbose: int = 1) -> dict:
 
     started = time.perf_counter()
     family_dir = os.path.join(work, "family")
-    run_family(family_config(settings), out_dir=family_dir, verbose=0)
+    index, count = shard
+    if index == 0:
+        run_family(family_config(settings), out_dir=family_dir, verbose=0)
+    else:
+        wait_for_scaling(family_dir, say)
+    members, jobs = plan_trainings(settings, work, family_dir)
+    if count > 1:
+        mine = [job for job in jobs if not job["family_run"]][index::count]
+        for number, job in enumerate(mine, 1):
+            record = stored_training(store, job, lambda job=job: train_member(job["genotype"], job["variant"],
+                                                                             settings, job["folder"], job["seed"]))
+            say(f"shard {index}/{count} [{number}/{len(mine)}] {job['family']} {job['member']} seed {job['seed']}: "
+                f"test {record['test_top1']:.4f}")
+        if index == 0:  # the family run's own trainings, into the store too
+            for job in (j for j in jobs if j["family_run"]):
+                stored_training(store, job, lambda job=job: train_member(job["genotype"], job["variant"], settings,
+                                                                         job["folder"], job["seed"]))
+        say(f"shard {index}/{count} done; when every shard is, rerun without --shard to write the results")
+        return None
     state = read_json(os.path.join(family_dir, "state.json"))["stages"]
-    searched_base = Genotype.parse(state["scaling"]["base_genotype"])
-    reference = get_genotype("tiny")
-    reference_base = scale_genotype(reference, settings["base"]) if settings["base"] else reference
     coefficients = read_json(os.path.join(family_dir, "results.json"))["coefficients"]
-    variants = [Variant.from_dict(v) for v in state["scaling"]["variants"]]
-    classes = 10
-    members, families = [], {"searched": [], "reference": [], **{n: [] for n in BASELINE_GENOTYPES}}
-    for variant in variants:
-        macs = multiply_adds(searched_base, variant, classes)
-        members.append({"name": variant.name, "macs": macs})
-        plan = {"searched": (searched_base, variant, os.path.join(family_dir, "variants", variant.name)),
-                "reference": (*matched_variant(reference_base, variant, macs, depths=(variant.depth,)), None)}
-        for name in BASELINE_GENOTYPES:
-            plan[name] = (*matched_variant(get_genotype(name), variant, macs), None)
-        for family, (genotype, member_variant, seed0_dir) in plan.items():
-            trainings = []
-            for seed in settings["seeds"]:
-                folder = seed0_dir if seed == 0 and seed0_dir else os.path.join(work, "train", family, variant.name,
-                                                                                 f"seed{seed}")
-                trainings.append(train_member(genotype, member_variant, settings, folder, seed))
-            row = {"member": variant.name, "variant": member_variant.to_dict(),
-                   "macs": multiply_adds(genotype, member_variant, classes),
-                   "params": parameter_count(genotype, member_variant, classes), **summarize(trainings)}
-            row["macs_ratio"] = row["macs"] / macs
+    families = {"searched": [], "reference": [], **{n: [] for n in BASELINE_GENOTYPES}}
+    for member in members:
+        for family in families:
+            mine = [j for j in jobs if j["member"] == member["name"] and j["family"] == family]
+            trainings = [stored_training(store, job, lambda job=job: train_member(
+                job["genotype"], job["variant"], settings, job["folder"], job["seed"])) for job in mine]
+            genotype, member_variant = mine[0]["genotype"], mine[0]["variant"]
+            row = {"member": member["name"], "variant": member_variant.to_dict(),
+                   "macs": multiply_adds(genotype, member_variant, 10),
+                   "params": parameter_count(genotype, member_variant, 10), **summarize(trainings)}
+            row["macs_ratio"] = row["macs"] / member["macs"]
             families[family].append(row)
-            say(f"{family:16s} {variant.name:10s} macs {row['macs'] / 1e6:7.2f}M ({row['macs_ratio']:.2f}x) "
+            say(f"{family:16s} {member['name']:10s} macs {row['macs'] / 1e6:7.2f}M ({row['macs_ratio']:.2f}x) "
                 f"test {row['test_top1']:.4f} ± {row['spread']:.4f}")
     applications = {}
     for name in settings["applications"]:
@@ -309,6 +413,18 @@ def member_genotype(family: str, results: dict, settings: dict):
         reference = get_genotype("tiny")
         return scale_genotype(reference, settings["base"]) if settings["base"] else reference
     return get_genotype(family)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``I/N`` of ``--shard``.
+
+    >>> parse_shard("1/3"), parse_shard("0/1")
+    ((1, 3), (0, 1))
+    """
+    index, _, count = text.partition("/")
+    if not (text.isascii() and index.isdigit() and count.isdigit() and 0 <= int(index) < int(count)):
+        raise ValueError(f"--shard takes I/N with 0 <= I < N (e.g. 0/2), got {text!r}")
+    return int(index), int(count)
 
 
 def parse_longer(text: str) -> tuple[str, int]:
@@ -454,8 +570,15 @@ def plot(results: dict, path: str) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="digits, tiny sizes, 1 epoch: checks the code path")
-    parser.add_argument("--work", default=os.path.join(HERE, "family_vs_baselines", "work"))
-    parser.add_argument("--out", default=os.path.join(HERE, "family_vs_baselines"))
+    parser.add_argument("--setting", choices=("full", "final", "smoke-final"), default="full",
+                        help="full: the 2026-12-03 comparison (3 epochs, 2 seeds); final: issue 28's rerun "
+                             "(asha over the wide space, 15 augmented epochs, 3 seeds; hours: use --shard); "
+                             "smoke-final: its code path on digits in seconds")
+    parser.add_argument("--shard", default="0/1", metavar="I/N",
+                        help="with N > 1: shard 0 runs the family, each shard every N-th other training; "
+                             "then a run without --shard writes the results")
+    parser.add_argument("--work", help="work folder (default: benchmarks/family_vs_baselines/work[/final])")
+    parser.add_argument("--out", help="results folder (default: benchmarks/family_vs_baselines[/final])")
     parser.add_argument("--plot", help="default: docs/img/family_vs_baselines.png (OUT/plot.png with --smoke)")
     parser.add_argument("--epochs", type=int, help="training epochs of every model (default: the setting's)")
     parser.add_argument("--trials", type=int, help="search trials (default: the setting's)")
@@ -464,7 +587,18 @@ def main(argv=None) -> int:
                         help="after a finished comparison: train MEMBER's searched genotype and its best baseline "
                              "for EPOCHS (what more training buys); added to OUT/results.json")
     args = parser.parse_args(argv)
-    settings = dict(SETTINGS["smoke" if args.smoke else "full"])
+    name = "smoke" if args.smoke else args.setting
+    settings = dict(SETTINGS[name])
+    try:
+        shard = parse_shard(args.shard)
+    except ValueError as error:
+        parser.error(str(error))
+    suffix = ("final",) if name == "final" else ()
+    args.work = args.work or os.path.join(HERE, "family_vs_baselines", "work", *suffix)
+    args.out = args.out or os.path.join(HERE, "family_vs_baselines", *suffix)
+    # the final rerun keeps each finished training's record beside its results (tracked): a lost
+    # work folder loses no finished model
+    store = os.path.join(args.out, "trainings") if name in ("final", "smoke-final") else None
     for key in ("epochs", "trials"):
         if getattr(args, key) is not None:
             if getattr(args, key) < 1:
@@ -480,6 +614,8 @@ def main(argv=None) -> int:
     if os.path.exists(results_path):
         with open(results_path) as handle:
             previous = json.load(handle)
+    if args.longer and shard[1] > 1:
+        parser.error("--longer runs in one process: leave out --shard")
     if args.longer:
         try:
             member, epochs = parse_longer(args.longer)
@@ -503,14 +639,17 @@ def main(argv=None) -> int:
         # a file written before the pooled verdicts and today's goals gets them too
         results["pooled"], results["goals"] = pooled(results["families"]), goals(results)
     else:
-        results = run(settings, args.work)
+        results = run(settings, args.work, shard=shard, store=store)
+        if results is None:  # one shard of several: its trainings are done, the results wait for all
+            return 0
         if previous and previous.get("longer") and previous["searched_genotype"] == results["searched_genotype"]:
             results["longer"] = previous["longer"]
     os.makedirs(args.out, exist_ok=True)
     write_json(results_path, results)
     write_text(os.path.join(args.out, "results.md"), markdown(results))
-    plot_path = args.plot or (os.path.join(args.out, "plot.png") if args.smoke else
-                              os.path.join(os.path.dirname(HERE), "docs", "img", "family_vs_baselines.png"))
+    image = {"full": "family_vs_baselines.png", "final": "family_vs_baselines_final.png"}.get(name)
+    plot_path = args.plot or (os.path.join(os.path.dirname(HERE), "docs", "img", image) if image else
+                              os.path.join(args.out, "plot.png"))
     plot(results, plot_path)
     print(markdown(results))
     print(f"wrote {args.out}/results.json, results.md and {plot_path}")

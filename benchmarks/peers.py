@@ -522,8 +522,9 @@ def markdown(records: list[dict]) -> str:
 
 
 def plot(records: list[dict], path: str) -> None:
-    """Test top-1 of each run's picked model against the run's CPU seconds (left) and of every
-    model against its parameters (right), one colour per tool."""
+    """Test top-1 of each run's picked model against the run's CPU seconds (left: every run
+    faint, the seed mean ± std per budget joined into a curve) and of every model against its
+    parameters (right), one colour per tool, one marker per budget."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -531,16 +532,34 @@ def plot(records: list[dict], path: str) -> None:
 
     from effscale.common.io import atomic_path
 
+    import numpy as np
+
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     colours = {"effscale": "tab:blue", "keras-tuner": "tab:orange", "autokeras": "tab:green"}
+    budgets = sorted({r["budget_cpu_seconds"] for r in records})
+    markers = dict(zip(budgets, "osD^v"))
     for tool in TOOLS:
         ok = [r for r in records if r["tool"] == tool and r["status"] == "ok" and picked(r)]
-        if ok:
-            left.scatter([r["cpu_seconds"] for r in ok], [picked(r)["test_top1"] for r in ok], label=tool,
-                         color=colours[tool])
-            models = [m for r in ok for m in r["models"] if m.get("parameters")]
-            right.scatter([m["parameters"] for m in models], [m["test_top1"] for m in models], label=tool,
-                          color=colours[tool], alpha=0.7)
+        if not ok:
+            continue
+        for budget in budgets:  # every run faint, its budget's marker
+            runs = [r for r in ok if r["budget_cpu_seconds"] == budget]
+            left.scatter([r["cpu_seconds"] for r in runs], [picked(r)["test_top1"] for r in runs],
+                         color=colours[tool], marker=markers[budget], alpha=0.35, s=20)
+            models = [m for r in runs for m in r["models"] if m.get("parameters")]
+            right.scatter([m["parameters"] for m in models], [m["test_top1"] for m in models],
+                          color=colours[tool], marker=markers[budget], alpha=0.7,
+                          label=f"{tool}, {budget:g} s" if models else None)
+        # the curve: per budget, the seed mean (± std) of the picks at the mean CPU seconds used
+        points = []
+        for budget in budgets:
+            runs = [r for r in ok if r["budget_cpu_seconds"] == budget]
+            if runs:
+                top = [picked(r)["test_top1"] for r in runs]
+                points.append((np.mean([r["cpu_seconds"] for r in runs]), np.mean(top),
+                               np.std(top, ddof=1) if len(top) > 1 else 0.0))
+        xs, ys, errors = zip(*points)
+        left.errorbar(xs, ys, yerr=errors, color=colours[tool], marker="o", capsize=3, label=tool)
     for budget in sorted({r["budget_cpu_seconds"] for r in records}):
         left.axvline(budget, color="grey", linestyle=":", linewidth=1)
     left.set(xlabel="CPU seconds used (user + system; dotted: the budgets)", ylabel="test top-1 (picked model)",

@@ -111,3 +111,55 @@ def test_longer_training_adds_the_member_and_its_best_baseline_and_resumes(smoke
         assert stopped.value.code == 2 and message in capsys.readouterr().err
     assert out.read_text() == before and not (folder / "none").exists()
     assert not (folder / "work" / "longer" / "searched-phi9-e2").exists()
+
+
+@pytest.mark.slow
+def test_the_final_setting_runs_in_shards_keeps_every_training_and_a_lost_work_folder_loses_none(
+        tmp_path, load_benchmark):
+    """``--setting smoke-final`` (the final rerun's code path on digits): asha over the wide space
+    with its top rung on padded-crop images, two shards and then the results; every training's
+    record is in the tracked store, so the results come back after the work folder's trainings
+    are deleted, with nothing trained again."""
+    import os
+    import shutil
+
+    script = load_benchmark("family_vs_baselines.py")
+    work, out = tmp_path / "work", tmp_path / "out"
+    common = ["--setting", "smoke-final", "--work", str(work), "--out", str(out)]
+    assert script.main([*common, "--shard", "0/2"]) == 0
+    assert not (out / "results.json").exists()  # a shard writes trainings, not results
+    assert script.main([*common, "--shard", "1/2"]) == 0
+    stored = sorted(os.listdir(out / "trainings"))
+    assert stored == sorted(f"{family}-phi0-s{seed}.json" for family in
+                            ("searched", "reference", "efficientnet-b0", "mobilenet-v2") for seed in (0, 1))
+    trainings = os.listdir(work / "family" / "search" / "trainings")
+    top = [name for name in trainings if "-e2-" in name]
+    assert top and all(name.endswith("-e2-padded-crop-s0.json") for name in top)
+    assert all("crop" not in name for name in trainings if "-e1-" in name)
+    shutil.rmtree(work / "train")
+    assert script.main(common) == 0
+    assert not (work / "train").exists()  # nothing was trained again
+    with open(out / "results.json") as handle:
+        results = json.load(handle)
+    for family, rows in results["families"].items():
+        seeds = [json.loads((out / "trainings" / f"{family}-phi0-s{s}.json").read_text())["record"]["test_top1"]
+                 for s in (0, 1)]
+        assert rows[0]["test_top1_seeds"] == seeds
+    assert results["settings"]["augment"] == "padded-crop" and results["settings"]["search_oracle"] == "asha"
+
+
+def test_shard_and_setting_arguments_are_checked(load_benchmark):
+    script = load_benchmark("family_vs_baselines.py")
+    assert script.parse_shard("1/2") == (1, 2)
+    for bad in ("2/2", "1", "a/b", "\u0661/2", "-1/2"):
+        with pytest.raises(ValueError):
+            script.parse_shard(bad)
+    with pytest.raises(SystemExit) as exit_:
+        script.main(["--shard", "3/2"])
+    assert exit_.value.code == 2
+    from effscale.family.config import FamilyConfig
+
+    final = FamilyConfig.from_dict(script.family_config(script.SETTINGS["final"]))
+    search = final.search.search_config()
+    assert search.oracle == "asha" and search.oracle_options["max_epochs"] == final.training.epochs == 15
+    assert search.top_rung_augment == final.training.augment == "padded-crop" and "activation" in search.open_choices
