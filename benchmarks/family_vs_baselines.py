@@ -263,6 +263,11 @@ def stored_training(store: str | None, job: dict, train) -> dict:
     return record
 
 
+def train_job(job: dict, settings: dict):
+    """What trains one planned job (of :func:`plan_trainings`): a function for :func:`stored_training`."""
+    return lambda: train_member(job["genotype"], job["variant"], settings, job["folder"], job["seed"])
+
+
 def wait_for_scaling(family_dir: str, say, poll_seconds: float = 60.0) -> None:
     """Until the family run (another shard's) has its search and scaling done."""
     from effscale.common.io import read_json
@@ -309,7 +314,7 @@ def plan_trainings(settings: dict, work: str, family_dir: str) -> tuple:
                           os.path.join(work, "train", family, variant.name, f"seed{seed}"))
                 jobs.append({"family": family, "member": variant.name, "seed": seed, "genotype": genotype,
                              "variant": member_variant, "folder": folder, "family_run": family_run,
-                             "epochs": settings["epochs"], "member_macs": macs})
+                             "epochs": settings["epochs"]})
     return members, jobs
 
 
@@ -337,14 +342,12 @@ def run(settings: dict, work: str, verbose: int = 1, shard: tuple = (0, 1), stor
     if count > 1:
         mine = [job for job in jobs if not job["family_run"]][index::count]
         for number, job in enumerate(mine, 1):
-            record = stored_training(store, job, lambda job=job: train_member(job["genotype"], job["variant"],
-                                                                             settings, job["folder"], job["seed"]))
+            record = stored_training(store, job, train_job(job, settings))
             say(f"shard {index}/{count} [{number}/{len(mine)}] {job['family']} {job['member']} seed {job['seed']}: "
                 f"test {record['test_top1']:.4f}")
         if index == 0:  # the family run's own trainings, into the store too
             for job in (j for j in jobs if j["family_run"]):
-                stored_training(store, job, lambda job=job: train_member(job["genotype"], job["variant"], settings,
-                                                                         job["folder"], job["seed"]))
+                stored_training(store, job, train_job(job, settings))
         say(f"shard {index}/{count} done; when every shard is, rerun without --shard to write the results")
         return None
     state = read_json(os.path.join(family_dir, "state.json"))["stages"]
@@ -353,8 +356,7 @@ def run(settings: dict, work: str, verbose: int = 1, shard: tuple = (0, 1), stor
     for member in members:
         for family in families:
             mine = [j for j in jobs if j["member"] == member["name"] and j["family"] == family]
-            trainings = [stored_training(store, job, lambda job=job: train_member(
-                job["genotype"], job["variant"], settings, job["folder"], job["seed"])) for job in mine]
+            trainings = [stored_training(store, job, train_job(job, settings)) for job in mine]
             genotype, member_variant = mine[0]["genotype"], mine[0]["variant"]
             row = {"member": member["name"], "variant": member_variant.to_dict(),
                    "macs": multiply_adds(genotype, member_variant, 10),

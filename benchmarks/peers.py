@@ -560,7 +560,7 @@ def plot(records: list[dict], path: str) -> None:
                                np.std(top, ddof=1) if len(top) > 1 else 0.0))
         xs, ys, errors = zip(*points)
         left.errorbar(xs, ys, yerr=errors, color=colours[tool], marker="o", capsize=3, label=tool)
-    for budget in sorted({r["budget_cpu_seconds"] for r in records}):
+    for budget in budgets:
         left.axvline(budget, color="grey", linestyle=":", linewidth=1)
     left.set(xlabel="CPU seconds used (user + system; dotted: the budgets)", ylabel="test top-1 (picked model)",
              xscale="log")

@@ -236,7 +236,9 @@ def register(commands) -> None:
     search.add_argument("--width", help="proxy width multiplier (default 1.0)")
     search.add_argument("--train-fraction", type=float_flag(0, 1, low_open=True),
                         help="train candidates on this class-balanced fraction of the training split")
-    search.add_argument("--top-rung-augment", choices=("padded-crop", "resized-crop"),
+    from effscale.search.config import TOP_RUNG_AUGMENTATIONS
+
+    search.add_argument("--top-rung-augment", choices=TOP_RUNG_AUGMENTATIONS,
                         help="a multi-fidelity oracle (asha) trains its top rung with this augmentation, as members train")
     search.add_argument("--proxy", metavar="FILE",
                         help="a proxy file from `effscale proxy`: its epochs, schedule, resolution, width, fraction")
