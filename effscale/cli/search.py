@@ -138,7 +138,7 @@ def cmd_search(args) -> int:
         reevaluate_seeds=args.reevaluate_seeds, train_fraction=args.train_fraction,
         top_rung_augment=args.top_rung_augment)
     result = run_search(config, args.project_dir, verbose=0 if args.quiet else 1, overwrite=args.overwrite,
-                        repair=args.repair, worker_timeout=args.worker_timeout)
+                        repair=args.repair, worker_timeout=args.worker_timeout, workers=args.workers)
     if result.best_genotype is None:
         print("effscale: no trial completed; see trials.csv for the reasons")
         return 1
@@ -261,6 +261,9 @@ def register(commands) -> None:
     search.add_argument("--seed", default="0")
     search.add_argument("--worker-timeout", type=float_flag(0, low_open=True), default=300.0,
                         help="distributed: a worker silent this long (s) has its trial FAILED")
+    search.add_argument("--workers", type=int_flag(0, 64), default=0,
+                        help="train the trials in N worker processes started here (this process serves the "
+                             "oracle; each worker gets cores/N TensorFlow threads); 0: train in this process")
     search.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
     search.add_argument("--repair", action="store_true",
                         help="rebuild a damaged search.json from this command and the trials on disk, then resume")

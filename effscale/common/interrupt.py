@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 
 MESSAGE = "interrupted; rerun the same command to resume"
@@ -61,14 +62,24 @@ def interruptible():
         _REQUESTED.append(signum)
         raise Interrupted(signum)
 
+    def unraisable(report, default=sys.unraisablehook):
+        # Python ignores an exception raised inside a finalizer or weakref callback and prints
+        # its traceback: an Interrupted that landed there is kept in _REQUESTED instead and
+        # raised again at the next check (reraise_if_interrupted), without the traceback.
+        if not isinstance(report.exc_value, Interrupted):
+            default(report)
+
     _REQUESTED.clear()
     previous = {number: signal.signal(number, stop) for number in EXIT_CODES}
+    previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
     try:
         yield
+        reraise_if_interrupted()  # its Interrupted was swallowed (raised inside an ignored callback)
     except KeyboardInterrupt:  # raised by code that installed Python's default handler again
         raise Interrupted(signal.SIGINT) from None
     finally:
         _REQUESTED.clear()
+        sys.unraisablehook = previous_hook
         for number, handler in previous.items():
             signal.signal(number, handler)
 

@@ -215,7 +215,18 @@ def add_servicer_to_server(servicer, server) -> None:
     """Register an ``OracleServicer`` on a ``grpc.server`` (private: ``keras_tuner.src.protos``)."""
     from keras_tuner.src import protos
 
+    quiet_condition_protos()
     protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+
+
+def quiet_condition_protos() -> None:
+    """Keras Tuner 1.4.x's ``Parent.to_proto`` (private: ``keras_tuner.src.engine.conditions``)
+    prints the first value of every conditional hyperparameter it sends over gRPC, a stray debug
+    line: a chief printed ``mbconv`` many times a trial. A module-level ``print`` in that module
+    shadows the built-in there only."""
+    from keras_tuner.src.engine import conditions
+
+    conditions.print = lambda *args, **kwargs: None
 
 
 @contextlib.contextmanager
@@ -248,6 +259,10 @@ def missing_internals() -> list[str]:
     except (ImportError, AttributeError) as error:
         missing.append(f"keras_tuner.src gRPC chief ({error})")
         servicer = None
+    try:
+        from keras_tuner.src.engine import conditions  # noqa: F401 - quiet_condition_protos
+    except ImportError:
+        missing.append("keras_tuner.src.engine.conditions")
     try:
         from keras_tuner.src import config
 

@@ -54,12 +54,14 @@ class Heartbeat:
 
 
 # -- the chief's server ------------------------------------------------------------------------------
-def serve_chief(oracle, worker_timeout: float, on_trial_end=None, poll_s: float = 0.5) -> None:
+def serve_chief(oracle, worker_timeout: float, on_trial_end=None, poll_s: float = 0.5, workers=None) -> None:
     """Serve ``oracle`` to workers over gRPC (Keras Tuner's servicer) until the search is done.
 
     Unlike ``keras_tuner``'s own loop, a worker silent for ``worker_timeout`` seconds (no
     request, no heartbeat) has its running trial ended FAILED and is forgotten, so the chief
-    finishes even when a worker was killed.
+    finishes even when a worker was killed. ``workers``: the
+    :class:`~effscale.search.local_workers.LocalWorkers` this process started; once none of them
+    runs, the chief stops (UserError) rather than wait for workers that will not come.
     """
     from concurrent import futures
 
@@ -111,6 +113,12 @@ def serve_chief(oracle, worker_timeout: float, on_trial_end=None, poll_s: float 
                 reported = len(oracle.end_order)
             if servicer.stop_triggered and _finished(oracle):
                 break
+            if workers is not None and not workers.alive():
+                if servicer.stop_triggered and not oracle.ongoing_trials:
+                    break
+                said = workers.failure()
+                raise UserError("every worker process ended before the search did"
+                                + (f" ({said})" if said else "") + "; rerun the same command to resume")
     finally:
         server.stop(grace=1)
 

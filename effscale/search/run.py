@@ -13,9 +13,11 @@ from effscale.common.errors import UserError
 from effscale.model.genotype import Genotype
 from effscale.common.io import read_json
 from effscale.common.migrations import read_state, write_state
+from effscale.common.interrupt import scoped_environment
 from effscale.common.lock import LOCK_NAME, folder_lock
 from effscale.search.config import SearchConfig
 from effscale.search.distributed import role as process_role, serve_chief
+from effscale.search.local_workers import check_workers, chief_environment, start_workers, worker_threads
 from effscale.search.assembly import assemble
 from effscale.search.objectives import Reward, pareto_front
 from effscale.search.records import (TUNER_FOLDER, SearchResult, best_record, load_trials, trial_records,
@@ -43,7 +45,8 @@ def check_project_dir(project_dir) -> str:
 
 # -- the entry point ---------------------------------------------------------------------------------
 def run_search(config=None, project_dir: str = "effscale-search", *, verbose: int = 1, overwrite: bool = False,
-               stream=None, repair: bool = False, worker_timeout: float = 300.0, **options) -> SearchResult:
+               stream=None, repair: bool = False, worker_timeout: float = 300.0, workers: int = 0,
+               _local_workers: int = 0, **options) -> SearchResult:
     """Run (or resume) the search ``config`` in ``project_dir``; return a :class:`SearchResult`.
 
     ``config`` is a :class:`~effscale.search.config.SearchConfig`, which holds every search option
@@ -76,7 +79,10 @@ def run_search(config=None, project_dir: str = "effscale-search", *, verbose: in
     Runtime options, not part of the search: ``verbose`` (0: no progress lines), ``stream`` (where
     they go, default stdout), ``overwrite`` (start over), ``repair`` (rebuild a damaged or missing
     ``search.json`` from the config and the trials on disk; none is lost) and ``worker_timeout``
-    (distributed: seconds of silence before a worker's trial is FAILED).
+    (distributed: seconds of silence before a worker's trial is FAILED). ``workers`` N >= 1
+    trains the trials in N worker processes started here, this process serving the oracle as
+    their chief on a free loopback port (:mod:`effscale.search.local_workers`); same results
+    files, same resume.
     All input is validated before the project dir is touched; bad input raises UserError.
 
     >>> run_search(SearchConfig("tiny", trials=0), "unused")
@@ -89,7 +95,15 @@ def run_search(config=None, project_dir: str = "effscale-search", *, verbose: in
     else:
         config = SearchConfig("tiny" if config is None else config, **options)
     stream = stream or sys.stdout
+    if check_workers(workers):
+        with scoped_environment(chief_environment()):
+            return run_search(config, project_dir, verbose=verbose, overwrite=overwrite, stream=stream,
+                              repair=repair, worker_timeout=worker_timeout, _local_workers=workers)
     role = process_role()
+    if role is not None:  # chief and workers send hyperparameters over gRPC
+        from effscale.search._keras_tuner import quiet_condition_protos
+
+        quiet_condition_protos()
     if not (isinstance(worker_timeout, (int, float)) and worker_timeout > 0):
         raise UserError(f"worker_timeout must be positive, got {worker_timeout!r}")
     dataset, oracle, prescreen = config.dataset, config.oracle, config.prescreen
@@ -181,7 +195,11 @@ def run_search(config=None, project_dir: str = "effscale-search", *, verbose: in
             tuner.save()
             say(f"chief serving the {oracle} oracle on {os.environ['KERASTUNER_ORACLE_IP']}:"
                 f"{os.environ['KERASTUNER_ORACLE_PORT']}")
-            serve_chief(keras_oracle, worker_timeout, on_trial_end=lambda t: progress(t, None))
+            if _local_workers:
+                say(f"{_local_workers} worker process(es), {worker_threads(_local_workers)} TensorFlow "
+                    "thread(s) each")
+            with start_workers(config, path, _local_workers, worker_timeout) as local:
+                serve_chief(keras_oracle, worker_timeout, on_trial_end=lambda t: progress(t, None), workers=local)
         else:
             import keras_tuner
 

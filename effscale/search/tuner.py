@@ -32,6 +32,9 @@ def make_tuner_class():
             self.last_metrics = None
             try:
                 self.last_metrics = self.runner.run(trial.hyperparameters.values)
+                # A signal whose Interrupted was raised inside a callback Python ignores (a weakref
+                # finalizer, seen under load) stops the search here, before the trial counts.
+                reraise_if_interrupted()
                 return self.last_metrics
             except (ProxyFailure, Rejected) as error:
                 raise keras_tuner.errors.FailedTrialError(str(error)) from None
