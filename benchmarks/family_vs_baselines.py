@@ -73,7 +73,7 @@ SETTINGS = {
     "smoke-final": {"dataset": "digits", "trials": 3, "search_epochs": 1, "search_target": 2e5,
                     "search_oracle": "asha", "search_oracle_options": {"eta": 2, "initial_points": 2},
                     "search_open": "wide", "coefficient_search": False, "base": "w=0.25,d=0.25,r=12",
-                    "family": "phi=0", "epochs": 2, "augment": "padded-crop", "seeds": (0, 1),
+                    "family": "phi=0", "epochs": 2, "augment": "padded-crop", "seeds": (0,),
                     "applications": {}, "applications_resolution": 32},
     "smoke": {"dataset": "digits", "trials": 2, "search_epochs": 1, "search_target": 2e5,
               "coefficient_search": False, "base": "w=0.25,d=0.25,r=12", "family": "phi=0", "epochs": 1,

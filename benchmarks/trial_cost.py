@@ -254,7 +254,7 @@ def main(argv=None) -> int:
     parser.add_argument("--search", action="store_true", help="also whole `effscale search` runs, old vs new")
     parser.add_argument("--demo", action="store_true", help="also whole `effscale demo` runs, old vs new")
     parser.add_argument("--workers", type=int, default=0,
-                        help="--search: also the new path with `effscale search --workers N` (branch speed-workers)")
+                        help="--search: also the new path with `effscale search --workers N`")
     parser.add_argument("--no-split", action="store_true", help="skip the split")
     parser.add_argument("--smoke", action="store_true", help="digits micro proxy, 1 trial, in this process")
     parser.add_argument("--out", default=os.path.join(HERE, "trial_cost.json"))

@@ -131,7 +131,7 @@ def test_the_final_setting_runs_in_shards_keeps_every_training_and_a_lost_work_f
     assert script.main([*common, "--shard", "1/2"]) == 0
     stored = sorted(os.listdir(out / "trainings"))
     assert stored == sorted(f"{family}-phi0-s{seed}.json" for family in
-                            ("searched", "reference", "efficientnet-b0", "mobilenet-v2") for seed in (0, 1))
+                            ("searched", "reference", "efficientnet-b0", "mobilenet-v2") for seed in (0,))
     trainings = os.listdir(work / "family" / "search" / "trainings")
     top = [name for name in trainings if "-e2-" in name]
     assert top and all(name.endswith("-e2-padded-crop-s0.json") for name in top)
@@ -143,7 +143,7 @@ def test_the_final_setting_runs_in_shards_keeps_every_training_and_a_lost_work_f
         results = json.load(handle)
     for family, rows in results["families"].items():
         seeds = [json.loads((out / "trainings" / f"{family}-phi0-s{s}.json").read_text())["record"]["test_top1"]
-                 for s in (0, 1)]
+                 for s in (0,)]
         assert rows[0]["test_top1_seeds"] == seeds
     assert results["settings"]["augment"] == "padded-crop" and results["settings"]["search_oracle"] == "asha"
 
