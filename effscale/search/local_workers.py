@@ -26,7 +26,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 from effscale.common.errors import UserError
@@ -93,7 +92,7 @@ class LocalWorkers:
             log = os.path.join(self.folder, f"worker{index}.log")
             with open(log, "w") as stderr:
                 self.processes.append(subprocess.Popen(
-                    [sys.executable, "-m", "effscale.search.local_workers", config_file, project_dir,
+                    [sys.executable, "-m", "effscale.search.local_worker_main", config_file, project_dir,
                      repr(float(worker_timeout)), str(os.getpid())],
                     env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr))
             self.logs.append(log)
@@ -136,39 +135,3 @@ def start_workers(config, project_dir: str, count: int, worker_timeout: float):
     if not count:
         return contextlib.nullcontext()
     return LocalWorkers(config, project_dir, count, worker_timeout)
-
-
-def _exit_with_the_chief(chief_pid: int, folder: str, poll_s: float = 1.0) -> None:
-    """A worker's watch: once its chief is gone (it was started by it), the worker removes the
-    chief's private folder, which a killed chief could not, and ends, instead of waiting for a
-    chief that will not answer."""
-    def watch():
-        while True:
-            time.sleep(poll_s)
-            if os.getppid() != chief_pid:
-                shutil.rmtree(folder, ignore_errors=True)
-                os._exit(3)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
-def _worker_main(argv: list[str]) -> int:
-    config_file, project_dir, worker_timeout, chief_pid = argv
-    _exit_with_the_chief(int(chief_pid), os.path.dirname(config_file))
-    from effscale.common.checks import one_line
-    from effscale.common.console import quiet_tensorflow
-    from effscale.search.run import run_search
-
-    quiet_tensorflow()
-    with open(config_file, "rb") as handle:
-        config = pickle.load(handle)
-    try:
-        run_search(config, project_dir, verbose=0, worker_timeout=float(worker_timeout))
-    except UserError as error:
-        print(f"effscale: error: {one_line(error)}", file=sys.stderr, flush=True)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_worker_main(sys.argv[1:]))
