@@ -261,7 +261,9 @@ def register(commands) -> None:
     search.add_argument("--seed", default="0")
     search.add_argument("--worker-timeout", type=float_flag(0, low_open=True), default=300.0,
                         help="distributed: a worker silent this long (s) has its trial FAILED")
-    search.add_argument("--workers", type=int_flag(0, 64), default=0,
+    from effscale.search.local_workers import WORKERS_MAX
+
+    search.add_argument("--workers", type=int_flag(0, WORKERS_MAX), default=0,
                         help="train the trials in N worker processes started here (this process serves the "
                              "oracle; each worker gets cores/N TensorFlow threads); 0: train in this process")
     search.add_argument("--overwrite", action="store_true", help="start over instead of resuming")

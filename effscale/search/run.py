@@ -100,7 +100,7 @@ def run_search(config=None, project_dir: str = "effscale-search", *, verbose: in
             return run_search(config, project_dir, verbose=verbose, overwrite=overwrite, stream=stream,
                               repair=repair, worker_timeout=worker_timeout, _local_workers=workers)
     role = process_role()
-    if role is not None:  # chief and workers send hyperparameters over gRPC
+    if role == "worker":  # a worker sends hyperparameters over gRPC (the chief's server quiets them too)
         from effscale.search._keras_tuner import quiet_condition_protos
 
         quiet_condition_protos()
