@@ -64,10 +64,12 @@ SETTINGS = {
     # Issue 28's rerun: the multi-fidelity search (asha, rungs of 1, 5 and 15 epochs on half the
     # training split, the top rung at the members' 15 epochs with their padded-crop augmentation)
     # over the wide space, members and every baseline trained 15 epochs with padded-crop, three
-    # seeds. About 12 hours of a 2-core CPU: run it in shards (--shard I/N, see main()).
+    # seeds. About 12 hours of a 2-core CPU: run it in shards (--shard I/N, see main()). The search
+    # trains two trials at once (search.workers) while shard 1 waits for it.
     "final": {"dataset": "fashion_mnist", "trials": 40, "search_epochs": 1, "search_target": 2e6,
               "search_oracle": "asha", "search_oracle_options": {"eta": 3, "min_epochs": 1},
-              "search_open": "wide", "search_train_fraction": 0.5, "coefficient_search": False, "base": "",
+              "search_open": "wide", "search_train_fraction": 0.5, "search_workers": 2,
+              "coefficient_search": False, "base": "",
               "family": "phi=0..2", "epochs": 15, "augment": "padded-crop", "seeds": (0, 1, 2),
               "applications": {}, "applications_resolution": 32},
     "smoke-final": {"dataset": "digits", "trials": 3, "search_epochs": 1, "search_target": 2e5,
@@ -89,7 +91,7 @@ def family_config(settings: dict) -> dict:
               "coefficients": {"search": settings["coefficient_search"], "max_trials": 4, "epochs": 1},
               "scaling": {"family": settings["family"]},
               "training": {"epochs": settings["epochs"], "batch_size": 64}}
-    for key in ("prescreen", "train_fraction", "oracle_options"):
+    for key in ("prescreen", "train_fraction", "oracle_options", "workers"):
         if settings.get(f"search_{key}") is not None:
             config["search"][key] = settings[f"search_{key}"]
     if settings.get("search_open"):

@@ -421,18 +421,27 @@ def test_output_files_honour_the_umask(resumed_run):
 @pytest.mark.slow
 def test_search_options_of_the_family_config_reach_the_search(tmp_path):
     """Limits, prescreen, open choices, choice values, stages, seeds and the training fraction,
-    set in the config file's search section, are what the search ran with (its search.json)."""
+    set in the config file's search section, are what the search ran with (its search.json);
+    ``workers`` trains the trials in that many local worker processes, and a rerun with another
+    worker count resumes the same run."""
     config = {"dataset": "digits", "baseline": "tiny", "reference_family": False,
               "search": {"oracle": "random", "trials": 2, "epochs": 1, "resolution": 8, "width": 0.25,
                          "max_macs": 5e6, "prescreen": "params:3", "open_choices": ["kernel", "se"],
-                         "options": {"kernel": [3, 5]}, "stages": [2, 3], "seeds": 2, "train_fraction": 0.5},
+                         "options": {"kernel": [3, 5]}, "stages": [2, 3], "seeds": 2, "train_fraction": 0.5,
+                         "workers": 2},
               "scaling": {"family": "phi=0", "base": "w=0.25,d=0.5,r=8"},
               "training": {"epochs": 1, "batch_size": 64}}
     path = tmp_path / "family.yaml"
     path.write_text(yaml.safe_dump(config))
-    done = subprocess.run(family_command(path, tmp_path / "run"), env=ENV, capture_output=True, text=True,
+    env = {k: v for k, v in ENV.items() if not k.startswith("KERASTUNER_")}
+    done = subprocess.run(family_command(path, tmp_path / "run")[:-1], env=env, capture_output=True, text=True,
                           timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 worker process(es)" in done.stdout, done.stdout[-3000:]
+    path.write_text(yaml.safe_dump({**config, "search": {**config["search"], "workers": 0}}))
+    again = subprocess.run(family_command(path, tmp_path / "run"), env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0 and "different configuration" not in again.stderr, again.stderr[-3000:]
     saved = json.loads((tmp_path / "run" / "search" / "search.json").read_text())["config"]
     assert saved["limits"]["max_macs"] == 5e6 and saved["prescreen"] == "params:3"
     assert saved["space"]["open"] == ["kernel", "se"] and saved["space"]["stages"] == [2, 3]
@@ -452,6 +461,7 @@ def test_search_options_of_the_family_config_reach_the_search(tmp_path):
     ({"max_macs": -5}, "config key 'search.max_macs'"),
     ({"stages": [7]}, "config key 'search.stages'"),
     ({"open_chioces": ["kernel"]}, "config key 'search.open_chioces' is unknown"),
+    ({"workers": -1}, "config key 'search.workers': workers must be an integer from 0 to 64"),
 ])
 def test_a_bad_search_key_in_the_family_file_is_one_line_and_exit_2(search, named, tmp_path):
     path = tmp_path / "family.yaml"

@@ -9,7 +9,7 @@ dataset raises :class:`~effscale.common.errors.UserError` naming the key by its 
 >>> FamilyConfig.from_dict({"dataset": "digits", "search": {"trails": 4}})
 Traceback (most recent call last):
 ...
-effscale.common.errors.UserError: config key 'search.trails' is unknown: expected one of alpha, beta, constraint, cost, depth, enabled, epochs, latency, max_latency, max_macs, max_params, open_choices, options, oracle, oracle_options, prescreen, proxy, reevaluate_seeds, resolution, seed, seeds, stages, target, top_k, top_rung_augment, train_fraction, trials, width
+effscale.common.errors.UserError: config key 'search.trails' is unknown: expected one of alpha, beta, constraint, cost, depth, enabled, epochs, latency, max_latency, max_macs, max_params, open_choices, options, oracle, oracle_options, prescreen, proxy, reevaluate_seeds, resolution, seed, seeds, stages, target, top_k, top_rung_augment, train_fraction, trials, width, workers
 """
 
 from __future__ import annotations
@@ -32,17 +32,30 @@ COSTS = ("macs", "params", "latency")
 @dataclass(frozen=True)
 class FamilySearchConfig(SearchConfig):
     """The search section (step 0 of the paper): every :class:`effscale.search.SearchConfig`
-    option by its own name, validated by it, plus ``enabled``; ``baseline`` and ``dataset`` are
-    the config's top-level keys. Family defaults: 8 trials of 2 epochs, target 2e6."""
+    option by its own name, validated by it, plus ``enabled`` and ``workers`` (N >= 1: the search
+    trains N trials at once in local worker processes, as ``effscale search --workers N``; how the
+    search runs, not what it searches, so a resumed run may change it); ``baseline`` and
+    ``dataset`` are the config's top-level keys. Family defaults: 8 trials of 2 epochs, target 2e6.
+
+    >>> FamilySearchConfig(workers=2).workers, FamilySearchConfig().search_config().trials
+    (2, 8)
+    """
 
     trials: int = 8
     epochs: int = 2
     target: float | None = 2e6       # in units of ``cost``: multiply-adds, parameters or seconds
     enabled: bool = True
+    workers: int = 0
 
     def __post_init__(self):
         if not isinstance(self.enabled, bool):
             raise option_error("enabled", f"enabled must be true or false, got {self.enabled!r}")
+        from effscale.search.local_workers import check_workers
+
+        try:
+            check_workers(self.workers)
+        except UserError as error:
+            raise option_error("workers", str(error)) from None
         super().__post_init__()
 
     @classmethod

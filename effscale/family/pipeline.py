@@ -67,7 +67,7 @@ class RunDirectory:
         if os.path.isfile(self.path):
             raise UserError(f"output {self.path!r} is a file, not a folder")
         if self.state is not None:
-            if plain_json(self.state.get("config")) != plain_json(config.to_dict()):
+            if _identity(self.state.get("config")) != _identity(config.to_dict()):
                 raise UserError(f"{self.path!r} holds a run with a different configuration: "
                                 "choose another --out, or rerun with the same configuration to resume")
         elif os.path.isdir(self.path) and set(os.listdir(self.path)) - {LOCK_NAME}:
@@ -107,6 +107,15 @@ class RunDirectory:
 
     def is_done(self, name: str) -> bool:
         return self.stage(name)["status"] == "done"
+
+
+def _identity(config_data) -> dict | None:
+    """What a resumed run must share with the run it resumes: the configuration without
+    ``search.workers`` (how many processes train the search's trials, not what it finds)."""
+    data = plain_json(config_data)
+    if isinstance(data, dict) and isinstance(data.get("search"), dict):
+        data = {**data, "search": {k: v for k, v in data["search"].items() if k != "workers"}}
+    return data
 
 
 def _load_config(config) -> FamilyConfig:
@@ -207,7 +216,7 @@ def _baseline_stage(run: RunDirectory, config: FamilyConfig, progress, keras_ver
     target = f"target {search.target:g}" if search.target is not None else "target: the baseline's"
     progress.start("search", f"({search.oracle}, {search.trials} trials, {search.cost} {target})")
     started = run.begin("search")["started"]
-    result = run_search(search.search_config(), run.join("search"), verbose=keras_verbose)
+    result = run_search(search.search_config(), run.join("search"), verbose=keras_verbose, workers=search.workers)
     genotype = result.best_genotype
     run.complete("search", genotype=genotype.encode(), source="search", cost=search.cost,
                  trials=plain_json(result.trials), pareto=plain_json(result.pareto), setup=_search_setup(result.config),
