@@ -17,9 +17,9 @@ def smoke(tmp_path_factory, load_benchmark):
     folder = tmp_path_factory.mktemp("tabular")
     out, work = str(folder / "table.json"), str(folder / "work")
     script = load_benchmark("tabular/generate.py")
-    common = ["--count", "6", "--epochs", "1", "--seeds", "0", "--resolution", "8", "--no-latency",
+    common = ["--count", "4", "--epochs", "1", "--seeds", "0", "--resolution", "8", "--no-latency",
               "--out", out, "--work", work]
-    assert script.main(["--limit", "5", *common]) == 0
+    assert script.main(["--limit", "3", *common]) == 0
     with open(out) as handle:
         first = json.load(handle)
     assert script.main(common) == 0  # the rerun trains only the one architecture left
@@ -28,18 +28,18 @@ def smoke(tmp_path_factory, load_benchmark):
     return script, first, second
 
 
-def test_limit_mode_records_five_trained_architectures(smoke):
+def test_limit_mode_records_three_trained_architectures(smoke):
     import keras
 
     from effscale.model.builder import build
     from effscale.model.genotype import Genotype
 
     script, first, _ = smoke
-    assert first["meta"]["count"] == 5 and first["meta"]["complete"] is False
+    assert first["meta"]["count"] == 3 and first["meta"]["complete"] is False
     space = script.subspace()
     rows = first["rows"]
     assert rows[0]["genotype"] == space.reference.encode()  # the reference is always recorded
-    assert len({row["key"] for row in rows}) == 5
+    assert len({row["key"] for row in rows}) == 3
     for row in rows:
         genotype = Genotype.parse(row["genotype"])
         assert genotype.key == row["key"]
@@ -54,8 +54,8 @@ def test_limit_mode_records_five_trained_architectures(smoke):
 
 def test_rerun_resumes_and_completes_the_sample(smoke):
     _, first, second = smoke
-    assert second["meta"]["count"] == 6 and second["meta"]["complete"] is True
-    assert second["rows"][:5] == first["rows"]  # finished work is kept, not retrained
+    assert second["meta"]["count"] == 4 and second["meta"]["complete"] is True
+    assert second["rows"][:3] == first["rows"]  # finished work is kept, not retrained
 
 
 # -- the Fashion-MNIST preset, on a small IDX dataset written here (tests never read the real one) --
