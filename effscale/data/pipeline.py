@@ -50,6 +50,9 @@ from effscale.data.splits import class_balanced_subset, split_indices, stratifie
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 SPLITS = ("train", "validation", "test")
+# The batch proxy trainings evaluate their held-out splits in: the same accuracy as the training
+# batch, and a 12,000-image validation pass about 2x faster than at 64 on a CPU (fewer steps).
+HELD_OUT_BATCH = 256
 
 
 @dataclass
