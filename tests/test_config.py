@@ -64,7 +64,8 @@ def test_the_search_section_sets_every_search_option_by_its_own_name():
     from effscale.family.config import FamilySearchConfig
     from effscale.search import SearchConfig
 
-    assert set(SearchConfig.keys()) - {"baseline", "dataset"} | {"enabled"} == set(FamilySearchConfig.keys())
+    # ``enabled`` and ``workers`` say whether and how the search runs, not what it searches.
+    assert set(SearchConfig.keys()) - {"baseline", "dataset"} | {"enabled", "workers"} == set(FamilySearchConfig.keys())
     section = {"oracle": "evolution", "cost": "params", "target": "50k", "constraint": "hard", "trials": 3,
                "epochs": 2, "seed": 4, "resolution": 16, "width": 0.5, "depth": 0.75, "alpha": -0.1, "beta": -0.9,
                "max_macs": "4e6", "max_params": 9e4, "max_latency": 0.01, "open_choices": ["kernel", "se"],
