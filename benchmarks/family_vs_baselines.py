@@ -71,7 +71,7 @@ SETTINGS = {
               "search_open": "wide", "search_train_fraction": 0.5, "search_workers": 2,
               "coefficient_search": False, "base": "",
               "family": "phi=0..2", "epochs": 15, "augment": "padded-crop", "seeds": (0, 1, 2),
-              "applications": {}, "applications_resolution": 32},
+              "applications": {}, "applications_resolution": 32, "small_goal": 0.93},
     # The smoke settings match the hand-designed baselines at a quarter of their depth: the code
     # path is the same and the 16-block EfficientNet-B0 genotype no longer dominates the test time.
     "smoke-final": {"dataset": "digits", "trials": 3, "search_epochs": 1, "search_target": 2e5,
@@ -396,15 +396,21 @@ def run(settings: dict, work: str, verbose: int = 1, shard: tuple = (0, 1), stor
 
 
 def goals(results: dict) -> dict:
-    """The issue's goals, each True or False (None where no member qualifies to be judged).
+    """The issue's goals, each True or False (None where no member qualifies to be judged). The
+    bar for a member under 100K parameters is the setting's ``small_goal`` (the 2026-12-03 run's
+    0.925, the Fashion-MNIST README's 2-conv-layer row; issue 28 raised it to 0.930 for ``final``).
 
-    >>> row = {"params": 80_000, "test_top1": 0.93}
+    >>> row = {"params": 80_000, "test_top1": 0.927}
     >>> goals({"families": {"searched": [row]}, "verdicts": [{"verdict": "tie"}]})["under_100k_params_at_least_0.925"]
     True
+    >>> goals({"settings": {"small_goal": 0.93}, "families": {"searched": [row]},
+    ...        "verdicts": [{"verdict": "tie"}]})["under_100k_params_at_least_0.93"]
+    False
     """
     searched, verdicts = results["families"]["searched"], results["verdicts"]
+    small_goal = results.get("settings", {}).get("small_goal", 0.925)
     small = [r for r in searched if r["params"] < 100_000]
-    return {"under_100k_params_at_least_0.925": (max(r["test_top1"] for r in small) >= 0.925) if small else None,
+    return {f"under_100k_params_at_least_{small_goal}": (max(r["test_top1"] for r in small) >= small_goal) if small else None,
             "largest_at_least_0.94": searched[-1]["test_top1"] >= 0.94,
             # the issue's goal is a win outside seed noise: a tie does not count
             "every_member_above_best_baseline_outside_noise": all(v["verdict"] == "above" for v in verdicts),
@@ -558,7 +564,8 @@ def plot(results: dict, path: str) -> None:
                           markerfacecolor="none", linestyle="none", capsize=3, color=colours.get(family),
                           label=f"{family} {longer['member']}, {longer['epochs']} epochs, "
                                 f"{len(longer['seeds'])} seed{'s' if len(longer['seeds']) > 1 else ''}")
-    for goal, text in ((0.925, "goal: < 100K params"), (0.94, "goal: largest member")):
+    small_goal = results["settings"].get("small_goal", 0.925)
+    for goal, text in ((small_goal, "goal: < 100K params"), (0.94, "goal: largest member")):
         axes.axhline(goal, color="grey", linestyle="--", linewidth=0.8)
         axes.text(0.99, goal, f"{text} {goal}", fontsize=7, va="bottom", ha="right", color="grey",
                   transform=axes.get_yaxis_transform())
