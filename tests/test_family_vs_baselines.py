@@ -2,6 +2,7 @@
 multiply-adds matching of the hand-designed families, the keras.applications baseline, the
 verdicts, the written files and the resume."""
 
+import dataclasses
 import json
 
 import pytest
@@ -163,3 +164,6 @@ def test_shard_and_setting_arguments_are_checked(load_benchmark):
     search = final.search.search_config()
     assert search.oracle == "asha" and search.oracle_options["max_epochs"] == final.training.epochs == 15
     assert search.top_rung_augment == final.training.augment == "padded-crop" and "activation" in search.open_choices
+    hard = FamilyConfig.from_dict(script.family_config(script.SETTINGS["final-hard"]))
+    assert search.constraint == "soft" and hard.search.search_config().constraint == "hard"
+    assert dataclasses.replace(hard.search.search_config(), constraint="soft") == search
