@@ -55,6 +55,16 @@ SPLITS = ("train", "validation", "test")
 HELD_OUT_BATCH = 256
 
 
+def held_out_batch(batch_size: int) -> int:
+    """The batch a proxy training evaluates its held-out splits in: :data:`HELD_OUT_BATCH`, or
+    the training batch where that is larger.
+
+    >>> held_out_batch(64), held_out_batch(512)
+    (256, 512)
+    """
+    return max(HELD_OUT_BATCH, batch_size)
+
+
 @dataclass
 class DataSplits:
     """Batched train, validation and test datasets and what a model needs to know about them."""

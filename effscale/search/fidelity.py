@@ -297,13 +297,13 @@ class _Trainer:
 
         key = (task.resolution, task.train_fraction, task.augment)
         if key not in self._data:
-            from effscale.data.pipeline import HELD_OUT_BATCH, DataSpec, load_data
+            from effscale.data.pipeline import DataSpec, held_out_batch, load_data
             from effscale.search.proxy import trial_path
 
             spec = DataSpec(self.dataset, resolution=task.resolution, seed=self.base.seed,
                             train_fraction=task.train_fraction)
             self._data[key] = load_data(spec, batch_size=self.base.batch_size, augment=task.augment or False,
-                                        validation_batch_size=max(HELD_OUT_BATCH, self.base.batch_size),
+                                        validation_batch_size=held_out_batch(self.base.batch_size),
                                         in_memory=trial_path() == "new" and not task.augment)
         return reshuffled(self._data[key], self.base.seed * 1000 + seed)
 

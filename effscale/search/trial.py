@@ -79,9 +79,9 @@ class TrialRunner:
 
     @property
     def _held_out_batch(self) -> int:
-        from effscale.data.pipeline import HELD_OUT_BATCH
+        from effscale.data.pipeline import held_out_batch
 
-        return max(HELD_OUT_BATCH, self.settings.batch_size)
+        return held_out_batch(self.settings.batch_size)
 
     def augmented_data(self, augment: str):
         """The same splits as :attr:`data` with ``augment`` on the training images (an element
