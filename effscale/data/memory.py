@@ -22,6 +22,23 @@ from __future__ import annotations
 import numpy as np
 
 
+def without_autotune(dataset):
+    """``dataset`` without tf.data's autotuning thread. An iterator with autotuning runs a model
+    thread, and destroying the iterator waits for that thread's current optimization round: up to
+    seconds at the end of every ``fit`` on a busy CPU, whose epoch of a proxy trial lasts a few seconds
+    (measured in benchmarks/trial_cost.py). Gathering batches from memory needs no tuning.
+
+    >>> import tensorflow as tf
+    >>> without_autotune(tf.data.Dataset.range(3)).options().autotune.enabled
+    False
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
+
+
 def materialize(dataset, batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Every ``(image, label)`` of an unbatched dataset as two numpy arrays, in order."""
     images, labels = [], []
@@ -60,7 +77,7 @@ class MemorySplit:
         import tensorflow as tf
 
         ds = tf.data.Dataset.from_tensor_slices((self.images, self.labels)).batch(batch_size)
-        return ds.map(lambda x, y: (self._rgb(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+        return without_autotune(ds.map(lambda x, y: (self._rgb(x), y), num_parallel_calls=tf.data.AUTOTUNE))
 
     def order(self, buffer: int, seed):
         """Indices in the order a ``shuffle(buffer, seed, reshuffle_each_iteration=True)`` of the
@@ -73,8 +90,8 @@ class MemorySplit:
         """Batches gathered along an index dataset ``order``."""
         import tensorflow as tf
 
-        return order.batch(batch_size, drop_remainder=drop_remainder).map(
-            self.gather, num_parallel_calls=tf.data.AUTOTUNE)
+        return without_autotune(order.batch(batch_size, drop_remainder=drop_remainder).map(
+            self.gather, num_parallel_calls=tf.data.AUTOTUNE))
 
     def shuffled(self, buffer: int, seed, batch_size: int, drop_remainder: bool = False):
         """A shuffled pass per iteration, batched."""

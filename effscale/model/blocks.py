@@ -46,6 +46,13 @@ def strided_conv_padding(x, kernel: int, stride: int, name: str, explicit: bool 
 
 
 def batch_norm(name: str, bn: dict):
+    """A batch-norm layer with keyword arguments ``bn``; ``"fused": True`` among them picks
+    :class:`~effscale.model.fused_norm.FusedBatchNormalization` (the same variables)."""
+    bn = dict(bn)
+    if bn.pop("fused", False):
+        from effscale.model.fused_norm import FusedBatchNormalization
+
+        return FusedBatchNormalization(axis=-1, name=name, **bn)
     return layers.BatchNormalization(axis=-1, name=name, **bn)
 
 

@@ -36,7 +36,9 @@ class ModelOptions:
     classifier (default: the variant's), ``drop_connect`` (stochastic depth, the last block's
     rate), ``bn_momentum`` (default: keras.applications' for the genotype's convention, 0.99 for
     V1 and 0.9 for V2; 0.9 suits short runs, the EfficientNet recipe's 0.99 assumes ~350
-    epochs), ``bn_epsilon``, ``include_preprocessing`` (the rescaling and normalization layers
+    epochs), ``bn_epsilon``, ``fused_batch_norm`` (batch norm through TensorFlow's fused kernel in
+    training, :mod:`effscale.model.fused_norm`: the same variables and inference, fewer ops to trace;
+    what search trials use), ``include_preprocessing`` (the rescaling and normalization layers
     inside the model) and the model's ``name``. Validated by :func:`build`.
 
     >>> build("tiny", "w=0.25,d=0.5,r=16", classes=4, options=ModelOptions(bn_momentum=0.9)).get_layer(
@@ -48,6 +50,7 @@ class ModelOptions:
     drop_connect: float = DEFAULT_DROP_CONNECT
     bn_momentum: float | None = None
     bn_epsilon: float = 1e-3
+    fused_batch_norm: bool = False
     include_preprocessing: bool = True
     name: str | None = None
 
@@ -118,7 +121,7 @@ def build(
     if len(input_shape) != 3:
         raise UserError(f"input_shape must be (height, width, channels), got {input_shape}")
     dropout = variant.dropout if dropout is None else dropout
-    bn = {"momentum": bn_momentum, "epsilon": bn_epsilon}
+    bn = {"momentum": bn_momentum, "epsilon": bn_epsilon, **({"fused": True} if options.fused_batch_norm else {})}
 
     if input_tensor is None:
         inputs = layers.Input(shape=input_shape)

@@ -83,10 +83,16 @@ class ProxySettings(JsonSettings):
         steps = max(1, int(steps_per_epoch) * int(epochs or self.epochs))
         return keras.optimizers.schedules.CosineDecay(self.learning_rate, decay_steps=steps, alpha=0.0)
 
-    def make_optimizer(self, steps_per_epoch: int | None = None, epochs: int | None = None):
+    def make_optimizer(self, steps_per_epoch: int | None = None, epochs: int | None = None, fused: bool = False):
+        """The optimizer; ``fused``: SGD's per-variable update on one kernel
+        (:class:`~effscale.training.fused_sgd.FusedSGD`, the same update, less to trace)."""
         import keras
 
         rate = self.learning_rate_for(steps_per_epoch, epochs)
+        if self.optimizer == "sgd" and fused:
+            from effscale.training.fused_sgd import FusedSGD
+
+            return FusedSGD(rate, momentum=self.momentum)
         if self.optimizer == "sgd":
             return keras.optimizers.SGD(rate, momentum=self.momentum)
         if self.optimizer == "adam":
@@ -217,6 +223,7 @@ def proxy_train(genotype, variant, data, settings: ProxySettings = ProxySettings
     from effscale.model.builder import ModelOptions, build
 
     epochs = settings.epochs if epochs is None else int(epochs)
+    new_path = trial_path() == "new"  # the new path: data in memory, prebuilt, fused batch norm and SGD
     keras.utils.set_random_seed(settings.seed)
     key = (genotype.encode(), variant_spec(variant), dataclasses.replace(settings, seed=0), epochs, steps_per_epoch(data),
            data.num_classes)
@@ -224,7 +231,8 @@ def proxy_train(genotype, variant, data, settings: ProxySettings = ProxySettings
     started = time.perf_counter()
     try:
         model = build(genotype, variant, classes=data.num_classes,
-                      options=ModelOptions(bn_momentum=settings.bn_momentum, dropout=settings.dropout))
+                      options=ModelOptions(bn_momentum=settings.bn_momentum, dropout=settings.dropout,
+                                           fused_batch_norm=new_path))
         built = time.perf_counter()
         clock["build"] = clock.get("build", 0.0) + built - started
         if reuse is not None and reuse.get("key") == key:
@@ -234,9 +242,9 @@ def proxy_train(genotype, variant, data, settings: ProxySettings = ProxySettings
                 if "learning_rate" not in variable.path:  # a constant rate is a variable too: keep it
                     variable.assign(np.zeros(variable.shape, variable.dtype))
         else:
-            model.compile(settings.make_optimizer(steps_per_epoch(data), epochs), "sparse_categorical_crossentropy",
-                          metrics=["accuracy"], jit_compile=False)
-            if trial_path() == "new":
+            model.compile(settings.make_optimizer(steps_per_epoch(data), epochs, fused=new_path),
+                          "sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=False)
+            if new_path:
                 prebuild(model, data.train.element_spec)
             if reuse is not None:
                 reuse.clear()
