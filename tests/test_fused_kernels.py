@@ -54,6 +54,8 @@ def test_what_the_kernel_does_not_cover_takes_keras_path():
     fused, plain = _pair(momentum=0.9, synchronized=True)
     x = np.random.default_rng(3).normal(size=(4, 5, 5, 6)).astype("float32")
     np.testing.assert_array_equal(fused(x, training=True), plain(x, training=True))
+    tiny_epsilon, tiny_plain = _pair(momentum=0.9, epsilon=1e-7)  # under what the kernel accepts
+    np.testing.assert_array_equal(tiny_epsilon(x, training=True), tiny_plain(x, training=True))
     flat, flat_plain = FusedBatchNormalization(), keras.layers.BatchNormalization()
     x = np.random.default_rng(4).normal(size=(8, 6)).astype("float32")
     np.testing.assert_array_equal(flat(x, training=True), flat_plain(x, training=True))

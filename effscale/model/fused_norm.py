@@ -10,7 +10,8 @@ the inference path are Keras's own, so weights move freely between the two layer
 differ from Keras's in float rounding only.
 
 Anything the fused kernel does not cover (another backend, a mask, synchronized or renormalized
-statistics, an axis other than the last of a 4-D input) takes Keras's path unchanged.
+statistics, an axis other than the last of a 4-D input, an epsilon under the kernel's 1.001e-5)
+takes Keras's path unchanged.
 
 >>> import numpy as np, keras
 >>> x = np.random.default_rng(0).normal(size=(8, 4, 4, 3)).astype("float32")
@@ -26,6 +27,9 @@ from __future__ import annotations
 import keras
 
 
+MIN_FUSED_EPSILON = 1.001e-5  # tf.nn.fused_batch_norm raises a smaller epsilon to this silently
+
+
 @keras.saving.register_keras_serializable(package="effscale")
 class FusedBatchNormalization(keras.layers.BatchNormalization):
     """``keras.layers.BatchNormalization`` with the training step on ``FusedBatchNormV3``."""
@@ -33,7 +37,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     def _fused(self, inputs, training, mask) -> bool:
         return (bool(training) and self.trainable and mask is None and keras.backend.backend() == "tensorflow"
                 and len(inputs.shape) == 4 and self.axis in (-1, 3) and not self.renorm
-                and not self.synchronized)
+                and not self.synchronized and self.epsilon >= MIN_FUSED_EPSILON)
 
     def call(self, inputs, training=None, mask=None):
         if not self._fused(inputs, training, mask):
