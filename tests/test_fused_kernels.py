@@ -126,3 +126,10 @@ def test_fused_sgd_has_a_smaller_step_and_keeps_keras_path_without_momentum():
     FusedSGD(0.1).apply([np.array([1.0, 2.0, 3.0], "float32")], [a])
     keras.optimizers.SGD(0.1).apply([np.array([1.0, 2.0, 3.0], "float32")], [b])
     np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_a_fused_batch_norm_option_that_is_not_a_bool_is_one_clear_error():
+    from effscale.common.errors import UserError
+
+    with pytest.raises(UserError, match="fused_batch_norm must be True or False, got 'yes'"):
+        build("tiny", "w=0.25,d=0.5,r=16", classes=4, options=ModelOptions(fused_batch_norm="yes"))

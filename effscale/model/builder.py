@@ -95,6 +95,8 @@ def build(
     options = options or ModelOptions()
     if not isinstance(options, ModelOptions):
         raise UserError(f"options must be a ModelOptions, got {options!r}")
+    if not isinstance(options.fused_batch_norm, bool):
+        raise UserError(f"fused_batch_norm must be True or False, got {options.fused_batch_norm!r}")
     dropout, drop_connect, bn_epsilon = options.dropout, options.drop_connect, options.bn_epsilon
     include_preprocessing, name = options.include_preprocessing, options.name
     genotype = load_genotype(genotype)
